@@ -5,7 +5,7 @@
 set -euo pipefail
 
 VERSION=3.248.0
-COMMIT=dc7edd58bc13179f81b80983aab4eb7f74a01b41   # tag pkg/v3.248.0
+LANGHOST=3.68.0   # see below: the newest Node.js language host the module proxy serves
 CACHE=${PULUMI_CLI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulumi-cli}/v$VERSION
 BIN=$CACHE/bin
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,44 +34,40 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-# The checksum database may be out of reach where only the module proxy is; go.sum from the
-# proxy's own files is then the record.
+# The checksum database has no record of some Pulumi releases (its lookup answers 404), so
+# Pulumi's own modules are taken from the module proxy without it; all others are verified.
 export GONOSUMDB=${GONOSUMDB:-github.com/pulumi}
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "$CACHE/build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
+LDVERSION=github.com/pulumi/pulumi/sdk/v3/go/common/version.Version
 
-cat > go.mod <<GOMOD
-module pulumi-cli-build
-
-go 1.25
-
-replace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e
-GOMOD
-cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"
-	_ "github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3"
-)
-GO
+# build NAME MAIN_PACKAGE VERSION_STRING REQUIRE... : one wrapper module per binary, because a
+# module's replace directives are ignored when it is a dependency.
+build() {
+  local name=$1 pkg=$2 version=$3; shift 3
+  local dir=$WORK/$name
+  mkdir -p "$dir" && cd "$dir"
+  printf 'module build-%s\n\ngo 1.25\n\nreplace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e\n' "$name" > go.mod
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" > tools.go
+  log "$name: resolving modules ($*)"
+  go get "$@" >&2
+  log "$name: compiling (cold: several minutes on 2 cores)"
+  go build -trimpath -tags osusergo,grpcnotrace -ldflags "-s -w -X $LDVERSION=$version" -o "$WORK/out/$name" "$pkg" >&2
+}
 
 start=$(date +%s)
-log "resolving modules for v$VERSION (cold: ~300 modules, several minutes)"
-go get "github.com/pulumi/pulumi/pkg/v3@v$VERSION" "github.com/pulumi/pulumi/sdk/v3@v$VERSION" >&2
-go get "github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3@$COMMIT" >&2
-# The language host's stale requirements are lifted to the pinned version.
-go get "github.com/pulumi/pulumi/pkg/v3@v$VERSION" "github.com/pulumi/pulumi/sdk/v3@v$VERSION" >&2
-log "compiling (cold: 10-20 minutes on 2 cores)"
 mkdir -p "$WORK/out"
-go build -trimpath -tags osusergo,grpcnotrace \
-  -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$VERSION" \
-  -o "$WORK/out/" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
-  github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3 >&2
+# The Node.js language host became its own, never-tagged module in sdk v3.69.0, and the module proxy
+# reachable here serves none of its pseudo-versions (HTTP 403 "This module version is not
+# available", also for the pkg/v3.248.0 commit). v3.68.0 is the last release that ships it inside
+# sdk/v3; the engine talks to it over the stable LanguageRuntime gRPC API, and it starts the
+# program through the pinned npm SDK (@pulumi/pulumi 3.248.0), so the program runs as with a
+# matching host.
+build pulumi-language-nodejs github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs "v$LANGHOST" \
+  "github.com/pulumi/pulumi/sdk/v3@v$LANGHOST"
+build pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi "v$VERSION" \
+  "github.com/pulumi/pulumi/pkg/v3@v$VERSION" "github.com/pulumi/pulumi/sdk/v3@v$VERSION"
 mkdir -p "$BIN"
 mv "$WORK/out/pulumi" "$WORK/out/pulumi-language-nodejs" "$BIN/"
 install_launcher

@@ -1,0 +1,395 @@
+// The lab: real Linux hosts on this machine, each a network namespace with its own OpenSSH sshd
+// (stock limits) and iptables, hanging off the workstation namespace that test/lab/in-lab.sh made
+// and that this process runs in. Tests, the benchmark and the demo use it; nothing here touches
+// this machine's own network namespace or its files (each host's sshd runs in a private mount
+// namespace with private /etc/iptables, /etc/sysconfig, /run, users and sudoers).
+import { execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync, chmodSync, readlinkSync, rmSync, existsSync } from "node:fs";
+import * as net from "node:net";
+import { join } from "node:path";
+
+export type Backend = "nft" | "legacy";
+export type Family = 4 | 6;
+
+export interface HostOptions {
+  /** iptables backend inside the host (legacy = the -legacy binaries bind-mounted over the nft ones). */
+  backend?: Backend;
+  /** Rulesets loaded with iptables-restore / ip6tables-restore when the host starts. */
+  rules?: { v4?: string; v6?: string };
+  /** Ports something listens on inside the host (both families). */
+  listen?: { tcp?: number[]; udp?: number[] };
+  /** Persistence layout: "debian" (netfilter-persistent usable), "rhel" (/etc/sysconfig files, no
+   * netfilter-persistent), "plain" (neither). */
+  persistence?: "debian" | "rhel" | "plain";
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export type LabUser = "root" | "sudo" | "nopasswd";
+export const LAB_USERS: Record<LabUser, string> = { root: "root", sudo: "pit-ops", nopasswd: "pit-nopw" };
+export const LAB_PASSWORD = "lab-password-1";
+
+export class LabError extends Error {}
+
+function run(cmd: string, args: string[], input?: string): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(cmd, args, { maxBuffer: 64 << 20, encoding: "utf8" }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0;
+      if (err && code === -1) return reject(new LabError(`${cmd} ${args.join(" ")}: ${err.message}`));
+      resolve({ code, stdout, stderr });
+    });
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
+async function must(cmd: string, args: string[], input?: string): Promise<string> {
+  const r = await run(cmd, args, input);
+  if (r.code !== 0) throw new LabError(`${cmd} ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  return r.stdout;
+}
+
+const nsInode = (pid: number | "self") => readlinkSync(`/proc/${pid}/ns/net`);
+/** This machine's own network namespace, recorded by in-lab.sh before it entered the lab's. */
+const homeNetns = () => process.env.PIT_LAB_HOME_NETNS;
+
+/** Fails unless this process runs in the lab's workstation namespace (made by in-lab.sh). */
+function requireWorkstation(): { run: string; ws: string; dir: string } {
+  const run = process.env.PIT_LAB_RUN, ws = process.env.PIT_LAB_WS, dir = process.env.PIT_LAB_DIR;
+  if (!run || !ws || !dir || !homeNetns()) {
+    throw new LabError(
+      "the lab runs inside its own workstation network namespace: start this through `npm test` " +
+        "(or `bash test/lab/in-lab.sh <command>`), as root on a machine set up by .ci/setup.sh",
+    );
+  }
+  if (process.getuid?.() !== 0) throw new LabError("the lab needs root");
+  if (nsInode("self") === homeNetns()) {
+    throw new LabError("refusing to run: this process is in the machine's own network namespace, not the lab's");
+  }
+  return { run, ws, dir };
+}
+
+/** Allocates a slot number unique within this run (across vitest workers): mkdir is atomic. */
+function allocateSlot(dir: string): number {
+  mkdirSync(join(dir, "slots"), { recursive: true });
+  for (let n = 1; n < 250; n++) {
+    try {
+      mkdirSync(join(dir, "slots", String(n)));
+      return n;
+    } catch {
+      /* taken */
+    }
+  }
+  throw new LabError("no free lab slot (249 hosts in one run)");
+}
+
+let clientKey: { privateKey: string; publicKey: string } | undefined;
+async function labClientKey(dir: string): Promise<{ privateKey: string; publicKey: string }> {
+  if (clientKey) return clientKey;
+  const path = join(dir, "client_ed25519");
+  if (!existsSync(path)) {
+    // Several workers may race here: each writes its own file then renames; any winner is fine.
+    const tmp = `${path}.${process.pid}`;
+    await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pit-lab-client", "-f", tmp]);
+    await must("sh", ["-c", `mv -n "$1" "$2"; mv -n "$1.pub" "$2.pub"; rm -f "$1" "$1.pub"`, "_", tmp, path]);
+  }
+  clientKey = { privateKey: readFileSync(path, "utf8"), publicKey: readFileSync(`${path}.pub`, "utf8").trim() };
+  return clientKey;
+}
+
+function sha256Fingerprint(publicKeyLine: string): string {
+  const blob = Buffer.from(publicKeyLine.split(/\s+/)[1], "base64");
+  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+}
+
+export interface LabConnection {
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+}
+
+export class LabHost {
+  /** Process id of this host's sshd: its network and mount namespaces are the host. */
+  private sshdPid = 0;
+
+  constructor(
+    readonly lab: Lab,
+    readonly name: string,
+    readonly slot: number,
+    readonly dir: string,
+    readonly options: Required<Pick<HostOptions, "backend" | "persistence">> & HostOptions,
+    readonly hostKey: string,
+  ) {}
+
+  get backend(): Backend {
+    return this.options.backend;
+  }
+  /** The host's addresses, as the workstation reaches them. */
+  get v4(): string {
+    return `198.18.${this.slot}.2`;
+  }
+  get v6(): string {
+    return `fd00:5055:0:${this.slot.toString(16)}::2`;
+  }
+  /** The workstation's addresses on this host's link: where the provider's SSH comes from. */
+  get clientV4(): string {
+    return `198.18.${this.slot}.1`;
+  }
+  get clientV6(): string {
+    return `fd00:5055:0:${this.slot.toString(16)}::1`;
+  }
+  get hostKeyFingerprint(): string {
+    return sha256Fingerprint(this.hostKey);
+  }
+  /** The host's /etc/iptables and /etc/sysconfig as seen from the workstation (the upper layer
+   * of the host's /etc). */
+  get etcIptables(): string {
+    return join(this.dir, "etc", "iptables");
+  }
+  get etcSysconfig(): string {
+    return join(this.dir, "etc", "sysconfig");
+  }
+
+  /** Connection arguments for PortRule / the SSH layer. */
+  connection(user: LabUser = "root", family: Family = 4): LabConnection {
+    return { host: family === 4 ? this.v4 : this.v6, port: 22, user: LAB_USERS[user], privateKey: this.lab.privateKey };
+  }
+
+  /** Runs argv inside the host: its network namespace and its private mount namespace. */
+  async exec(argv: string[], input?: string): Promise<ExecResult> {
+    this.assertInside();
+    return run("nsenter", ["-t", String(this.sshdPid), "-n", "-m", "--", ...argv], input);
+  }
+
+  /** Like exec, but a non-zero exit is an error. */
+  async sh(script: string, input?: string): Promise<string> {
+    const r = await this.exec(["sh", "-c", script], input);
+    if (r.code !== 0) throw new LabError(`${this.name}: ${script} exited ${r.code}: ${r.stderr.trim()}`);
+    return r.stdout;
+  }
+
+  iptables(family: Family, args: string[]): Promise<ExecResult> {
+    return this.exec([family === 4 ? "iptables" : "ip6tables", "-w", "5", ...args]);
+  }
+
+  /** iptables-save of one family (optionally with counters and for one table). */
+  async save(family: Family, opts: { counters?: boolean; table?: string } = {}): Promise<string> {
+    const args = [...(opts.counters ? ["-c"] : []), ...(opts.table ? ["-t", opts.table] : [])];
+    return this.sh([family === 4 ? "iptables-save" : "ip6tables-save", ...args].join(" "));
+  }
+
+  /** The ruleset without the comment/date lines and counters, for byte-level comparison. */
+  async ruleset(family: Family): Promise<string> {
+    return (await this.save(family)).split("\n").filter((l) => !l.startsWith("#")).join("\n");
+  }
+
+  async restore(family: Family, text: string): Promise<void> {
+    const r = await this.exec([family === 4 ? "iptables-restore" : "ip6tables-restore", "-w", "5"], text);
+    if (r.code !== 0) throw new LabError(`${this.name}: restore failed: ${r.stderr.trim()}`);
+  }
+
+  /** Starts a listener on port/protocol for both families (nc -k keeps accepting). */
+  async listen(port: number, protocol: "tcp" | "udp" = "tcp"): Promise<void> {
+    for (const fam of ["-4", "-6"]) {
+      const args = ["nc", fam, ...(protocol === "udp" ? ["-u"] : []), "-lk", "-p", String(port)];
+      const child = spawn("nsenter", ["-t", String(this.sshdPid), "-n", "-m", "--", ...args], {
+        stdio: "ignore",
+        detached: true,
+      });
+      child.unref();
+    }
+    await this.waitFor(async () => (await this.exec(["ss", "-H", "-l", protocol === "udp" ? "-u" : "-t", "-n", `sport = :${port}`])).stdout.split("\n").filter(Boolean).length >= 2, `listener on ${protocol}/${port}`);
+  }
+
+  /** Stops and starts the host's sshd (the host stays), e.g. to make it unreachable. */
+  async stopSsh(): Promise<void> {
+    await run("kill", [String(this.sshdPid)]);
+  }
+
+  /** Creates the namespaces and starts sshd. */
+  async start(): Promise<void> {
+    const { name, slot } = this;
+    const hex = slot.toString(16);
+    await must("ip", ["netns", "add", name]);
+    const veth = `pv${slot}`;
+    await must("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name]);
+    await must("ip", ["addr", "add", `198.18.${slot}.1/24`, "dev", veth]);
+    await must("ip", ["-6", "addr", "add", `fd00:5055:0:${hex}::1/64`, "dev", veth, "nodad"]);
+    await must("ip", ["link", "set", veth, "up"]);
+    await must("ip", ["-n", name, "addr", "add", `198.18.${slot}.2/24`, "dev", "eth0"]);
+    await must("ip", ["-n", name, "-6", "addr", "add", `fd00:5055:0:${hex}::2/64`, "dev", "eth0", "nodad"]);
+    await must("ip", ["-n", name, "link", "set", "eth0", "up"]);
+    await must("ip", ["-n", name, "link", "set", "lo", "up"]);
+
+    const log = join(this.dir, "sshd.log");
+    const child = spawn(
+      "ip",
+      ["netns", "exec", name, "unshare", "--mount", "--propagation", "private", "--", "sh", join(this.dir, "boot.sh")],
+      { stdio: ["ignore", "ignore", "ignore"], detached: true, env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" } },
+    );
+    child.unref();
+    if (!child.pid) throw new LabError(`${name}: could not start sshd`);
+    // boot.sh execs sshd, and ip netns exec / unshare exec too: the pid is sshd's.
+    this.sshdPid = child.pid;
+    await this.waitFor(() => canConnect(this.v4, 22), `sshd on ${this.v4}:22 (log: ${log})`);
+    await this.waitFor(() => canConnect(this.v6, 22), `sshd on [${this.v6}]:22`);
+    if (this.options.rules?.v4) await this.restore(4, this.options.rules.v4);
+    if (this.options.rules?.v6) await this.restore(6, this.options.rules.v6);
+    for (const p of this.options.listen?.tcp ?? []) await this.listen(p, "tcp");
+    for (const p of this.options.listen?.udp ?? []) await this.listen(p, "udp");
+  }
+
+  /** Kills every process in the host's network namespace (all started by the lab) and removes it. */
+  async destroy(): Promise<void> {
+    const pids = (await run("ip", ["netns", "pids", this.name])).stdout.split(/\s+/).filter(Boolean);
+    if (pids.length) await run("kill", ["-9", ...pids]);
+    await run("ip", ["netns", "del", this.name]);
+  }
+
+  private assertInside(): void {
+    if (!this.sshdPid) throw new LabError(`${this.name} is not running`);
+    const inode = nsInode(this.sshdPid);
+    if (inode === homeNetns() || inode === nsInode("self")) {
+      throw new LabError(`refusing to run a command for ${this.name}: its process is not in a lab namespace`);
+    }
+  }
+
+  async waitFor(ok: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (await ok().catch(() => false)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new LabError(`${this.name}: timed out waiting for ${what}`);
+  }
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout: 500 });
+    s.once("connect", () => (s.destroy(), resolve(true)));
+    s.once("error", () => resolve(false));
+    s.once("timeout", () => (s.destroy(), resolve(false)));
+  });
+}
+
+export type ProbeResult = "open" | "refused" | "timeout";
+
+export class Lab {
+  readonly hosts: LabHost[] = [];
+  private constructor(
+    readonly run: string,
+    readonly dir: string,
+    readonly privateKey: string,
+    readonly publicKey: string,
+  ) {}
+
+  static async create(): Promise<Lab> {
+    const { run, dir } = requireWorkstation();
+    const key = await labClientKey(dir);
+    return new Lab(run, dir, key.privateKey, key.publicKey);
+  }
+
+  async addHost(options: HostOptions = {}): Promise<LabHost> {
+    const slot = allocateSlot(this.dir);
+    const name = `${this.run}-h${slot}`;
+    const dir = join(this.dir, `h${slot}`);
+    const opts = { backend: "nft" as Backend, persistence: "debian" as const, ...options };
+    const hostKey = await writeHostFiles(dir, opts, this.publicKey);
+    const host = new LabHost(this, name, slot, dir, opts, hostKey);
+    this.hosts.push(host);
+    await host.start();
+    return host;
+  }
+
+  /** A TCP or UDP probe from the workstation, as the guides do it: `nc -vz -w 2 host port`. */
+  async probe(host: LabHost, port: number, opts: { family?: Family; protocol?: "tcp" | "udp"; timeoutSec?: number } = {}): Promise<ProbeResult> {
+    const addr = (opts.family ?? 4) === 4 ? host.v4 : host.v6;
+    const r = await run("nc", ["-vz", "-w", String(opts.timeoutSec ?? 2), ...(opts.protocol === "udp" ? ["-u"] : []), addr, String(port)]);
+    if (r.code === 0) return "open";
+    if (/refused/i.test(r.stderr)) return "refused";
+    if (/timed out|in progress/i.test(r.stderr)) return "timeout";
+    throw new LabError(`nc ${addr} ${port}: unexpected result (${r.code}): ${r.stderr.trim()}`);
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.hosts.splice(0).map((h) => h.destroy().catch(() => undefined)));
+  }
+}
+
+/** Writes the host's private files: sshd config and host key, and the upper layer of the host's
+ * /etc (an overlay on this machine's /etc: users, sudoers, /etc/iptables, /etc/sysconfig), so the
+ * host writes only into the lab's directory. */
+async function writeHostFiles(dir: string, opts: Required<Pick<HostOptions, "backend" | "persistence">>, clientPublicKey: string): Promise<string> {
+  rmSync(dir, { recursive: true, force: true });
+  for (const d of ["ssh", "etc/iptables", "etc/sysconfig", "etc/sudoers.d", "sbin", "work/etc", "work/sbin", "home/pit-ops", "home/pit-nopw"]) {
+    mkdirSync(join(dir, d), { recursive: true });
+  }
+  await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pit-lab-host", "-f", join(dir, "ssh", "host_ed25519")]);
+  writeFileSync(join(dir, "ssh", "authorized_keys"), clientPublicKey + "\n", { mode: 0o644 });
+  const hash = (await must("openssl", ["passwd", "-6", "-salt", "pitlab", LAB_PASSWORD])).trim();
+  const etc = join(dir, "etc");
+  // The machine's user database plus the lab's two non-root users.
+  writeFileSync(join(etc, "passwd"), readFileSync("/etc/passwd", "utf8").trimEnd() + "\n" +
+    `pit-ops:x:4101:4101:lab sudo user:${dir}/home/pit-ops:/bin/sh\n` +
+    `pit-nopw:x:4102:4102:lab user whose sudo needs a password:${dir}/home/pit-nopw:/bin/sh\n`, { mode: 0o644 });
+  writeFileSync(join(etc, "group"), readFileSync("/etc/group", "utf8").trimEnd() + "\npit-ops:x:4101:\npit-nopw:x:4102:\n", { mode: 0o644 });
+  writeFileSync(join(etc, "shadow"), readFileSync("/etc/shadow", "utf8").trimEnd() +
+    `\npit-ops:${hash}:19000:0:99999:7:::\npit-nopw:${hash}:19000:0:99999:7:::\n`, { mode: 0o640 });
+  // The provider runs one sh script per round trip as root: that is what sudo must allow.
+  writeFileSync(join(etc, "sudoers.d", "pit-lab"), "pit-ops ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\npit-nopw ALL=(root) ALL\n", { mode: 0o440 });
+  await must("chown", ["-R", "4101:4101", join(dir, "home/pit-ops")]);
+  await must("chown", ["-R", "4102:4102", join(dir, "home/pit-nopw")]);
+  writeFileSync(
+    join(dir, "ssh", "sshd_config"),
+    [
+      "Port 22",
+      "AddressFamily any",
+      `HostKey ${dir}/ssh/host_ed25519`,
+      `PidFile /run/sshd.pid`,
+      `AuthorizedKeysFile ${dir}/ssh/authorized_keys`,
+      "PermitRootLogin prohibit-password",
+      "PasswordAuthentication yes",
+      "KbdInteractiveAuthentication no",
+      "UsePAM no",
+      "StrictModes no",
+      "PrintMotd no",
+      "LogLevel ERROR",
+      "",
+    ].join("\n"),
+  );
+  const lines = [
+    "set -e",
+    // /run private to the host: sshd's privilege separation dir, the provider's lock file.
+    "mount -t tmpfs -o mode=755 lab-run /run",
+    "mkdir -p /run/sshd /run/lock",
+    `mount -t overlay lab-etc -o lowerdir=/etc,upperdir=${dir}/etc,workdir=${dir}/work/etc /etc`,
+  ];
+  if (opts.persistence !== "debian") {
+    // A whiteout in the upper layer hides netfilter-persistent: a host without it.
+    lines.push(`mknod ${dir}/sbin/netfilter-persistent c 0 0`);
+    lines.push(`mount -t overlay lab-sbin -o lowerdir=/usr/sbin,upperdir=${dir}/sbin,workdir=${dir}/work/sbin /usr/sbin`);
+  }
+  if (opts.backend === "legacy") {
+    lines.push("mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi");
+  }
+  lines.push(`exec /usr/sbin/sshd -D -e -f ${dir}/ssh/sshd_config >>${dir}/sshd.log 2>&1`);
+  writeFileSync(join(dir, "boot.sh"), lines.join("\n") + "\n");
+  chmodSync(join(dir, "boot.sh"), 0o755);
+  return readFileSync(join(dir, "ssh", "host_ed25519.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+}
+
+/** Creates a lab, runs fn, and always tears the lab down. */
+export async function withLab<T>(fn: (lab: Lab) => Promise<T>): Promise<T> {
+  const lab = await Lab.create();
+  try {
+    return await fn(lab);
+  } finally {
+    await lab.destroy();
+  }
+}
