@@ -1,0 +1,561 @@
+import * as net from 'net';
+import { createHash } from 'crypto';
+import { constants as osConstants } from 'os';
+import { Client, utils } from 'ssh2';
+import type { ClientChannel, ConnectConfig } from 'ssh2';
+import type { Duplex } from 'stream';
+import type { ConnectionArgs, Logger, Origin, RunOptions, RunResult, SessionStats } from './types';
+import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, scrubError } from './errors';
+import { describeHostKey, hostKeyMatches, parseExpectedHostKey } from './hostkey';
+import type { HostKeyInfo } from './hostkey';
+import { shellQuote } from './quote';
+
+/** Channels open at once per connection: well below sshd's default MaxSessions of 10. */
+export const MAX_CHANNELS = 4;
+/** How often a refused channel open ("no more sessions") is retried before it counts as a failure. */
+const CHANNEL_OPEN_RETRIES = 10;
+/** Dial retry delay: 1s, 2s, 3s, ... at most 5s. */
+const dialDelayMs = (failures: number) => Math.min(failures, 5) * 1000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+const pool = new Map<string, Session>();
+
+/** "host:port", with an IPv6 address in brackets. */
+function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The pool key: one connection per (user, host, port, credentials, expected host key, sudo, proxy chain). */
+export function sessionKey(conn: ConnectionArgs): string {
+  const creds = createHash('sha256')
+    .update(JSON.stringify([conn.password ?? null, conn.privateKey ?? null, conn.privateKeyPassword ?? null, conn.agentSocketPath ?? null]))
+    .digest('hex')
+    .slice(0, 16);
+  const hk = conn.hostKey ? ` hostkey=${conn.hostKey.trim()}` : '';
+  const via = conn.proxy ? ` via ${sessionKey(conn.proxy)}` : '';
+  return `${conn.user}@${hostPort(conn.host, conn.port)} creds=${creds}${conn.sudo ? ' sudo' : ''}${hk}${via}`;
+}
+
+/**
+ * The pooled session for a connection: one SSH connection per (host, port, user, credentials, proxy chain)
+ * per process, shared by every caller. It connects lazily, on first use, and reconnects after a close.
+ * `log` becomes the session's logger (the latest caller's, when shared).
+ */
+export function getSession(conn: ConnectionArgs, log?: Logger): Session {
+  const key = sessionKey(conn);
+  let s = pool.get(key);
+  if (!s) {
+    s = new Session(conn, log ?? {});
+    pool.set(key, s);
+  } else if (log) {
+    s.log = log;
+  }
+  return s;
+}
+
+/** Closes every pooled connection and empties the pool (tests, benchmarks, shutdown). */
+export async function closeAll(): Promise<void> {
+  const sessions = [...pool.values()];
+  pool.clear();
+  // Targets first, then the jump hosts they run through.
+  await Promise.all(sessions.filter((s) => s.args.proxy).map((s) => s.close()));
+  await Promise.all(sessions.filter((s) => !s.args.proxy).map((s) => s.close()));
+}
+
+type Ssh2Error = Error & { level?: string; code?: string | number };
+
+/** One dial attempt failed in a way that a retry may fix. */
+class DialFailure extends Error {
+  constructor(
+    readonly reason: string,
+    readonly original: unknown,
+  ) {
+    super(reason);
+  }
+}
+
+function describeDialError(err: Ssh2Error, timeoutSec: number): string {
+  if (err.level === 'client-timeout') return `no SSH handshake within ${timeoutSec}s`;
+  if (typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code)) return err.code;
+  if (/Connection lost before handshake/.test(err.message)) return 'connection closed before the SSH handshake';
+  return err.message;
+}
+
+function explainDialReason(reason: string): string {
+  if (/ECONNREFUSED/.test(reason)) return ' (nothing listens on that port, or a firewall rejects the connection)';
+  if (/EHOSTUNREACH|ENETUNREACH/.test(reason)) return ' (no route to the host: check the address and the network)';
+  if (/ENOTFOUND|EAI_AGAIN/.test(reason)) return ' (the host name does not resolve)';
+  if (/handshake within|ETIMEDOUT/.test(reason)) return ' (the host is down, or a firewall drops the packets; perDialTimeout sets the wait)';
+  if (/before the SSH handshake|ECONNRESET/.test(reason)) return ' (sshd dropped the connection: it may be overloaded, see MaxStartups)';
+  return '';
+}
+
+const isChannelOpenFailure = (e: unknown) => e instanceof Error && /Channel open failure|no more sessions/i.test(e.message);
+const isNotConnected = (e: unknown) => e instanceof Error && /^(Not connected|No response from server)$/.test(e.message);
+
+/** One pooled SSH connection (re-established as needed) and everything run over it. */
+export class Session {
+  readonly key: string;
+  /** "user@host:port", for messages. */
+  readonly target: string;
+  readonly stats: SessionStats = { connections: 0, dialFailures: 0, channels: 0, channelRetries: 0 };
+  /** The host key seen at the latest connect (undefined before the first). */
+  hostKey?: HostKeyInfo;
+
+  private client?: Client;
+  private connecting?: Promise<Client>;
+  private sock?: net.Socket;
+  private proxySession?: Session;
+  private originPromise?: Promise<Origin>;
+  private refs = 0;
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly secrets: (string | undefined)[];
+
+  constructor(
+    readonly args: ConnectionArgs,
+    public log: Logger,
+  ) {
+    this.key = sessionKey(args);
+    this.target = `${args.user}@${hostPort(args.host, args.port)}`;
+    this.secrets = [];
+    for (let c: ConnectionArgs | undefined = args; c; c = c.proxy) this.secrets.push(c.password, c.privateKey, c.privateKeyPassword);
+    if (args.proxy) this.proxySession = getSession(args.proxy, log);
+  }
+
+  /** Connects now if not connected (otherwise the first `run` does); resolves with the host key seen. */
+  async connect(): Promise<HostKeyInfo> {
+    this.ref();
+    try {
+      await this.getClient();
+    } finally {
+      this.unref();
+    }
+    return this.hostKey as HostKeyInfo;
+  }
+
+  /**
+   * Runs `sh -c <script>` (or `sudo -n -- /bin/sh -c <script>`). A non-zero exit is a result, not an
+   * error; a command that could not be started or whose connection was lost is a RemoteError, and a
+   * sudo that wants a password (or is not allowed) is a SudoError.
+   */
+  async run(script: string, opts: RunOptions = {}): Promise<RunResult> {
+    const sudo = opts.sudo ?? this.args.sudo;
+    const command = sudo ? `sudo -n -- /bin/sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
+    this.ref();
+    try {
+      await this.acquire();
+      try {
+        const channel = await this.openExec(command);
+        const result = await this.collect(channel, command, opts.stdin);
+        if (sudo && result.code !== 0) this.checkSudo(command, result);
+        return result;
+      } finally {
+        this.release();
+      }
+    } finally {
+      this.unref();
+    }
+  }
+
+  /** Where this connection comes from as the host sees it ($SSH_CONNECTION), cached per connection. */
+  origin(): Promise<Origin> {
+    if (!this.originPromise) {
+      const p = this.run('printf "%s" "$SSH_CONNECTION"', { sudo: false }).then((r) => {
+        const f = r.stdout.trim().split(/\s+/);
+        if (r.code !== 0 || f.length !== 4) {
+          throw new RemoteError(`cannot tell where the connection to ${this.target} comes from: $SSH_CONNECTION is "${r.stdout.trim()}"`, 'printf "%s" "$SSH_CONNECTION"', r.code, r.stdout, r.stderr);
+        }
+        return { clientAddress: f[0], clientPort: Number(f[1]), serverAddress: f[2], serverPort: Number(f[3]) };
+      });
+      this.originPromise = p;
+      p.catch(() => {
+        if (this.originPromise === p) this.originPromise = undefined;
+      });
+    }
+    return this.originPromise;
+  }
+
+  /** Closes the connection (the next `run` reconnects) and removes the session from the pool. */
+  async close(): Promise<void> {
+    if (pool.get(this.key) === this) pool.delete(this.key);
+    const client = this.client ?? (await this.connecting?.catch(() => undefined));
+    this.client = undefined;
+    this.originPromise = undefined;
+    if (!client) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.sock?.destroy();
+        resolve();
+      }, 2000);
+      timer.unref();
+      client.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      client.end();
+    });
+  }
+
+  // --- keeping the process alive only while something is in flight -----------------------------
+
+  private ref(): void {
+    if (++this.refs === 1) {
+      this.sock?.ref();
+      this.proxySession?.ref();
+    }
+  }
+
+  private unref(): void {
+    if (this.refs > 0 && --this.refs === 0) {
+      this.sock?.unref();
+      this.proxySession?.unref();
+    }
+  }
+
+  // --- channels ---------------------------------------------------------------------------------
+
+  private acquire(): Promise<void> {
+    if (this.active < MAX_CHANNELS) {
+      this.active++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active--;
+  }
+
+  private async openExec(command: string): Promise<ClientChannel> {
+    let refusals = 0;
+    let reconnects = 0;
+    for (;;) {
+      const client = await this.getClient();
+      try {
+        const ch = await new Promise<ClientChannel>((resolve, reject) => {
+          client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel)));
+        });
+        this.stats.channels++;
+        return ch;
+      } catch (err) {
+        if (isChannelOpenFailure(err) && refusals < CHANNEL_OPEN_RETRIES) {
+          refusals++;
+          this.stats.channelRetries++;
+          this.log.debug?.(`Channel open on ${this.target} refused (${(err as Error).message}): retry ${refusals}/${CHANNEL_OPEN_RETRIES}`);
+          await sleep(Math.min(50 * 2 ** (refusals - 1), 1000));
+          continue;
+        }
+        if (isNotConnected(err) && reconnects < 1) {
+          // The connection died while idle; the command never started, so it is safe to reconnect and retry.
+          reconnects++;
+          if (this.client === client) this.client = undefined;
+          this.log.debug?.(`Connection to ${this.target} was closed: reconnecting`);
+          continue;
+        }
+        const cause = scrubError(err, this.secrets);
+        throw new RemoteError(
+          `could not start a command on ${this.target}: ${cause.message}`,
+          redact(command, this.secrets),
+          null,
+          '',
+          '',
+          { cause },
+        );
+      }
+    }
+  }
+
+  private collect(ch: ClientChannel, command: string, stdin?: string): Promise<RunResult> {
+    return new Promise((resolve, reject) => {
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let code: number | null = null;
+      let failure: Error | undefined;
+      ch.on('data', (d: Buffer) => out.push(d));
+      ch.stderr.on('data', (d: Buffer) => err.push(d));
+      ch.on('exit', (c: number | null, signal?: string) => {
+        if (typeof c === 'number') code = c;
+        else if (signal) code = 128 + ((osConstants.signals as Record<string, number>)[`SIG${signal}`] ?? 0);
+      });
+      ch.on('error', (e: Error) => (failure = e));
+      ch.on('close', () => {
+        const stdout = Buffer.concat(out).toString('utf8');
+        const stderr = Buffer.concat(err).toString('utf8');
+        if (code === null) {
+          const cause = failure ? scrubError(failure, this.secrets) : undefined;
+          reject(
+            new RemoteError(
+              `the connection to ${this.target} was lost while a command ran (it may or may not have completed)` +
+                (cause ? `: ${cause.message}` : ''),
+              redact(command, this.secrets),
+              null,
+              redact(stdout, this.secrets),
+              redact(stderr, this.secrets),
+              cause ? { cause } : undefined,
+            ),
+          );
+        } else {
+          resolve({ code, stdout, stderr });
+        }
+      });
+      if (stdin !== undefined) ch.end(stdin);
+      else ch.end();
+    });
+  }
+
+  private checkSudo(command: string, r: RunResult): void {
+    const who = this.target;
+    const user = this.args.user;
+    let message: string | undefined;
+    if (/sudo: (a )?password is required|sudo: a terminal is required|sudo: no tty present/.test(r.stderr)) {
+      message =
+        `sudo on ${who} asks for a password: ${user} needs passwordless sudo for /bin/sh ` +
+        `(e.g. "${user} ALL=(root) NOPASSWD: /bin/sh" in /etc/sudoers.d/), or connect as root`;
+    } else if (/is not in the sudoers file|is not allowed to execute|may not run sudo/.test(r.stderr)) {
+      message =
+        `${user} may not run /bin/sh as root through sudo on ${who}: it needs passwordless sudo for /bin/sh ` +
+        `(e.g. "${user} ALL=(root) NOPASSWD: /bin/sh" in /etc/sudoers.d/), or connect as root`;
+    } else if (r.code === 127 && /sudo: (command )?not found|sudo: No such file/.test(r.stderr)) {
+      message = `sudo is not installed on ${who}: install it and give ${user} passwordless sudo for /bin/sh, or connect as root`;
+    }
+    if (message) {
+      throw new SudoError(message, redact(command, this.secrets), r.code, redact(r.stdout, this.secrets), redact(r.stderr, this.secrets));
+    }
+  }
+
+  // --- connecting -------------------------------------------------------------------------------
+
+  private getClient(): Promise<Client> {
+    if (this.client) return Promise.resolve(this.client);
+    if (!this.connecting) {
+      const p = this.dial();
+      this.connecting = p;
+      const clear = () => {
+        if (this.connecting === p) this.connecting = undefined;
+      };
+      p.then(clear, clear);
+    }
+    return this.connecting;
+  }
+
+  /** Checks what can be checked before touching the network; failures here are never retried. */
+  private preflight(): void {
+    const a = this.args;
+    if (a.hostKey) {
+      try {
+        parseExpectedHostKey(a.hostKey);
+      } catch (e) {
+        throw new ConnectionError(`${(e as Error).message} (for ${this.target})`, 'config', this.target);
+      }
+    }
+    if (a.privateKey) {
+      const parsed = utils.parseKey(a.privateKey, a.privateKeyPassword);
+      if (parsed instanceof Error) {
+        const msg = parsed.message;
+        let text: string;
+        if (/no passphrase/i.test(msg)) text = `the privateKey for ${this.target} is encrypted: set privateKeyPassword`;
+        else if (/bad passphrase|decrypt|integrity check/i.test(msg)) text = `privateKeyPassword does not decrypt the privateKey for ${this.target}`;
+        else text = `the privateKey for ${this.target} cannot be read (${redact(msg, this.secrets)}): give the private key itself (PEM or OpenSSH format), not a path or a public key`;
+        throw new ConnectionError(text, 'config', this.target, { cause: scrubError(parsed, this.secrets) });
+      }
+    }
+    if (!a.privateKey && !a.password && !this.agentPath()) {
+      throw new ConnectionError(
+        `no credentials for ${this.target}: set privateKey, password or agentSocketPath (or run an ssh-agent with SSH_AUTH_SOCK set)`,
+        'config',
+        this.target,
+      );
+    }
+  }
+
+  private agentPath(): string | undefined {
+    return this.args.agentSocketPath || process.env.SSH_AUTH_SOCK || undefined;
+  }
+
+  private async dial(): Promise<Client> {
+    this.preflight();
+    const limit = this.args.dialErrorLimit;
+    const via = this.args.proxy ? ` (via ${this.args.proxy.user}@${hostPort(this.args.proxy.host, this.args.proxy.port)})` : '';
+    const where = hostPort(this.args.host, this.args.port) + via;
+    this.ref();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.dialOnce();
+        } catch (err) {
+          if (!(err instanceof DialFailure)) throw err;
+          this.stats.dialFailures++;
+          if (limit >= 0 && attempt >= Math.max(limit, 1)) {
+            throw new ConnectionError(
+              `cannot connect to ${this.target}${via}: ${attempt} dial attempt${attempt === 1 ? '' : 's'} failed, the last with ${err.reason}` +
+                explainDialReason(err.reason),
+              'dial',
+              this.target,
+              { cause: scrubError(err.original, this.secrets) },
+            );
+          }
+          const delay = dialDelayMs(attempt);
+          this.log.warn?.(`Dial ${attempt}${limit >= 0 ? `/${limit}` : ''} to ${where} failed: ${err.reason}: retrying in ${delay / 1000}s`);
+          await sleep(delay);
+        }
+      }
+    } finally {
+      this.unref();
+    }
+  }
+
+  /** A transport to the target: a TCP socket with Nagle off, or a channel through the jump host. */
+  private async openTransport(): Promise<{ stream: Duplex; tcp?: net.Socket }> {
+    const a = this.args;
+    if (!a.proxy) {
+      const tcp = net.connect({ host: a.host, port: a.port });
+      tcp.setNoDelay(true);
+      tcp.setKeepAlive(true, 30_000);
+      return { stream: tcp, tcp };
+    }
+    const proxy = this.proxySession as Session;
+    {
+      const proxyClient = await proxy.getClient();
+      const timeoutMs = a.perDialTimeout * 1000;
+      const stream = await new Promise<Duplex>((resolve, reject) => {
+        let done = false;
+        const timer = setTimeout(() => {
+          done = true;
+          reject(new DialFailure(`no answer from ${a.host}:${a.port} through the jump host within ${a.perDialTimeout}s`, new Error('forwardOut timeout')));
+        }, timeoutMs);
+        try {
+          proxyClient.forwardOut('127.0.0.1', 0, a.host, a.port, (err, ch) => {
+            clearTimeout(timer);
+            if (done) {
+              ch?.destroy();
+              return;
+            }
+            done = true;
+            if (err) {
+              const why = err.message.replace(/^\(SSH\) Channel open failure: ?/, '') || 'refused';
+              reject(new DialFailure(`the jump host could not open a connection to it: ${why}`, err));
+            } else resolve(ch);
+          });
+        } catch (e) {
+          clearTimeout(timer);
+          reject(new DialFailure(`the jump host connection failed: ${(e as Error).message}`, e));
+        }
+      });
+      return { stream };
+    }
+  }
+
+  private async dialOnce(): Promise<Client> {
+    const a = this.args;
+    const { stream, tcp } = await this.openTransport();
+    const client = new Client();
+    const methods: string[] = [];
+    if (a.privateKey) methods.push('publickey');
+    const agent = this.agentPath();
+    if (agent) methods.push('agent');
+    if (a.password) methods.push('password', 'keyboard-interactive');
+    const tried: string[] = [];
+    let serverAllows: string[] | undefined;
+    let mismatch: HostKeyInfo | undefined;
+    let seen: HostKeyInfo | undefined;
+
+    const config: ConnectConfig = {
+      sock: stream as ConnectConfig['sock'],
+      username: a.user,
+      readyTimeout: a.perDialTimeout * 1000,
+      keepaliveInterval: 0, // ssh2's keepalive timer would keep the process alive; TCP keepalive is on instead
+      privateKey: a.privateKey,
+      passphrase: a.privateKeyPassword,
+      password: a.password,
+      agent,
+      tryKeyboard: !!a.password,
+      hostVerifier: (key: Buffer) => {
+        seen = describeHostKey(key);
+        if (a.hostKey && !hostKeyMatches(seen, a.hostKey)) {
+          mismatch = seen;
+          return false;
+        }
+        return true;
+      },
+      authHandler: (methodsLeft, _partial, next) => {
+        if (methodsLeft) serverAllows = methodsLeft;
+        while (methods.length) {
+          const m = methods.shift() as string;
+          const base = m === 'agent' ? 'publickey' : m;
+          if (methodsLeft && !methodsLeft.includes(base as never)) continue;
+          tried.push(m);
+          return next(m as never);
+        }
+        return next(false as never);
+      },
+    };
+    client.on('keyboard-interactive', (_name, _instr, _lang, prompts, finish) => finish(prompts.map(() => a.password ?? '')));
+
+    return new Promise<Client>((resolve, reject) => {
+      let settled = false;
+      const fail = (e: Error) => {
+        if (settled) return;
+        settled = true;
+        client.end();
+        stream.destroy();
+        reject(e);
+      };
+      client.on('error', (err: Ssh2Error) => {
+        if (settled) {
+          this.log.debug?.(`Connection to ${this.target}: ${redact(err.message, this.secrets)}`);
+          return;
+        }
+        if (err.level === 'agent') {
+          this.log.debug?.(`ssh-agent at ${agent} could not be used for ${this.target}: ${err.message}`);
+          return;
+        }
+        if (mismatch) {
+          const want = parseExpectedHostKey(a.hostKey as string);
+          return fail(new HostKeyError(this.target, mismatch, a.hostKey as string, want.md5 ?? want.fingerprint));
+        }
+        if (err.level === 'client-authentication') {
+          const allows = serverAllows ? `; the server accepts: ${serverAllows.join(', ')}` : '';
+          return fail(
+            new ConnectionError(
+              `authentication as ${this.target} failed (tried: ${tried.join(', ') || 'nothing usable'}${allows}). ` +
+                `Check user, and that the key is in ~${a.user}/.ssh/authorized_keys or the password is right`,
+              'auth',
+              this.target,
+              { cause: scrubError(err, this.secrets) },
+            ),
+          );
+        }
+        fail(new DialFailure(describeDialError(err, a.perDialTimeout), err));
+      });
+      client.on('close', () => {
+        if (this.client === client) {
+          this.client = undefined;
+          this.originPromise = undefined;
+          this.log.debug?.(`Connection to ${this.target} closed`);
+        }
+        if (!settled) fail(new DialFailure('connection closed before the SSH handshake', new Error('closed')));
+      });
+      client.on('ready', () => {
+        if (settled) return;
+        settled = true;
+        this.client = client;
+        this.sock = tcp;
+        this.hostKey = seen;
+        this.originPromise = undefined;
+        this.stats.connections++;
+        if (this.refs === 0) tcp?.unref();
+        this.log.debug?.(`Connected to ${this.target} (host key ${seen?.fingerprint})`);
+        resolve(client);
+      });
+      try {
+        client.connect(config);
+      } catch (e) {
+        fail(new ConnectionError(`cannot connect to ${this.target}: ${redact((e as Error).message, this.secrets)}`, 'config', this.target));
+      }
+    });
+  }
+}
