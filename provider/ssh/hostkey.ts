@@ -45,7 +45,7 @@ export function parseExpectedHostKey(expected: string): { fingerprint: string; m
   const text = expected.trim();
   const fp = /^SHA256:([A-Za-z0-9+/]{43})=?$/.exec(text);
   if (fp) return { fingerprint: `SHA256:${fp[1]}` };
-  if (/^MD5:([0-9a-f]{2}:){15}[0-9a-f]{2}$/i.test(text)) return { fingerprint: '', md5: text.toLowerCase() };
+  if (/^MD5:([0-9a-f]{2}:){15}[0-9a-f]{2}$/i.test(text)) return { fingerprint: '', md5: 'MD5:' + text.slice(4).toLowerCase() };
   const words = text.split(/\s+/);
   for (let i = 0; i + 1 < words.length; i++) {
     if (!KEY_TYPE.test(words[i])) continue;
