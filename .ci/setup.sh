@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine (as root) for the demo and the tests: the Debian packages the
+# lab needs, the npm dependencies, and the real Pulumi CLI (built from Go modules, cached).
+# Safe to run again: what is there already is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES="iproute2 iptables openssh-server openssh-client netcat-openbsd sudo openssl iptables-persistent netfilter-persistent"
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  [ "$(id -u)" = 0 ] || { echo "setup: run as root to install:$missing" >&2; exit 1; }
+  echo "setup: installing$missing" >&2
+  # Nothing may be started, saved or restored on this machine: no service starts during the
+  # install (policy-rc.d 101), and iptables-persistent must not save this machine's ruleset.
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  trap '[ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
+  printf '%s\n' \
+    "iptables-persistent iptables-persistent/autosave_v4 boolean false" \
+    "iptables-persistent iptables-persistent/autosave_v6 boolean false" | debconf-set-selections
+  apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2
+fi
+
+command -v node >/dev/null || { echo "setup: Node.js 20 or newer is needed" >&2; exit 1; }
+npm ci --no-audit --no-fund >&2
+bash scripts/pulumi-cli.sh >/dev/null
+echo "setup: ready" >&2
