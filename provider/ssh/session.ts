@@ -147,8 +147,7 @@ export class Session {
     try {
       await this.acquire();
       try {
-        const channel = await this.openExec(command);
-        const result = await this.collect(channel, command, opts.stdin);
+        const result = await (await this.openExec(command, opts.stdin)).done;
         if (sudo && result.code !== 0) this.checkSudo(command, result);
         return result;
       } finally {
@@ -230,17 +229,22 @@ export class Session {
     else this.active--;
   }
 
-  private async openExec(command: string): Promise<ClientChannel> {
+  /**
+   * Opens an exec channel, retrying refused opens. The output is collected from within ssh2's callback:
+   * a short command's output, exit status and close can arrive in the same read as the open confirmation,
+   * before any awaiting code would run.
+   */
+  private async openExec(command: string, stdin?: string): Promise<{ done: Promise<RunResult> }> {
     let refusals = 0;
     let reconnects = 0;
     for (;;) {
       const client = await this.getClient();
       try {
-        const ch = await new Promise<ClientChannel>((resolve, reject) => {
-          client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel)));
+        const started = await new Promise<{ done: Promise<RunResult> }>((resolve, reject) => {
+          client.exec(command, (err, channel) => (err ? reject(err) : resolve({ done: this.collect(channel, command, stdin) })));
         });
         this.stats.channels++;
-        return ch;
+        return started;
       } catch (err) {
         if (isChannelOpenFailure(err) && refusals < CHANNEL_OPEN_RETRIES) {
           refusals++;
@@ -545,7 +549,6 @@ export class Session {
         this.client = client;
         this.sock = tcp;
         this.hostKey = seen;
-        this.originPromise = undefined;
         this.stats.connections++;
         if (this.refs === 0) tcp?.unref();
         this.log.debug?.(`Connected to ${this.target} (host key ${seen?.fingerprint})`);
