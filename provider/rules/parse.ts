@@ -1,0 +1,271 @@
+import { MODELED_MODULES, lookupFlag, type RuleMatch } from "./flags";
+
+/** Packet and byte counters (`[pkts:bytes]` in `iptables-save -c`, `-c pkts bytes` in `-S -v`). */
+export interface Counters {
+  packets: number;
+  bytes: number;
+}
+
+/** A rule spec read through the flag table: what it matches and what it does. */
+export interface RuleSpec {
+  match: RuleMatch;
+  /** `-m` modules in the order they appear. */
+  modules: string[];
+  /** `-j` target or `-g` chain; undefined for a rule without one (counts packets only). */
+  target?: string;
+  /** True for `-g CHAIN` (goto), false for `-j`. */
+  goto: boolean;
+  /** Everything after the target, verbatim (e.g. `["--reject-with", "tcp-reset"]`). */
+  targetArgs: string[];
+  /** Match tokens the table does not model, in order (a rule with any is a partial overlap). */
+  opaque: string[];
+  counters?: Counters;
+}
+
+/** One rule of a listed chain. */
+export interface Rule extends RuleSpec {
+  table: string;
+  chain: string;
+  /** 1-based line number in its chain, as `iptables -L --line-numbers` counts. */
+  line: number;
+  /** The rule as `iptables -S` prints it, without counters: `-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT`. */
+  text: string;
+  /** The unquoted tokens after `-A CHAIN` (counters removed). */
+  tokens: string[];
+}
+
+export interface Chain {
+  name: string;
+  /** ACCEPT/DROP for a built-in chain, undefined for a user chain. */
+  policy?: string;
+  counters?: Counters;
+  rules: Rule[];
+}
+
+export interface Table {
+  name: string;
+  chains: Map<string, Chain>;
+}
+
+export interface Ruleset {
+  tables: Map<string, Table>;
+}
+
+/** A line of iptables output that the parser cannot read at all. */
+export class RulesetParseError extends Error {
+  constructor(
+    readonly lineNumber: number,
+    readonly lineText: string,
+    readonly why: string,
+  ) {
+    super(`cannot read line ${lineNumber} of the iptables listing (${why}): ${JSON.stringify(lineText)}`);
+    this.name = "RulesetParseError";
+  }
+}
+
+interface Token {
+  value: string;
+  raw: string;
+}
+
+/** Splits a line the way iptables-restore does: spaces, double quotes, backslash escapes in quotes. */
+function tokenize(line: string): Token[] {
+  const out: Token[] = [];
+  let i = 0;
+  while (i < line.length) {
+    if (line[i] === " " || line[i] === "\t") {
+      i++;
+      continue;
+    }
+    const start = i;
+    let value = "";
+    if (line[i] === '"') {
+      i++;
+      while (i < line.length && line[i] !== '"') {
+        if (line[i] === "\\" && i + 1 < line.length) i++;
+        value += line[i++];
+      }
+      if (i >= line.length) throw new Error("unterminated quote");
+      i++;
+    } else {
+      while (i < line.length && line[i] !== " " && line[i] !== "\t") value += line[i++];
+    }
+    out.push({ value, raw: line.slice(start, i) });
+  }
+  return out;
+}
+
+const isOption = (t: string) => t.startsWith("-") && !/^-\d/.test(t);
+const COUNT = /^\d+$/;
+
+/**
+ * Reads a rule spec (the argv after `-A CHAIN`) through the flag table.
+ * Never fails: what the table does not model ends up in `opaque`.
+ */
+export function parseSpec(tokens: readonly string[]): RuleSpec {
+  const spec: RuleSpec = { match: {}, modules: [], goto: false, targetArgs: [], opaque: [] };
+  let module: string | undefined;
+  let negated = false;
+  for (let i = 0; i < tokens.length; ) {
+    const t = tokens[i];
+    if (t === "!") {
+      negated = true;
+      i++;
+      continue;
+    }
+    if ((t === "-c" || t === "--set-counters") && COUNT.test(tokens[i + 1] ?? "") && COUNT.test(tokens[i + 2] ?? "")) {
+      spec.counters = { packets: Number(tokens[i + 1]), bytes: Number(tokens[i + 2]) };
+      i += 3;
+      continue;
+    }
+    if (t === "-j" || t === "--jump" || t === "-g" || t === "--goto") {
+      spec.target = tokens[i + 1];
+      spec.goto = t === "-g" || t === "--goto";
+      spec.targetArgs = tokens.slice(i + 2);
+      break;
+    }
+    if ((t === "-m" || t === "--match") && i + 1 < tokens.length) {
+      module = tokens[i + 1];
+      spec.modules.push(module);
+      if (!MODELED_MODULES.has(module)) spec.opaque.push(t, module);
+      i += 2;
+      negated = false;
+      continue;
+    }
+    const flag = lookupFlag(t, module, spec.match.protocol?.value);
+    i++;
+    if (flag) {
+      if (flag.arity === 1 && tokens[i] === "!") {
+        negated = true; // the old position: `-s ! 198.18.0.1`
+        i++;
+      }
+      const value = flag.arity === 1 ? tokens[i++] : "";
+      if (value === undefined) spec.opaque.push(t);
+      else spec.match[flag.key] = { value: flag.key === "protocol" ? value.toLowerCase() : value, negated };
+    } else {
+      if (negated) spec.opaque.push("!");
+      spec.opaque.push(t);
+      while (i < tokens.length && !isOption(tokens[i]) && tokens[i] !== "!") spec.opaque.push(tokens[i++]);
+    }
+    negated = false;
+  }
+  return spec;
+}
+
+function newChain(table: Table, name: string, policy?: string, counters?: Counters): Chain {
+  const chain: Chain = { name, policy, counters, rules: [] };
+  table.chains.set(name, chain);
+  return chain;
+}
+
+function tableOf(ruleset: Ruleset, name: string): Table {
+  let table = ruleset.tables.get(name);
+  if (!table) {
+    table = { name, chains: new Map() };
+    ruleset.tables.set(name, table);
+  }
+  return table;
+}
+
+const BRACKET_COUNTERS = /^\[(\d+):(\d+)\]$/;
+
+function bracketCounters(raw: string | undefined): Counters | undefined {
+  const m = BRACKET_COUNTERS.exec(raw ?? "");
+  return m ? { packets: Number(m[1]), bytes: Number(m[2]) } : undefined;
+}
+
+/**
+ * Parses `iptables-save` / `ip6tables-save` output (with or without `-c`), or `iptables -S [-v]`
+ * output (which names no table: `options.table`, default "filter").
+ * Comment lines (`# Generated by...`, `# Warning: iptables-legacy tables present...`) are skipped.
+ * @throws RulesetParseError for a line it cannot read at all.
+ * @example
+ * const rs = parseRuleset("*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n");
+ * rs.tables.get("filter")!.chains.get("INPUT")!.rules[0].target; // "ACCEPT"
+ */
+export function parseRuleset(text: string, options: { table?: string } = {}): Ruleset {
+  const ruleset: Ruleset = { tables: new Map() };
+  let table: Table | undefined;
+  const lines = text.split("\n");
+  lines.forEach((rawLine, index) => {
+    const line = rawLine.replace(/\r$/, "").trim();
+    const fail = (why: string) => new RulesetParseError(index + 1, rawLine, why);
+    if (line === "" || line.startsWith("#") || /^warning:/i.test(line)) return;
+    if (line.startsWith("*")) {
+      table = tableOf(ruleset, line.slice(1));
+      return;
+    }
+    if (line === "COMMIT") {
+      if (!table) throw fail("COMMIT outside a table");
+      table = undefined;
+      return;
+    }
+    let tokens: Token[];
+    try {
+      tokens = tokenize(line);
+    } catch (e) {
+      throw fail((e as Error).message);
+    }
+    const current = table ?? tableOf(ruleset, options.table ?? "filter");
+    if (line.startsWith(":")) {
+      // `:INPUT ACCEPT [0:0]` or `:DOCKER - [0:0]`
+      const [name, policy] = [tokens[0].value.slice(1), tokens[1]?.value];
+      if (!name || !policy) throw fail("chain line without a name and policy");
+      newChain(current, name, policy === "-" ? undefined : policy, bracketCounters(tokens[2]?.raw));
+      return;
+    }
+    let counters = bracketCounters(tokens[0].raw);
+    if (counters) tokens = tokens.slice(1);
+    const [command, chainName] = [tokens[0]?.value, tokens[1]?.value];
+    if (!chainName || !["-P", "-N", "-A"].includes(command)) throw fail("not a chain, policy or rule line");
+    if (command === "-N") {
+      if (!current.chains.has(chainName)) newChain(current, chainName);
+      return;
+    }
+    const rest = tokens.slice(2);
+    const chain = current.chains.get(chainName) ?? newChain(current, chainName);
+    if (command === "-P") {
+      const spec = parseSpec(rest.slice(1).map((t) => t.value));
+      chain.policy = rest[0]?.value;
+      chain.counters = spec.counters ?? chain.counters;
+      if (!chain.policy) throw fail("policy line without a policy");
+      return;
+    }
+    // Drop `-c pkts bytes` (iptables -S -v) from the text; the spec parser reads it.
+    const c = rest.findIndex((t, j) => t.value === "-c" && COUNT.test(rest[j + 1]?.value ?? "") && COUNT.test(rest[j + 2]?.value ?? ""));
+    const kept = c < 0 ? rest : [...rest.slice(0, c), ...rest.slice(c + 3)];
+    const spec = parseSpec(rest.map((t) => t.value));
+    counters = counters ?? spec.counters;
+    chain.rules.push({
+      ...spec,
+      counters,
+      table: current.name,
+      chain: chainName,
+      line: chain.rules.length + 1,
+      text: ["-A", chainName, ...kept.map((t) => t.raw)].join(" "),
+      tokens: kept.map((t) => t.value),
+    });
+  });
+  return ruleset;
+}
+
+/** The chain of a ruleset, or undefined. */
+export function chainOf(ruleset: Ruleset, table: string, chain: string): Chain | undefined {
+  return ruleset.tables.get(table)?.chains.get(chain);
+}
+
+export interface IptablesVersion {
+  version: string;
+  backend: "nf_tables" | "legacy";
+}
+
+/**
+ * Reads `iptables --version` output. Before 1.8 there was no backend suffix: that is legacy.
+ * @example parseVersion("iptables v1.8.9 (nf_tables)") // { version: "1.8.9", backend: "nf_tables" }
+ * @throws RulesetParseError when no version line is found.
+ */
+export function parseVersion(text: string): IptablesVersion {
+  const m = /^ip6?tables(?:-\w+)? v(\d+(?:\.\d+)+)(?: \((nf_tables|legacy)\))?/m.exec(text);
+  if (!m) throw new RulesetParseError(1, text.split("\n")[0] ?? "", "not an iptables --version line");
+  return { version: m[1], backend: m[2] === "nf_tables" ? "nf_tables" : "legacy" };
+}
