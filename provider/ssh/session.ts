@@ -100,7 +100,7 @@ export class Session {
   /** "user@host:port", for messages. */
   readonly target: string;
   readonly stats: SessionStats = { connections: 0, dialFailures: 0, channels: 0, channelRetries: 0 };
-  /** The host key seen at the latest connect (undefined before the first). */
+  /** The host key seen at the first connect; a reconnect that sees another key is refused (HostKeyError). */
   hostKey?: HostKeyInfo;
 
   private client?: Client;
@@ -479,7 +479,9 @@ export class Session {
       tryKeyboard: !!a.password,
       hostVerifier: (key: Buffer) => {
         seen = describeHostKey(key);
-        if (a.hostKey && !hostKeyMatches(seen, a.hostKey)) {
+        // The given hostKey, or else the key this session saw first: a reconnect must reach the same host.
+        const expected = a.hostKey ?? this.hostKey?.publicKey;
+        if (expected && !hostKeyMatches(seen, expected)) {
           mismatch = seen;
           return false;
         }
@@ -518,8 +520,9 @@ export class Session {
           return;
         }
         if (mismatch) {
-          const want = parseExpectedHostKey(a.hostKey as string);
-          return fail(new HostKeyError(this.target, mismatch, a.hostKey as string, want.md5 ?? want.fingerprint));
+          const expected = a.hostKey ?? (this.hostKey as HostKeyInfo).publicKey;
+          const want = parseExpectedHostKey(expected);
+          return fail(new HostKeyError(this.target, mismatch, expected, want.md5 ?? want.fingerprint));
         }
         if (err.level === 'client-authentication') {
           const allows = serverAllows ? `; the server accepts: ${serverAllows.join(', ')}` : '';

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, LAB_PASSWORD } from '../lab/lab';
 import type { LabHost, LabUser } from '../lab/lab';
-import { ConnectionError, HostKeyError, RemoteError, SudoError, closeAll, getSession } from '../../provider/ssh';
+import { ConnectionError, HostKeyError, RemoteError, SudoError, closeAll, describeHostKey, getSession } from '../../provider/ssh';
 import type { ConnectionArgs, Logger } from '../../provider/ssh';
 
 let lab: Lab;
@@ -51,6 +51,13 @@ function everything(e: unknown): string {
   const parts: string[] = [];
   for (let c: unknown = e; c; c = (c as Error).cause) parts.push(String((c as Error).message), String((c as Error).stack), JSON.stringify(c));
   return parts.join('\n');
+}
+
+/** Routes between the two hosts through the lab's workstation namespace (this process's), for the jump host. */
+async function routeBetweenHosts(): Promise<void> {
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  await a.sh(`ip route replace 198.18.${b.slot}.0/24 via ${a.clientV4}`);
+  await b.sh(`ip route replace 198.18.${a.slot}.0/24 via ${b.clientV4}`);
 }
 
 beforeAll(async () => {
@@ -167,6 +174,45 @@ describe('connecting', () => {
     expect(log.lines.filter((l) => l.includes('Dial'))).toEqual([]);
   });
 
+  it('retries a port that accepts TCP but never speaks SSH, each dial bounded by perDialTimeout', async () => {
+    await a.listen(7022);
+    const log = recorder();
+    const s = getSession({ ...conn(a), port: 7022, dialErrorLimit: 2, perDialTimeout: 1 }, log);
+    const t0 = Date.now();
+    const e = await failure(s.run('true'));
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(e.message).toContain(`cannot connect to root@${a.v4}:7022: 2 dial attempts failed, the last with no SSH handshake within 1s`);
+    expect(log.lines).toContain(`warn: Dial 1/2 to ${a.v4}:7022 failed: no SSH handshake within 1s: retrying in 1s`);
+  });
+
+  it('authenticates through an ssh-agent socket', async () => {
+    const sock = join(tmp, 'agent.sock');
+    const out = execFileSync('ssh-agent', ['-s', '-a', sock], { encoding: 'utf8' });
+    const pid = /SSH_AGENT_PID=(\d+)/.exec(out)?.[1];
+    try {
+      const keyFile = join(tmp, 'agent_key');
+      writeFileSync(keyFile, a.connection().privateKey, { mode: 0o600 });
+      execFileSync('ssh-add', ['-q', keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+      const { privateKey: _unused, ...noKey } = conn(a);
+      const s = getSession({ ...noKey, agentSocketPath: sock });
+      expect((await s.run('id -u')).stdout).toBe('0\n');
+      await s.close();
+    } finally {
+      if (pid) process.kill(Number(pid));
+    }
+  });
+
+  it('refuses a reconnect that meets a different host key than the session saw first', async () => {
+    const s = await fresh(conn(a));
+    const other = keygen('other-host');
+    s.hostKey = describeHostKey(Buffer.from(other.publicKey.split(' ')[1], 'base64')); // as if seen at an earlier connect
+    const e = await failure(s.run('true'));
+    expect(e).toBeInstanceOf(HostKeyError);
+    expect(e.message).toContain(a.hostKeyFingerprint);
+    expect(e.message).toContain(s.hostKey.fingerprint);
+    await s.close();
+  });
+
   it('reconnects after the connection is lost', async () => {
     const s = await fresh(conn(a));
     await s.run('true');
@@ -192,6 +238,21 @@ describe('channels', () => {
     expect(s.stats.connections).toBe(1);
     expect(s.stats.channels).toBe(30);
     expect(s.stats.channelRetries).toBe(0);
+  });
+
+  it('retries channel opens that sshd refuses (MaxSessions) instead of failing', async () => {
+    const s = await fresh(conn(a, 'sudo'));
+    await s.run('true');
+    // Occupy 8 of sshd's 10 sessions on this connection behind the session's back, for about a second.
+    const client = (s as unknown as { client: import('ssh2').Client }).client;
+    const hogs = await Promise.all(
+      Array.from({ length: 8 }, () => new Promise<import('ssh2').ClientChannel>((res, rej) => client.exec('sleep 1', (err, ch) => (err ? rej(err) : res(ch))))),
+    );
+    const closed = Promise.all(hogs.map((ch) => new Promise((r) => (ch.on('close', r), ch.resume(), ch.stderr.resume()))));
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => s.run(`echo ${i}`)));
+    expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 8 }, (_, i) => `${i}\n`));
+    expect(s.stats.channelRetries).toBeGreaterThan(0);
+    await closed;
   });
 
   it('keeps up 200 short commands from many callers, each with its own output and exit status', async () => {
@@ -247,10 +308,7 @@ describe('origin and proxy', () => {
   });
 
   it('reaches a host through a jump host', async () => {
-    // Route between the two hosts through the lab's workstation namespace (this process's).
-    writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
-    await a.sh(`ip route replace 198.18.${b.slot}.0/24 via ${a.clientV4}`);
-    await b.sh(`ip route replace 198.18.${a.slot}.0/24 via ${b.clientV4}`);
+    await routeBetweenHosts();
 
     const log = recorder();
     const viaA = getSession(conn(b, 'root', { proxy: conn(a, 'sudo', { privateKey: undefined, password: LAB_PASSWORD }) }), log);
@@ -273,14 +331,16 @@ describe('origin and proxy', () => {
 });
 
 describe('process lifetime', () => {
-  it('an idle pooled connection does not keep Node running', async () => {
+  it('an idle pooled connection (direct, or through a jump host) does not keep Node running', async () => {
+    await routeBetweenHosts();
     const script = join(tmp, 'idle.ts');
     const index = resolve(__dirname, '../../provider/ssh/index.ts');
     writeFileSync(
       script,
       `import { getSession } from ${JSON.stringify(index)};
 const s = getSession(${JSON.stringify(conn(a))});
-s.run('echo up').then((r) => { console.log(r.stdout.trim(), s.stats.connections); });
+const p = getSession(${JSON.stringify(conn(b, 'root', { proxy: conn(a, 'sudo') }))});
+Promise.all([s.run('echo up'), p.run('echo via')]).then(([r, q]) => { console.log(r.stdout.trim(), q.stdout.trim(), s.stats.connections); });
 `,
     );
     const tsx = resolve(__dirname, '../../node_modules/.bin/tsx');
@@ -288,7 +348,7 @@ s.run('echo up').then((r) => { console.log(r.stdout.trim(), s.stats.connections)
     const out = await new Promise<string>((res, rej) =>
       execFile(tsx, [script], { timeout: 20_000 }, (err, stdout, stderr) => (err ? rej(new Error(`${err.message}\n${stderr}`)) : res(stdout))),
     );
-    expect(out.trim()).toBe('up 1');
+    expect(out.trim()).toBe('up via 1');
     expect(Date.now() - t0).toBeLessThan(15_000);
   });
 });
