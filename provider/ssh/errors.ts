@@ -6,6 +6,8 @@ export function redact(text: string, secrets: readonly (string | undefined)[]): 
   for (const s of secrets) {
     if (!s || s.length < 3) continue;
     out = out.split(s).join('[secret]');
+    // As it appears inside a '…'-quoted shell word.
+    if (s.includes("'")) out = out.split(s.replace(/'/g, `'\\''`)).join('[secret]');
     // A private key may also appear line by line (e.g. quoted into a script).
     if (s.includes('\n')) for (const line of s.split('\n')) if (line.trim().length >= 16) out = out.split(line).join('[secret]');
   }

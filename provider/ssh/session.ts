@@ -142,7 +142,7 @@ export class Session {
    */
   async run(script: string, opts: RunOptions = {}): Promise<RunResult> {
     const sudo = opts.sudo ?? this.args.sudo;
-    const command = sudo ? `sudo -n -- /bin/sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
+    const command = this.commandFor(script, sudo);
     this.ref();
     try {
       await this.acquire();
@@ -156,6 +156,20 @@ export class Session {
     } finally {
       this.unref();
     }
+  }
+
+  /** The command line sent to sshd (which runs it with the user's login shell). */
+  private commandFor(script: string, sudo: boolean): string {
+    return sudo ? `sudo -n -- /bin/sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
+  }
+
+  /** Like `run`, but a non-zero exit is a RemoteError carrying the command, exit status and output. */
+  async mustRun(script: string, opts: RunOptions = {}): Promise<RunResult> {
+    const r = await this.run(script, opts);
+    if (r.code === 0) return r;
+    const command = redact(this.commandFor(script, opts.sudo ?? this.args.sudo), this.secrets);
+    const why = redact(r.stderr.trim().split('\n').slice(-3).join('; ') || r.stdout.trim().split('\n').slice(-1)[0] || 'no output', this.secrets);
+    throw new RemoteError(`command on ${this.target} exited with status ${r.code}: ${why}`, command, r.code, redact(r.stdout, this.secrets), redact(r.stderr, this.secrets));
   }
 
   /** Where this connection comes from as the host sees it ($SSH_CONNECTION), cached per connection. */

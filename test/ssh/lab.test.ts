@@ -77,8 +77,12 @@ describe('connecting', () => {
     const r = await s.run('id -u; echo err >&2; exit 3');
     expect(r).toEqual({ code: 3, stdout: '0\n', stderr: 'err\n' });
     expect((await s.run('cat', { stdin: 'hello\nworld' })).stdout).toBe('hello\nworld');
+    const e = await failure(s.mustRun("echo out; echo 'it failed' >&2; exit 4"));
+    expect(e).toBeInstanceOf(RemoteError);
+    expect(e).toMatchObject({ code: 4, stdout: 'out\n', stderr: 'it failed\n', command: `sh -c 'echo out; echo '\\''it failed'\\'' >&2; exit 4'` });
+    expect(e.message).toBe(`command on root@${a.v4}:22 exited with status 4: it failed`);
     expect(s.stats.connections).toBe(1);
-    expect(s.stats.channels).toBe(2);
+    expect(s.stats.channels).toBe(3);
     expect(s.hostKey).toEqual({
       algorithm: 'ssh-ed25519',
       fingerprint: a.hostKeyFingerprint,

@@ -140,6 +140,13 @@ describe('secrets', () => {
     expect(out).not.toContain('b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ');
   });
 
+  it('redacts a secret also as it appears quoted for sh', () => {
+    const pw = "pa'ss-word";
+    const out = redact(`sh -c ${shellQuote(`echo ${pw}`)}`, [pw]);
+    expect(out).not.toContain("pa'\\''ss-word");
+    expect(out).toContain('[secret]');
+  });
+
   it('keeps secrets out of the pool key', () => {
     const conn: ConnectionArgs = { host: 'h', port: 22, user: 'u', password: 'hunter22', dialErrorLimit: 10, perDialTimeout: 15, sudo: false };
     const k = sessionKey(conn);
