@@ -147,7 +147,8 @@ export class Session {
     try {
       await this.acquire();
       try {
-        const result = await (await this.openExec(command, opts.stdin)).done;
+        const { done } = await this.openExec(command, (ch) => ({ done: this.collect(ch, command, opts.stdin) }));
+        const result = await done;
         if (sudo && result.code !== 0) this.checkSudo(command, result);
         return result;
       } finally {
@@ -155,6 +156,36 @@ export class Session {
       }
     } finally {
       this.unref();
+    }
+  }
+
+  /**
+   * Opens a long-lived channel running `sh -c <script>` (through `sudo -n` like `run`), for a conversation
+   * over its stdin/stdout. It holds one of the connection's channel slots, and keeps the process alive,
+   * until `release()` is called (call it once the channel has closed; calling it again does nothing).
+   */
+  async openChannel(script: string, opts: { sudo?: boolean } = {}): Promise<{ channel: ClientChannel; release: () => void }> {
+    const command = this.commandFor(script, opts.sudo ?? this.args.sudo);
+    this.ref();
+    try {
+      await this.acquire();
+    } catch (e) {
+      this.unref();
+      throw e;
+    }
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.release();
+      this.unref();
+    };
+    try {
+      const channel = await this.openExec(command, (ch) => ch);
+      return { channel, release };
+    } catch (e) {
+      release();
+      throw e;
     }
   }
 
@@ -248,14 +279,14 @@ export class Session {
    * a short command's output, exit status and close can arrive in the same read as the open confirmation,
    * before any awaiting code would run.
    */
-  private async openExec(command: string, stdin?: string): Promise<{ done: Promise<RunResult> }> {
+  private async openExec<T>(command: string, onOpen: (ch: ClientChannel) => T): Promise<T> {
     let refusals = 0;
     let reconnects = 0;
     for (;;) {
       const client = await this.getClient();
       try {
-        const started = await new Promise<{ done: Promise<RunResult> }>((resolve, reject) => {
-          client.exec(command, (err, channel) => (err ? reject(err) : resolve({ done: this.collect(channel, command, stdin) })));
+        const started = await new Promise<T>((resolve, reject) => {
+          client.exec(command, (err, channel) => (err ? reject(err) : resolve(onOpen(channel))));
         });
         this.stats.channels++;
         return started;

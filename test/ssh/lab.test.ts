@@ -259,6 +259,30 @@ describe('channels', () => {
     await closed;
   });
 
+  it('openChannel: a long-lived shell that holds a channel slot until released', async () => {
+    const s = await fresh(conn(a, 'sudo', { sudo: true }));
+    const shells = await Promise.all(Array.from({ length: 4 }, () => s.openChannel('sh -s')));
+    // All 4 slots are held: a run waits until one shell is released.
+    let ran = false;
+    const waiting = s.run('echo queued').then((r) => ((ran = true), r));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ran).toBe(false);
+    const outputs = await Promise.all(
+      shells.map(
+        ({ channel, release }) =>
+          new Promise<string>((res) => {
+            let out = '';
+            channel.on('data', (d: Buffer) => (out += d.toString()));
+            channel.stderr.resume();
+            channel.on('close', () => (release(), res(out)));
+            channel.end('id -u\nexit 0\n');
+          }),
+      ),
+    );
+    expect(outputs).toEqual(['0\n', '0\n', '0\n', '0\n']);
+    expect((await waiting).stdout).toBe('queued\n');
+  });
+
   it('keeps up 200 short commands from many callers, each with its own output and exit status', async () => {
     // pit-ops' shell is /bin/sh: a command costs a channel round trip, not a login shell's start-up.
     const s = await fresh(conn(a, 'sudo'));
