@@ -7,7 +7,7 @@ set -uo pipefail
 
 die() { echo "lab: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "the lab needs root (it creates network namespaces); run as root"
-for tool in ip unshare nsenter iptables ip6tables /usr/sbin/sshd ssh-keygen nc sudo; do
+for tool in ip unshare nsenter iptables ip6tables /usr/sbin/sshd ssh-keygen nc socat sudo; do
   command -v "$tool" >/dev/null 2>&1 || die "missing '$tool': run the README's set-up command (bash .ci/setup.sh)"
 done
 [ $# -gt 0 ] || die "usage: test/lab/in-lab.sh COMMAND [ARGS...]"

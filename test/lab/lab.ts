@@ -22,6 +22,11 @@ export interface HostOptions {
   /** Persistence layout: "debian" (netfilter-persistent usable), "rhel" (/etc/sysconfig files, no
    * netfilter-persistent), "plain" (neither). */
   persistence?: "debian" | "rhel" | "plain";
+  /** How SSH reaches the host: over its eth0 (default), or as if from a console: through a
+   * relay that enters the host on its loopback (so a default-DROP INPUT chain whose only
+   * exceptions are lo and ESTABLISHED,RELATED, as in the allow guide, does not cut the provider off).
+   * The connection then goes to 127.0.0.1:<22000 + slot> in the workstation. */
+  ssh?: "eth0" | "lo";
 }
 
 export interface ExecResult {
@@ -116,6 +121,8 @@ export interface LabConnection {
 export class LabHost {
   /** Process id of this host's sshd: its network and mount namespaces are the host. */
   private sshdPid = 0;
+  /** The workstation side of the console relay (ssh: "lo"). */
+  private relayPid?: number;
 
   constructor(
     readonly lab: Lab,
@@ -157,7 +164,8 @@ export class LabHost {
 
   /** Connection arguments for PortRule / the SSH layer. */
   connection(user: LabUser = "root", family: Family = 4): LabConnection {
-    return { host: family === 4 ? this.v4 : this.v6, port: 22, user: LAB_USERS[user], privateKey: this.lab.privateKey };
+    const via = this.options.ssh === "lo" ? { host: "127.0.0.1", port: 22000 + this.slot } : { host: family === 4 ? this.v4 : this.v6, port: 22 };
+    return { ...via, user: LAB_USERS[user], privateKey: this.lab.privateKey };
   }
 
   /** Runs argv inside the host: its network namespace and its private mount namespace. */
@@ -225,6 +233,11 @@ export class LabHost {
     await must("ip", ["-n", name, "-6", "addr", "add", `fd00:5055:0:${hex}::2/64`, "dev", "eth0", "nodad"]);
     await must("ip", ["-n", name, "link", "set", "eth0", "up"]);
     await must("ip", ["-n", name, "link", "set", "lo", "up"]);
+    // Static IPv6 neighbours: a default-DROP INPUT chain must not break neighbour discovery.
+    const hostMac = JSON.parse(await must("ip", ["-n", name, "-j", "link", "show", "eth0"]))[0].address as string;
+    const vethMac = JSON.parse(await must("ip", ["-j", "link", "show", veth]))[0].address as string;
+    await must("ip", ["-6", "neigh", "replace", `fd00:5055:0:${hex}::2`, "lladdr", hostMac, "dev", veth, "nud", "permanent"]);
+    await must("ip", ["-n", name, "-6", "neigh", "replace", `fd00:5055:0:${hex}::1`, "lladdr", vethMac, "dev", "eth0", "nud", "permanent"]);
 
     const log = join(this.dir, "sshd.log");
     const child = spawn(
@@ -238,6 +251,18 @@ export class LabHost {
     this.sshdPid = child.pid;
     await this.waitFor(() => canConnect(this.v4, 22), `sshd on ${this.v4}:22 (log: ${log})`);
     await this.waitFor(() => canConnect(this.v6, 22), `sshd on [${this.v6}]:22`);
+    if (this.options.ssh === "lo") {
+      // Host side: a unix socket relayed to sshd on the host's loopback; workstation side: a TCP
+      // port relayed to that socket. Both relays are killed with their namespaces.
+      const sock = join(this.dir, "console.sock");
+      spawn("nsenter", ["-t", String(this.sshdPid), "-n", "-m", "--", "socat", `UNIX-LISTEN:${sock},fork,mode=600`, "TCP:127.0.0.1:22"], { stdio: "ignore", detached: true }).unref();
+      await this.waitFor(async () => existsSync(sock), `relay socket ${sock}`);
+      const port = 22000 + this.slot;
+      const relay = spawn("socat", [`TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${sock}`], { stdio: "ignore", detached: true });
+      relay.unref();
+      this.relayPid = relay.pid;
+      await this.waitFor(() => canConnect("127.0.0.1", port), `console relay on 127.0.0.1:${port}`);
+    }
     if (this.options.rules?.v4) await this.restore(4, this.options.rules.v4);
     if (this.options.rules?.v6) await this.restore(6, this.options.rules.v6);
     for (const p of this.options.listen?.tcp ?? []) await this.listen(p, "tcp");
@@ -247,6 +272,7 @@ export class LabHost {
   /** Kills every process in the host's network namespace (all started by the lab) and removes it. */
   async destroy(): Promise<void> {
     const pids = (await run("ip", ["netns", "pids", this.name])).stdout.split(/\s+/).filter(Boolean);
+    if (this.relayPid) pids.push(String(this.relayPid));
     if (pids.length) await run("kill", ["-9", ...pids]);
     await run("ip", ["netns", "del", this.name]);
   }
