@@ -1,0 +1,78 @@
+/**
+ * Network namespaces for the rule-core lab (fixture capture and the render→iptables property test).
+ * Every iptables command runs inside a namespace made here, in a private mount namespace with its
+ * own tmpfs /run (so the xtables lock is private too); the legacy backend is the legacy binary
+ * bind-mounted over xtables-nft-multi inside that private mount namespace only.
+ */
+import { spawnSync } from "node:child_process";
+
+export type Backend = "nf_tables" | "legacy";
+export const BACKENDS: Backend[] = ["nf_tables", "legacy"];
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const PRELUDE: Record<Backend, string> = {
+  nf_tables: "mount -t tmpfs tmpfs /run || exit 97\n",
+  legacy: "mount -t tmpfs tmpfs /run && mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi || exit 97\n",
+};
+
+/** Why namespaces cannot be made here, or undefined when they can. */
+export function labUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return "the rules lab needs root (ip netns add, mount) and this process is not root";
+  const ip = spawnSync("ip", ["-V"], { encoding: "utf8" });
+  if (ip.error || ip.status !== 0) return `the rules lab needs the ip command (iproute2): ${ip.error?.message ?? ip.stderr}`;
+  for (const bin of ["/usr/sbin/xtables-legacy-multi", "/usr/sbin/xtables-nft-multi"]) {
+    if (spawnSync("test", ["-x", bin]).status !== 0) return `the rules lab needs ${bin} (iptables 1.8 with both backends)`;
+  }
+  return undefined;
+}
+
+let counter = 0;
+
+export class Netns {
+  private constructor(readonly name: string) {}
+
+  /** Creates `<prefix>-<pid>-<n>`; throws with ip's own message when it cannot. */
+  static create(prefix: string): Netns {
+    const name = `${prefix}-${process.pid}-${++counter}`;
+    const r = spawnSync("ip", ["netns", "add", name], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`ip netns add ${name} failed (exit ${r.status}): ${r.stderr || r.error?.message}`);
+    const ns = new Netns(name);
+    LIVE.add(ns);
+    return ns;
+  }
+
+  /** Runs a shell script inside the namespace with the given backend. */
+  run(backend: Backend, script: string, input?: string): Result {
+    const r = spawnSync("ip", ["netns", "exec", this.name, "unshare", "--mount", "sh", "-c", PRELUDE[backend] + script], {
+      input,
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (r.error) throw r.error;
+    if (r.status === 97) throw new Error(`could not set up the private mounts in ${this.name}: ${r.stderr}`);
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  delete(): void {
+    LIVE.delete(this);
+    spawnSync("ip", ["netns", "del", this.name]);
+  }
+}
+
+const LIVE = new Set<Netns>();
+
+/** Deletes every namespace this process made and has not deleted yet. */
+export function deleteAll(): void {
+  for (const ns of [...LIVE]) ns.delete();
+}
+
+/** The binaries of one family. */
+export function tools(family: 4 | 6) {
+  const p = family === 4 ? "iptables" : "ip6tables";
+  return { iptables: p, save: `${p}-save`, restore: `${p}-restore` };
+}
