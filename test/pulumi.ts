@@ -67,6 +67,9 @@ export class PulumiProject {
     const bin = await pulumiBinDir();
     mkdirSync(WORK, { recursive: true });
     const dir = mkdtempSync(join(WORK, `${name}-`));
+    // Its own package.json: otherwise Node resolves "pulumi-iptables" from here to this repo itself
+    // (a package's self-reference), not to the packed copy in the project's node_modules.
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name, private: true }) + "\n");
     for (const [file, text] of Object.entries(opts.files)) writeFileSync(join(dir, file), text);
     if (!opts.files["Pulumi.yaml"]) {
       writeFileSync(join(dir, "Pulumi.yaml"), `name: ${name}\nruntime:\n  name: nodejs\n  options:\n    typescript: false\nmain: index.js\n`);
@@ -132,7 +135,7 @@ export class PulumiProject {
 
   /** Resources of a type in state (custom dynamic resources are pulumi-nodejs:dynamic:Resource). */
   async resources(): Promise<any[]> {
-    return ((await this.state()).deployment.resources ?? []).filter((r: any) => r.type === "pulumi-nodejs:dynamic:Resource");
+    return ((await this.state()).deployment.resources ?? []).filter((r: any) => String(r.type).startsWith("pulumi-nodejs:dynamic"));
   }
 
   remove(): void {

@@ -353,7 +353,7 @@ export class Lab {
  * host writes only into the lab's directory. */
 async function writeHostFiles(dir: string, opts: Required<Pick<HostOptions, "backend" | "persistence">>, clientPublicKey: string): Promise<string> {
   rmSync(dir, { recursive: true, force: true });
-  for (const d of ["ssh", "etc/iptables", "etc/sysconfig", "etc/sudoers.d", "sbin", "work/etc", "work/sbin", "home/pit-ops", "home/pit-nopw"]) {
+  for (const d of ["ssh", "etc/iptables", "etc/sysconfig", "etc/sudoers.d", "sbin", "work/etc", "work/sbin", "home/root", "home/pit-ops", "home/pit-nopw"]) {
     mkdirSync(join(dir, d), { recursive: true });
   }
   await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pit-lab-host", "-f", join(dir, "ssh", "host_ed25519")]);
@@ -361,7 +361,9 @@ async function writeHostFiles(dir: string, opts: Required<Pick<HostOptions, "bac
   const hash = (await must("openssl", ["passwd", "-6", "-salt", "pitlab", LAB_PASSWORD])).trim();
   const etc = join(dir, "etc");
   // The machine's user database plus the lab's two non-root users.
-  writeFileSync(join(etc, "passwd"), readFileSync("/etc/passwd", "utf8").trimEnd() + "\n" +
+  // root gets /bin/sh and a clean home: the machine's root login scripts would slow every command.
+  const passwd = readFileSync("/etc/passwd", "utf8").replace(/^root:.*$/m, `root:x:0:0:root:${dir}/home/root:/bin/sh`);
+  writeFileSync(join(etc, "passwd"), passwd.trimEnd() + "\n" +
     `pit-ops:x:4101:4101:lab sudo user:${dir}/home/pit-ops:/bin/sh\n` +
     `pit-nopw:x:4102:4102:lab user whose sudo needs a password:${dir}/home/pit-nopw:/bin/sh\n`, { mode: 0o644 });
   writeFileSync(join(etc, "group"), readFileSync("/etc/group", "utf8").trimEnd() + "\npit-ops:x:4101:\npit-nopw:x:4102:\n", { mode: 0o644 });

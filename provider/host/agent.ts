@@ -1,0 +1,347 @@
+// One agent per host connection per provider process. Every mutation of the host goes through its
+// queue, and the operations that arrive together share one remote transaction: one lock, one
+// listing per family, one atomic iptables-restore per family with every insert and delete, one
+// confirming listing. Reads that arrive together share one listing.
+import { findByTag, parseRuleset, parseVersion, placeRule, ruleText, shadowing } from "../rules";
+import type { Position, Rule, Ruleset } from "../rules";
+import { getSession } from "../ssh";
+import type { ConnectionArgs, Logger, Session } from "../ssh";
+import { FAMILIES, LOCK, LOCK_FILE, LOCK_WAIT, PREAMBLE, iptables, parseSections, section } from "./protocol";
+import type { Family, Sections } from "./protocol";
+import { deleteRuleText, insertRuleText } from "./ruleset-text";
+import { openShell } from "./shell";
+import type { Shell } from "./shell";
+
+export interface InsertRequest {
+  kind: "insert";
+  table: string;
+  chain: string;
+  /** Rule spec per family (argv without `-A CHAIN`), each carrying the identity tag. */
+  specs: Partial<Record<Family, string[]>>;
+  tag: string;
+  position: Position;
+  /** Says why the rule must not go in (it would cut off this connection), or nothing. */
+  guard?: (origin: { clientAddress: string; serverPort: number }, family: Family) => string | undefined;
+}
+
+export interface DeleteRequest {
+  kind: "delete";
+  table: string;
+  chain: string;
+  families: Family[];
+  tag: string;
+}
+
+export interface HostFacts {
+  backend: "nf_tables" | "legacy";
+  version: string;
+  hostKeyFingerprint: string;
+  /** Listening sockets as "tcp/22", "udp/53". */
+  listening: Set<string>;
+}
+
+export interface Placement {
+  line: number;
+  reason: string;
+  /** The rule as `iptables -S` prints it. */
+  rule: string;
+}
+
+export interface InsertResult {
+  facts: HostFacts;
+  families: Partial<Record<Family, Placement>>;
+}
+
+export interface RuleState {
+  line: number;
+  rule: string;
+  packets: number;
+  bytes: number;
+  /** The first rule above that shadows ours (as -S prints it); undefined when ours is in effect. */
+  shadowedBy?: string;
+}
+
+export interface ReadResult {
+  facts: HostFacts;
+  families: Partial<Record<Family, RuleState>>;
+}
+
+/** A planned change in one family: its restore line and the line that undoes it. */
+interface Planned extends Placement {
+  apply: string;
+  undo: string;
+}
+type Plans = Map<Op, Partial<Record<Family, Planned>>>;
+
+/** A change to the host failed; nothing of that operation is left on the host. */
+export class HostError extends Error {}
+
+type Op =
+  | { req: InsertRequest; resolve: (r: InsertResult) => void; reject: (e: unknown) => void }
+  | { req: DeleteRequest; resolve: (r: HostFacts) => void; reject: (e: unknown) => void };
+
+/** How often a rule moved out of place by a writer that ignores the lock is put back. */
+const FIXUPS = 5;
+
+const agents = new Map<string, HostAgent>();
+
+/** The agent of a host connection (one per connection per process). */
+export function hostAgent(conn: ConnectionArgs, log: Logger): HostAgent {
+  const session = getSession(conn, log);
+  let a = agents.get(session.key);
+  if (!a) agents.set(session.key, (a = new HostAgent(session)));
+  return a;
+}
+
+/** Listing commands: facts (version, listening sockets) and one iptables-save per family. */
+function listing(families: Family[], table: string, facts: boolean): string {
+  const saves = families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]));
+  return (facts ? [section("version", ["iptables", "--version"]), section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"])] : []).concat(saves).join("\n");
+}
+
+function out(sections: Sections, name: string, what: string): string {
+  const s = sections[name];
+  if (!s) throw new HostError(`${what}: the host gave no answer`);
+  if (s.code !== 0) throw new HostError(`${what} failed (exit ${s.code}): ${s.err || s.out}`);
+  return s.out;
+}
+
+const saveOf = (s: Sections, f: Family) => out(s, `save${f}`, `${iptables(f)}-save`);
+
+function restoreStep(f: Family, table: string, lines: string[]): string {
+  return section(`restore${f}`, [`${iptables(f)}-restore`, "--noflush", "-w", String(LOCK_WAIT)], `*${table}\n${lines.join("\n")}\nCOMMIT\n`);
+}
+
+/** `-A CHAIN spec` → `-I CHAIN line spec` / `-D CHAIN spec`, as iptables-restore lines. */
+const asInsert = (text: string, line: number) => text.replace(/^-A (\S+) /, `-I $1 ${line} `);
+const asDelete = (text: string) => text.replace(/^-A /, "-D ");
+
+const placements = (p: Partial<Record<Family, Planned>>): Partial<Record<Family, Placement>> =>
+  Object.fromEntries(Object.entries(p).map(([f, { line, reason, rule }]) => [f, { line, reason, rule }]));
+
+function parseListening(text: string): Set<string> {
+  const set = new Set<string>();
+  for (const line of text.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 5) set.add(`${f[0]}/${f[4].slice(f[4].lastIndexOf(":") + 1)}`);
+  }
+  return set;
+}
+
+export class HostAgent {
+  private queue: Op[] = [];
+  private draining = false;
+  private pendingRead?: { families: Set<Family>; table: string; result: Promise<Sections> };
+
+  constructor(readonly session: Session) {}
+
+  insert(req: InsertRequest): Promise<InsertResult> {
+    return new Promise((resolve, reject) => this.enqueue({ req, resolve, reject }));
+  }
+
+  delete(req: DeleteRequest): Promise<HostFacts> {
+    return new Promise((resolve, reject) => this.enqueue({ req, resolve, reject }));
+  }
+
+  /** Live state of the rule with this tag, per family; undefined where it is gone. */
+  async read(table: string, chain: string, tag: string, families: Family[]): Promise<ReadResult> {
+    const sections = await this.list(table, families);
+    const result: ReadResult = { facts: this.facts(sections), families: {} };
+    for (const f of families) {
+      const rs = parseRuleset(saveOf(sections, f));
+      const found = findByTag(rs, table, chain, tag);
+      if (found) {
+        result.families[f] = {
+          line: found.line,
+          rule: found.text,
+          packets: found.counters?.packets ?? 0,
+          bytes: found.counters?.bytes ?? 0,
+          shadowedBy: shadowing(rs, { table, chain: found.chain, line: found.line })?.text,
+        };
+      }
+    }
+    return result;
+  }
+
+  /** One listing for every read of the same table that arrives while it is being gathered. */
+  private list(table: string, families: Family[]): Promise<Sections> {
+    let p = this.pendingRead;
+    if (!p || p.table !== table) {
+      const fams = new Set<Family>();
+      const result = new Promise<void>((r) => setTimeout(r, 2)).then(async () => {
+        if (this.pendingRead === p) this.pendingRead = undefined;
+        const r = await this.session.run(PREAMBLE + listing(FAMILIES.filter((f) => fams.has(f)), table, true));
+        return parseSections(r.stdout);
+      });
+      p = this.pendingRead = { families: fams, table, result };
+    }
+    families.forEach((f) => p!.families.add(f));
+    return p.result;
+  }
+
+  private facts(sections: Sections): HostFacts {
+    const v = parseVersion(out(sections, "version", "iptables --version"));
+    return {
+      backend: v.backend,
+      version: v.version,
+      hostKeyFingerprint: this.session.hostKey?.fingerprint ?? "",
+      listening: parseListening(sections.listening?.out ?? ""),
+    };
+  }
+
+  private enqueue(op: Op): void {
+    this.queue.push(op);
+    if (this.draining) return;
+    this.draining = true;
+    // The engine starts many operations within a few milliseconds: let them join one batch.
+    setTimeout(() => void this.drain(), 5);
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length) {
+      const table = this.queue[0].req.table;
+      const batch = this.queue.filter((op) => op.req.table === table);
+      this.queue = this.queue.filter((op) => op.req.table !== table);
+      try {
+        await this.transaction(table, batch);
+      } catch (err) {
+        for (const op of batch) op.reject(err);
+      }
+    }
+    this.draining = false;
+  }
+
+  /**
+   * Lock, list, plan every operation against the listing as the earlier ones leave it, apply each
+   * family with one atomic iptables-restore, confirm with a listing. An operation that cannot be
+   * planned fails alone; a restore that fails undoes the families already applied, so nothing of
+   * the batch is left on the host.
+   */
+  private async transaction(table: string, batch: Op[]): Promise<void> {
+    const wants = (op: Op, f: Family) => (op.req.kind === "insert" ? !!op.req.specs[f] : op.req.families.includes(f));
+    const families = FAMILIES.filter((f) => batch.some((op) => wants(op, f)));
+    const origin = batch.some((op) => op.req.kind === "insert" && op.req.guard) ? await this.session.origin() : undefined;
+
+    const shell = await openShell(this.session);
+    try {
+      const first = await shell.step(PREAMBLE + LOCK + "\n" + listing(families, table, true));
+      if (first.lock?.code !== 0) {
+        throw new HostError(
+          `could not take ${LOCK_FILE} on ${this.session.target} within ${LOCK_WAIT}s: another pulumi-iptables run ` +
+            `(another stack or operator) holds it; try again when it is done`,
+        );
+      }
+      const facts = this.facts(first);
+      const saves = new Map(families.map((f) => [f, saveOf(first, f)]));
+
+      // Plan. An operation that cannot be planned in one family is dropped from all of them.
+      const plans: Plans = new Map();
+      const ok: Op[] = [];
+      for (const op of batch) {
+        try {
+          const placed: Partial<Record<Family, Planned>> = {};
+          const next = new Map(saves);
+          for (const f of families.filter((g) => wants(op, g))) next.set(f, this.plan(op, f, next.get(f)!, placed, origin));
+          next.forEach((v, k) => saves.set(k, v));
+          plans.set(op, placed);
+          ok.push(op);
+        } catch (err) {
+          op.reject(err);
+        }
+      }
+
+      // Apply: one iptables-restore per family; on failure undo what was applied.
+      const applied: Family[] = [];
+      for (const f of families) {
+        const lines = ok.flatMap((op) => plans.get(op)![f]?.apply ?? []);
+        if (!lines.length) continue;
+        const r = (await shell.step(restoreStep(f, table, lines)))[`restore${f}`];
+        if (r?.code !== 0) {
+          await this.undo(shell, table, applied, ok, plans);
+          throw new HostError(`${iptables(f)}-restore on ${this.session.target} refused the change, so none of it was applied: ${r?.err || "no answer"}`);
+        }
+        applied.push(f);
+      }
+
+      await this.confirm(shell, table, families, ok, plans);
+      for (const op of ok) {
+        if (op.req.kind === "insert") (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!) });
+        else (op.resolve as (r: HostFacts) => void)(facts);
+      }
+    } finally {
+      await shell.close();
+    }
+  }
+
+  /** Plans one operation in one family against `save`; returns the save text after it. */
+  private plan(op: Op, f: Family, save: string, placed: Partial<Record<Family, Planned>>, origin?: { clientAddress: string; serverPort: number }): string {
+    const { table, chain, tag } = op.req;
+    const rs = parseRuleset(save);
+    const found = findByTag(rs, table, chain, tag);
+    if (op.req.kind === "delete") {
+      if (!found) return save; // already gone: success
+      placed[f] = { line: found.line, reason: "delete", rule: found.text, apply: asDelete(found.text), undo: asInsert(found.text, found.line) };
+      return deleteRuleText(save, table, found.chain, found.line);
+    }
+    if (found) throw new HostError(`a rule tagged ${tag} is already on ${this.session.target}`);
+    const refusal = origin && op.req.guard?.(origin, f);
+    if (refusal) throw new HostError(refusal);
+    const spec = op.req.specs[f]!;
+    const { line, reason } = placeRule(rs, { table, chain, rule: spec, position: op.req.position });
+    const text = ruleText(chain, spec);
+    placed[f] = { line, reason, rule: text, apply: asInsert(text, line), undo: asDelete(text) };
+    return insertRuleText(save, table, chain, line, text);
+  }
+
+  private async undo(shell: Shell, table: string, families: Family[], ops: Op[], plans: Plans): Promise<void> {
+    for (const f of families) {
+      const lines = ops.flatMap((op) => plans.get(op)![f]?.undo ?? []).reverse();
+      await shell.step(restoreStep(f, table, lines));
+    }
+  }
+
+  /**
+   * Confirms every inserted rule with a fresh listing. A writer that ignores the lock may have moved
+   * the chain between our listing and our restore: an `auto` rule that a rule above now shadows is
+   * moved to where placement says, a few times at most; if it still is not in place, it is removed
+   * and its operation fails.
+   */
+  private async confirm(shell: Shell, table: string, families: Family[], ops: Op[], plans: Plans): Promise<void> {
+    const inserts = ops.filter((op): op is Extract<Op, { req: InsertRequest }> => op.req.kind === "insert");
+    for (let attempt = 0; inserts.length; attempt++) {
+      const listed = await shell.step(listing(families, table, false));
+      const moves = new Map<Family, string[]>();
+      for (const op of [...inserts]) {
+        for (const f of families) {
+          const planned = plans.get(op)![f];
+          if (!planned) continue;
+          const rs: Ruleset = parseRuleset(saveOf(listed, f));
+          const found: Rule | undefined = findByTag(rs, table, op.req.chain, op.req.tag);
+          if (!found) {
+            inserts.splice(inserts.indexOf(op), 1);
+            op.reject(new HostError(`the rule ${planned.rule} was removed from ${this.session.target} right after it was inserted (by another writer)`));
+            break;
+          }
+          planned.line = found.line;
+          const shadow = op.req.position === "auto" ? shadowing(rs, { table, chain: found.chain, line: found.line }) : undefined;
+          if (!shadow) continue;
+          if (attempt >= FIXUPS) {
+            (moves.get(f) ?? moves.set(f, []).get(f)!).push(asDelete(found.text));
+            inserts.splice(inserts.indexOf(op), 1);
+            op.reject(new HostError(`the chain ${op.req.chain} on ${this.session.target} kept changing under another writer that ignores ${LOCK_FILE}; the rule was removed again`));
+            break;
+          }
+          const without = parseRuleset(deleteRuleText(saveOf(listed, f), table, found.chain, found.line));
+          const { line, reason } = placeRule(without, { table, chain: op.req.chain, rule: op.req.specs[f]!, position: "auto" });
+          (moves.get(f) ?? moves.set(f, []).get(f)!).push(asDelete(found.text), asInsert(found.text, line));
+          Object.assign(planned, { line, reason: `${reason} (moved: another writer changed the chain while it was inserted)` });
+        }
+      }
+      if (!moves.size) return;
+      for (const [f, lines] of moves) {
+        const r = (await shell.step(restoreStep(f, table, lines)))[`restore${f}`];
+        if (r?.code !== 0 && attempt >= FIXUPS) throw new HostError(`moving rules back into place failed: ${r?.err}`);
+      }
+    }
+  }
+}

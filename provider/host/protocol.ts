@@ -1,0 +1,75 @@
+// The remote side of a host transaction, as text: shell snippets that frame each command's output,
+// exit status and stderr in sections, and the parser for what comes back. Pure: no I/O here.
+import { shellJoin } from "../ssh";
+
+export type Family = 4 | 6;
+export const FAMILIES: readonly Family[] = [4, 6];
+export const familyName = (f: Family) => (f === 4 ? "ipv4" : "ipv6") as "ipv4" | "ipv6";
+export const iptables = (f: Family) => (f === 4 ? "iptables" : "ip6tables");
+
+/** The lock every process using this package takes from reading a chain to changing it. */
+export const LOCK_FILE = "/run/pulumi-iptables.lock";
+/** Seconds to wait for the lock (another stack or operator holding it) and for the xtables lock. */
+export const LOCK_WAIT = 30;
+
+export interface Section {
+  code: number;
+  out: string;
+  err: string;
+}
+export type Sections = Record<string, Section>;
+
+const BEGIN = "@@pit-begin ";
+const ERR = "@@pit-stderr";
+const END = "@@pit-end ";
+
+/** A shell snippet that runs argv (or a script) and frames its stdout, stderr and exit status. */
+export function section(name: string, command: string[] | { script: string }, stdin?: string): string {
+  const cmd = "script" in command ? command.script : shellJoin(command);
+  const input = stdin === undefined ? "</dev/null" : `<<'@@PIT_INPUT'\n${stdin.endsWith("\n") ? stdin : stdin + "\n"}@@PIT_INPUT`;
+  return [
+    `printf '${BEGIN}%s\\n' ${name}`,
+    `{ ${cmd}\n} 2>"$PIT_ERR" ${input}`,
+    `c=$?; printf '\\n${ERR}\\n'; cat "$PIT_ERR"; printf '\\n${END}%s %d\\n' ${name} $c`,
+  ].join("\n");
+}
+
+/** The preamble of every remote script: a temp file for stderr, removed on exit. */
+export const PREAMBLE = `PIT_ERR=$(mktemp) || exit 70\ntrap 'rm -f "$PIT_ERR"' EXIT\n`;
+
+/** Takes the lock, waiting at most LOCK_WAIT seconds (the shell holds it until it exits). */
+export const LOCK = section("lock", { script: `exec 9>>${LOCK_FILE} && flock -w ${LOCK_WAIT} 9` });
+
+/** Parses the sections of a remote script's stdout. Text outside sections is ignored. */
+export function parseSections(stdout: string): Sections {
+  const out: Sections = {};
+  const lines = stdout.split("\n");
+  let name: string | undefined;
+  let buf: string[] = [];
+  let errAt = -1;
+  for (const line of lines) {
+    if (name === undefined) {
+      if (line.startsWith(BEGIN)) (name = line.slice(BEGIN.length)), (buf = []), (errAt = -1);
+      continue;
+    }
+    if (line === ERR && errAt < 0) {
+      errAt = buf.length;
+      continue;
+    }
+    if (line.startsWith(END + name + " ")) {
+      const code = Number(line.slice(END.length + name.length + 1));
+      const o = buf.slice(0, errAt < 0 ? buf.length : errAt);
+      const e = errAt < 0 ? [] : buf.slice(errAt);
+      // Each framed part gets one extra newline from the printf before the marker.
+      out[name] = { code, out: trimOne(o).join("\n"), err: trimOne(e).join("\n").trim() };
+      name = undefined;
+      continue;
+    }
+    buf.push(line);
+  }
+  return out;
+}
+
+function trimOne(lines: string[]): string[] {
+  return lines.length && lines[lines.length - 1] === "" ? lines.slice(0, -1) : lines;
+}

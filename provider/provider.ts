@@ -1,0 +1,231 @@
+// The PortRule lifecycle as the Pulumi engine calls it: thin methods over the rule core (pure) and
+// the host agent (I/O). This module's path, `pulumi-iptables/dist/provider`, is recorded in every
+// stack's state through the serialized provider: keep it and its exports loadable in later versions.
+import { randomBytes } from "node:crypto";
+import { check as checkInputs, makeTag, matchesPacket, parseSpec, renderRule, ruleText, UNKNOWN } from "./rules";
+import type { RuleInputs } from "./rules";
+import { hostAgent } from "./host/agent";
+import type { HostFacts, InsertRequest, ReadResult } from "./host/agent";
+import { familyName } from "./host/protocol";
+import type { Family } from "./host/protocol";
+import type { ConnectionArgs, Logger } from "./ssh";
+
+/** Inputs that define the rule on the host: a change to any of them replaces it. */
+export const RULE_DEFINING = ["table", "chain", "protocol", "ports", "action", "rejectWith", "source", "inInterface", "comment", "ipVersion", "position"] as const;
+/** Connection fields that say which host the rule is on (the others are credentials). */
+const HOST_DEFINING = ["host"] as const;
+
+type FamilyName = "ipv4" | "ipv6";
+type PerFamily<T> = Partial<Record<FamilyName, T>>;
+
+/** What a created rule records in state (outputs). */
+export interface PortRuleState extends RuleInputs {
+  /** Random part of the identity tag, fixed at create. */
+  unique: string;
+  /** The identity tag carried in the rule's comment. */
+  tag: string;
+  /** The host the rule is on (also inside the secret connection). */
+  host: string;
+  /** The rule as `iptables -S` prints it, per family. */
+  rules: PerFamily<string>;
+  /** The line the rule was inserted at, and why there. */
+  insertedAt: PerFamily<number>;
+  placement: PerFamily<string>;
+  /** Where the rule is now (refresh). */
+  line: PerFamily<number>;
+  /** Counters (refresh); `packets`/`bytes` are the totals over the families. */
+  counters: PerFamily<{ packets: number; bytes: number }>;
+  packets: number;
+  bytes: number;
+  /** False when a rule above ours shadows it (decides its packets otherwise); `shadowedBy` names it. */
+  effective: boolean;
+  shadowedBy: PerFamily<string>;
+  /** Families whose rule has gone from the host (refresh); the next `up` replaces the rule. */
+  missing: FamilyName[];
+  backend: string;
+  iptablesVersion: string;
+  hostKeyFingerprint: string;
+  /** For ACCEPT rules: whether anything listens on the port(s) (`ss`), at create. */
+  listening?: boolean;
+  persisted: false | { mechanism: string; files: string[] };
+}
+
+const families = (v: RuleInputs["ipVersion"]): Family[] => (v === "both" ? [4, 6] : v === "ipv6" ? [6] : [4]);
+const isUnknown = (v: unknown): boolean =>
+  v === UNKNOWN || (Array.isArray(v) ? v.some(isUnknown) : typeof v === "object" && v !== null && Object.values(v).some(isUnknown));
+
+function logger(): Logger {
+  // Through Pulumi's log when the engine hosts us, otherwise quietly.
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const log = require("@pulumi/pulumi").log as { info(m: string): void; warn(m: string): void; debug(m: string): void; error(m: string): void };
+    return { info: (m) => log.info(m), warn: (m) => log.warn(m), debug: (m) => log.debug(m), error: (m) => log.error(m) };
+  } catch {
+    return {};
+  }
+}
+
+const sameRule = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+  RULE_DEFINING.every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k])) &&
+  HOST_DEFINING.every((k) => (a.connection as Record<string, unknown> | undefined)?.[k] === (b.connection as Record<string, unknown> | undefined)?.[k]);
+
+/** Validates and normalizes; adds the identity tag and the exact rule text for `pulumi preview`. */
+export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
+  const { inputs, failures } = checkInputs(olds, news);
+  if (failures.length) return { inputs: news, failures };
+  const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
+  const unique = keep ? (olds.unique as string) : randomBytes(6).toString("hex");
+  const out: Record<string, unknown> = { ...inputs, unique };
+  if (inputs.identity && !isUnknown(inputs)) {
+    const tag = makeTag(inputs.identity, unique);
+    out.tag = tag;
+    out.rules = Object.fromEntries(families(inputs.ipVersion).map((f) => [familyName(f), ruleText(inputs.chain, renderRule(inputs, f, tag))]));
+  }
+  return { inputs: out, failures: [] };
+}
+
+/** Pure: replace on anything that defines the rule, update credentials and persist in place. */
+export async function diff(_id: string, olds: Record<string, any>, news: Record<string, any>) {
+  const replaces: string[] = RULE_DEFINING.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+  if (olds.connection?.host !== news.connection?.host) replaces.push("connection.host");
+  if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
+  const updates = ["persist", "allowLockout"].filter((k) => olds[k] !== news[k]);
+  const { host: _oh, ...oldConn } = olds.connection ?? {};
+  const { host: _nh, ...newConn } = news.connection ?? {};
+  if (JSON.stringify(oldConn) !== JSON.stringify(newConn)) updates.push("connection");
+  return {
+    changes: replaces.length > 0 || updates.length > 0,
+    replaces,
+    deleteBeforeReplace: false,
+  };
+}
+
+/** The lockout guard: would this DROP/REJECT rule match the provider's own SSH session? */
+function lockoutGuard(inputs: RuleInputs): InsertRequest["guard"] {
+  if (inputs.action === "ACCEPT" || inputs.allowLockout) return undefined;
+  return (origin, family) => {
+    if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
+    const spec = parseSpec(renderRule(inputs, family, "pulumi-iptables:guard/x/x/guard"));
+    if (!matchesPacket(spec, { protocol: "tcp", source: origin.clientAddress, dport: origin.serverPort })) return undefined;
+    return (
+      `this ${inputs.action} rule on ${inputs.chain} would match the provider's own SSH connection ` +
+      `(tcp from ${origin.clientAddress} to port ${origin.serverPort}) and cut it off: narrow "port" or "source", ` +
+      `or set allowLockout: true if that is really intended`
+    );
+  };
+}
+
+function listeningOn(facts: HostFacts, inputs: RuleInputs): boolean {
+  const items = Array.isArray(inputs.port) ? inputs.port : [inputs.port];
+  return items.some((p) => {
+    const [from, to] = typeof p === "number" ? [p, p] : [p.from, p.to];
+    for (const entry of facts.listening) {
+      const [proto, port] = entry.split("/");
+      if (proto === inputs.protocol && Number(port) >= from && Number(port) <= to) return true;
+    }
+    return false;
+  });
+}
+
+export async function create(inputs: RuleInputs & { unique: string }) {
+  const log = logger();
+  if (!inputs.identity) throw new Error("PortRule inputs lack their identity: create PortRule through its constructor");
+  const fams = families(inputs.ipVersion);
+  const agent = hostAgent(connectionOf(inputs.connection), log);
+  // A tag already on the host means the rule this one replaces is still there (create before
+  // delete of an identical rule): a new unique part keeps the two apart.
+  let unique = inputs.unique;
+  for (let attempt = 0; ; attempt++) {
+    const tag = makeTag(inputs.identity, unique);
+    const specs = Object.fromEntries(fams.map((f) => [f, renderRule(inputs, f, tag)]));
+    try {
+      const res = await agent.insert({ kind: "insert", table: inputs.table, chain: inputs.chain, specs, tag, position: inputs.position, guard: lockoutGuard(inputs) });
+      const facts = res.facts;
+      const state: PortRuleState = {
+        ...inputs,
+        unique,
+        tag,
+        host: inputs.connection.host,
+        rules: {},
+        insertedAt: {},
+        placement: {},
+        line: {},
+        counters: {},
+        packets: 0,
+        bytes: 0,
+        effective: true,
+        shadowedBy: {},
+        missing: [],
+        backend: facts.backend,
+        iptablesVersion: facts.version,
+        hostKeyFingerprint: facts.hostKeyFingerprint,
+        persisted: false,
+      };
+      for (const f of fams) {
+        const p = res.families[f]!;
+        const n = familyName(f);
+        state.rules[n] = p.rule;
+        state.insertedAt[n] = p.line;
+        state.line[n] = p.line;
+        state.placement[n] = p.reason;
+        state.counters[n] = { packets: 0, bytes: 0 };
+        log.info?.(`${p.rule.replace(/^-A (\S+)/, `-I $1 ${p.line}`)} on ${inputs.connection.host} (${n}): ${p.reason}`);
+      }
+      if (inputs.action === "ACCEPT") {
+        state.listening = listeningOn(facts, inputs);
+        if (!state.listening) log.warn?.(`nothing listens on ${inputs.protocol} ${inputs.ports} on ${inputs.connection.host}: the port is open, but no service answers on it`);
+      }
+      return { id: tag, outs: state };
+    } catch (err) {
+      if (attempt < 2 && err instanceof Error && /already on/.test(err.message)) {
+        unique = randomBytes(6).toString("hex");
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+/** The SSH layer's connection arguments; `recorded` is the host key seen at create, required from then on. */
+function connectionOf(conn: RuleInputs["connection"], recorded?: string): ConnectionArgs {
+  return { ...conn, hostKey: conn.hostKey ?? recorded, proxy: conn.proxy && { ...conn.proxy, sudo: false } };
+}
+
+export async function read(id: string, props: PortRuleState) {
+  const agent = hostAgent(connectionOf(props.connection, props.hostKeyFingerprint), logger());
+  const fams = families(props.ipVersion);
+  const live: ReadResult = await agent.read(props.table, props.chain, props.tag, fams);
+  if (fams.every((f) => !live.families[f])) return { id: "", props: {} };
+  const state: PortRuleState = { ...props, line: {}, counters: {}, shadowedBy: {}, missing: [], packets: 0, bytes: 0, effective: true };
+  state.backend = live.facts.backend;
+  state.iptablesVersion = live.facts.version;
+  for (const f of fams) {
+    const n = familyName(f);
+    const r = live.families[f];
+    if (!r) {
+      state.missing.push(n);
+      state.effective = false;
+      continue;
+    }
+    state.line[n] = r.line;
+    state.counters[n] = { packets: r.packets, bytes: r.bytes };
+    state.packets += r.packets;
+    state.bytes += r.bytes;
+    if (r.shadowedBy) {
+      state.shadowedBy[n] = r.shadowedBy;
+      state.effective = false;
+    }
+  }
+  return { id, props: state };
+}
+
+export async function update(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
+  const agent = hostAgent(connectionOf(news.connection, olds.hostKeyFingerprint), logger());
+  const live = await agent.read(olds.table, olds.chain, olds.tag, families(olds.ipVersion));
+  return { outs: { ...olds, ...news, unique: olds.unique, tag: olds.tag, hostKeyFingerprint: live.facts.hostKeyFingerprint } };
+}
+
+export async function remove(_id: string, props: PortRuleState) {
+  const agent = hostAgent(connectionOf(props.connection, props.hostKeyFingerprint), logger());
+  await agent.delete({ kind: "delete", table: props.table, chain: props.chain, families: families(props.ipVersion), tag: props.tag });
+}
