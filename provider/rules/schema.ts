@@ -280,8 +280,14 @@ function describe(v: unknown): string {
   return Array.isArray(v) ? "a list" : `a ${typeof v}`;
 }
 
+/** `connection.proxy.host`, `port[2]`, `connection["odd key"]`. */
 const pathText = (path: readonly PropertyKey[]) =>
-  path.reduce<string>((s, k) => (typeof k === "number" ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), "");
+  path.reduce<string>((s, k) => {
+    if (typeof k === "number") return `${s}[${k}]`;
+    const name = String(k);
+    if (!/^[A-Za-z_]\w*$/.test(name)) return `${s}[${JSON.stringify(name.slice(0, 40))}]`;
+    return s ? `${s}.${name}` : name;
+  }, "");
 
 /** Validates an object field by field, so unknown values skip only their own checks. */
 function checkFields(
