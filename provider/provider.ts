@@ -1,7 +1,7 @@
 // The PortRule lifecycle as the Pulumi engine calls it: thin methods over the rule core (pure) and
 // the host agent (I/O). This module's path, `pulumi-iptables/dist/provider`, is recorded in every
 // stack's state through the serialized provider: keep it and its exports loadable in later versions.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { check as checkInputs, makeTag, matchesPacket, parseSpec, renderRule, ruleText, UNKNOWN } from "./rules";
 import type { RuleInputs } from "./rules";
 import { hostAgent } from "./host/agent";
@@ -69,12 +69,19 @@ const sameRule = (a: Record<string, unknown>, b: Record<string, unknown>) =>
   RULE_DEFINING.every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k])) &&
   HOST_DEFINING.every((k) => (a.connection as Record<string, unknown> | undefined)?.[k] === (b.connection as Record<string, unknown> | undefined)?.[k]);
 
+function uniqueOf(inputs: RuleInputs): string {
+  const defining = [inputs.identity, inputs.connection?.host, ...RULE_DEFINING.map((k) => inputs[k])];
+  return createHash("sha256").update(JSON.stringify(defining)).digest("hex").slice(0, 12);
+}
+
 /** Validates and normalizes; adds the identity tag and the exact rule text for `pulumi preview`. */
 export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const { inputs, failures } = checkInputs(olds, news);
   if (failures.length) return { inputs: news, failures };
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
-  const unique = keep ? (olds.unique as string) : randomBytes(6).toString("hex");
+  // Derived from what defines the rule, so preview and up agree on the tag; a create that finds
+  // the tag on the host already (an identical rule being replaced) picks a random one instead.
+  const unique = keep ? (olds.unique as string) : uniqueOf(inputs);
   const out: Record<string, unknown> = { ...inputs, unique };
   if (inputs.identity && !isUnknown(inputs)) {
     const tag = makeTag(inputs.identity, unique);
