@@ -63,7 +63,7 @@ function rejectFor(rejectWith: string, family: 4 | 6): string {
 }
 
 /** The rule model of checked inputs for one family. */
-export function specOf(inputs: RuleInputs, family: 4 | 6, tag: string): RuleSpec {
+function specOf(inputs: RuleInputs, family: 4 | 6, tag: string): RuleSpec {
   if ((family === 4 && inputs.ipVersion === "ipv6") || (family === 6 && inputs.ipVersion === "ipv4")) {
     throw new Error(`renderRule: ipVersion ${inputs.ipVersion} has no IPv${family} rule`);
   }

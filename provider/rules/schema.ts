@@ -68,6 +68,12 @@ export interface CheckFailure {
 
 // ---------------------------------------------------------------- field schemas
 
+/** True when the value is, or contains, Pulumi's unknown sentinel. */
+function hasUnknown(v: unknown): boolean {
+  if (v === UNKNOWN) return true;
+  return typeof v === "object" && v !== null && Object.values(v).some(hasUnknown);
+}
+
 const custom = (ctx: z.RefinementCtx, message: string, path: (string | number)[] = []) => {
   ctx.addIssue({ code: "custom", message, path });
   return z.NEVER;
@@ -163,6 +169,7 @@ function portItem(v: unknown, ctx: z.RefinementCtx, path: (string | number)[]): 
 const bounds = (p: PortItem) => (typeof p === "number" ? [p, p] : [p.from, p.to]);
 
 const portField = z.unknown().transform((v, ctx): PortItem | PortItem[] => {
+  if (hasUnknown(v)) return v as PortItem[]; // e.g. [80, <unknown>] during preview: checked at update
   if (v === undefined) return custom(ctx, `is required: give ${PORT_HELP}`);
   if (!Array.isArray(v)) return portItem(v, ctx, []) ?? z.NEVER;
   if (v.length === 0) return custom(ctx, `must not be an empty list: give ${PORT_HELP}`);
@@ -384,7 +391,7 @@ export function check(olds: Record<string, unknown>, news: Record<string, unknow
   const failures: CheckFailure[] = [];
   try {
     const inputs = checkFields(ruleFields, news, [], failures);
-    inputs.ports = inputs.port === undefined ? undefined : known(inputs.port) ? portsText(inputs.port as PortItem | PortItem[]) : UNKNOWN;
+    if (inputs.port !== undefined) inputs.ports = hasUnknown(inputs.port) ? UNKNOWN : portsText(inputs.port as PortItem | PortItem[]);
     crossCheck(inputs, (property, reason) => failures.push({ property, reason }));
     return { inputs: inputs as unknown as RuleInputs, failures };
   } catch (e) {

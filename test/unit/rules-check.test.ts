@@ -67,6 +67,8 @@ describe("check: defaults and normalization", () => {
     expect(failures).toEqual([]);
     expect(inputs).toMatchObject({ port: UNKNOWN, ports: UNKNOWN, action: UNKNOWN, source: UNKNOWN, connection: { host: UNKNOWN, port: 22 } });
     expect(check({}, { ...base, connection: UNKNOWN }).failures).toEqual([]);
+    expect(check({}, { ...base, port: [80, UNKNOWN] }).inputs).toMatchObject({ port: [80, UNKNOWN], ports: UNKNOWN });
+    expect(check({}, { ...base, port: { from: 8000, to: UNKNOWN } }).failures).toEqual([]);
     // a known value still gets checked next to unknown ones
     expect(check({}, { ...base, action: UNKNOWN, port: 70000 }).failures.map((f) => f.property)).toEqual(["port"]);
   });
