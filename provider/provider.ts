@@ -77,6 +77,9 @@ function uniqueOf(inputs: RuleInputs): string {
 /** Validates and normalizes; adds the identity tag and the exact rule text for `pulumi preview`. */
 export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const { inputs, failures } = checkInputs(olds, news);
+  if (inputs.persist === true) {
+    failures.push({ property: "persist", reason: "saving the ruleset across reboots is not available in this version yet: leave persist unset (false)" });
+  }
   if (failures.length) return { inputs: news, failures };
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
   // Derived from what defines the rule, so preview and up agree on the tag; a create that finds
