@@ -77,9 +77,6 @@ function uniqueOf(inputs: RuleInputs): string {
 /** Validates and normalizes; adds the identity tag and the exact rule text for `pulumi preview`. */
 export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const { inputs, failures } = checkInputs(olds, news);
-  if (inputs.persist === true) {
-    failures.push({ property: "persist", reason: "saving the ruleset across reboots is not available in this version yet: leave persist unset (false)" });
-  }
   if (failures.length) return { inputs: news, failures };
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
   // Derived from what defines the rule, so preview and up agree on the tag; a create that finds
@@ -149,7 +146,7 @@ export async function create(inputs: RuleInputs & { unique: string }) {
     const tag = makeTag(inputs.identity, unique);
     const specs = Object.fromEntries(fams.map((f) => [f, renderRule(inputs, f, tag)]));
     try {
-      const res = await agent.insert({ kind: "insert", table: inputs.table, chain: inputs.chain, specs, tag, position: inputs.position, guard: lockoutGuard(inputs) });
+      const res = await agent.insert({ kind: "insert", table: inputs.table, chain: inputs.chain, specs, tag, position: inputs.position, persist: inputs.persist, guard: lockoutGuard(inputs) });
       const facts = res.facts;
       const state: PortRuleState = {
         ...inputs,
@@ -169,7 +166,7 @@ export async function create(inputs: RuleInputs & { unique: string }) {
         backend: facts.backend,
         iptablesVersion: facts.version,
         hostKeyFingerprint: facts.hostKeyFingerprint,
-        persisted: false,
+        persisted: res.persisted ? { mechanism: res.persisted.mechanism, files: filesOf(res.persisted.files, fams) } : false,
       };
       for (const f of fams) {
         const p = res.families[f]!;
@@ -195,6 +192,9 @@ export async function create(inputs: RuleInputs & { unique: string }) {
     }
   }
 }
+
+/** The rules files that hold a rule of these families. */
+const filesOf = (files: [string, string], fams: Family[]) => fams.map((f) => files[f === 4 ? 0 : 1]);
 
 /** The SSH layer's connection arguments; `recorded` is the host key seen at create, required from then on. */
 function connectionOf(conn: RuleInputs["connection"], recorded?: string): ConnectionArgs {
@@ -231,11 +231,19 @@ export async function read(id: string, props: PortRuleState) {
 
 export async function update(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
   const agent = hostAgent(connectionOf(news.connection, olds.hostKeyFingerprint), logger());
-  const live = await agent.read(olds.table, olds.chain, olds.tag, families(olds.ipVersion));
-  return { outs: { ...olds, ...news, unique: olds.unique, tag: olds.tag, hostKeyFingerprint: live.facts.hostKeyFingerprint } };
+  const fams = families(olds.ipVersion);
+  const outs = { ...olds, ...news, unique: olds.unique, tag: olds.tag, rules: olds.rules };
+  if (news.persist !== olds.persist) {
+    const facts = await agent.persist({ kind: "persist", table: olds.table, chain: olds.chain, families: fams, tag: olds.tag, persist: news.persist });
+    outs.persisted = news.persist ? { mechanism: facts.persistence.mechanism, files: filesOf(facts.persistence.files, fams) } : false;
+    outs.hostKeyFingerprint = facts.hostKeyFingerprint;
+  } else {
+    outs.hostKeyFingerprint = (await agent.read(olds.table, olds.chain, olds.tag, fams)).facts.hostKeyFingerprint;
+  }
+  return { outs };
 }
 
 export async function remove(_id: string, props: PortRuleState) {
   const agent = hostAgent(connectionOf(props.connection, props.hostKeyFingerprint), logger());
-  await agent.delete({ kind: "delete", table: props.table, chain: props.chain, families: families(props.ipVersion), tag: props.tag });
+  await agent.delete({ kind: "delete", table: props.table, chain: props.chain, families: families(props.ipVersion), tag: props.tag, persist: props.persist });
 }

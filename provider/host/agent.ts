@@ -8,6 +8,8 @@ import { getSession } from "../ssh";
 import type { ConnectionArgs, Logger, Session } from "../ssh";
 import { FAMILIES, LOCK, LOCK_FILE, LOCK_WAIT, PREAMBLE, iptables, parseSections, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
+import { DETECT, OWNER, ownerError, ownerOf, parsePersistence, saveScript } from "./persist";
+import type { Persistence } from "./persist";
 import { deleteRuleText, insertRuleText } from "./ruleset-text";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
@@ -20,6 +22,8 @@ export interface InsertRequest {
   specs: Partial<Record<Family, string[]>>;
   tag: string;
   position: Position;
+  /** Save the ruleset with the host's mechanism afterwards (otherwise keep this rule out of it). */
+  persist: boolean;
   /** Says why the rule must not go in (it would cut off this connection), or nothing. */
   guard?: (origin: { clientAddress: string; serverPort: number }, family: Family) => string | undefined;
 }
@@ -30,6 +34,18 @@ export interface DeleteRequest {
   chain: string;
   families: Family[];
   tag: string;
+  /** Save the ruleset afterwards, so the rules files no longer hold the rule. */
+  persist: boolean;
+}
+
+/** A rule's persist flag changed: save the ruleset with it in (true) or without it (false). */
+export interface PersistRequest {
+  kind: "persist";
+  table: string;
+  chain: string;
+  families: Family[];
+  tag: string;
+  persist: boolean;
 }
 
 export interface HostFacts {
@@ -38,6 +54,9 @@ export interface HostFacts {
   hostKeyFingerprint: string;
   /** Listening sockets as "tcp/22", "udp/53". */
   listening: Set<string>;
+  /** How this host saves its ruleset, and the firewall manager that owns its policy, if any. */
+  persistence: Persistence;
+  owner?: string;
 }
 
 export interface Placement {
@@ -50,6 +69,8 @@ export interface Placement {
 export interface InsertResult {
   facts: HostFacts;
   families: Partial<Record<Family, Placement>>;
+  /** Where the ruleset was saved, when the request asked for it. */
+  persisted?: Persistence;
 }
 
 export interface RuleState {
@@ -78,7 +99,7 @@ export class HostError extends Error {}
 
 type Op =
   | { req: InsertRequest; resolve: (r: InsertResult) => void; reject: (e: unknown) => void }
-  | { req: DeleteRequest; resolve: (r: HostFacts) => void; reject: (e: unknown) => void };
+  | { req: DeleteRequest | PersistRequest; resolve: (r: HostFacts) => void; reject: (e: unknown) => void };
 
 /** How often a rule moved out of place by a writer that ignores the lock is put back. */
 const FIXUPS = 5;
@@ -96,7 +117,8 @@ export function hostAgent(conn: ConnectionArgs, log: Logger): HostAgent {
 /** Listing commands: facts (version, listening sockets) and one iptables-save per family. */
 function listing(families: Family[], table: string, facts: boolean): string {
   const saves = families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]));
-  return (facts ? [section("version", ["iptables", "--version"]), section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"])] : []).concat(saves).join("\n");
+  const head = facts ? [section("version", ["iptables", "--version"]), section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]), DETECT, OWNER] : [];
+  return head.concat(saves).join("\n");
 }
 
 function out(sections: Sections, name: string, what: string): string {
@@ -143,10 +165,15 @@ export class HostAgent {
     return new Promise((resolve, reject) => this.enqueue({ req, resolve, reject }));
   }
 
+  /** Saves the ruleset with (persist) or without (not persist) the rule tagged `tag`. */
+  persist(req: PersistRequest): Promise<HostFacts> {
+    return new Promise((resolve, reject) => this.enqueue({ req, resolve, reject }));
+  }
+
   /** Live state of the rule with this tag, per family; undefined where it is gone. */
   async read(table: string, chain: string, tag: string, families: Family[]): Promise<ReadResult> {
     const sections = await this.list(table, families);
-    const result: ReadResult = { facts: this.facts(sections), families: {} };
+    const result: ReadResult = { facts: this.facts(sections, families), families: {} };
     for (const f of families) {
       const rs = parseRuleset(saveOf(sections, f));
       const found = findByTag(rs, table, chain, tag);
@@ -179,13 +206,15 @@ export class HostAgent {
     return p.result;
   }
 
-  private facts(sections: Sections): HostFacts {
+  private facts(sections: Sections, families: Family[]): HostFacts {
     const v = parseVersion(out(sections, "version", "iptables --version"));
     return {
       backend: v.backend,
       version: v.version,
       hostKeyFingerprint: this.session.hostKey?.fingerprint ?? "",
       listening: parseListening(sections.listening?.out ?? ""),
+      persistence: parsePersistence(out(sections, "persistence", "finding how the host saves its ruleset")),
+      owner: ownerOf(sections.owner?.out ?? "", families.map((f) => parseRuleset(saveOf(sections, f)))),
     };
   }
 
@@ -219,6 +248,7 @@ export class HostAgent {
    */
   private async transaction(table: string, batch: Op[]): Promise<void> {
     const wants = (op: Op, f: Family) => (op.req.kind === "insert" ? !!op.req.specs[f] : op.req.families.includes(f));
+    const saves_ = (op: Op) => op.req.persist || op.req.kind === "persist";
     const families = FAMILIES.filter((f) => batch.some((op) => wants(op, f)));
     const origin = batch.some((op) => op.req.kind === "insert" && op.req.guard) ? await this.session.origin() : undefined;
 
@@ -231,7 +261,7 @@ export class HostAgent {
             `(another stack or operator) holds it; try again when it is done`,
         );
       }
-      const facts = this.facts(first);
+      const facts = this.facts(first, families);
       const saves = new Map(families.map((f) => [f, saveOf(first, f)]));
 
       // Plan. An operation that cannot be planned in one family is dropped from all of them.
@@ -241,7 +271,7 @@ export class HostAgent {
         try {
           const placed: Partial<Record<Family, Planned>> = {};
           const next = new Map(saves);
-          for (const f of families.filter((g) => wants(op, g))) next.set(f, this.plan(op, f, next.get(f)!, placed, origin));
+          for (const f of families.filter((g) => wants(op, g))) next.set(f, this.plan(op, f, next.get(f)!, placed, facts, origin));
           next.forEach((v, k) => saves.set(k, v));
           plans.set(op, placed);
           ok.push(op);
@@ -264,8 +294,10 @@ export class HostAgent {
       }
 
       await this.confirm(shell, table, families, ok, plans);
-      for (const op of ok) {
-        if (op.req.kind === "insert") (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!) });
+      const settled = await this.persistStep(shell, table, facts, ok.filter((op) => plans.has(op)), plans);
+      for (const op of settled) {
+        const persisted = saves_(op) && op.req.persist ? facts.persistence : undefined;
+        if (op.req.kind === "insert") (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!), persisted });
         else (op.resolve as (r: HostFacts) => void)(facts);
       }
     } finally {
@@ -274,10 +306,15 @@ export class HostAgent {
   }
 
   /** Plans one operation in one family against `save`; returns the save text after it. */
-  private plan(op: Op, f: Family, save: string, placed: Partial<Record<Family, Planned>>, origin?: { clientAddress: string; serverPort: number }): string {
+  private plan(op: Op, f: Family, save: string, placed: Partial<Record<Family, Planned>>, facts: HostFacts, origin?: { clientAddress: string; serverPort: number }): string {
+    if (op.req.persist && op.req.kind !== "delete" && facts.owner) throw new HostError(ownerError(facts.owner, this.session.target));
     const { table, chain, tag } = op.req;
     const rs = parseRuleset(save);
     const found = findByTag(rs, table, chain, tag);
+    if (op.req.kind === "persist") {
+      if (!found) throw new HostError(`the rule tagged ${tag} is not on ${this.session.target} (run pulumi refresh)`);
+      return save;
+    }
     if (op.req.kind === "delete") {
       if (!found) return save; // already gone: success
       placed[f] = { line: found.line, reason: "delete", rule: found.text, apply: asDelete(found.text), undo: asInsert(found.text, found.line) };
@@ -293,10 +330,38 @@ export class HostAgent {
     return insertRuleText(save, table, chain, line, text);
   }
 
-  private async undo(shell: Shell, table: string, families: Family[], ops: Op[], plans: Plans): Promise<void> {
+  /**
+   * Keeps `persist: false` rules out of the rules files and saves the ruleset for the operations that
+   * asked for it. If the save fails, their runtime changes are rolled back (and the files saved
+   * again from what is live), so state and host agree; returns the operations that succeeded.
+   */
+  private async persistStep(shell: Shell, table: string, facts: HostFacts, ops: Op[], plans: Plans): Promise<Op[]> {
+    const { kind } = { kind: (op: Op) => op.req.kind };
+    const tags = (list: Op[]) => list.map((op) => op.req.tag);
+    const savers = ops.filter((op) => op.req.persist || kind(op) === "persist");
+    const transient = tags(ops.filter((op) => kind(op) !== "delete" && !op.req.persist));
+    const persistent = tags(ops.filter((op) => kind(op) === "delete" || (kind(op) === "persist" && op.req.persist)));
+    if (!savers.length && !transient.length && !persistent.length) return ops;
+    const present = tags(savers.filter((op) => kind(op) !== "delete" && op.req.persist));
+    const absent = [...transient, ...tags(savers.filter((op) => kind(op) === "delete"))];
+    const r = (await shell.step(saveScript(facts.persistence, { transient, persistent, save: savers.length > 0, present, absent }))).persist;
+    if (r?.code === 0) return ops;
+    const failed = savers.length ? savers : ops;
+    await this.undo(shell, table, FAMILIES, failed, plans);
+    if (savers.length) await shell.step(saveScript(facts.persistence, { transient: [], persistent: [], save: true, present: [], absent: [] }));
+    const { mechanism, files } = facts.persistence;
+    const why = (r?.err ?? "").split("\n").filter((l) => !l.startsWith("run-parts: executing")).join("\n");
+    const err = new HostError(
+      `saving the ruleset on ${this.session.target} with ${mechanism} to ${files.join(" and ")} failed, so the change was rolled back: ${why || "no answer"}`,
+    );
+    for (const op of failed) op.reject(err);
+    return ops.filter((op) => !failed.includes(op));
+  }
+
+  private async undo(shell: Shell, table: string, families: readonly Family[], ops: Op[], plans: Plans): Promise<void> {
     for (const f of families) {
-      const lines = ops.flatMap((op) => plans.get(op)![f]?.undo ?? []).reverse();
-      await shell.step(restoreStep(f, table, lines));
+      const lines = ops.flatMap((op) => plans.get(op)?.[f]?.undo ?? []).reverse();
+      if (lines.length) await shell.step(restoreStep(f, table, lines));
     }
   }
 

@@ -214,6 +214,24 @@ export class LabHost {
     await this.waitFor(async () => (await this.exec(["ss", "-H", "-l", protocol === "udp" ? "-u" : "-t", "-n", `sport = :${port}`])).stdout.split("\n").filter(Boolean).length >= 2, `listener on ${protocol}/${port}`);
   }
 
+  /**
+   * A reboot, as far as the firewall goes: the tables are flushed, /run is emptied, and the
+   * boot-time restore of the host's persistence layout runs (netfilter-persistent's own start on
+   * "debian"; what iptables.service / the rules files would load on "rhel" / "plain").
+   */
+  async reboot(): Promise<void> {
+    const empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+    await this.restore(4, empty);
+    await this.restore(6, empty);
+    await this.sh("find /run -maxdepth 1 -name 'pulumi-iptables*' -delete");
+    const boot = {
+      debian: "netfilter-persistent start",
+      rhel: "iptables-restore < /etc/sysconfig/iptables && ip6tables-restore < /etc/sysconfig/ip6tables",
+      plain: "iptables-restore < /etc/iptables/rules.v4 && ip6tables-restore < /etc/iptables/rules.v6",
+    }[this.options.persistence];
+    await this.sh(boot);
+  }
+
   /** Stops and starts the host's sshd (the host stays), e.g. to make it unreachable. */
   async stopSsh(): Promise<void> {
     await run("kill", [String(this.sshdPid)]);
@@ -353,7 +371,7 @@ export class Lab {
  * host writes only into the lab's directory. */
 async function writeHostFiles(dir: string, opts: Required<Pick<HostOptions, "backend" | "persistence">>, clientPublicKey: string): Promise<string> {
   rmSync(dir, { recursive: true, force: true });
-  for (const d of ["ssh", "etc/iptables", "etc/sysconfig", "etc/sudoers.d", "sbin", "work/etc", "work/sbin", "home/root", "home/pit-ops", "home/pit-nopw"]) {
+  for (const d of ["ssh", "etc/iptables", "etc/sudoers.d", "sbin", "work/etc", "work/sbin", "home/root", "home/pit-ops", "home/pit-nopw"]) {
     mkdirSync(join(dir, d), { recursive: true });
   }
   await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pit-lab-host", "-f", join(dir, "ssh", "host_ed25519")]);
@@ -369,6 +387,11 @@ async function writeHostFiles(dir: string, opts: Required<Pick<HostOptions, "bac
   writeFileSync(join(etc, "group"), readFileSync("/etc/group", "utf8").trimEnd() + "\npit-ops:x:4101:\npit-nopw:x:4102:\n", { mode: 0o644 });
   writeFileSync(join(etc, "shadow"), readFileSync("/etc/shadow", "utf8").trimEnd() +
     `\npit-ops:${hash}:19000:0:99999:7:::\npit-nopw:${hash}:19000:0:99999:7:::\n`, { mode: 0o640 });
+  if (opts.persistence === "rhel") {
+    // What the iptables-services package installs (the service reads /etc/sysconfig/iptables at boot).
+    mkdirSync(join(etc, "sysconfig"), { recursive: true });
+    writeFileSync(join(etc, "sysconfig", "iptables-config"), "# lab: iptables-services layout\nIPTABLES_SAVE_ON_STOP=no\n");
+  }
   // The provider runs one sh script per round trip as root: that is what sudo must allow.
   writeFileSync(join(etc, "sudoers.d", "pit-lab"), "pit-ops ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\npit-nopw ALL=(root) ALL\n", { mode: 0o440 });
   await must("chown", ["-R", "4101:4101", join(dir, "home/pit-ops")]);
