@@ -191,9 +191,10 @@ export class LabHost {
     return this.sh([family === 4 ? "iptables-save" : "ip6tables-save", ...args].join(" "));
   }
 
-  /** The ruleset without the comment/date lines and counters, for byte-level comparison. */
+  /** The ruleset without the comment/date lines, chain counters zeroed (SSH traffic moves the
+   * policy counters), for byte-level comparison. */
   async ruleset(family: Family): Promise<string> {
-    return (await this.save(family)).split("\n").filter((l) => !l.startsWith("#")).join("\n");
+    return (await this.save(family)).split("\n").filter((l) => !l.startsWith("#")).join("\n").replace(/\[\d+:\d+\]/g, "[0:0]");
   }
 
   async restore(family: Family, text: string): Promise<void> {
