@@ -1,0 +1,114 @@
+// Under the real pulumi CLI: the lockout guard, the "nothing listens" warning, the serialized
+// provider (small, no absolute path), destroy by a newer build of the package than the one that
+// created the stack, and the host key recorded at create being required afterwards.
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Lab } from "../lab/lab";
+import type { LabHost } from "../lab/lab";
+import { PulumiProject, ROOT, packedPackage } from "../pulumi";
+import { PROGRAM } from "./program";
+import * as lifecycle from "../../provider/provider";
+import { closeAll } from "../../provider/ssh";
+
+let lab: Lab;
+let host: LabHost;
+const projects: PulumiProject[] = [];
+beforeAll(async () => {
+  lab = await Lab.create();
+  // An empty filter table loaded at start: on nf_tables the table exists only once something creates it.
+  const empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+  host = await lab.addHost({ ssh: "lo", listen: { tcp: [2222] }, rules: { v4: empty, v6: empty } });
+});
+afterAll(async () => {
+  projects.forEach((p) => p.remove());
+  await closeAll();
+  await lab?.destroy();
+});
+
+async function project(name: string, rules: unknown[], withPackage: boolean | string = true): Promise<PulumiProject> {
+  const p = await PulumiProject.create(name, {
+    files: { "index.js": PROGRAM },
+    withPackage,
+    config: { [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true }, [`${name}:rules`]: JSON.stringify(rules) },
+  });
+  projects.push(p);
+  return p;
+}
+
+describe("safety", () => {
+  it("refuses a DROP that would cut off the provider's own SSH session, unless allowLockout", async () => {
+    const before = await host.ruleset(4);
+    const p = await project("lockout", [{ name: "ssh", args: { port: 22, action: "DROP", inInterface: "eth0" } }]);
+    const up = await p.up();
+    expect(up.code).not.toBe(0);
+    expect(up.stdout + up.stderr).toMatch(/would match the provider's own SSH connection .*allowLockout: true/s);
+    expect(await host.ruleset(4)).toBe(before);
+    expect(await p.resources()).toHaveLength(0);
+    // Opted in: this rule only matches eth0, and this provider comes in on the host's loopback.
+    await p.must(["config", "set", "lockout:rules", "--", JSON.stringify([{ name: "ssh", args: { port: 22, action: "DROP", inInterface: "eth0", allowLockout: true } }])]);
+    const ok = await p.up();
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toMatch(/-i eth0 -p tcp -m tcp --dport 22 .* -j DROP/);
+    expect((await p.destroy()).code).toBe(0);
+    expect(await host.ruleset(4)).toBe(before);
+  });
+
+  it("warns when nothing listens on an opened port, and says so in `listening`", async () => {
+    const p = await project("listen", [
+      { name: "served", args: { port: 2222, action: "ACCEPT" } },
+      { name: "idle", args: { port: 2399, action: "ACCEPT" } },
+    ]);
+    const up = await p.up();
+    expect(up.code, up.stdout + up.stderr).toBe(0);
+    expect(up.stdout).toMatch(/nothing listens on tcp 2399/);
+    expect(up.stdout).not.toMatch(/nothing listens on tcp 2222/);
+    const out = (await p.outputs()).rules;
+    expect([out.served.listening, out.idle.listening]).toEqual([true, false]);
+    expect((await p.destroy()).code).toBe(0);
+  });
+
+  it("keeps the serialized provider small and free of this machine's paths; a newer build destroys the stack", async () => {
+    const old = await packedPackage();
+    const p = await project("upgrade", [{ name: "app", args: { port: 2222, action: "ACCEPT", ipVersion: "both" } }], old);
+    expect((await p.up()).code).toBe(0);
+    const [res] = await p.resources();
+    const text: string = res.inputs.__provider;
+    expect(text.length).toBeLessThan(2048);
+    expect(text).toContain('require("pulumi-iptables/dist/provider');
+    for (const path of [ROOT, "/tmp/", "/root/", p.dir]) expect(text).not.toContain(path);
+    const tag = (await p.outputs()).rules.app.tag;
+    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toContain(tag);
+
+    // A newer build of the package, installed over the old one: its delete says who it is.
+    const newer = join(mkdtempSync(join(ROOT, ".lab", "newer-")), "package");
+    cpSync(old, newer, { recursive: true });
+    const pkg = JSON.parse(readFileSync(join(newer, "package.json"), "utf8"));
+    writeFileSync(join(newer, "package.json"), JSON.stringify({ ...pkg, version: "99.0.0" }));
+    appendFileSync(
+      join(newer, "dist", "provider.js"),
+      `\nconst __remove = exports.remove;\nexports.remove = async (...a) => { require("@pulumi/pulumi").log.info("pulumi-iptables 99.0.0 deleting"); return __remove(...a); };\n`,
+    );
+    cpSync(newer, join(p.dir, "node_modules", "pulumi-iptables"), { recursive: true, force: true });
+    const destroy = await p.destroy();
+    expect(destroy.code, destroy.stdout + destroy.stderr).toBe(0);
+    expect(destroy.stdout).toContain("pulumi-iptables 99.0.0 deleting");
+    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).not.toContain(tag);
+    expect((await host.iptables(6, ["-S", "INPUT"])).stdout).not.toContain(tag);
+  });
+
+  it("requires the host key seen at create from then on", async () => {
+    const { inputs, failures } = await lifecycle.check({}, {
+      connection: host.connection(), port: 2230, action: "ACCEPT", identity: { project: "t", stack: "t", name: "pinned" },
+    });
+    expect(failures).toEqual([]);
+    const created = await lifecycle.create(inputs as never);
+    expect(created.outs.hostKeyFingerprint).toBe(host.hostKeyFingerprint);
+    const forged = { ...created.outs, hostKeyFingerprint: "SHA256:" + "A".repeat(43) };
+    await expect(lifecycle.read(created.id, forged)).rejects.toThrow(/host key/i);
+    await expect(lifecycle.remove(created.id, forged)).rejects.toThrow(/host key/i);
+    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toContain(created.outs.tag);
+    await lifecycle.remove(created.id, created.outs);
+    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).not.toContain(created.outs.tag);
+  });
+});
