@@ -6,6 +6,8 @@ const { check, create } = require("../../dist/provider.js");
 const { closeAll, getSession } = require("../../dist/ssh/index.js");
 
 async function main() {
+  // closeAll() waits for connections whose sockets are unref'd: keep the process alive meanwhile.
+  setInterval(() => undefined, 60_000);
   const job = JSON.parse(process.env.PIT_JOB);
   // Both processes start at the same wall-clock moment.
   await new Promise((r) => setTimeout(r, Math.max(0, job.startAt - Date.now())));
