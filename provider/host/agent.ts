@@ -3,7 +3,7 @@
 // listing per family, one atomic iptables-restore per family with every insert and delete, one
 // confirming listing. Reads that arrive together share one listing.
 import { findByTag, parseRuleset, parseVersion, placeRule, ruleText, shadowing } from "../rules";
-import type { Position, Rule, Ruleset } from "../rules";
+import type { Position } from "../rules";
 import { getSession } from "../ssh";
 import type { ConnectionArgs, Logger, Session } from "../ssh";
 import { FAMILIES, LOCK, LOCK_FILE, LOCK_WAIT, PREAMBLE, iptables, parseSections, section } from "./protocol";
@@ -96,6 +96,8 @@ type Plans = Map<Op, Partial<Record<Family, Planned>>>;
 
 /** A change to the host failed; nothing of that operation is left on the host. */
 export class HostError extends Error {}
+/** iptables-restore refused a batch; nothing of it was applied. */
+class RestoreRefused extends HostError {}
 
 type Op =
   | { req: InsertRequest; resolve: (r: InsertResult) => void; reject: (e: unknown) => void }
@@ -234,7 +236,13 @@ export class HostAgent {
       try {
         await this.transaction(table, batch);
       } catch (err) {
-        for (const op of batch) op.reject(err);
+        if (!(err instanceof RestoreRefused) || batch.length === 1) {
+          for (const op of batch) op.reject(err);
+          continue;
+        }
+        // iptables refused the batch as a whole (nothing of it applied): one operation at a time,
+        // so one bad rule fails alone.
+        for (const op of batch) await this.transaction(table, [op]).catch((e) => op.reject(e));
       }
     }
     this.draining = false;
@@ -248,7 +256,6 @@ export class HostAgent {
    */
   private async transaction(table: string, batch: Op[]): Promise<void> {
     const wants = (op: Op, f: Family) => (op.req.kind === "insert" ? !!op.req.specs[f] : op.req.families.includes(f));
-    const saves_ = (op: Op) => op.req.persist || op.req.kind === "persist";
     const families = FAMILIES.filter((f) => batch.some((op) => wants(op, f)));
     const origin = batch.some((op) => op.req.kind === "insert" && op.req.guard) ? await this.session.origin() : undefined;
 
@@ -288,15 +295,15 @@ export class HostAgent {
         const r = (await shell.step(restoreStep(f, table, lines)))[`restore${f}`];
         if (r?.code !== 0) {
           await this.undo(shell, table, applied, ok, plans);
-          throw new HostError(`${iptables(f)}-restore on ${this.session.target} refused the change, so none of it was applied: ${r?.err || "no answer"}`);
+          throw new RestoreRefused(`${iptables(f)}-restore on ${this.session.target} refused the change, so none of it was applied: ${r?.err || "no answer"}`);
         }
         applied.push(f);
       }
 
-      await this.confirm(shell, table, families, ok, plans);
-      const settled = await this.persistStep(shell, table, facts, ok.filter((op) => plans.has(op)), plans);
+      const dropped = await this.confirm(shell, table, families, ok, plans);
+      const settled = await this.persistStep(shell, table, facts, ok.filter((op) => !dropped.has(op)), plans);
       for (const op of settled) {
-        const persisted = saves_(op) && op.req.persist ? facts.persistence : undefined;
+        const persisted = op.req.persist ? facts.persistence : undefined;
         if (op.req.kind === "insert") (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!), persisted });
         else (op.resolve as (r: HostFacts) => void)(facts);
       }
@@ -368,45 +375,55 @@ export class HostAgent {
   /**
    * Confirms every inserted rule with a fresh listing. A writer that ignores the lock may have moved
    * the chain between our listing and our restore: an `auto` rule that a rule above now shadows is
-   * moved to where placement says, a few times at most; if it still is not in place, it is removed
-   * and its operation fails.
+   * moved to where placement says, a few times at most. An operation whose rule was removed by
+   * someone else, or cannot be kept in place, fails, and its rules (every family) are removed.
+   * Returns those operations.
    */
-  private async confirm(shell: Shell, table: string, families: Family[], ops: Op[], plans: Plans): Promise<void> {
-    const inserts = ops.filter((op): op is Extract<Op, { req: InsertRequest }> => op.req.kind === "insert");
-    for (let attempt = 0; inserts.length; attempt++) {
+  private async confirm(shell: Shell, table: string, families: Family[], ops: Op[], plans: Plans): Promise<Set<Op>> {
+    const dropped = new Set<Op>();
+    const inserts = ops.filter((op) => op.req.kind === "insert");
+    for (let attempt = 0; ; attempt++) {
       const listed = await shell.step(listing(families, table, false));
-      const moves = new Map<Family, string[]>();
-      for (const op of [...inserts]) {
-        for (const f of families) {
+      const rulesets = new Map(families.map((f) => [f, parseRuleset(saveOf(listed, f))]));
+      const changes = new Map<Family, string[]>();
+      const change = (f: Family, ...lines: string[]) => (changes.get(f) ?? changes.set(f, []).get(f)!).push(...lines);
+      for (const op of inserts) {
+        const req = op.req as InsertRequest;
+        const found = (f: Family) => findByTag(rulesets.get(f)!, table, req.chain, req.tag);
+        let problem: string | undefined;
+        for (const f of dropped.has(op) ? [] : families) {
           const planned = plans.get(op)![f];
+          const rule = planned && found(f);
           if (!planned) continue;
-          const rs: Ruleset = parseRuleset(saveOf(listed, f));
-          const found: Rule | undefined = findByTag(rs, table, op.req.chain, op.req.tag);
-          if (!found) {
-            inserts.splice(inserts.indexOf(op), 1);
-            op.reject(new HostError(`the rule ${planned.rule} was removed from ${this.session.target} right after it was inserted (by another writer)`));
+          if (!rule) {
+            problem = `the rule ${planned.rule} was removed from ${this.session.target} right after it was inserted (by another writer)`;
             break;
           }
-          planned.line = found.line;
-          const shadow = op.req.position === "auto" ? shadowing(rs, { table, chain: found.chain, line: found.line }) : undefined;
-          if (!shadow) continue;
+          planned.line = rule.line;
+          if (req.position !== "auto" || !shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line })) continue;
           if (attempt >= FIXUPS) {
-            (moves.get(f) ?? moves.set(f, []).get(f)!).push(asDelete(found.text));
-            inserts.splice(inserts.indexOf(op), 1);
-            op.reject(new HostError(`the chain ${op.req.chain} on ${this.session.target} kept changing under another writer that ignores ${LOCK_FILE}; the rule was removed again`));
+            problem = `the chain ${req.chain} on ${this.session.target} kept changing under another writer that ignores ${LOCK_FILE}, so the rule could not be kept in place and was removed`;
             break;
           }
-          const without = parseRuleset(deleteRuleText(saveOf(listed, f), table, found.chain, found.line));
-          const { line, reason } = placeRule(without, { table, chain: op.req.chain, rule: op.req.specs[f]!, position: "auto" });
-          (moves.get(f) ?? moves.set(f, []).get(f)!).push(asDelete(found.text), asInsert(found.text, line));
-          Object.assign(planned, { line, reason: `${reason} (moved: another writer changed the chain while it was inserted)` });
+          const without = parseRuleset(deleteRuleText(saveOf(listed, f), table, rule.chain, rule.line));
+          const { line, reason } = placeRule(without, { table, chain: req.chain, rule: req.specs[f]!, position: "auto" });
+          change(f, asDelete(rule.text), asInsert(rule.text, line));
+          Object.assign(planned, { line, reason: `${reason} (moved back: another writer changed the chain while it was inserted)` });
+        }
+        if (problem) {
+          dropped.add(op);
+          op.reject(new HostError(problem));
+        }
+        if (dropped.has(op)) {
+          for (const f of families) {
+            const rule = found(f);
+            if (rule) change(f, asDelete(rule.text));
+          }
         }
       }
-      if (!moves.size) return;
-      for (const [f, lines] of moves) {
-        const r = (await shell.step(restoreStep(f, table, lines)))[`restore${f}`];
-        if (r?.code !== 0 && attempt >= FIXUPS) throw new HostError(`moving rules back into place failed: ${r?.err}`);
-      }
+      if (!changes.size) return dropped;
+      if (attempt >= 2 * FIXUPS) throw new HostError(`the chain on ${this.session.target} keeps changing under another writer that ignores ${LOCK_FILE}: rules could not be put in place`);
+      for (const [f, lines] of changes) await shell.step(restoreStep(f, table, lines));
     }
   }
 }
