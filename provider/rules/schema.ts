@@ -1,6 +1,7 @@
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { BUILTIN_CHAINS } from "./flags";
+import type { ConnectionArgs } from "../ssh/types";
 import { MAX_COMMENT_BYTES, NEUTRAL_REJECT_TYPES, REJECT_TYPES, TAG_PREFIX } from "./render";
 
 /** Pulumi's placeholder for a value not known yet (during preview). */
@@ -8,21 +9,10 @@ export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 export type PortItem = number | { from: number; to: number };
 
-export interface ProxyInputs {
-  host: string;
-  port: number;
-  user: string;
-  password?: string;
-  privateKey?: string;
-  privateKeyPassword?: string;
-  agentSocketPath?: string;
-  dialErrorLimit: number;
-  /** Seconds. */
-  perDialTimeout: number;
-  /** `ssh-ed25519 AAAA...` (type and key, comment dropped) or `SHA256:...`. */
-  hostKey?: string;
-}
+/** A jump host: the SSH layer's connection fields, without a proxy of its own or sudo. */
+export type ProxyInputs = Omit<ConnectionArgs, "proxy" | "sudo">;
 
+/** The checked connection: the SSH layer's ConnectionArgs, whose jump host has no sudo. */
 export interface ConnectionInputs extends ProxyInputs {
   /** A jump host. */
   proxy?: ProxyInputs;
