@@ -171,9 +171,8 @@ interface Fleet {
 }
 
 /**
- * The session a host's agent really uses. Agents are kept per process and outlive closeAll() (their
- * session reconnects on its own), so closeAll() alone does not close them: `fresh` closes exactly
- * these, so that each phase starts without a connection, as a fresh `pulumi` process does.
+ * The session a host's agent uses. `fresh` closes these, so that each phase starts without a
+ * connection, as a fresh `pulumi` process does.
  */
 const sessionOf = (conn: ConnectionArgs) => hostAgent(conn, {}).session;
 async function fresh(sessions: { close(): Promise<void> }[]): Promise<void> {
@@ -228,8 +227,8 @@ async function lifecycle(fleet: Fleet, parallel: number, scope: "host" | "total"
     misplaced += p.misplaced;
   }
   await fresh(createSessions);
-  const fp = outs.find(Boolean)?.hostKeyFingerprint;
-  const removeSessions = fleet.hosts.map((_, k) => sessionOf({ ...(inputs[k * fleet.perHost].connection as ConnectionArgs), hostKey: outs[k * fleet.perHost]?.hostKeyFingerprint ?? fp }));
+  // A new provider process: a new connection (remove checks the recorded host key on it).
+  const removeSessions = fleet.hosts.map((_, k) => sessionOf(inputs[k * fleet.perHost].connection as ConnectionArgs));
   await fresh(removeSessions);
   const channels1 = removeSessions.map((s) => s.stats.channels);
   const createChannels = createSessions.reduce((n, s, k) => n + s.stats.channels - channels0[k], 0);

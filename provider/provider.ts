@@ -196,13 +196,21 @@ export async function create(inputs: RuleInputs & { unique: string }) {
 /** The rules files that hold a rule of these families. */
 const filesOf = (files: [string, string], fams: Family[]) => fams.map((f) => files[f === 4 ? 0 : 1]);
 
-/** The SSH layer's connection arguments; `recorded` is the host key seen at create, required from then on. */
-function connectionOf(conn: RuleInputs["connection"], recorded?: string): ConnectionArgs {
-  return { ...conn, hostKey: conn.hostKey ?? recorded, proxy: conn.proxy && { ...conn.proxy, sudo: false } };
+/** The SSH layer's connection arguments. */
+function connectionOf(conn: RuleInputs["connection"]): ConnectionArgs {
+  return { ...conn, proxy: conn.proxy && { ...conn.proxy, sudo: false } };
+}
+
+/** The agent for a created rule: the host key seen at create is required from then on (checked on
+ * the pooled connection, so create, refresh and delete in one process share one connection). */
+async function agentOf(conn: RuleInputs["connection"], recorded: string | undefined) {
+  const agent = hostAgent(connectionOf(conn), logger());
+  await agent.verifyHostKey(conn.hostKey ? undefined : recorded);
+  return agent;
 }
 
 export async function read(id: string, props: PortRuleState) {
-  const agent = hostAgent(connectionOf(props.connection, props.hostKeyFingerprint), logger());
+  const agent = await agentOf(props.connection, props.hostKeyFingerprint);
   const fams = families(props.ipVersion);
   const live: ReadResult = await agent.read(props.table, props.chain, props.tag, fams);
   if (fams.every((f) => !live.families[f])) return { id: "", props: {} };
@@ -230,7 +238,7 @@ export async function read(id: string, props: PortRuleState) {
 }
 
 export async function update(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
-  const agent = hostAgent(connectionOf(news.connection, olds.hostKeyFingerprint), logger());
+  const agent = await agentOf(news.connection, olds.hostKeyFingerprint);
   const fams = families(olds.ipVersion);
   const outs = { ...olds, ...news, unique: olds.unique, tag: olds.tag, rules: olds.rules };
   if (news.persist !== olds.persist) {
@@ -244,6 +252,6 @@ export async function update(_id: string, olds: PortRuleState, news: RuleInputs 
 }
 
 export async function remove(_id: string, props: PortRuleState) {
-  const agent = hostAgent(connectionOf(props.connection, props.hostKeyFingerprint), logger());
+  const agent = await agentOf(props.connection, props.hostKeyFingerprint);
   await agent.delete({ kind: "delete", table: props.table, chain: props.chain, families: families(props.ipVersion), tag: props.tag, persist: props.persist });
 }

@@ -4,12 +4,12 @@
 // confirming listing. Reads that arrive together share one listing.
 import { findByTag, parseRuleset, parseVersion, placeRule, ruleText, shadowing } from "../rules";
 import type { Position } from "../rules";
-import { getSession } from "../ssh";
+import { getSession, verifyHostKey } from "../ssh";
 import type { ConnectionArgs, Logger, Session } from "../ssh";
 import { FAMILIES, LOCK, LOCK_FILE, LOCK_WAIT, PREAMBLE, iptables, parseSections, section } from "./protocol";
-import type { Family, Sections } from "./protocol";
+import type { Family, Section, Sections } from "./protocol";
 import { DETECT, OWNER, ownerError, ownerOf, parsePersistence, saveScript } from "./persist";
-import type { Persistence } from "./persist";
+import type { PersistChange, Persistence } from "./persist";
 import { deleteRuleText, insertRuleText } from "./ruleset-text";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
@@ -108,20 +108,16 @@ const FIXUPS = 5;
 
 const agents = new Map<string, HostAgent>();
 
-/** The agent of a host connection (one per connection per process). */
+/** The agent of a host connection (one per pooled connection per process). */
 export function hostAgent(conn: ConnectionArgs, log: Logger): HostAgent {
   const session = getSession(conn, log);
   let a = agents.get(session.key);
-  if (!a) agents.set(session.key, (a = new HostAgent(session)));
+  if (a?.session !== session) agents.set(session.key, (a = new HostAgent(session)));
   return a;
 }
 
-/** Listing commands: facts (version, listening sockets) and one iptables-save per family. */
-function listing(families: Family[], table: string, facts: boolean): string {
-  const saves = families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]));
-  const head = facts ? [section("version", ["iptables", "--version"]), section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]), DETECT, OWNER] : [];
-  return head.concat(saves).join("\n");
-}
+/** One iptables-save per family. */
+const saves = (families: Family[], table: string) => families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table])).join("\n");
 
 function out(sections: Sections, name: string, what: string): string {
   const s = sections[name];
@@ -136,9 +132,28 @@ function restoreStep(f: Family, table: string, lines: string[]): string {
   return section(`restore${f}`, [`${iptables(f)}-restore`, "--noflush", "-w", String(LOCK_WAIT)], `*${table}\n${lines.join("\n")}\nCOMMIT\n`);
 }
 
+/** `then` runs only if every section before it succeeded ($c is the last section's status). */
+const ifOk = (then: string) => `if [ "$c" = 0 ]; then\n${then}\nfi`;
+
 /** `-A CHAIN spec` → `-I CHAIN line spec` / `-D CHAIN spec`, as iptables-restore lines. */
 const asInsert = (text: string, line: number) => text.replace(/^-A (\S+) /, `-I $1 ${line} `);
 const asDelete = (text: string) => text.replace(/^-A /, "-D ");
+
+/** Operations whose rule's place in the saved files changes: persisted inserts and deletes, flag changes. */
+const asksSave = (op: Op) => op.req.persist || op.req.kind === "persist";
+
+/** What the persistence step does for these operations: keep `persist: false` rules out of the
+ * files (a list of their tags), and save for the operations that ask for it; undefined if nothing. */
+function persistChange(ops: Op[]): PersistChange | undefined {
+  const tags = (list: Op[]) => list.map((op) => op.req.tag);
+  const savers = ops.filter(asksSave);
+  const transient = tags(ops.filter((op) => op.req.kind !== "delete" && !op.req.persist));
+  const persistent = tags(ops.filter((op) => op.req.kind === "delete" || (op.req.kind === "persist" && op.req.persist)));
+  if (!savers.length && !transient.length && !persistent.length) return undefined;
+  const present = tags(savers.filter((op) => op.req.kind !== "delete" && op.req.persist));
+  const absent = [...transient, ...tags(savers.filter((op) => op.req.kind === "delete"))];
+  return { transient, persistent, save: savers.length > 0, present, absent };
+}
 
 const placements = (p: Partial<Record<Family, Planned>>): Partial<Record<Family, Placement>> =>
   Object.fromEntries(Object.entries(p).map(([f, { line, reason, rule }]) => [f, { line, reason, rule }]));
@@ -156,8 +171,24 @@ export class HostAgent {
   private queue: Op[] = [];
   private draining = false;
   private pendingRead?: { families: Set<Family>; table: string; result: Promise<Sections> };
+  /** What does not change while the provider runs: the backend, its version, the persistence mechanism. */
+  private stable?: Pick<HostFacts, "backend" | "version" | "persistence">;
 
   constructor(readonly session: Session) {}
+
+  /** Connects if needed and refuses a host whose key is not the one recorded at create. */
+  async verifyHostKey(recorded: string | undefined): Promise<void> {
+    const seen = await this.session.connect();
+    if (recorded) verifyHostKey(seen, recorded, this.session.target);
+  }
+
+  /** Listing commands: the facts not known yet, listening sockets and the policy owner if asked for, the rulesets. */
+  private listing(families: Family[], table: string, want: { listening?: boolean; owner?: boolean } = {}): string {
+    const parts = this.stable ? [] : [section("version", ["iptables", "--version"]), DETECT];
+    if (want.listening) parts.push(section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]));
+    if (want.owner) parts.push(OWNER);
+    return [...parts, saves(families, table)].join("\n");
+  }
 
   insert(req: InsertRequest): Promise<InsertResult> {
     return new Promise((resolve, reject) => this.enqueue({ req, resolve, reject }));
@@ -199,7 +230,7 @@ export class HostAgent {
       const fams = new Set<Family>();
       const result = new Promise<void>((r) => setTimeout(r, 2)).then(async () => {
         if (this.pendingRead === p) this.pendingRead = undefined;
-        const r = await this.session.run(PREAMBLE + listing(FAMILIES.filter((f) => fams.has(f)), table, true));
+        const r = await this.session.run(PREAMBLE + this.listing(FAMILIES.filter((f) => fams.has(f)), table));
         return parseSections(r.stdout);
       });
       p = this.pendingRead = { families: fams, table, result };
@@ -209,14 +240,16 @@ export class HostAgent {
   }
 
   private facts(sections: Sections, families: Family[]): HostFacts {
-    const v = parseVersion(out(sections, "version", "iptables --version"));
+    if (!this.stable) {
+      const v = parseVersion(out(sections, "version", "iptables --version"));
+      const persistence = parsePersistence(out(sections, "persistence", "finding how the host saves its ruleset"));
+      this.stable = { backend: v.backend, version: v.version, persistence };
+    }
     return {
-      backend: v.backend,
-      version: v.version,
+      ...this.stable,
       hostKeyFingerprint: this.session.hostKey?.fingerprint ?? "",
       listening: parseListening(sections.listening?.out ?? ""),
-      persistence: parsePersistence(out(sections, "persistence", "finding how the host saves its ruleset")),
-      owner: ownerOf(sections.owner?.out ?? "", families.map((f) => parseRuleset(saveOf(sections, f)))),
+      owner: sections.owner ? ownerOf(sections.owner.out, families.map((f) => parseRuleset(saveOf(sections, f)))) : undefined,
     };
   }
 
@@ -249,19 +282,21 @@ export class HostAgent {
   }
 
   /**
-   * Lock, list, plan every operation against the listing as the earlier ones leave it, apply each
-   * family with one atomic iptables-restore, confirm with a listing. An operation that cannot be
-   * planned fails alone; a restore that fails undoes the families already applied, so nothing of
-   * the batch is left on the host.
+   * Two steps of one remote conversation. First: lock, list. Then plan every operation against the
+   * listing as the earlier ones leave it. Second: one atomic iptables-restore per family (each only if
+   * the one before succeeded), the confirming listing, and the persistence save. An operation that
+   * cannot be planned fails alone; a refused restore undoes the families already applied, so nothing
+   * of the batch is left on the host.
    */
   private async transaction(table: string, batch: Op[]): Promise<void> {
     const wants = (op: Op, f: Family) => (op.req.kind === "insert" ? !!op.req.specs[f] : op.req.families.includes(f));
     const families = FAMILIES.filter((f) => batch.some((op) => wants(op, f)));
     const origin = batch.some((op) => op.req.kind === "insert" && op.req.guard) ? await this.session.origin() : undefined;
+    const want = { listening: batch.some((op) => op.req.kind === "insert"), owner: batch.some((op) => op.req.persist && op.req.kind !== "delete") };
 
     const shell = await openShell(this.session);
     try {
-      const first = await shell.step(PREAMBLE + LOCK + "\n" + listing(families, table, true));
+      const first = await shell.step(PREAMBLE + LOCK + "\n" + this.listing(families, table, want));
       if (first.lock?.code !== 0) {
         throw new HostError(
           `could not take ${LOCK_FILE} on ${this.session.target} within ${LOCK_WAIT}s: another pulumi-iptables run ` +
@@ -269,7 +304,7 @@ export class HostAgent {
         );
       }
       const facts = this.facts(first, families);
-      const saves = new Map(families.map((f) => [f, saveOf(first, f)]));
+      const listed = new Map(families.map((f) => [f, saveOf(first, f)]));
 
       // Plan. An operation that cannot be planned in one family is dropped from all of them.
       const plans: Plans = new Map();
@@ -277,9 +312,9 @@ export class HostAgent {
       for (const op of batch) {
         try {
           const placed: Partial<Record<Family, Planned>> = {};
-          const next = new Map(saves);
+          const next = new Map(listed);
           for (const f of families.filter((g) => wants(op, g))) next.set(f, this.plan(op, f, next.get(f)!, placed, facts, origin));
-          next.forEach((v, k) => saves.set(k, v));
+          next.forEach((v, k) => listed.set(k, v));
           plans.set(op, placed);
           ok.push(op);
         } catch (err) {
@@ -287,22 +322,28 @@ export class HostAgent {
         }
       }
 
-      // Apply: one iptables-restore per family; on failure undo what was applied.
-      const applied: Family[] = [];
-      for (const f of families) {
-        const lines = ok.flatMap((op) => plans.get(op)![f]?.apply ?? []);
-        if (!lines.length) continue;
-        const r = (await shell.step(restoreStep(f, table, lines)))[`restore${f}`];
-        if (r?.code !== 0) {
-          await this.undo(shell, table, applied, ok, plans);
-          throw new RestoreRefused(`${iptables(f)}-restore on ${this.session.target} refused the change, so none of it was applied: ${r?.err || "no answer"}`);
-        }
-        applied.push(f);
+      // Apply, confirm and save in one step.
+      const apply = families.filter((f) => ok.some((op) => plans.get(op)![f]));
+      const change = persistChange(ok);
+      const save = change && saveScript(facts.persistence, change);
+      const restores = apply.map((f) => ifOk(restoreStep(f, table, ok.flatMap((op) => plans.get(op)![f]?.apply ?? []))));
+      const second = await shell.step(["c=0", ...restores, ifOk(saves(families, table) + (save ? "\n" + save : ""))].join("\n"));
+      const refused = apply.findIndex((f) => second[`restore${f}`]?.code !== 0);
+      if (refused >= 0) {
+        const f = apply[refused];
+        await this.undo(shell, table, apply.slice(0, refused), ok, plans);
+        throw new RestoreRefused(`${iptables(f)}-restore on ${this.session.target} refused the change, so none of it was applied: ${second[`restore${f}`]?.err || "no answer"}`);
       }
 
-      const dropped = await this.confirm(shell, table, families, ok, plans);
-      const settled = await this.persistStep(shell, table, facts, ok.filter((op) => !dropped.has(op)), plans);
-      for (const op of settled) {
+      const { dropped, moved } = await this.confirm(shell, table, families, ok, plans, second);
+      const alive = ok.filter((op) => !dropped.has(op));
+      let saved: Section | undefined = second.persist;
+      if (change && (dropped.size || moved)) {
+        // The files were written before rules moved back into place (or with a dropped one): again.
+        const again = persistChange(alive);
+        saved = again && (await shell.step(saveScript(facts.persistence, again))).persist;
+      }
+      for (const op of await this.settle(shell, table, facts, alive, plans, saved)) {
         const persisted = op.req.persist ? facts.persistence : undefined;
         if (op.req.kind === "insert") (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!), persisted });
         else (op.resolve as (r: HostFacts) => void)(facts);
@@ -338,26 +379,18 @@ export class HostAgent {
   }
 
   /**
-   * Keeps `persist: false` rules out of the rules files and saves the ruleset for the operations that
-   * asked for it. If the save fails, their runtime changes are rolled back (and the files saved
-   * again from what is live), so state and host agree; returns the operations that succeeded.
+   * Settles the persistence step's result: if the save failed, the runtime changes of the operations
+   * that asked for it are rolled back (and the files saved again from what is live), so state and host
+   * agree. Returns the operations that succeeded.
    */
-  private async persistStep(shell: Shell, table: string, facts: HostFacts, ops: Op[], plans: Plans): Promise<Op[]> {
-    const { kind } = { kind: (op: Op) => op.req.kind };
-    const tags = (list: Op[]) => list.map((op) => op.req.tag);
-    const savers = ops.filter((op) => op.req.persist || kind(op) === "persist");
-    const transient = tags(ops.filter((op) => kind(op) !== "delete" && !op.req.persist));
-    const persistent = tags(ops.filter((op) => kind(op) === "delete" || (kind(op) === "persist" && op.req.persist)));
-    if (!savers.length && !transient.length && !persistent.length) return ops;
-    const present = tags(savers.filter((op) => kind(op) !== "delete" && op.req.persist));
-    const absent = [...transient, ...tags(savers.filter((op) => kind(op) === "delete"))];
-    const r = (await shell.step(saveScript(facts.persistence, { transient, persistent, save: savers.length > 0, present, absent }))).persist;
-    if (r?.code === 0) return ops;
+  private async settle(shell: Shell, table: string, facts: HostFacts, ops: Op[], plans: Plans, saved: Section | undefined): Promise<Op[]> {
+    if (!persistChange(ops) || saved?.code === 0) return ops;
+    const savers = ops.filter(asksSave);
     const failed = savers.length ? savers : ops;
     await this.undo(shell, table, FAMILIES, failed, plans);
     if (savers.length) await shell.step(saveScript(facts.persistence, { transient: [], persistent: [], save: true, present: [], absent: [] }));
     const { mechanism, files } = facts.persistence;
-    const why = (r?.err ?? "").split("\n").filter((l) => !l.startsWith("run-parts: executing")).join("\n");
+    const why = (saved?.err ?? "").split("\n").filter((l) => !l.startsWith("run-parts: executing")).join("\n");
     const err = new HostError(
       `saving the ruleset on ${this.session.target} with ${mechanism} to ${files.join(" and ")} failed, so the change was rolled back: ${why || "no answer"}`,
     );
@@ -377,13 +410,14 @@ export class HostAgent {
    * the chain between our listing and our restore: an `auto` rule that a rule above now shadows is
    * moved to where placement says, a few times at most. An operation whose rule was removed by
    * someone else, or cannot be kept in place, fails, and its rules (every family) are removed.
-   * Returns those operations.
+   * `listed` is the listing taken right after the restore. Returns the dropped operations and
+   * whether anything was moved.
    */
-  private async confirm(shell: Shell, table: string, families: Family[], ops: Op[], plans: Plans): Promise<Set<Op>> {
+  private async confirm(shell: Shell, table: string, families: Family[], ops: Op[], plans: Plans, listed: Sections): Promise<{ dropped: Set<Op>; moved: boolean }> {
     const dropped = new Set<Op>();
     const inserts = ops.filter((op) => op.req.kind === "insert");
     for (let attempt = 0; ; attempt++) {
-      const listed = await shell.step(listing(families, table, false));
+      if (attempt > 0) listed = await shell.step(saves(families, table));
       const rulesets = new Map(families.map((f) => [f, parseRuleset(saveOf(listed, f))]));
       const changes = new Map<Family, string[]>();
       const change = (f: Family, ...lines: string[]) => (changes.get(f) ?? changes.set(f, []).get(f)!).push(...lines);
@@ -421,7 +455,7 @@ export class HostAgent {
           }
         }
       }
-      if (!changes.size) return dropped;
+      if (!changes.size) return { dropped, moved: attempt > 0 };
       if (attempt >= 2 * FIXUPS) throw new HostError(`the chain on ${this.session.target} keeps changing under another writer that ignores ${LOCK_FILE}: rules could not be put in place`);
       for (const [f, lines] of changes) await shell.step(restoreStep(f, table, lines));
     }

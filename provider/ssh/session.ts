@@ -228,6 +228,8 @@ export class Session {
     this.client = undefined;
     this.originPromise = undefined;
     if (!client) return;
+    // Keep the process alive until the close completes: an idle session's socket is unref'd.
+    this.sock?.ref();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.sock?.destroy();
