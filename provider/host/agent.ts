@@ -257,8 +257,8 @@ export class HostAgent {
     this.queue.push(op);
     if (this.draining) return;
     this.draining = true;
-    // The engine starts many operations within a few milliseconds: let them join one batch.
-    setTimeout(() => void this.drain(), 5);
+    // The engine starts many operations within a millisecond or two: let them join one batch.
+    setTimeout(() => void this.drain(), 2);
   }
 
   private async drain(): Promise<void> {

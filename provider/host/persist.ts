@@ -84,9 +84,10 @@ export interface PersistChange {
 }
 
 export function saveScript(p: Persistence, change: PersistChange): string {
+  const list = (tags: string[]) => `<<'@@PIT_TAGS'\n${tags.join("\n")}\n@@PIT_TAGS`;
   const lines: string[] = [`T=${TRANSIENT}`, `touch "$T"`];
-  for (const tag of change.transient) lines.push(`grep -qxF ${shellQuote(tag)} "$T" || echo ${shellQuote(tag)} >> "$T"`);
-  for (const tag of change.persistent) lines.push(`grep -vxF ${shellQuote(tag)} "$T" > "$T.new"; mv -f "$T.new" "$T"`);
+  if (change.transient.length) lines.push(`cat >> "$T" ${list(change.transient)}`);
+  if (change.persistent.length) lines.push(`grep -vxF -f /dev/stdin "$T" > "$T.new" ${list(change.persistent)}`, `mv -f "$T.new" "$T"`);
   // In a subshell: its `exit` ends the save, not the conversation (and its lock).
   const script = () => section("persist", { script: `(\n${lines.join("\n")}\n)` });
   if (!change.save) return script();
