@@ -199,8 +199,10 @@ async function lifecycle(fleet: Fleet, parallel: number, scope: "host" | "total"
   const ports = Array.from({ length: fleet.perHost }, (_, i) => PORT0 + i);
   for (const h of fleet.hosts) await reset(h);
   const inputs = (await Promise.all(fleet.hosts.map((h) => checkedInputs(h, ports, "lifecycle")))).flat();
-  const createSessions = fleet.hosts.map((_, k) => sessionOf(inputs[k * fleet.perHost].connection as ConnectionArgs));
-  await fresh(createSessions);
+  const connOf = (k: number) => inputs[k * fleet.perHost].connection as ConnectionArgs;
+  await fresh(fleet.hosts.map((_, k) => sessionOf(connOf(k))));
+  // The sessions this phase uses (closing one takes it out of the pool: take them after).
+  const createSessions = fleet.hosts.map((_, k) => sessionOf(connOf(k)));
   const channels0 = createSessions.map((s) => s.stats.channels);
   const drive = async (fn: (i: number) => Promise<unknown>) => {
     if (scope === "total") return pool(inputs.length, parallel, fn);
@@ -228,8 +230,7 @@ async function lifecycle(fleet: Fleet, parallel: number, scope: "host" | "total"
   }
   await fresh(createSessions);
   // A new provider process: a new connection (remove checks the recorded host key on it).
-  const removeSessions = fleet.hosts.map((_, k) => sessionOf(inputs[k * fleet.perHost].connection as ConnectionArgs));
-  await fresh(removeSessions);
+  const removeSessions = fleet.hosts.map((_, k) => sessionOf(connOf(k)));
   const channels1 = removeSessions.map((s) => s.stats.channels);
   const createChannels = createSessions.reduce((n, s, k) => n + s.stats.channels - channels0[k], 0);
   t = now();
