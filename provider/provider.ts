@@ -2,9 +2,10 @@
 // the host agent (I/O). This module's path, `pulumi-iptables/dist/provider`, is recorded in every
 // stack's state through the serialized provider: keep it and its exports loadable in later versions.
 import { createHash, randomBytes } from "node:crypto";
+import { log as pulumiLog } from "@pulumi/pulumi";
 import { check as checkInputs, makeTag, matchesPacket, parseSpec, renderRule, ruleText, UNKNOWN } from "./rules";
 import type { RuleInputs } from "./rules";
-import { hostAgent } from "./host/agent";
+import { hostAgent, TagTaken } from "./host/agent";
 import type { HostFacts, InsertRequest, ReadResult } from "./host/agent";
 import { familyName } from "./host/protocol";
 import type { Family } from "./host/protocol";
@@ -12,15 +13,14 @@ import type { ConnectionArgs, Logger } from "./ssh";
 
 /** Inputs that define the rule on the host: a change to any of them replaces it. */
 export const RULE_DEFINING = ["table", "chain", "protocol", "ports", "action", "rejectWith", "source", "inInterface", "comment", "ipVersion", "position"] as const;
-/** Connection fields that say which host the rule is on (the others are credentials). */
-const HOST_DEFINING = ["host"] as const;
 
 type FamilyName = "ipv4" | "ipv6";
 type PerFamily<T> = Partial<Record<FamilyName, T>>;
 
 /** What a created rule records in state (outputs). */
 export interface PortRuleState extends RuleInputs {
-  /** Random part of the identity tag, fixed at create. */
+  /** Unique part of the identity tag: derived from what defines the rule (so preview shows the tag
+   * that up adds), random instead when that tag was on the host already; fixed at create. */
   unique: string;
   /** The identity tag carried in the rule's comment. */
   tag: string;
@@ -54,20 +54,14 @@ const families = (v: RuleInputs["ipVersion"]): Family[] => (v === "both" ? [4, 6
 const isUnknown = (v: unknown): boolean =>
   v === UNKNOWN || (Array.isArray(v) ? v.some(isUnknown) : typeof v === "object" && v !== null && Object.values(v).some(isUnknown));
 
+/** Pulumi's log: shown by the engine with the resource's diagnostics. */
 function logger(): Logger {
-  // Through Pulumi's log when the engine hosts us, otherwise quietly.
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const log = require("@pulumi/pulumi").log as { info(m: string): void; warn(m: string): void; debug(m: string): void; error(m: string): void };
-    return { info: (m) => log.info(m), warn: (m) => log.warn(m), debug: (m) => log.debug(m), error: (m) => log.error(m) };
-  } catch {
-    return {};
-  }
+  return { info: (m) => pulumiLog.info(m), warn: (m) => pulumiLog.warn(m), debug: (m) => pulumiLog.debug(m), error: (m) => pulumiLog.error(m) };
 }
 
+const hostOf = (inputs: Record<string, any>): unknown => inputs.connection?.host;
 const sameRule = (a: Record<string, unknown>, b: Record<string, unknown>) =>
-  RULE_DEFINING.every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k])) &&
-  HOST_DEFINING.every((k) => (a.connection as Record<string, unknown> | undefined)?.[k] === (b.connection as Record<string, unknown> | undefined)?.[k]);
+  hostOf(a) === hostOf(b) && RULE_DEFINING.every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k]));
 
 function uniqueOf(inputs: RuleInputs): string {
   const defining = [inputs.identity, inputs.connection?.host, ...RULE_DEFINING.map((k) => inputs[k])];
@@ -94,7 +88,7 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
 /** Pure: replace on anything that defines the rule, update credentials and persist in place. */
 export async function diff(_id: string, olds: Record<string, any>, news: Record<string, any>) {
   const replaces: string[] = RULE_DEFINING.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-  if (olds.connection?.host !== news.connection?.host) replaces.push("connection.host");
+  if (hostOf(olds) !== hostOf(news)) replaces.push("connection.host");
   if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
   const updates = ["persist", "allowLockout"].filter((k) => olds[k] !== news[k]);
   const { host: _oh, ...oldConn } = olds.connection ?? {};
@@ -109,7 +103,8 @@ export async function diff(_id: string, olds: Record<string, any>, news: Record<
 
 /** The lockout guard: would this DROP/REJECT rule match the provider's own SSH session? */
 function lockoutGuard(inputs: RuleInputs): InsertRequest["guard"] {
-  if (inputs.action === "ACCEPT" || inputs.allowLockout) return undefined;
+  // The provider's packets arrive through INPUT (and the user chains it jumps to), not FORWARD or OUTPUT.
+  if (inputs.action === "ACCEPT" || inputs.allowLockout || inputs.chain === "FORWARD" || inputs.chain === "OUTPUT") return undefined;
   return (origin, family) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
     const spec = parseSpec(renderRule(inputs, family, "pulumi-iptables:guard/x/x/guard"));
@@ -184,7 +179,7 @@ export async function create(inputs: RuleInputs & { unique: string }) {
       }
       return { id: tag, outs: state };
     } catch (err) {
-      if (attempt < 2 && err instanceof Error && /already on/.test(err.message)) {
+      if (attempt < 2 && err instanceof TagTaken) {
         unique = randomBytes(6).toString("hex");
         continue;
       }

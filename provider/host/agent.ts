@@ -96,6 +96,8 @@ type Plans = Map<Op, Partial<Record<Family, Planned>>>;
 
 /** A change to the host failed; nothing of that operation is left on the host. */
 export class HostError extends Error {}
+/** A rule with this tag is on the host already (the rule being replaced by an identical one). */
+export class TagTaken extends HostError {}
 /** iptables-restore refused a batch; nothing of it was applied. */
 class RestoreRefused extends HostError {}
 
@@ -368,7 +370,7 @@ export class HostAgent {
       placed[f] = { line: found.line, reason: "delete", rule: found.text, apply: asDelete(found.text), undo: asInsert(found.text, found.line) };
       return deleteRuleText(save, table, found.chain, found.line);
     }
-    if (found) throw new HostError(`a rule tagged ${tag} is already on ${this.session.target}`);
+    if (found) throw new TagTaken(`a rule tagged ${tag} is already on ${this.session.target}`);
     const refusal = origin && op.req.guard?.(origin, f);
     if (refusal) throw new HostError(refusal);
     const spec = op.req.specs[f]!;

@@ -97,6 +97,21 @@ describe("safety", () => {
     expect((await host.iptables(6, ["-S", "INPUT"])).stdout).not.toContain(tag);
   });
 
+  it("replacing a rule by an identical one (up --replace) keeps the new rule: the tags differ", async () => {
+    const p = await project("replace", [{ name: "app", args: { port: 2222, action: "ACCEPT" } }]);
+    expect((await p.up()).code).toBe(0);
+    const [before] = await p.resources();
+    const replaced = await p.up(["--replace", before.urn]);
+    expect(replaced.code, replaced.stdout + replaced.stderr).toBe(0);
+    const [after] = await p.resources();
+    expect(after.outputs.tag).not.toBe(before.outputs.tag);
+    const chain = (await host.iptables(4, ["-S", "INPUT"])).stdout;
+    expect(chain).toContain(after.outputs.tag);
+    expect(chain).not.toContain(before.outputs.tag);
+    expect((await p.destroy()).code).toBe(0);
+    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).not.toContain("--dport 2222");
+  });
+
   it("requires the host key seen at create from then on", async () => {
     const { inputs, failures } = await lifecycle.check({}, {
       connection: host.connection(), port: 2230, action: "ACCEPT", identity: { project: "t", stack: "t", name: "pinned" },
