@@ -39,8 +39,10 @@ export async function openShell(session: Session): Promise<Shell> {
     settle();
   });
   channel.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+  let code: number | null = null;
+  channel.on("exit", (c: number | null) => (code = c));
   channel.on("close", () => {
-    closed = new RemoteError(
+    closed = session.sudoFailure("sh -s", { code: code ?? -1, stdout: buffer, stderr }) ?? new RemoteError(
       `the shell on ${session.target} ended before the step finished${stderr ? `: ${stderr.trim()}` : ""}`,
       "sh -s",
       null,

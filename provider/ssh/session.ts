@@ -358,7 +358,9 @@ export class Session {
     });
   }
 
-  private checkSudo(command: string, r: RunResult): void {
+  /** A SudoError when a command run through sudo failed because of sudo itself (for callers that
+   * hold a channel of their own, like a conversation opened with openChannel). */
+  sudoFailure(command: string, r: RunResult): SudoError | undefined {
     const who = this.target;
     const user = this.args.user;
     let message: string | undefined;
@@ -373,9 +375,14 @@ export class Session {
     } else if (r.code === 127 && /sudo: (command )?not found|sudo: No such file/.test(r.stderr)) {
       message = `sudo is not installed on ${who}: install it and give ${user} passwordless sudo for /bin/sh, or connect as root`;
     }
-    if (message) {
-      throw new SudoError(message, redact(command, this.secrets), r.code, redact(r.stdout, this.secrets), redact(r.stderr, this.secrets));
-    }
+    return message === undefined
+      ? undefined
+      : new SudoError(message, redact(command, this.secrets), r.code, redact(r.stdout, this.secrets), redact(r.stderr, this.secrets));
+  }
+
+  private checkSudo(command: string, r: RunResult): void {
+    const err = this.sudoFailure(command, r);
+    if (err) throw err;
   }
 
   // --- connecting -------------------------------------------------------------------------------

@@ -263,7 +263,8 @@ describe("PortRule errors (nft)", () => {
       expect(out).toMatch(/Dial 1\/2 to \S+:2 failed/);
     }],
     ["sudo without NOPASSWD", () => ({ ...h.connection("nopasswd"), sudo: true }), (out: string) => {
-      expect(out).toMatch(/password/i);
+      expect(out).toMatch(/sudo on \S+ asks for a password: pit-nopw needs passwordless sudo for \/bin\/sh/);
+      expect(out).toMatch(/NOPASSWD: \/bin\/sh/);
     }],
   ])("%s: up fails with a clear error and the host is unchanged", async (_what, conn, assertMessage) => {
     const before = await rulesets(h);
