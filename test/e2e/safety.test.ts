@@ -11,6 +11,7 @@ import { PROGRAM } from "./program";
 import * as lifecycle from "../../provider/provider";
 import { closeAll } from "../../provider/ssh";
 
+const CHAIN = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
 let lab: Lab;
 let host: LabHost;
 const projects: PulumiProject[] = [];
@@ -110,6 +111,16 @@ describe("safety", () => {
     expect(chain).not.toContain(before.outputs.tag);
     expect((await p.destroy()).code).toBe(0);
     expect((await host.iptables(4, ["-S", "INPUT"])).stdout).not.toContain("--dport 2222");
+  });
+
+  it("ipVersion both: when the IPv6 half fails, the IPv4 half is removed again", async () => {
+    const h = await lab.addHost({ rules: { v4: CHAIN, v6: CHAIN } });
+    // An ip6tables-restore that refuses everything, first on root's PATH, inside this host only.
+    await h.sh(`mkdir -p /run/broken && printf '#!/bin/sh\\necho "ip6tables-restore: line 2 failed (lab fault)" >&2\\nexit 1\\n' > /run/broken/ip6tables-restore && chmod +x /run/broken/ip6tables-restore && mount --bind /run/broken /usr/local/sbin`);
+    const before = [await h.ruleset(4), await h.ruleset(6)];
+    const { inputs } = await lifecycle.check({}, { connection: h.connection(), port: 8443, action: "ACCEPT", ipVersion: "both", identity: { project: "t", stack: "t", name: "half" } });
+    await expect(lifecycle.create(inputs as never)).rejects.toThrow(/ip6tables-restore .* refused the change, so none of it was applied: .*lab fault/s);
+    expect([await h.ruleset(4), await h.ruleset(6)]).toEqual(before);
   });
 
   it("requires the host key seen at create from then on", async () => {
