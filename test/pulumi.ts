@@ -40,6 +40,7 @@ export function packedPackage(): Promise<string> {
   packed ??= (async () => {
     mkdirSync(WORK, { recursive: true });
     const dir = mkdtempSync(join(WORK, "pack-"));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
     const r = await exec("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: ROOT });
     if (r.code !== 0) throw new Error(`npm pack failed: ${r.stderr}`);
     const tgz = readdirSync(dir).find((f) => f.endsWith(".tgz"))!;

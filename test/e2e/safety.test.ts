@@ -1,7 +1,7 @@
 // Under the real pulumi CLI: the lockout guard, the "nothing listens" warning, the serialized
 // provider (small, no absolute path), destroy by a newer build of the package than the one that
 // created the stack, and the host key recorded at create being required afterwards.
-import { appendFileSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab } from "../lab/lab";
@@ -82,7 +82,8 @@ describe("safety", () => {
     expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toContain(tag);
 
     // A newer build of the package, installed over the old one: its delete says who it is.
-    const newer = join(mkdtempSync(join(ROOT, ".lab", "newer-")), "package");
+    const newerDir = mkdtempSync(join(ROOT, ".lab", "newer-"));
+    const newer = join(newerDir, "package");
     cpSync(old, newer, { recursive: true });
     const pkg = JSON.parse(readFileSync(join(newer, "package.json"), "utf8"));
     writeFileSync(join(newer, "package.json"), JSON.stringify({ ...pkg, version: "99.0.0" }));
@@ -96,6 +97,7 @@ describe("safety", () => {
     expect(destroy.stdout).toContain("pulumi-iptables 99.0.0 deleting");
     expect((await host.iptables(4, ["-S", "INPUT"])).stdout).not.toContain(tag);
     expect((await host.iptables(6, ["-S", "INPUT"])).stdout).not.toContain(tag);
+    rmSync(newerDir, { recursive: true, force: true });
   });
 
   it("replacing a rule by an identical one (up --replace) keeps the new rule: the tags differ", async () => {
