@@ -12,8 +12,7 @@ for tool in ip unshare nsenter iptables ip6tables /usr/sbin/sshd ssh-keygen nc s
 done
 [ $# -gt 0 ] || die "usage: test/lab/in-lab.sh COMMAND [ARGS...]"
 
-# Removes one namespace of ours: first the processes in it (ours: sshd, listeners), then the
-# namespace itself; its veth peers go with it.
+# Removes the workstation namespace of a run: first the processes in it (ours), then the namespace.
 remove_ns() {
   local ns=$1 pids
   pids=$(ip netns pids "$ns" 2>/dev/null)
@@ -23,13 +22,39 @@ remove_ns() {
   ip netns del "$ns" 2>/dev/null || true
 }
 
-# Leftovers: namespaces named pit-<pid>-* whose wrapper process is gone.
+# Removes the lab hosts of a run. They are created from inside the workstation namespace, whose
+# mount namespace holds their /run/netns mounts, so from out here they are found by the record
+# each host leaves in <run dir>/hosts: its sshd's pid and start time. While that sshd lives, its
+# network namespace does too; every process in that namespace was started by the lab.
+remove_hosts() {
+  local dir=$1 rec pid start ns p
+  for rec in "$dir"/hosts/*; do
+    [ -f "$rec" ] || continue
+    read -r pid start < "$rec" || continue
+    [ "$(awk '{print $22}' "/proc/$pid/stat" 2>/dev/null)" = "$start" ] || continue
+    ns=$(readlink "/proc/$pid/ns/net") || continue
+    [ "$ns" = "$(readlink /proc/self/ns/net)" ] && continue
+    for p in /proc/[0-9]*; do
+      [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$ns" ] && kill -9 "${p#/proc/}" 2>/dev/null
+    done
+  done
+}
+
+# Leftovers of earlier runs whose wrapper process is gone: their hosts, their workstation.
+for dir in /tmp/pit-[0-9]*; do
+  [ -d "$dir" ] || continue
+  owner=${dir#/tmp/pit-}
+  if ! kill -0 "$owner" 2>/dev/null; then
+    echo "lab: removing leftover hosts of an earlier run ($dir)" >&2
+    remove_hosts "$dir"
+    rm -rf "$dir"
+  fi
+done
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^pit-[0-9]+-'); do
   owner=${ns#pit-}; owner=${owner%%-*}
   if ! kill -0 "$owner" 2>/dev/null; then
     echo "lab: removing leftover $ns of an earlier run" >&2
     remove_ns "$ns"
-    rm -rf "/tmp/pit-$owner"
   fi
 done
 
@@ -39,8 +64,9 @@ WS=$RUN-ws
 export PIT_LAB_RUN=$RUN PIT_LAB_WS=$WS PIT_LAB_DIR=/tmp/$RUN PIT_LAB_HOME_NETNS=$(readlink /proc/self/ns/net)
 cleanup() {
   trap - EXIT INT TERM HUP
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$RUN-" | grep -v -- "-ws$"); do
-    remove_ns "$ns"
+  remove_hosts "$PIT_LAB_DIR"
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$RUN-h"); do
+    ip netns del "$ns" 2>/dev/null || true
   done
   remove_ns "$WS"
   rm -rf "$PIT_LAB_DIR"

@@ -1,7 +1,7 @@
 // The lab itself: hosts with both backends, users and sudo, listeners, probes, private files,
 // the refusal to act outside a lab namespace, and teardown even when the run fails or is killed.
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab, LabHost } from "./lab";
 
@@ -61,21 +61,34 @@ describe("lab", () => {
   });
 
   it("tears a run down when it fails, and removes what a killed run left behind", async () => {
-    const script = `require("${__dirname}/lab.ts").Lab.create().then(async (lab) => { await lab.addHost({}); console.log(process.env.PIT_LAB_RUN); process.exit(Number(process.env.HOW)); })`;
-    // A run whose command fails: its wrapper removes everything at exit.
+    // The script prints its run and its host's sshd pid, then ends without destroying the lab.
+    const script = `require("${__dirname}/lab.ts").Lab.create().then(async (lab) => { const h = await lab.addHost({ listen: { tcp: [2222] } }); console.log(process.env.PIT_LAB_RUN, "sshd", h.pid); process.exit(Number(process.env.HOW)); })`;
+    // Alive: the process exists and is not a zombie waiting to be reaped.
+    const running = (pid: number) => existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    const alive = async (pid: number) => {
+      for (let i = 0; i < 40 && running(pid); i++) await new Promise((r) => setTimeout(r, 50));
+      return running(pid);
+    };
+    // A run whose command fails: its wrapper removes everything at exit, processes included.
     const failed = await sh("bash", [`${__dirname}/in-lab.sh`, "npx", "tsx", "-e", script], { ...process.env, HOW: "1" });
     expect(failed.code).toBe(1);
     const run = failed.out.match(/pit-\d+/)![0];
     expect((await namespaces()).filter((n) => n.startsWith(`${run}-`))).toEqual([]);
+    expect(await alive(Number(failed.out.match(/sshd (\d+)/)![1]))).toBe(false);
+    expect((await sh("sh", ["-c", `ps -eo args= | grep -c "[s]shd .*/tmp/${run}/" || true`])).out.trim()).toBe("0");
     // A run killed with SIGKILL (no trap runs): the next run's start removes its leftovers.
     const kill = script.replace("process.exit(Number(process.env.HOW))", "process.kill(Number(process.env.PIT_LAB_RUN.slice(4)), 'SIGKILL'); process.exit(0)");
+    expect(kill).not.toBe(script);
     const killed = await sh("bash", [`${__dirname}/in-lab.sh`, "npx", "tsx", "-e", kill]);
     const killedRun = killed.out.match(/pit-\d+/)?.[0];
     expect(killedRun).toBeDefined();
     const left = (await namespaces()).filter((n) => n.startsWith(`${killedRun}-`));
     expect(left.length).toBeGreaterThan(0);
+    const killedSshd = Number(killed.out.match(/sshd (\d+)/)![1]);
+    expect(running(killedSshd)).toBe(true);
     const next = await sh("bash", [`${__dirname}/in-lab.sh`, "true"]);
     expect(next.out).toMatch(/removing leftover/);
     expect((await namespaces()).filter((n) => n.startsWith(`${killedRun}-`))).toEqual([]);
+    expect(await alive(killedSshd)).toBe(false);
   });
 });

@@ -150,6 +150,10 @@ export class LabHost {
   get clientV6(): string {
     return `fd00:5055:0:${this.slot.toString(16)}::1`;
   }
+  /** The host's sshd: its network and mount namespaces are the host's. */
+  get pid(): number {
+    return this.sshdPid;
+  }
   get hostKeyFingerprint(): string {
     return sha256Fingerprint(this.hostKey);
   }
@@ -266,8 +270,12 @@ export class LabHost {
     );
     child.unref();
     if (!child.pid) throw new LabError(`${name}: could not start sshd`);
-    // boot.sh execs sshd, and ip netns exec / unshare exec too: the pid is sshd's.
+    // boot.sh execs sshd, and ip netns exec / unshare exec too: the pid is sshd's. The record lets
+    // in-lab.sh find this host's processes even if this process dies without destroy().
     this.sshdPid = child.pid;
+    const start = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1].split(" ")[19];
+    mkdirSync(join(this.lab.dir, "hosts"), { recursive: true });
+    writeFileSync(join(this.lab.dir, "hosts", this.name), `${child.pid} ${start}\n`);
     await this.waitFor(() => canConnect(this.v4, 22), `sshd on ${this.v4}:22 (log: ${log})`);
     await this.waitFor(() => canConnect(this.v6, 22), `sshd on [${this.v6}]:22`);
     if (this.options.ssh === "lo") {
