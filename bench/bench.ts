@@ -22,17 +22,10 @@ import { Lab } from "../test/lab/lab";
 import type { LabHost } from "../test/lab/lab";
 import { PulumiProject } from "../test/pulumi";
 import { PROGRAM } from "../test/e2e/program";
+import { BASE, BASE_INPUT, PARALLEL } from "../test/parallel/base";
 
-const BASE_INPUT = [
-  "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-  "-A INPUT -i lo -j ACCEPT",
-  "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
-  "-A INPUT -j DROP",
-];
-const BASE = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n${BASE_INPUT.join("\n")}\nCOMMIT\n`;
 /** The line of the final DROP: where a hand-written `iptables -I` puts an ACCEPT. */
 const DROP_LINE = 4;
-const PARALLEL = 8;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SIZES = [1, 10, 50];
 const PORT0 = 20000;

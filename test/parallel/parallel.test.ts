@@ -16,16 +16,7 @@ import type { Backend, LabHost } from "../lab/lab";
 import { PulumiProject } from "../pulumi";
 import type { CliResult } from "../pulumi";
 import { PROGRAM } from "../e2e/program";
-
-const BASE_INPUT = [
-  "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-  "-A INPUT -i lo -j ACCEPT",
-  "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
-  "-A INPUT -j DROP",
-];
-const BASE = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n${BASE_INPUT.join("\n")}\nCOMMIT\n`;
-/** The engine's parallelism on this 2-core machine (4 x CPUs). */
-const PARALLEL = 8;
+import { BASE, BASE_INPUT, PARALLEL } from "./base";
 
 type Action = "ACCEPT" | "DROP";
 interface Spec {
