@@ -38,9 +38,10 @@ let packed: Promise<string> | undefined;
 /** `npm pack` of this package (as a user gets it), unpacked once per process; returns its folder. */
 export function packedPackage(): Promise<string> {
   packed ??= (async () => {
-    mkdirSync(WORK, { recursive: true });
-    const dir = mkdtempSync(join(WORK, "pack-"));
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    // In the lab run's own directory, which in-lab.sh removes when the run ends.
+    const base = process.env.PIT_LAB_DIR ?? WORK;
+    mkdirSync(base, { recursive: true });
+    const dir = mkdtempSync(join(base, "pack-"));
     const r = await exec("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: ROOT });
     if (r.code !== 0) throw new Error(`npm pack failed: ${r.stderr}`);
     const tgz = readdirSync(dir).find((f) => f.endsWith(".tgz"))!;
