@@ -233,15 +233,14 @@ export async function read(id: string, props: PortRuleState) {
 }
 
 export async function update(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
+  // Connecting with the new credentials and checking the pinned host key is the whole update,
+  // unless the persist flag changed.
   const agent = await agentOf(news.connection, olds.hostKeyFingerprint);
   const fams = families(olds.ipVersion);
-  const outs = { ...olds, ...news, unique: olds.unique, tag: olds.tag, rules: olds.rules };
+  const outs = { ...olds, ...news, unique: olds.unique, tag: olds.tag, rules: olds.rules, hostKeyFingerprint: agent.session.hostKey!.fingerprint };
   if (news.persist !== olds.persist) {
     const facts = await agent.persist({ kind: "persist", table: olds.table, chain: olds.chain, families: fams, tag: olds.tag, persist: news.persist });
     outs.persisted = news.persist ? { mechanism: facts.persistence.mechanism, files: filesOf(facts.persistence.files, fams) } : false;
-    outs.hostKeyFingerprint = facts.hostKeyFingerprint;
-  } else {
-    outs.hostKeyFingerprint = (await agent.read(olds.table, olds.chain, olds.tag, fams)).facts.hostKeyFingerprint;
   }
   return { outs };
 }
