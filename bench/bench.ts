@@ -38,7 +38,7 @@ const median = (xs: number[]) => {
 };
 const sec = (ms: number) => (ms / 1000).toFixed(2);
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
-const log = (m: string) => process.stderr.write(m + "\n");
+const log = (m: string) => process.stderr.write(`${m}\n`);
 
 let lab: Lab;
 let sshKey: string;
@@ -46,7 +46,20 @@ let sshKey: string;
 /** One OpenSSH client run: exit status, stderr, and whether sshd refused it (MaxStartups). */
 function ssh(h: LabHost, command: string, input?: string): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
-    const args = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", sshKey, `root@${h.v4}`, command];
+    const args = [
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "StrictHostKeyChecking=no",
+      "-o",
+      "UserKnownHostsFile=/dev/null",
+      "-o",
+      "LogLevel=ERROR",
+      "-i",
+      sshKey,
+      `root@${h.v4}`,
+      command,
+    ];
     const child = spawn("ssh", args, { stdio: [input === undefined ? "ignore" : "pipe", "ignore", "pipe"] });
     let stderr = "";
     child.stderr!.on("data", (d) => (stderr += d));
@@ -127,7 +140,11 @@ async function lowerBound(h: LabHost, ports: number[]): Promise<Sample> {
   await reset(h);
   const restore = (lines: string[]) => `*filter\n${lines.join("\n")}\nCOMMIT\n`;
   let t = now();
-  const a = await ssh(h, "iptables-restore --noflush -w 5", restore(ports.map((p) => `-I INPUT ${DROP_LINE} ${spec(p)}`)));
+  const a = await ssh(
+    h,
+    "iptables-restore --noflush -w 5",
+    restore(ports.map((p) => `-I INPUT ${DROP_LINE} ${spec(p)}`)),
+  );
   const apply = now() - t;
   const after = await present(h, ports);
   t = now();
@@ -143,7 +160,12 @@ async function lowerBound(h: LabHost, ports: number[]): Promise<Sample> {
 async function perRule(h: LabHost, ports: number[], parallel: number): Promise<Sample> {
   await reset(h);
   let t = now();
-  const ups = await pool(ports.length, parallel, (i) => ssh(h, `iptables -w 5 -C INPUT ${spec(ports[i])} 2>/dev/null || iptables -w 5 -I INPUT ${DROP_LINE} ${spec(ports[i])}`));
+  const ups = await pool(ports.length, parallel, (i) =>
+    ssh(
+      h,
+      `iptables -w 5 -C INPUT ${spec(ports[i])} 2>/dev/null || iptables -w 5 -I INPUT ${DROP_LINE} ${spec(ports[i])}`,
+    ),
+  );
   const apply = now() - t;
   const after = await present(h, ports);
   t = now();
@@ -153,8 +175,16 @@ async function perRule(h: LabHost, ports: number[], parallel: number): Promise<S
   const left = await reset(h);
   const all = [...ups, ...downs];
   const failedOther = all.filter((r) => r.code !== 0 && !refused(r));
-  if (failedOther.length) log(`  per-rule x${parallel}: ${failedOther.length} commands failed: ${failedOther[0].stderr.trim()}`);
-  return { apply, destroy, conns, channels: all.length, lost: ports.length - after.present + Math.max(0, left), refused: all.filter(refused).length };
+  if (failedOther.length)
+    log(`  per-rule x${parallel}: ${failedOther.length} commands failed: ${failedOther[0].stderr.trim()}`);
+  return {
+    apply,
+    destroy,
+    conns,
+    channels: all.length,
+    lost: ports.length - after.present + Math.max(0, left),
+    refused: all.filter(refused).length,
+  };
 }
 
 // --- (a) this provider's lifecycle ---------------------------------------------------------------
@@ -176,7 +206,10 @@ async function fresh(sessions: { close(): Promise<void> }[]): Promise<void> {
 async function checkedInputs(h: LabHost, ports: number[], stack: string) {
   return Promise.all(
     ports.map(async (port, i) => {
-      const { inputs, failures } = await check({}, { connection: h.connection(), port, action: "ACCEPT", identity: { project: "bench", stack, name: `r${i}` } });
+      const { inputs, failures } = await check(
+        {},
+        { connection: h.connection(), port, action: "ACCEPT", identity: { project: "bench", stack, name: `r${i}` } },
+      );
       if (failures.length) throw new Error(JSON.stringify(failures));
       return inputs as any;
     }),
@@ -188,7 +221,11 @@ async function checkedInputs(h: LabHost, ports: number[], stack: string) {
  * ("host") or in total ("total"). A fresh connection for each phase, as each `pulumi` run is a fresh
  * provider process.
  */
-async function lifecycle(fleet: Fleet, parallel: number, scope: "host" | "total"): Promise<Sample & { misplaced: number }> {
+async function lifecycle(
+  fleet: Fleet,
+  parallel: number,
+  scope: "host" | "total",
+): Promise<Sample & { misplaced: number }> {
   const ports = Array.from({ length: fleet.perHost }, (_, i) => PORT0 + i);
   for (const h of fleet.hosts) await reset(h);
   const inputs = (await Promise.all(fleet.hosts.map((h) => checkedInputs(h, ports, "lifecycle")))).flat();
@@ -255,7 +292,10 @@ async function cli(h: LabHost, ports: number[]): Promise<Sample> {
   const p = await PulumiProject.create("bench", {
     files: { "index.js": PROGRAM },
     withPackage: true,
-    config: { "bench:connection": { value: JSON.stringify(h.connection()), secret: true }, "bench:rules": JSON.stringify(rules) },
+    config: {
+      "bench:connection": { value: JSON.stringify(h.connection()), secret: true },
+      "bench:rules": JSON.stringify(rules),
+    },
   });
   try {
     let t = now();
@@ -266,7 +306,8 @@ async function cli(h: LabHost, ports: number[]): Promise<Sample> {
     t = now();
     const down = await p.destroy();
     const destroy = now() - t;
-    if (down.code) throw new Error(`pulumi destroy exited ${down.code}: ${down.stdout.slice(-1500)}${down.stderr.slice(-1500)}`);
+    if (down.code)
+      throw new Error(`pulumi destroy exited ${down.code}: ${down.stdout.slice(-1500)}${down.stderr.slice(-1500)}`);
     const conns = await syns(h);
     const left = await reset(h);
     return { apply, destroy, conns, channels: NaN, lost: ports.length - after.present + left, refused: 0 };
@@ -332,11 +373,26 @@ async function main() {
       log(`N=${n} CLI`);
       const c = await cli(h, ports);
       rows.push(
-        { n: String(n), approach: "lower bound: 1 ssh, 1 iptables-restore --noflush", samples: s.lower, lower: s.lower },
-        { n: String(n), approach: `pulumi-iptables lifecycle, ${PARALLEL} in flight`, samples: s.provider, lower: s.lower },
+        {
+          n: String(n),
+          approach: "lower bound: 1 ssh, 1 iptables-restore --noflush",
+          samples: s.lower,
+          lower: s.lower,
+        },
+        {
+          n: String(n),
+          approach: `pulumi-iptables lifecycle, ${PARALLEL} in flight`,
+          samples: s.provider,
+          lower: s.lower,
+        },
         { n: String(n), approach: "pulumi-iptables via `pulumi up` / `destroy` (1 run)", samples: [c], lower: s.lower },
         { n: String(n), approach: "1 ssh per rule (`-C \\|\\| -I`), sequential", samples: s.seq, lower: s.lower },
-        { n: String(n), approach: `1 ssh per rule (\`-C \\|\\| -I\`), ${PARALLEL} at a time`, samples: s.par, lower: s.lower },
+        {
+          n: String(n),
+          approach: `1 ssh per rule (\`-C \\|\\| -I\`), ${PARALLEL} at a time`,
+          samples: s.par,
+          lower: s.lower,
+        },
         { n: String(n), approach: "1 ssh per rule (`-C \\|\\| -I`), 16 at a time", samples: s.par16, lower: s.lower },
       );
       const tot = (xs: Sample[]) => median(xs.map((x) => x.apply)) + median(xs.map((x) => x.destroy));
@@ -360,8 +416,18 @@ async function main() {
     }
     const fleetRows: Row[] = [
       { n: "1x25", approach: `pulumi-iptables lifecycle, ${PARALLEL} in flight`, samples: one, lower: one },
-      { n: "20x25", approach: `pulumi-iptables lifecycle, ${PARALLEL} in flight per host (${PARALLEL * 20} in all)`, samples: perHost, lower: one },
-      { n: "20x25", approach: `pulumi-iptables lifecycle, ${PARALLEL} in flight in all (one engine at --parallel ${PARALLEL})`, samples: total, lower: one },
+      {
+        n: "20x25",
+        approach: `pulumi-iptables lifecycle, ${PARALLEL} in flight per host (${PARALLEL * 20} in all)`,
+        samples: perHost,
+        lower: one,
+      },
+      {
+        n: "20x25",
+        approach: `pulumi-iptables lifecycle, ${PARALLEL} in flight in all (one engine at --parallel ${PARALLEL})`,
+        samples: total,
+        lower: one,
+      },
     ];
     const tot = (xs: Sample[]) => median(xs.map((x) => x.apply)) + median(xs.map((x) => x.destroy));
     summary["20x25 per-host/1x25"] = tot(perHost) / tot(one);
@@ -389,7 +455,7 @@ async function main() {
       "",
       `(bench took ${sec(now() - started)} s)`,
     ];
-    process.stdout.write(out.join("\n") + "\n");
+    process.stdout.write(`${out.join("\n")}\n`);
   } finally {
     await closeAll();
     await lab.destroy();

@@ -36,7 +36,11 @@ async function main(): Promise<void> {
   let project: PulumiProject | undefined;
   try {
     step("lab host: a default-deny firewall (SSH and app ports 8000-8100 allowed), services on 2222 and 8080");
-    const host = await lab.addHost({ backend: "nft", rules: { v4: FIREWALL, v6: FIREWALL }, listen: { tcp: [2222, 8080] } });
+    const host = await lab.addHost({
+      backend: "nft",
+      rules: { v4: FIREWALL, v6: FIREWALL },
+      listen: { tcp: [2222, 8080] },
+    });
     show(await host.ruleset(4));
     await probes(lab, host);
 
@@ -62,11 +66,18 @@ async function main(): Promise<void> {
     show((await host.iptables(4, ["-S", "INPUT"])).stdout);
     step("traffic probes from the client namespace: 2222 now open, 8080 now dropped");
     await probes(lab, host);
-    await run("pulumi refresh: counters of the rules that the probes hit", ["refresh", "--yes", "--skip-preview", "--suppress-outputs"]);
+    await run("pulumi refresh: counters of the rules that the probes hit", [
+      "refresh",
+      "--yes",
+      "--skip-preview",
+      "--suppress-outputs",
+    ]);
     // Refresh updates the resources' state (stack outputs change only with the next `up`).
     for (const r of await project.resources()) {
       const o = r.outputs;
-      console.log(`  ${r.urn.split("::").pop()}: packets ${JSON.stringify(o.counters)}, line ${JSON.stringify(o.line)}, effective ${o.effective}`);
+      console.log(
+        `  ${r.urn.split("::").pop()}: packets ${JSON.stringify(o.counters)}, line ${JSON.stringify(o.line)}, effective ${o.effective}`,
+      );
     }
     await run("pulumi destroy: exactly our two rules are removed", ["destroy", "--yes", "--skip-preview"]);
     show(await host.ruleset(4));

@@ -31,7 +31,18 @@ const block = new PortRule("block-admin", {
   comment: "old admin UI",
 });
 
-export const allowed = { rules: allow.rules, insertedAt: allow.insertedAt, placement: allow.placement, packets: allow.packets, listening: allow.listening };
-export const blocked = { rules: block.rules, insertedAt: block.insertedAt, placement: block.placement, packets: block.packets };
+export const allowed = {
+  rules: allow.rules,
+  insertedAt: allow.insertedAt,
+  placement: allow.placement,
+  packets: allow.packets,
+  listening: allow.listening,
+};
+export const blocked = {
+  rules: block.rules,
+  insertedAt: block.insertedAt,
+  placement: block.placement,
+  packets: block.packets,
+};
 export const backend = allow.backend;
 export const hostKeyFingerprint = allow.hostKeyFingerprint;

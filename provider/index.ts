@@ -74,8 +74,25 @@ const provider: pulumi.dynamic.ResourceProvider = {
 
 /** Output properties beyond the inputs (see PortRuleState for their meaning). */
 const OUTPUTS = [
-  "unique", "tag", "host", "rules", "insertedAt", "placement", "line", "counters", "packets", "bytes", "effective",
-  "shadowedBy", "missing", "backend", "iptablesVersion", "hostKeyFingerprint", "listening", "persisted", "ports",
+  "unique",
+  "tag",
+  "host",
+  "rules",
+  "insertedAt",
+  "placement",
+  "line",
+  "counters",
+  "packets",
+  "bytes",
+  "effective",
+  "shadowedBy",
+  "missing",
+  "backend",
+  "iptablesVersion",
+  "hostKeyFingerprint",
+  "listening",
+  "persisted",
+  "ports",
 ] as const;
 
 export class PortRule extends pulumi.dynamic.Resource {
@@ -85,7 +102,10 @@ export class PortRule extends pulumi.dynamic.Resource {
   declare readonly insertedAt: pulumi.Output<{ ipv4?: number; ipv6?: number }>;
   declare readonly placement: pulumi.Output<{ ipv4?: string; ipv6?: string }>;
   declare readonly line: pulumi.Output<{ ipv4?: number; ipv6?: number }>;
-  declare readonly counters: pulumi.Output<{ ipv4?: { packets: number; bytes: number }; ipv6?: { packets: number; bytes: number } }>;
+  declare readonly counters: pulumi.Output<{
+    ipv4?: { packets: number; bytes: number };
+    ipv6?: { packets: number; bytes: number };
+  }>;
   declare readonly packets: pulumi.Output<number>;
   declare readonly bytes: pulumi.Output<number>;
   declare readonly effective: pulumi.Output<boolean>;
@@ -105,6 +125,13 @@ export class PortRule extends pulumi.dynamic.Resource {
       identity: { project: pulumi.getProject(), stack: pulumi.getStack(), name },
     };
     for (const k of OUTPUTS) inputs[k] = undefined;
-    super(provider, name, inputs, { ...opts, additionalSecretOutputs: ["connection", ...(opts?.additionalSecretOutputs ?? [])] }, "pulumi-iptables", "PortRule");
+    super(
+      provider,
+      name,
+      inputs,
+      { ...opts, additionalSecretOutputs: ["connection", ...(opts?.additionalSecretOutputs ?? [])] },
+      "pulumi-iptables",
+      "PortRule",
+    );
   }
 }

@@ -12,7 +12,19 @@ import type { Family } from "./host/protocol";
 import type { ConnectionArgs, Logger } from "./ssh";
 
 /** Inputs that define the rule on the host: a change to any of them replaces it. */
-export const RULE_DEFINING = ["table", "chain", "protocol", "ports", "action", "rejectWith", "source", "inInterface", "comment", "ipVersion", "position"] as const;
+export const RULE_DEFINING = [
+  "table",
+  "chain",
+  "protocol",
+  "ports",
+  "action",
+  "rejectWith",
+  "source",
+  "inInterface",
+  "comment",
+  "ipVersion",
+  "position",
+] as const;
 
 type FamilyName = "ipv4" | "ipv6";
 type PerFamily<T> = Partial<Record<FamilyName, T>>;
@@ -52,15 +64,24 @@ export interface PortRuleState extends RuleInputs {
 
 const families = (v: RuleInputs["ipVersion"]): Family[] => (v === "both" ? [4, 6] : v === "ipv6" ? [6] : [4]);
 const isUnknown = (v: unknown): boolean =>
-  v === UNKNOWN || (Array.isArray(v) ? v.some(isUnknown) : typeof v === "object" && v !== null && Object.values(v).some(isUnknown));
+  v === UNKNOWN ||
+  (Array.isArray(v) ? v.some(isUnknown) : typeof v === "object" && v !== null && Object.values(v).some(isUnknown));
 
 /** Pulumi's log: shown by the engine with the resource's diagnostics. */
 function logger(): Logger {
-  return { info: (m) => pulumiLog.info(m), warn: (m) => pulumiLog.warn(m), debug: (m) => pulumiLog.debug(m), error: (m) => pulumiLog.error(m) };
+  return {
+    info: (m) => pulumiLog.info(m),
+    warn: (m) => pulumiLog.warn(m),
+    debug: (m) => pulumiLog.debug(m),
+    error: (m) => pulumiLog.error(m),
+  };
 }
 
-const hostOf = (inputs: Record<string, any>): unknown => inputs.connection?.host;
-const sameRule = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+/** Inputs or outputs as the engine hands them over: not validated yet. */
+type Props = Record<string, unknown> & { connection?: Record<string, unknown> };
+
+const hostOf = (inputs: Props): unknown => inputs.connection?.host;
+const sameRule = (a: Props, b: Props) =>
   hostOf(a) === hostOf(b) && RULE_DEFINING.every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k]));
 
 function uniqueOf(inputs: RuleInputs): string {
@@ -80,13 +101,15 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
   if (inputs.identity && !isUnknown(inputs)) {
     const tag = makeTag(inputs.identity, unique);
     out.tag = tag;
-    out.rules = Object.fromEntries(families(inputs.ipVersion).map((f) => [familyName(f), ruleText(inputs.chain, renderRule(inputs, f, tag))]));
+    out.rules = Object.fromEntries(
+      families(inputs.ipVersion).map((f) => [familyName(f), ruleText(inputs.chain, renderRule(inputs, f, tag))]),
+    );
   }
   return { inputs: out, failures: [] };
 }
 
 /** Pure: replace on anything that defines the rule, update credentials and persist in place. */
-export async function diff(_id: string, olds: Record<string, any>, news: Record<string, any>) {
+export async function diff(_id: string, olds: Props, news: Props) {
   const replaces: string[] = RULE_DEFINING.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
   if (hostOf(olds) !== hostOf(news)) replaces.push("connection.host");
   if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
@@ -104,11 +127,13 @@ export async function diff(_id: string, olds: Record<string, any>, news: Record<
 /** The lockout guard: would this DROP/REJECT rule match the provider's own SSH session? */
 function lockoutGuard(inputs: RuleInputs): InsertRequest["guard"] {
   // The provider's packets arrive through INPUT (and the user chains it jumps to), not FORWARD or OUTPUT.
-  if (inputs.action === "ACCEPT" || inputs.allowLockout || inputs.chain === "FORWARD" || inputs.chain === "OUTPUT") return undefined;
+  if (inputs.action === "ACCEPT" || inputs.allowLockout || inputs.chain === "FORWARD" || inputs.chain === "OUTPUT")
+    return undefined;
   return (origin, family) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
     const spec = parseSpec(renderRule(inputs, family, "pulumi-iptables:guard/x/x/guard"));
-    if (!matchesPacket(spec, { protocol: "tcp", source: origin.clientAddress, dport: origin.serverPort })) return undefined;
+    if (!matchesPacket(spec, { protocol: "tcp", source: origin.clientAddress, dport: origin.serverPort }))
+      return undefined;
     return (
       `this ${inputs.action} rule on ${inputs.chain} would match the provider's own SSH connection ` +
       `(tcp from ${origin.clientAddress} to port ${origin.serverPort}) and cut it off: narrow "port" or "source", ` +
@@ -141,7 +166,16 @@ export async function create(inputs: RuleInputs & { unique: string }) {
     const tag = makeTag(inputs.identity, unique);
     const specs = Object.fromEntries(fams.map((f) => [f, renderRule(inputs, f, tag)]));
     try {
-      const res = await agent.insert({ kind: "insert", table: inputs.table, chain: inputs.chain, specs, tag, position: inputs.position, persist: inputs.persist, guard: lockoutGuard(inputs) });
+      const res = await agent.insert({
+        kind: "insert",
+        table: inputs.table,
+        chain: inputs.chain,
+        specs,
+        tag,
+        position: inputs.position,
+        persist: inputs.persist,
+        guard: lockoutGuard(inputs),
+      });
       const facts = res.facts;
       const state: PortRuleState = {
         ...inputs,
@@ -161,7 +195,9 @@ export async function create(inputs: RuleInputs & { unique: string }) {
         backend: facts.backend,
         iptablesVersion: facts.version,
         hostKeyFingerprint: facts.hostKeyFingerprint,
-        persisted: res.persisted ? { mechanism: res.persisted.mechanism, files: filesOf(res.persisted.files, fams) } : false,
+        persisted: res.persisted
+          ? { mechanism: res.persisted.mechanism, files: filesOf(res.persisted.files, fams) }
+          : false,
       };
       for (const f of fams) {
         const p = res.families[f]!;
@@ -171,11 +207,16 @@ export async function create(inputs: RuleInputs & { unique: string }) {
         state.line[n] = p.line;
         state.placement[n] = p.reason;
         state.counters[n] = { packets: 0, bytes: 0 };
-        log.info?.(`${p.rule.replace(/^-A (\S+)/, `-I $1 ${p.line}`)} on ${inputs.connection.host} (${n}): ${p.reason}`);
+        log.info?.(
+          `${p.rule.replace(/^-A (\S+)/, `-I $1 ${p.line}`)} on ${inputs.connection.host} (${n}): ${p.reason}`,
+        );
       }
       if (inputs.action === "ACCEPT") {
         state.listening = listeningOn(facts, inputs);
-        if (!state.listening) log.warn?.(`nothing listens on ${inputs.protocol} ${inputs.ports} on ${inputs.connection.host}: the port is open, but no service answers on it`);
+        if (!state.listening)
+          log.warn?.(
+            `nothing listens on ${inputs.protocol} ${inputs.ports} on ${inputs.connection.host}: the port is open, but no service answers on it`,
+          );
       }
       return { id: tag, outs: state };
     } catch (err) {
@@ -209,7 +250,16 @@ export async function read(id: string, props: PortRuleState) {
   const fams = families(props.ipVersion);
   const live: ReadResult = await agent.read(props.table, props.chain, props.tag, fams);
   if (fams.every((f) => !live.families[f])) return { id: "", props: {} };
-  const state: PortRuleState = { ...props, line: {}, counters: {}, shadowedBy: {}, missing: [], packets: 0, bytes: 0, effective: true };
+  const state: PortRuleState = {
+    ...props,
+    line: {},
+    counters: {},
+    shadowedBy: {},
+    missing: [],
+    packets: 0,
+    bytes: 0,
+    effective: true,
+  };
   state.backend = live.facts.backend;
   state.iptablesVersion = live.facts.version;
   for (const f of fams) {
@@ -237,15 +287,38 @@ export async function update(_id: string, olds: PortRuleState, news: RuleInputs 
   // unless the persist flag changed.
   const agent = await agentOf(news.connection, olds.hostKeyFingerprint);
   const fams = families(olds.ipVersion);
-  const outs = { ...olds, ...news, unique: olds.unique, tag: olds.tag, rules: olds.rules, hostKeyFingerprint: agent.session.hostKey!.fingerprint };
+  const outs = {
+    ...olds,
+    ...news,
+    unique: olds.unique,
+    tag: olds.tag,
+    rules: olds.rules,
+    hostKeyFingerprint: agent.session.hostKey!.fingerprint,
+  };
   if (news.persist !== olds.persist) {
-    const facts = await agent.persist({ kind: "persist", table: olds.table, chain: olds.chain, families: fams, tag: olds.tag, persist: news.persist });
-    outs.persisted = news.persist ? { mechanism: facts.persistence.mechanism, files: filesOf(facts.persistence.files, fams) } : false;
+    const facts = await agent.persist({
+      kind: "persist",
+      table: olds.table,
+      chain: olds.chain,
+      families: fams,
+      tag: olds.tag,
+      persist: news.persist,
+    });
+    outs.persisted = news.persist
+      ? { mechanism: facts.persistence.mechanism, files: filesOf(facts.persistence.files, fams) }
+      : false;
   }
   return { outs };
 }
 
 export async function remove(_id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props.hostKeyFingerprint);
-  await agent.delete({ kind: "delete", table: props.table, chain: props.chain, families: families(props.ipVersion), tag: props.tag, persist: props.persist });
+  await agent.delete({
+    kind: "delete",
+    table: props.table,
+    chain: props.chain,
+    families: families(props.ipVersion),
+    tag: props.tag,
+    persist: props.persist,
+  });
 }

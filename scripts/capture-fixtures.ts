@@ -51,7 +51,10 @@ function captureErrors(backend: Backend, family: Family, dir: string) {
       ["bad-port", `${iptables} -A INPUT -p tcp -m tcp --dport 70000 -j ACCEPT`],
       ["index-too-big", `${iptables} -I INPUT 5 -p tcp -m tcp --dport 9 -j ACCEPT`],
       // Another process holds the xtables lock (legacy uses it; iptables-nft does not take it).
-      ["locked", `flock /run/xtables.lock sleep 4 & sleep 0.5; ${iptables} -w 1 -A INPUT -p tcp -m tcp --dport 9 -j ACCEPT; rc=$?; kill %1 2>/dev/null; exit $rc`],
+      [
+        "locked",
+        `flock /run/xtables.lock sleep 4 & sleep 0.5; ${iptables} -w 1 -A INPUT -p tcp -m tcp --dport 9 -j ACCEPT; rc=$?; kill %1 2>/dev/null; exit $rc`,
+      ],
     ];
     const out = cases.map(([name, command]) => {
       const r = ns.run(backend, command);

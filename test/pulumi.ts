@@ -14,13 +14,22 @@ export interface CliResult {
   stderr: string;
 }
 
-function exec(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+function exec(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((res, rej) => {
-    execFile(cmd, args, { cwd: opts.cwd, env: opts.env, maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 600_000 }, (err, stdout, stderr) => {
-      const code = err ? (err as { code?: unknown }).code : 0;
-      if (typeof code !== "number") return rej(new Error(`${cmd} ${args.join(" ")}: ${err?.message}\n${stderr}`));
-      res({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
+    execFile(
+      cmd,
+      args,
+      { cwd: opts.cwd, env: opts.env, maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 600_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (err as { code?: unknown }).code : 0;
+        if (typeof code !== "number") return rej(new Error(`${cmd} ${args.join(" ")}: ${err?.message}\n${stderr}`));
+        res({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
   });
 }
 
@@ -28,7 +37,10 @@ let binDir: Promise<string> | undefined;
 /** The directory holding pulumi, pulumi-language-nodejs and the dynamic-provider launcher. */
 export function pulumiBinDir(): Promise<string> {
   binDir ??= exec("bash", [join(ROOT, "scripts/pulumi-cli.sh")], { timeoutMs: 60 * 60_000 }).then((r) => {
-    if (r.code !== 0) throw new Error(`the real Pulumi CLI is not available (scripts/pulumi-cli.sh exited ${r.code}):\n${r.stderr.slice(-2000)}`);
+    if (r.code !== 0)
+      throw new Error(
+        `the real Pulumi CLI is not available (scripts/pulumi-cli.sh exited ${r.code}):\n${r.stderr.slice(-2000)}`,
+      );
     return r.stdout.trim().split("\n").pop()!;
   });
   return binDir;
@@ -63,7 +75,10 @@ export interface ProjectOptions {
 
 /** A Pulumi project and stack in a fresh temporary directory with its own file backend. */
 export class PulumiProject {
-  private constructor(readonly dir: string, readonly env: NodeJS.ProcessEnv) {}
+  private constructor(
+    readonly dir: string,
+    readonly env: NodeJS.ProcessEnv,
+  ) {}
 
   static async create(name: string, opts: ProjectOptions): Promise<PulumiProject> {
     const bin = await pulumiBinDir();
@@ -71,10 +86,13 @@ export class PulumiProject {
     const dir = mkdtempSync(join(WORK, `${name}-`));
     // Its own package.json: otherwise Node resolves "pulumi-iptables" from here to this repo itself
     // (a package's self-reference), not to the packed copy in the project's node_modules.
-    writeFileSync(join(dir, "package.json"), JSON.stringify({ name, private: true }) + "\n");
+    writeFileSync(join(dir, "package.json"), `${JSON.stringify({ name, private: true })}\n`);
     for (const [file, text] of Object.entries(opts.files)) writeFileSync(join(dir, file), text);
     if (!opts.files["Pulumi.yaml"]) {
-      writeFileSync(join(dir, "Pulumi.yaml"), `name: ${name}\nruntime:\n  name: nodejs\n  options:\n    typescript: false\nmain: index.js\n`);
+      writeFileSync(
+        join(dir, "Pulumi.yaml"),
+        `name: ${name}\nruntime:\n  name: nodejs\n  options:\n    typescript: false\nmain: index.js\n`,
+      );
     }
     if (opts.withPackage) {
       const pkg = typeof opts.withPackage === "string" ? opts.withPackage : await packedPackage();
@@ -137,7 +155,9 @@ export class PulumiProject {
 
   /** Resources of a type in state (custom dynamic resources are pulumi-nodejs:dynamic:Resource). */
   async resources(): Promise<any[]> {
-    return ((await this.state()).deployment.resources ?? []).filter((r: any) => String(r.type).startsWith("pulumi-nodejs:dynamic"));
+    return ((await this.state()).deployment.resources ?? []).filter((r: any) =>
+      String(r.type).startsWith("pulumi-nodejs:dynamic"),
+    );
   }
 
   remove(): void {

@@ -114,12 +114,16 @@ const agents = new Map<string, HostAgent>();
 export function hostAgent(conn: ConnectionArgs, log: Logger): HostAgent {
   const session = getSession(conn, log);
   let a = agents.get(session.key);
-  if (a?.session !== session) agents.set(session.key, (a = new HostAgent(session)));
+  if (a?.session !== session) {
+    a = new HostAgent(session);
+    agents.set(session.key, a);
+  }
   return a;
 }
 
 /** One iptables-save per family. */
-const saves = (families: Family[], table: string) => families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table])).join("\n");
+const saves = (families: Family[], table: string) =>
+  families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table])).join("\n");
 
 function out(sections: Sections, name: string, what: string): string {
   const s = sections[name];
@@ -131,7 +135,11 @@ function out(sections: Sections, name: string, what: string): string {
 const saveOf = (s: Sections, f: Family) => out(s, `save${f}`, `${iptables(f)}-save`);
 
 function restoreStep(f: Family, table: string, lines: string[]): string {
-  return section(`restore${f}`, [`${iptables(f)}-restore`, "--noflush", "-w", String(LOCK_WAIT)], `*${table}\n${lines.join("\n")}\nCOMMIT\n`);
+  return section(
+    `restore${f}`,
+    [`${iptables(f)}-restore`, "--noflush", "-w", String(LOCK_WAIT)],
+    `*${table}\n${lines.join("\n")}\nCOMMIT\n`,
+  );
 }
 
 /** `then` runs only if every section before it succeeded ($c is the last section's status). */
@@ -150,7 +158,9 @@ function persistChange(ops: Op[]): PersistChange | undefined {
   const tags = (list: Op[]) => list.map((op) => op.req.tag);
   const savers = ops.filter(asksSave);
   const transient = tags(ops.filter((op) => op.req.kind !== "delete" && !op.req.persist));
-  const persistent = tags(ops.filter((op) => op.req.kind === "delete" || (op.req.kind === "persist" && op.req.persist)));
+  const persistent = tags(
+    ops.filter((op) => op.req.kind === "delete" || (op.req.kind === "persist" && op.req.persist)),
+  );
   if (!savers.length && !transient.length && !persistent.length) return undefined;
   const present = tags(savers.filter((op) => op.req.kind !== "delete" && op.req.persist));
   const absent = [...transient, ...tags(savers.filter((op) => op.req.kind === "delete"))];
@@ -232,12 +242,18 @@ export class HostAgent {
       const fams = new Set<Family>();
       const result = new Promise<void>((r) => setTimeout(r, 2)).then(async () => {
         if (this.pendingRead === p) this.pendingRead = undefined;
-        const r = await this.session.run(PREAMBLE + this.listing(FAMILIES.filter((f) => fams.has(f)), table));
+        const r = await this.session.run(
+          PREAMBLE +
+            this.listing(
+              FAMILIES.filter((f) => fams.has(f)),
+              table,
+            ),
+        );
         return parseSections(r.stdout);
       });
       p = this.pendingRead = { families: fams, table, result };
     }
-    families.forEach((f) => p!.families.add(f));
+    for (const f of families) p.families.add(f);
     return p.result;
   }
 
@@ -251,7 +267,12 @@ export class HostAgent {
       ...this.stable,
       hostKeyFingerprint: this.session.hostKey?.fingerprint ?? "",
       listening: parseListening(sections.listening?.out ?? ""),
-      owner: sections.owner ? ownerOf(sections.owner.out, families.map((f) => parseRuleset(saveOf(sections, f)))) : undefined,
+      owner: sections.owner
+        ? ownerOf(
+            sections.owner.out,
+            families.map((f) => parseRuleset(saveOf(sections, f))),
+          )
+        : undefined,
     };
   }
 
@@ -293,12 +314,17 @@ export class HostAgent {
   private async transaction(table: string, batch: Op[]): Promise<void> {
     const wants = (op: Op, f: Family) => (op.req.kind === "insert" ? !!op.req.specs[f] : op.req.families.includes(f));
     const families = FAMILIES.filter((f) => batch.some((op) => wants(op, f)));
-    const origin = batch.some((op) => op.req.kind === "insert" && op.req.guard) ? await this.session.origin() : undefined;
-    const want = { listening: batch.some((op) => op.req.kind === "insert"), owner: batch.some((op) => op.req.persist && op.req.kind !== "delete") };
+    const origin = batch.some((op) => op.req.kind === "insert" && op.req.guard)
+      ? await this.session.origin()
+      : undefined;
+    const want = {
+      listening: batch.some((op) => op.req.kind === "insert"),
+      owner: batch.some((op) => op.req.persist && op.req.kind !== "delete"),
+    };
 
     const shell = await openShell(this.session);
     try {
-      const first = await shell.step(PREAMBLE + LOCK + "\n" + this.listing(families, table, want));
+      const first = await shell.step(`${PREAMBLE + LOCK}\n${this.listing(families, table, want)}`);
       if (first.lock?.code !== 0) {
         throw new HostError(
           `could not take ${LOCK_FILE} on ${this.session.target} within ${LOCK_WAIT}s: another pulumi-iptables run ` +
@@ -315,8 +341,9 @@ export class HostAgent {
         try {
           const placed: Partial<Record<Family, Planned>> = {};
           const next = new Map(listed);
-          for (const f of families.filter((g) => wants(op, g))) next.set(f, this.plan(op, f, next.get(f)!, placed, facts, origin));
-          next.forEach((v, k) => listed.set(k, v));
+          for (const f of families.filter((g) => wants(op, g)))
+            next.set(f, this.plan(op, f, next.get(f)!, placed, facts, origin));
+          for (const [k, v] of next) listed.set(k, v);
           plans.set(op, placed);
           ok.push(op);
         } catch (err) {
@@ -328,13 +355,25 @@ export class HostAgent {
       const apply = families.filter((f) => ok.some((op) => plans.get(op)![f]));
       const change = persistChange(ok);
       const save = change && saveScript(facts.persistence, change);
-      const restores = apply.map((f) => ifOk(restoreStep(f, table, ok.flatMap((op) => plans.get(op)![f]?.apply ?? []))));
-      const second = await shell.step(["c=0", ...restores, ifOk(saves(families, table) + (save ? "\n" + save : ""))].join("\n"));
+      const restores = apply.map((f) =>
+        ifOk(
+          restoreStep(
+            f,
+            table,
+            ok.flatMap((op) => plans.get(op)![f]?.apply ?? []),
+          ),
+        ),
+      );
+      const second = await shell.step(
+        ["c=0", ...restores, ifOk(saves(families, table) + (save ? `\n${save}` : ""))].join("\n"),
+      );
       const refused = apply.findIndex((f) => second[`restore${f}`]?.code !== 0);
       if (refused >= 0) {
         const f = apply[refused];
         await this.undo(shell, table, apply.slice(0, refused), ok, plans);
-        throw new RestoreRefused(`${iptables(f)}-restore on ${this.session.target} refused the change, so none of it was applied: ${second[`restore${f}`]?.err || "no answer"}`);
+        throw new RestoreRefused(
+          `${iptables(f)}-restore on ${this.session.target} refused the change, so none of it was applied: ${second[`restore${f}`]?.err || "no answer"}`,
+        );
       }
 
       const { dropped, moved } = await this.confirm(shell, table, families, ok, plans, second);
@@ -347,7 +386,8 @@ export class HostAgent {
       }
       for (const op of await this.settle(shell, table, facts, alive, plans, saved)) {
         const persisted = op.req.persist ? facts.persistence : undefined;
-        if (op.req.kind === "insert") (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!), persisted });
+        if (op.req.kind === "insert")
+          (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!), persisted });
         else (op.resolve as (r: HostFacts) => void)(facts);
       }
     } finally {
@@ -356,8 +396,16 @@ export class HostAgent {
   }
 
   /** Plans one operation in one family against `save`; returns the save text after it. */
-  private plan(op: Op, f: Family, save: string, placed: Partial<Record<Family, Planned>>, facts: HostFacts, origin?: { clientAddress: string; serverPort: number }): string {
-    if (op.req.persist && op.req.kind !== "delete" && facts.owner) throw new HostError(ownerError(facts.owner, this.session.target));
+  private plan(
+    op: Op,
+    f: Family,
+    save: string,
+    placed: Partial<Record<Family, Planned>>,
+    facts: HostFacts,
+    origin?: { clientAddress: string; serverPort: number },
+  ): string {
+    if (op.req.persist && op.req.kind !== "delete" && facts.owner)
+      throw new HostError(ownerError(facts.owner, this.session.target));
     const { table, chain, tag } = op.req;
     const rs = parseRuleset(save);
     const found = findByTag(rs, table, chain, tag);
@@ -367,7 +415,13 @@ export class HostAgent {
     }
     if (op.req.kind === "delete") {
       if (!found) return save; // already gone: success
-      placed[f] = { line: found.line, reason: "delete", rule: found.text, apply: asDelete(found.text), undo: asInsert(found.text, found.line) };
+      placed[f] = {
+        line: found.line,
+        reason: "delete",
+        rule: found.text,
+        apply: asDelete(found.text),
+        undo: asInsert(found.text, found.line),
+      };
       return deleteRuleText(save, table, found.chain, found.line);
     }
     if (found) throw new TagTaken(`a rule tagged ${tag} is already on ${this.session.target}`);
@@ -385,14 +439,27 @@ export class HostAgent {
    * that asked for it are rolled back (and the files saved again from what is live), so state and host
    * agree. Returns the operations that succeeded.
    */
-  private async settle(shell: Shell, table: string, facts: HostFacts, ops: Op[], plans: Plans, saved: Section | undefined): Promise<Op[]> {
+  private async settle(
+    shell: Shell,
+    table: string,
+    facts: HostFacts,
+    ops: Op[],
+    plans: Plans,
+    saved: Section | undefined,
+  ): Promise<Op[]> {
     if (!persistChange(ops) || saved?.code === 0) return ops;
     const savers = ops.filter(asksSave);
     const failed = savers.length ? savers : ops;
     await this.undo(shell, table, FAMILIES, failed, plans);
-    if (savers.length) await shell.step(saveScript(facts.persistence, { transient: [], persistent: [], save: true, present: [], absent: [] }));
+    if (savers.length)
+      await shell.step(
+        saveScript(facts.persistence, { transient: [], persistent: [], save: true, present: [], absent: [] }),
+      );
     const { mechanism, files } = facts.persistence;
-    const why = (saved?.err ?? "").split("\n").filter((l) => !l.startsWith("run-parts: executing")).join("\n");
+    const why = (saved?.err ?? "")
+      .split("\n")
+      .filter((l) => !l.startsWith("run-parts: executing"))
+      .join("\n");
     const err = new HostError(
       `saving the ruleset on ${this.session.target} with ${mechanism} to ${files.join(" and ")} failed, so the change was rolled back: ${why || "no answer"}`,
     );
@@ -415,7 +482,14 @@ export class HostAgent {
    * `listed` is the listing taken right after the restore. Returns the dropped operations and
    * whether anything was moved.
    */
-  private async confirm(shell: Shell, table: string, families: Family[], ops: Op[], plans: Plans, listed: Sections): Promise<{ dropped: Set<Op>; moved: boolean }> {
+  private async confirm(
+    shell: Shell,
+    table: string,
+    families: Family[],
+    ops: Op[],
+    plans: Plans,
+    listed: Sections,
+  ): Promise<{ dropped: Set<Op>; moved: boolean }> {
     const dropped = new Set<Op>();
     const inserts = ops.filter((op) => op.req.kind === "insert");
     for (let attempt = 0; ; attempt++) {
@@ -436,15 +510,24 @@ export class HostAgent {
             break;
           }
           planned.line = rule.line;
-          if (req.position !== "auto" || !shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line })) continue;
+          if (req.position !== "auto" || !shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line }))
+            continue;
           if (attempt >= FIXUPS) {
             problem = `the chain ${req.chain} on ${this.session.target} kept changing under another writer that ignores ${LOCK_FILE}, so the rule could not be kept in place and was removed`;
             break;
           }
           const without = parseRuleset(deleteRuleText(saveOf(listed, f), table, rule.chain, rule.line));
-          const { line, reason } = placeRule(without, { table, chain: req.chain, rule: req.specs[f]!, position: "auto" });
+          const { line, reason } = placeRule(without, {
+            table,
+            chain: req.chain,
+            rule: req.specs[f]!,
+            position: "auto",
+          });
           change(f, asDelete(rule.text), asInsert(rule.text, line));
-          Object.assign(planned, { line, reason: `${reason} (moved back: another writer changed the chain while it was inserted)` });
+          Object.assign(planned, {
+            line,
+            reason: `${reason} (moved back: another writer changed the chain while it was inserted)`,
+          });
         }
         if (problem) {
           dropped.add(op);
@@ -458,7 +541,10 @@ export class HostAgent {
         }
       }
       if (!changes.size) return { dropped, moved: attempt > 0 };
-      if (attempt >= 2 * FIXUPS) throw new HostError(`the chain on ${this.session.target} keeps changing under another writer that ignores ${LOCK_FILE}: rules could not be put in place`);
+      if (attempt >= 2 * FIXUPS)
+        throw new HostError(
+          `the chain on ${this.session.target} keeps changing under another writer that ignores ${LOCK_FILE}: rules could not be put in place`,
+        );
       for (const [f, lines] of changes) await shell.step(restoreStep(f, table, lines));
     }
   }

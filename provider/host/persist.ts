@@ -87,7 +87,8 @@ export function saveScript(p: Persistence, change: PersistChange): string {
   const list = (tags: string[]) => `<<'@@PIT_TAGS'\n${tags.join("\n")}\n@@PIT_TAGS`;
   const lines: string[] = [`T=${TRANSIENT}`, `touch "$T"`];
   if (change.transient.length) lines.push(`cat >> "$T" ${list(change.transient)}`);
-  if (change.persistent.length) lines.push(`grep -vxF -f /dev/stdin "$T" > "$T.new" ${list(change.persistent)}`, `mv -f "$T.new" "$T"`);
+  if (change.persistent.length)
+    lines.push(`grep -vxF -f /dev/stdin "$T" > "$T.new" ${list(change.persistent)}`, `mv -f "$T.new" "$T"`);
   // In a subshell: its `exit` ends the save, not the conversation (and its lock).
   const script = () => section("persist", { script: `(\n${lines.join("\n")}\n)` });
   if (!change.save) return script();
@@ -109,7 +110,13 @@ export function saveScript(p: Persistence, change: PersistChange): string {
     lines.push(`write ${v4} iptables-save && write ${v6} ip6tables-save`);
   }
   lines.push(`rc=$?; [ $rc -eq 0 ] || { echo "writing ${p.files.join(" and ")} failed" >&2; exit $rc; }`);
-  for (const tag of change.present) lines.push(`grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files do not hold ${tag}" >&2; exit 1; }`);
-  for (const tag of change.absent) lines.push(`! grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files still hold ${tag}" >&2; exit 1; }`);
+  for (const tag of change.present)
+    lines.push(
+      `grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files do not hold ${tag}" >&2; exit 1; }`,
+    );
+  for (const tag of change.absent)
+    lines.push(
+      `! grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files still hold ${tag}" >&2; exit 1; }`,
+    );
   return script();
 }

@@ -26,7 +26,8 @@ const END = "@@pit-end ";
 /** A shell snippet that runs argv (or a script) and frames its stdout, stderr and exit status. */
 export function section(name: string, command: string[] | { script: string }, stdin?: string): string {
   const cmd = "script" in command ? command.script : shellJoin(command);
-  const input = stdin === undefined ? "</dev/null" : `<<'@@PIT_INPUT'\n${stdin.endsWith("\n") ? stdin : stdin + "\n"}@@PIT_INPUT`;
+  const input =
+    stdin === undefined ? "</dev/null" : `<<'@@PIT_INPUT'\n${stdin.endsWith("\n") ? stdin : `${stdin}\n`}@@PIT_INPUT`;
   return [
     `printf '${BEGIN}%s\\n' ${name}`,
     `{ ${cmd}\n} 2>"$PIT_ERR" ${input}`,
@@ -49,14 +50,18 @@ export function parseSections(stdout: string): Sections {
   let errAt = -1;
   for (const line of lines) {
     if (name === undefined) {
-      if (line.startsWith(BEGIN)) (name = line.slice(BEGIN.length)), (buf = []), (errAt = -1);
+      if (line.startsWith(BEGIN)) {
+        name = line.slice(BEGIN.length);
+        buf = [];
+        errAt = -1;
+      }
       continue;
     }
     if (line === ERR && errAt < 0) {
       errAt = buf.length;
       continue;
     }
-    if (line.startsWith(END + name + " ")) {
+    if (line.startsWith(`${END + name} `)) {
       const code = Number(line.slice(END.length + name.length + 1));
       const o = buf.slice(0, errAt < 0 ? buf.length : errAt);
       const e = errAt < 0 ? [] : buf.slice(errAt);

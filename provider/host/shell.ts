@@ -42,13 +42,15 @@ export async function openShell(session: Session): Promise<Shell> {
   let code: number | null = null;
   channel.on("exit", (c: number | null) => (code = c));
   channel.on("close", () => {
-    closed = session.sudoFailure("sh -s", { code: code ?? -1, stdout: buffer, stderr }) ?? new RemoteError(
-      `the shell on ${session.target} ended before the step finished${stderr ? `: ${stderr.trim()}` : ""}`,
-      "sh -s",
-      null,
-      buffer,
-      stderr,
-    );
+    closed =
+      session.sudoFailure("sh -s", { code: code ?? -1, stdout: buffer, stderr }) ??
+      new RemoteError(
+        `the shell on ${session.target} ended before the step finished${stderr ? `: ${stderr.trim()}` : ""}`,
+        "sh -s",
+        null,
+        buffer,
+        stderr,
+      );
     settle();
     release();
   });

@@ -80,15 +80,49 @@ export const FLAGS: readonly Flag[] = [
 ];
 
 /** Modules whose every option the table models (tcp/udp stand for PROTOCOL_MODULE). */
-export const MODELED_MODULES: ReadonlySet<string> = new Set(["tcp", "udp", "multiport", "icmp", "icmp6", "conntrack", "state", "comment"]);
+export const MODELED_MODULES: ReadonlySet<string> = new Set([
+  "tcp",
+  "udp",
+  "multiport",
+  "icmp",
+  "icmp6",
+  "conntrack",
+  "state",
+  "comment",
+]);
 
 /** Targets that end a packet's traversal, by what they decide. */
-export const VERDICTS: Readonly<Record<string, "accept" | "block">> = { ACCEPT: "accept", DROP: "block", REJECT: "block" };
+export const VERDICTS: Readonly<Record<string, "accept" | "block">> = {
+  ACCEPT: "accept",
+  DROP: "block",
+  REJECT: "block",
+};
 
 /** Targets that let the packet go on to the next rule. */
 export const NON_TERMINATING: ReadonlySet<string> = new Set([
-  "LOG", "NFLOG", "ULOG", "MARK", "CONNMARK", "CT", "NOTRACK", "TRACE", "AUDIT", "TCPMSS", "CLASSIFY",
-  "DSCP", "TOS", "TTL", "HL", "SET", "CHECKSUM", "SECMARK", "CONNSECMARK", "IDLETIMER", "LED", "RATEEST", "TEE",
+  "LOG",
+  "NFLOG",
+  "ULOG",
+  "MARK",
+  "CONNMARK",
+  "CT",
+  "NOTRACK",
+  "TRACE",
+  "AUDIT",
+  "TCPMSS",
+  "CLASSIFY",
+  "DSCP",
+  "TOS",
+  "TTL",
+  "HL",
+  "SET",
+  "CHECKSUM",
+  "SECMARK",
+  "CONNSECMARK",
+  "IDLETIMER",
+  "LED",
+  "RATEEST",
+  "TEE",
 ]);
 
 /** Built-in chains per table. */

@@ -5,7 +5,17 @@
 export { check, portRuleSchema, UNKNOWN } from "./schema";
 export type { CheckFailure, ConnectionInputs, PortItem, ProxyInputs, RuleInputs } from "./schema";
 export { FLAGS, type Flag, type MatchKey, type Neg, type RuleMatch } from "./flags";
-export { makeTag, renderRule, ruleText, tagOf, MAX_COMMENT_BYTES, MAX_TAG_BYTES, NEUTRAL_REJECT_TYPES, REJECT_TYPES, TAG_PREFIX } from "./render";
+export {
+  makeTag,
+  renderRule,
+  ruleText,
+  tagOf,
+  MAX_COMMENT_BYTES,
+  MAX_TAG_BYTES,
+  NEUTRAL_REJECT_TYPES,
+  REJECT_TYPES,
+  TAG_PREFIX,
+} from "./render";
 export { chainOf, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "./parse";
 export type { Chain, Counters, IptablesVersion, Rule, RuleSpec, Ruleset, Table } from "./parse";
 export { findByTag, matchesPacket, placeRule, PlacementError, shadowing } from "./place";

@@ -232,7 +232,9 @@ export function parseRuleset(text: string, options: { table?: string } = {}): Ru
       return;
     }
     // Drop `-c pkts bytes` (iptables -S -v) from the text; the spec parser reads it.
-    const c = rest.findIndex((t, j) => t.value === "-c" && COUNT.test(rest[j + 1]?.value ?? "") && COUNT.test(rest[j + 2]?.value ?? ""));
+    const c = rest.findIndex(
+      (t, j) => t.value === "-c" && COUNT.test(rest[j + 1]?.value ?? "") && COUNT.test(rest[j + 2]?.value ?? ""),
+    );
     const kept = c < 0 ? rest : [...rest.slice(0, c), ...rest.slice(c + 3)];
     const spec = parseSpec(rest.map((t) => t.value));
     counters = counters ?? spec.counters;

@@ -56,7 +56,14 @@ const iface: Dim = {
   },
 };
 
-const PROTOCOL_NAMES: Record<string, string> = { "6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp", icmpv6: "ipv6-icmp", "0": "all" };
+const PROTOCOL_NAMES: Record<string, string> = {
+  "6": "tcp",
+  "17": "udp",
+  "1": "icmp",
+  "58": "ipv6-icmp",
+  icmpv6: "ipv6-icmp",
+  "0": "all",
+};
 const proto = (p: string) => PROTOCOL_NAMES[p] ?? p;
 const protocol: Dim = {
   contains: (outer, inner) => proto(outer) === "all" || proto(outer) === proto(inner),
@@ -132,8 +139,15 @@ function overlapsOne(dim: Dim, s: Neg, r: Neg | undefined): boolean {
 function everyDim(s: RuleSpec, r: RuleSpec, one: (dim: Dim, sv: Neg, rv: Neg | undefined) => boolean): boolean {
   const packetSide = (fields: MatchKey[]) => fields.map((f) => r.match[f]).find((v) => v !== undefined);
   const multi = s.match.ports; // --ports: the source or the destination port
-  if (multi && !one(ports, multi, packetSide(["dport", "dports"])) && !one(ports, multi, packetSide(["sport", "sports"]))) return false;
-  return DIMS.every(({ dim, fields }) => fields.every((f) => s.match[f] === undefined || one(dim, s.match[f]!, packetSide(fields))));
+  if (
+    multi &&
+    !one(ports, multi, packetSide(["dport", "dports"])) &&
+    !one(ports, multi, packetSide(["sport", "sports"]))
+  )
+    return false;
+  return DIMS.every(({ dim, fields }) =>
+    fields.every((f) => s.match[f] === undefined || one(dim, s.match[f]!, packetSide(fields))),
+  );
 }
 
 /** S matches every packet R matches (as far as the model can tell; anything opaque in S says no). */
@@ -150,7 +164,8 @@ export function mayOverlap(s: RuleSpec, r: RuleSpec): boolean {
 
 type Verdict = "accept" | "block";
 
-const verdictOf = (spec: RuleSpec): Verdict | undefined => (spec.target && !spec.goto ? VERDICTS[spec.target] : undefined);
+const verdictOf = (spec: RuleSpec): Verdict | undefined =>
+  spec.target && !spec.goto ? VERDICTS[spec.target] : undefined;
 const decides = (v: Verdict) => (v === "accept" ? "accepts" : "blocks");
 
 interface Decision {
@@ -163,7 +178,13 @@ interface Decision {
  * undefined when they all come back (RETURN or end of chain). Anything partial stops the walk
  * without a verdict (conservative: no shadowing claimed).
  */
-function follow(table: Table, name: string, ours: RuleSpec, v: Verdict, seen: ReadonlySet<string>): Decision | undefined {
+function follow(
+  table: Table,
+  name: string,
+  ours: RuleSpec,
+  v: Verdict,
+  seen: ReadonlySet<string>,
+): Decision | undefined {
   const chain = table.chains.get(name);
   if (!chain || seen.has(name)) return { against: false };
   const inside = new Set(seen).add(name);
@@ -203,7 +224,10 @@ function firstShadow(table: Table, chain: Chain, above: readonly Rule[], ours: R
     if (!sv && s.target !== undefined && table.chains.has(s.target)) {
       const d = follow(table, s.target, ours, v, new Set([chain.name]));
       if (d?.against && d.by) {
-        return { rule: s, why: `it ${s.goto ? "goes" : "jumps"} to ${s.target}, where "${d.by.text}" ${decides(verdictOf(d.by)!)} every packet this rule matches` };
+        return {
+          rule: s,
+          why: `it ${s.goto ? "goes" : "jumps"} to ${s.target}, where "${d.by.text}" ${decides(verdictOf(d.by)!)} every packet this rule matches`,
+        };
       }
     }
   }
@@ -238,15 +262,23 @@ export function placeRule(
     const s = firstShadow(table, chain, chain.rules, ours);
     return s
       ? { line: s.rule.line, reason: `before line ${s.rule.line} (${s.rule.text}): ${s.why}` }
-      : { line: end, reason: `end of chain: no rule in ${chain.name} matches all of this rule's packets and decides them differently` };
+      : {
+          line: end,
+          reason: `end of chain: no rule in ${chain.name} matches all of this rule's packets and decides them differently`,
+        };
   }
   const line = position === "top" ? 1 : position === "bottom" ? end : position;
   if (!Number.isInteger(line) || line < 1 || line > end) {
-    throw new PlacementError(`position ${position} is outside ${chain.name}, which has ${chain.rules.length} rules: use a line from 1 to ${end}`);
+    throw new PlacementError(
+      `position ${position} is outside ${chain.name}, which has ${chain.rules.length} rules: use a line from 1 to ${end}`,
+    );
   }
   const s = firstShadow(table, chain, chain.rules.slice(0, line - 1), ours);
   const where = position === "top" ? "top of chain" : position === "bottom" ? "end of chain" : `line ${line}`;
-  return { line, reason: `${where} (position ${position})${s ? `; warning: shadowed by line ${s.rule.line} (${s.rule.text}): ${s.why}` : ""}` };
+  return {
+    line,
+    reason: `${where} (position ${position})${s ? `; warning: shadowed by line ${s.rule.line} (${s.rule.text}): ${s.why}` : ""}`,
+  };
 }
 
 /**
@@ -266,7 +298,9 @@ export function shadowing(ruleset: Ruleset, at: { table: string; chain: string; 
  * @example findByTag(rs, "filter", "INPUT", "pulumi-iptables:web/prod/allow-ssh/k3x9q2ab")?.counters
  */
 export function findByTag(ruleset: Ruleset, table: string, chain: string, tag: string): Rule | undefined {
-  const chains = [...(ruleset.tables.get(table)?.chains.values() ?? [])].sort((a, b) => Number(b.name === chain) - Number(a.name === chain));
+  const chains = [...(ruleset.tables.get(table)?.chains.values() ?? [])].sort(
+    (a, b) => Number(b.name === chain) - Number(a.name === chain),
+  );
   for (const c of chains) {
     const found = c.rules.find((r) => tagOf(r) === tag);
     if (found) return found;
@@ -291,7 +325,8 @@ export interface Packet {
  * @example matchesPacket(rule, { protocol: "tcp", source: "198.18.0.2", dport: 22 })
  */
 export function matchesPacket(rule: RuleSpec, packet: Packet): boolean {
-  const is = (value: string | number | undefined) => (value === undefined ? undefined : { value: String(value), negated: false });
+  const is = (value: string | number | undefined) =>
+    value === undefined ? undefined : { value: String(value), negated: false };
   const spec: RuleSpec = {
     match: {
       protocol: is(packet.protocol?.toLowerCase()),

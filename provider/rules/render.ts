@@ -5,10 +5,24 @@ import type { RuleInputs } from "./schema";
 /** `--reject-with` types as `iptables -S` prints them, per family. */
 export const REJECT_TYPES: Readonly<Record<4 | 6, readonly string[]>> = {
   4: [
-    "icmp-net-unreachable", "icmp-host-unreachable", "icmp-port-unreachable", "icmp-proto-unreachable",
-    "icmp-net-prohibited", "icmp-host-prohibited", "icmp-admin-prohibited", "tcp-reset",
+    "icmp-net-unreachable",
+    "icmp-host-unreachable",
+    "icmp-port-unreachable",
+    "icmp-proto-unreachable",
+    "icmp-net-prohibited",
+    "icmp-host-prohibited",
+    "icmp-admin-prohibited",
+    "tcp-reset",
   ],
-  6: ["icmp6-no-route", "icmp6-adm-prohibited", "icmp6-addr-unreachable", "icmp6-port-unreachable", "icmp6-policy-fail", "icmp6-reject-route", "tcp-reset"],
+  6: [
+    "icmp6-no-route",
+    "icmp6-adm-prohibited",
+    "icmp6-addr-unreachable",
+    "icmp6-port-unreachable",
+    "icmp6-policy-fail",
+    "icmp6-reject-route",
+    "tcp-reset",
+  ],
 };
 
 /**
@@ -39,8 +53,11 @@ const SAFE = /[^A-Za-z0-9._-]/g;
  *   // "pulumi-iptables:web/prod/allow-ssh/k3x9q2ab"
  */
 export function makeTag(identity: { project: string; stack: string; name: string }, unique: string): string {
-  if (!/^[A-Za-z0-9]{4,32}$/.test(unique)) throw new Error(`tag unique part must be 4-32 letters or digits, got ${JSON.stringify(unique)}`);
-  const parts = [identity.project, identity.stack, identity.name].map((p) => (p.replace(SAFE, "_") || "_").slice(0, MAX_TAG_BYTES));
+  if (!/^[A-Za-z0-9]{4,32}$/.test(unique))
+    throw new Error(`tag unique part must be 4-32 letters or digits, got ${JSON.stringify(unique)}`);
+  const parts = [identity.project, identity.stack, identity.name].map((p) =>
+    (p.replace(SAFE, "_") || "_").slice(0, MAX_TAG_BYTES),
+  );
   const budget = MAX_TAG_BYTES - TAG_PREFIX.length - 3 - unique.length;
   while (parts.reduce((n, p) => n + p.length, 0) > budget) {
     const longest = parts.reduce((a, p, i) => (p.length > parts[a].length ? i : a), 0);
@@ -77,7 +94,8 @@ function specOf(inputs: RuleInputs, family: 4 | 6, tag: string): RuleSpec {
     dports: multi ? neg(inputs.ports) : undefined,
     comment: neg(inputs.comment === undefined ? tag : `${inputs.comment} ${tag}`),
   };
-  const targetArgs = inputs.action === "REJECT" ? ["--reject-with", rejectFor(inputs.rejectWith ?? "port-unreachable", family)] : [];
+  const targetArgs =
+    inputs.action === "REJECT" ? ["--reject-with", rejectFor(inputs.rejectWith ?? "port-unreachable", family)] : [];
   return { match, modules: [], target: inputs.action, goto: false, targetArgs, opaque: [] };
 }
 
@@ -89,7 +107,10 @@ export function renderSpec(spec: Pick<RuleSpec, "match" | "target" | "goto" | "t
     const m = spec.match[flag.key];
     if (!m) continue;
     const wanted = flag.module === PROTOCOL_MODULE ? spec.match.protocol?.value : flag.module;
-    if (wanted !== undefined && wanted !== module) argv.push("-m", (module = wanted));
+    if (wanted !== undefined && wanted !== module) {
+      module = wanted;
+      argv.push("-m", module);
+    }
     if (m.negated) argv.push("!");
     argv.push(flag.flag);
     if (flag.arity === 1) argv.push(m.value);

@@ -77,16 +77,24 @@ function oneOf<T extends string>(values: readonly T[], upper: boolean) {
   });
 }
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-const HOST_KEY = /^(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]{16,8192}={0,3})(?: [^\n]{0,1024})?$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const HOST_KEY =
+  /^(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]{16,8192}={0,3})(?: [^\n]{0,1024})?$/;
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
-const secret = (what: string) => z.string({ error: `must be the ${what} as a string` }).min(1, { error: `must not be empty: leave it out instead` });
+const secret = (what: string) =>
+  z.string({ error: `must be the ${what} as a string` }).min(1, { error: `must not be empty: leave it out instead` });
 
 const proxyFields = {
-  host: z.string({ error: 'must be the host name or IP address to connect to, e.g. "198.18.0.10"' }).refine(
-    (h) => ipaddr.IPv4.isValidFourPartDecimal(h) || (ipaddr.IPv6.isValid(h) && !h.includes("%")) || HOSTNAME.test(h),
-    { error: 'must be a host name or an IPv4/IPv6 address without port or spaces, e.g. "198.18.0.10" or "web1.example.com"' },
-  ),
+  host: z
+    .string({ error: 'must be the host name or IP address to connect to, e.g. "198.18.0.10"' })
+    .refine(
+      (h) => ipaddr.IPv4.isValidFourPartDecimal(h) || (ipaddr.IPv6.isValid(h) && !h.includes("%")) || HOSTNAME.test(h),
+      {
+        error:
+          'must be a host name or an IPv4/IPv6 address without port or spaces, e.g. "198.18.0.10" or "web1.example.com"',
+      },
+    ),
   port: z
     .number({ error: "must be the SSH port as a number, e.g. 22" })
     .int({ error: "must be a whole number, e.g. 22" })
@@ -95,12 +103,15 @@ const proxyFields = {
     .default(22),
   user: z
     .string({ error: 'must be the login user name, e.g. "root"' })
-    .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, { error: "must be a Unix user name (letters, digits, _ . -; at most 32 characters)" })
+    .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, {
+      error: "must be a Unix user name (letters, digits, _ . -; at most 32 characters)",
+    })
     .default("root"),
   password: secret("password").optional(),
   privateKey: secret("private key")
     .refine((k) => /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(k), {
-      error: "must be the private key's text (it starts with -----BEGIN ... PRIVATE KEY-----), not a file path: read the file, e.g. fs.readFileSync(path, \"utf8\")",
+      error:
+        'must be the private key\'s text (it starts with -----BEGIN ... PRIVATE KEY-----), not a file path: read the file, e.g. fs.readFileSync(path, "utf8")',
     })
     .optional(),
   privateKeyPassword: secret("private key passphrase").optional(),
@@ -125,21 +136,29 @@ const proxyFields = {
       const t = k.trim();
       if (FINGERPRINT.test(t)) return t;
       const m = HOST_KEY.exec(t);
-      return m ? `${m[1]} ${m[2]}` : custom(ctx, 'must be an OpenSSH public key line ("ssh-ed25519 AAAA...", as in known_hosts without the host name) or a fingerprint ("SHA256:" and 43 characters, as ssh-keygen -lf prints)');
+      return m
+        ? `${m[1]} ${m[2]}`
+        : custom(
+            ctx,
+            'must be an OpenSSH public key line ("ssh-ed25519 AAAA...", as in known_hosts without the host name) or a fingerprint ("SHA256:" and 43 characters, as ssh-keygen -lf prints)',
+          );
     })
     .optional(),
 };
 
 const connectionFields = {
   ...proxyFields,
-  proxy: z.object(proxyFields, { error: "must be the jump host's connection: { host, user, privateKey, ... }" }).optional(),
+  proxy: z
+    .object(proxyFields, { error: "must be the jump host's connection: { host, user, privateKey, ... }" })
+    .optional(),
   sudo: z.boolean({ error: "must be true or false" }).default(false),
 };
 
 const PORT_HELP = 'a port 1-65535, a range "8000-8100" or { from: 8000, to: 8100 }, or a list of those';
 
 function portItem(v: unknown, ctx: z.RefinementCtx, path: (string | number)[]): PortItem | undefined {
-  const num = (x: unknown) => (typeof x === "number" ? x : typeof x === "string" && /^\d{1,5}$/.test(x) ? Number(x) : NaN);
+  const num = (x: unknown) =>
+    typeof x === "number" ? x : typeof x === "string" && /^\d{1,5}$/.test(x) ? Number(x) : NaN;
   let from: number, to: number;
   if (typeof v === "string" && /^\s*\d{1,5}\s*[-:]\s*\d{1,5}\s*$/.test(v)) [from, to] = v.split(/[-:]/).map(Number);
   else if (typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).sort().join() === "from,to") {
@@ -168,14 +187,22 @@ const portField = z.unknown().transform((v, ctx): PortItem | PortItem[] => {
   if (items.some((x) => x === undefined)) return z.NEVER;
   const sorted = (items as PortItem[]).sort((a, b) => bounds(a)[0] - bounds(b)[0] || bounds(b)[1] - bounds(a)[1]);
   // Drop items another item already covers (duplicates, ports inside a range).
-  const kept = sorted.filter((p, i) => !sorted.slice(0, i).some((q) => bounds(q)[0] <= bounds(p)[0] && bounds(p)[1] <= bounds(q)[1]));
+  const kept = sorted.filter(
+    (p, i) => !sorted.slice(0, i).some((q) => bounds(q)[0] <= bounds(p)[0] && bounds(p)[1] <= bounds(q)[1]),
+  );
   const slots = kept.reduce<number>((n, p) => n + (typeof p === "number" ? 1 : 2), 0);
-  if (slots > 15) return custom(ctx, `lists ${slots} port slots but iptables' multiport match takes at most 15 (a range counts as 2): split the rule in two`);
+  if (slots > 15)
+    return custom(
+      ctx,
+      `lists ${slots} port slots but iptables' multiport match takes at most 15 (a range counts as 2): split the rule in two`,
+    );
   return kept.length === 1 ? kept[0] : kept;
 });
 
 export function portsText(port: PortItem | PortItem[]): string {
-  return (Array.isArray(port) ? port : [port]).map((p) => (typeof p === "number" ? `${p}` : `${p.from}:${p.to}`)).join(",");
+  return (Array.isArray(port) ? port : [port])
+    .map((p) => (typeof p === "number" ? `${p}` : `${p.from}:${p.to}`))
+    .join(",");
 }
 
 /** Canonical CIDR for an address or network; a message when it is not one. */
@@ -183,19 +210,29 @@ function canonicalCidr(v: string): { cidr: string; family: 4 | 6 } | { error: st
   const [addr, prefixText, extra] = v.split("/");
   const isV4 = ipaddr.IPv4.isValidFourPartDecimal(addr);
   if (extra !== undefined || !(isV4 || (ipaddr.IPv6.isValid(addr) && !addr.includes("%")))) {
-    return { error: `must be an IPv4 or IPv6 address or network, e.g. "198.18.0.0/24" or "fd00::/64"; got ${describe(v)}` };
+    return {
+      error: `must be an IPv4 or IPv6 address or network, e.g. "198.18.0.0/24" or "fd00::/64"; got ${describe(v)}`,
+    };
   }
   const max = isV4 ? 32 : 128;
   const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
-  if (!(prefix >= 0 && prefix <= max)) return { error: `has a prefix length of /${prefixText}, but IPv${isV4 ? 4 : 6} allows /0 to /${max}` };
+  if (!(prefix >= 0 && prefix <= max))
+    return { error: `has a prefix length of /${prefixText}, but IPv${isV4 ? 4 : 6} allows /0 to /${max}` };
   if (prefix === 0) return { error: "matches every address: leave source out instead" };
   const cidr = `${addr}/${prefix}`;
   const network = (isV4 ? ipaddr.IPv4 : ipaddr.IPv6).networkAddressFromCIDR(cidr).toString();
   const parsed = ipaddr.parse(addr);
-  if (parsed.kind() === "ipv6" && (parsed as ipaddr.IPv6).parts.slice(0, 5).every((p) => p === 0) && !["::", "::1"].includes(network)) {
-    return { error: "is an IPv4-mapped or IPv4-compatible IPv6 address: use the IPv4 address with ipVersion \"ipv4\"" };
+  if (
+    parsed.kind() === "ipv6" &&
+    (parsed as ipaddr.IPv6).parts.slice(0, 5).every((p) => p === 0) &&
+    !["::", "::1"].includes(network)
+  ) {
+    return { error: 'is an IPv4-mapped or IPv4-compatible IPv6 address: use the IPv4 address with ipVersion "ipv4"' };
   }
-  if (parsed.toString() !== network) return { error: `has host bits set: the network is ${network}/${prefix} (or write ${parsed.toString()}/${max} for the single address)` };
+  if (parsed.toString() !== network)
+    return {
+      error: `has host bits set: the network is ${network}/${prefix} (or write ${parsed.toString()}/${max} for the single address)`,
+    };
   return { cidr: `${network}/${prefix}`, family: isV4 ? 4 : 6 };
 }
 
@@ -203,19 +240,28 @@ const TARGET_NAMES = ["ACCEPT", "DROP", "REJECT", "RETURN", "QUEUE", "LOG"];
 const ALL_BUILTINS = [...new Set(Object.values(BUILTIN_CHAINS).flat())];
 
 const ruleFields = {
-  connection: z.object(connectionFields, { error: "must be the SSH connection to the host: { host, user, privateKey, ... }" }),
+  connection: z.object(connectionFields, {
+    error: "must be the SSH connection to the host: { host, user, privateKey, ... }",
+  }),
   port: portField,
   protocol: oneOf(["tcp", "udp"] as const, false).default("tcp"),
   action: oneOf(["ACCEPT", "DROP", "REJECT"] as const, true),
-  rejectWith: z.string({ error: "must be a --reject-with type name, e.g. \"tcp-reset\"" }).transform((s) => s.toLowerCase()).optional(),
+  rejectWith: z
+    .string({ error: 'must be a --reject-with type name, e.g. "tcp-reset"' })
+    .transform((s) => s.toLowerCase())
+    .optional(),
   chain: z
     .string({ error: 'must be a chain name, e.g. "INPUT"' })
     .transform((c, ctx) => {
       if (ALL_BUILTINS.includes(c.toUpperCase())) return c.toUpperCase();
       if (!/^[A-Za-z0-9_][A-Za-z0-9._:@+-]{0,27}$/.test(c)) {
-        return custom(ctx, "must be INPUT, FORWARD, OUTPUT or a user chain name of at most 28 letters, digits and . _ : @ + - (no spaces)");
+        return custom(
+          ctx,
+          "must be INPUT, FORWARD, OUTPUT or a user chain name of at most 28 letters, digits and . _ : @ + - (no spaces)",
+        );
       }
-      if (TARGET_NAMES.includes(c.toUpperCase())) return custom(ctx, `${c} is a target, not a chain: use action for it`);
+      if (TARGET_NAMES.includes(c.toUpperCase()))
+        return custom(ctx, `${c} is a target, not a chain: use action for it`);
       return c;
     })
     .default("INPUT"),
@@ -229,18 +275,22 @@ const ruleFields = {
     .optional(),
   inInterface: z
     .string({ error: 'must be an interface name, e.g. "eth0" or "eth+"' })
-    .refine((i) => i !== "+", { error: 'matches every interface: leave inInterface out instead' })
+    .refine((i) => i !== "+", { error: "matches every interface: leave inInterface out instead" })
     .refine((i) => /^[A-Za-z0-9._-]{1,15}\+?$/.test(i) && i.length <= 15, {
-      error: 'must be an interface name of at most 15 characters (letters, digits, . _ -), optionally ending in + as a wildcard, e.g. "eth0" or "veth+"',
+      error:
+        'must be an interface name of at most 15 characters (letters, digits, . _ -), optionally ending in + as a wildcard, e.g. "eth0" or "veth+"',
     })
     .optional(),
   comment: z
     .string({ error: "must be text" })
     .refine((c) => c.length > 0, { error: "must not be empty: leave it out instead" })
     .refine((c) => /^[A-Za-z0-9 ._:/=+,@()-]*$/.test(c), {
-      error: "may only contain letters, digits, spaces and . _ : / = + , @ - ( ): remove other characters (quotes, ;, #, $, ` and the like)",
+      error:
+        "may only contain letters, digits, spaces and . _ : / = + , @ - ( ): remove other characters (quotes, ;, #, $, ` and the like)",
     })
-    .refine((c) => !c.includes(TAG_PREFIX), { error: `must not contain "${TAG_PREFIX}": that prefix marks the identity tag the provider adds` })
+    .refine((c) => !c.includes(TAG_PREFIX), {
+      error: `must not contain "${TAG_PREFIX}": that prefix marks the identity tag the provider adds`,
+    })
     .refine((c) => Buffer.byteLength(c) <= MAX_COMMENT_BYTES, {
       error: `must be at most ${MAX_COMMENT_BYTES} characters: iptables keeps 255 bytes of comment and the provider's identity tag needs the rest`,
     })
@@ -252,17 +302,22 @@ const ruleFields = {
       const t = typeof p === "string" ? p.trim().toLowerCase() : p;
       if (t === "auto" || t === "top" || t === "bottom") return t;
       const n = typeof t === "string" && /^\d{1,6}$/.test(t) ? Number(t) : t;
-      return typeof n === "number" && Number.isInteger(n) && n >= 1 ? n : custom(ctx, 'must be "auto", "top", "bottom" or a line number of 1 or more');
+      return typeof n === "number" && Number.isInteger(n) && n >= 1
+        ? n
+        : custom(ctx, 'must be "auto", "top", "bottom" or a line number of 1 or more');
     })
     .default("auto"),
   persist: z.boolean({ error: "must be true or false" }).default(false),
   allowLockout: z.boolean({ error: "must be true or false" }).default(false),
   identity: z
-    .object({
-      project: z.string().min(1).max(400),
-      stack: z.string().min(1).max(400),
-      name: z.string().min(1).max(400),
-    }, { error: "is set by PortRule itself; do not pass it" })
+    .object(
+      {
+        project: z.string().min(1).max(400),
+        stack: z.string().min(1).max(400),
+        name: z.string().min(1).max(400),
+      },
+      { error: "is set by PortRule itself; do not pass it" },
+    )
     .optional(),
 };
 
@@ -301,7 +356,12 @@ function checkFields(
   const given = value as Record<string, unknown>;
   for (const key of Object.keys(given)) {
     if (!(key in fields) && !key.startsWith("__")) {
-      failures.push({ property: pathText([...path, key]), reason: `is not a known property; known: ${Object.keys(fields).filter((k) => k !== "identity").join(", ")}` });
+      failures.push({
+        property: pathText([...path, key]),
+        reason: `is not a known property; known: ${Object.keys(fields)
+          .filter((k) => k !== "identity")
+          .join(", ")}`,
+      });
     }
   }
   for (const [key, schema] of Object.entries(fields)) {
@@ -320,7 +380,8 @@ function checkFields(
       if (r.data !== undefined) out[key] = r.data;
     } else {
       for (const issue of r.error.issues) {
-        const message = v === undefined && issue.code === "invalid_type" ? `is required: it ${issue.message}` : issue.message;
+        const message =
+          v === undefined && issue.code === "invalid_type" ? `is required: it ${issue.message}` : issue.message;
         failures.push({ property: pathText([...path, key, ...issue.path]), reason: message });
       }
     }
@@ -334,16 +395,24 @@ const known = (...vs: unknown[]) => vs.every((v) => v !== UNKNOWN);
 function crossCheck(i: Record<string, unknown>, fail: (property: string, reason: string) => void): void {
   const { action, protocol, table, chain, ipVersion, source, inInterface } = i;
   if (known(action) && action !== "REJECT" && i.rejectWith !== undefined) {
-    fail("rejectWith", `only applies to action REJECT, but action is ${action}: remove rejectWith or set action: "REJECT"`);
+    fail(
+      "rejectWith",
+      `only applies to action REJECT, but action is ${action}: remove rejectWith or set action: "REJECT"`,
+    );
   }
   if (action === "REJECT" && known(ipVersion)) {
-    const rw = i.rejectWith ?? { ipv4: "icmp-port-unreachable", ipv6: "icmp6-port-unreachable", both: "port-unreachable" }[ipVersion as string];
+    const rw =
+      i.rejectWith ??
+      { ipv4: "icmp-port-unreachable", ipv6: "icmp6-port-unreachable", both: "port-unreachable" }[ipVersion as string];
     i.rejectWith = rw;
     const neutral = Object.keys(NEUTRAL_REJECT_TYPES);
     const allowed =
       ipVersion === "both" ? ["tcp-reset", ...neutral] : [...REJECT_TYPES[ipVersion === "ipv6" ? 6 : 4], ...neutral];
     if (known(rw) && !allowed.includes(rw as string)) {
-      fail("rejectWith", `${describe(rw)} is not a reject type for ipVersion ${ipVersion}: use one of ${allowed.join(", ")}`);
+      fail(
+        "rejectWith",
+        `${describe(rw)} is not a reject type for ipVersion ${ipVersion}: use one of ${allowed.join(", ")}`,
+      );
     } else if (rw === "tcp-reset" && known(protocol) && protocol !== "tcp") {
       fail("rejectWith", `tcp-reset only works with protocol tcp: use port-unreachable for ${protocol}`);
     }
@@ -355,16 +424,29 @@ function crossCheck(i: Record<string, unknown>, fail: (property: string, reason:
     }
   }
   if (known(action, table)) {
-    if (action === "REJECT" && table !== "filter") fail("action", `REJECT only works in the filter table: use DROP, or table "filter"`);
-    if (action !== "ACCEPT" && table === "nat") fail("action", `the nat table is not for filtering and iptables refuses ${action} there: use table "filter"`);
+    if (action === "REJECT" && table !== "filter")
+      fail("action", `REJECT only works in the filter table: use DROP, or table "filter"`);
+    if (action !== "ACCEPT" && table === "nat")
+      fail("action", `the nat table is not for filtering and iptables refuses ${action} there: use table "filter"`);
   }
   if (inInterface !== undefined && known(inInterface, chain) && (chain === "OUTPUT" || chain === "POSTROUTING")) {
-    fail("inInterface", `cannot be used in the ${chain} chain (packets there have no input interface): remove it or use INPUT/FORWARD`);
+    fail(
+      "inInterface",
+      `cannot be used in the ${chain} chain (packets there have no input interface): remove it or use INPUT/FORWARD`,
+    );
   }
   if (source !== undefined && known(source, ipVersion)) {
     const family = (source as string).includes(":") ? "ipv6" : "ipv4";
-    if (ipVersion === "both") fail("source", `is an ${family === "ipv4" ? "IPv4" : "IPv6"} network, so it cannot apply to both families: set ipVersion: "${family}"`);
-    else if (ipVersion !== family) fail("source", `is an ${family === "ipv4" ? "IPv4" : "IPv6"} network but ipVersion is ${ipVersion}: set ipVersion: "${family}" or use a source of that family`);
+    if (ipVersion === "both")
+      fail(
+        "source",
+        `is an ${family === "ipv4" ? "IPv4" : "IPv6"} network, so it cannot apply to both families: set ipVersion: "${family}"`,
+      );
+    else if (ipVersion !== family)
+      fail(
+        "source",
+        `is an ${family === "ipv4" ? "IPv4" : "IPv6"} network but ipVersion is ${ipVersion}: set ipVersion: "${family}" or use a source of that family`,
+      );
   }
 }
 
@@ -376,16 +458,23 @@ function crossCheck(i: Record<string, unknown>, fail: (property: string, reason:
  * check({}, { connection: { host: "198.18.0.10" }, port: "8000-8100", action: "accept" }).inputs.ports // "8000:8100"
  * check({}, { connection: { host: "198.18.0.10" }, port: 70000, action: "ACCEPT" }).failures[0].property // "port"
  */
-export function check(olds: Record<string, unknown>, news: Record<string, unknown>): { inputs: RuleInputs; failures: CheckFailure[] } {
+export function check(
+  olds: Record<string, unknown>,
+  news: Record<string, unknown>,
+): { inputs: RuleInputs; failures: CheckFailure[] } {
   void olds;
   const failures: CheckFailure[] = [];
   try {
     const inputs = checkFields(ruleFields, news, [], failures);
-    if (inputs.port !== undefined) inputs.ports = hasUnknown(inputs.port) ? UNKNOWN : portsText(inputs.port as PortItem | PortItem[]);
+    if (inputs.port !== undefined)
+      inputs.ports = hasUnknown(inputs.port) ? UNKNOWN : portsText(inputs.port as PortItem | PortItem[]);
     crossCheck(inputs, (property, reason) => failures.push({ property, reason }));
     return { inputs: inputs as unknown as RuleInputs, failures };
   } catch (e) {
-    failures.push({ property: "inputs", reason: `could not be validated: ${e instanceof Error ? e.message : String(e)}` });
+    failures.push({
+      property: "inputs",
+      reason: `could not be validated: ${e instanceof Error ? e.message : String(e)}`,
+    });
     return { inputs: {} as RuleInputs, failures };
   }
 }

@@ -1,15 +1,16 @@
-import type { HostKeyInfo } from './hostkey';
+import type { HostKeyInfo } from "./hostkey";
 
 /** Replaces every secret (password, private key, passphrase) that occurs in a text. */
 export function redact(text: string, secrets: readonly (string | undefined)[]): string {
   let out = text;
   for (const s of secrets) {
     if (!s || s.length < 3) continue;
-    out = out.split(s).join('[secret]');
+    out = out.split(s).join("[secret]");
     // As it appears inside a '…'-quoted shell word.
-    if (s.includes("'")) out = out.split(s.replace(/'/g, `'\\''`)).join('[secret]');
+    if (s.includes("'")) out = out.split(s.replace(/'/g, `'\\''`)).join("[secret]");
     // A private key may also appear line by line (e.g. quoted into a script).
-    if (s.includes('\n')) for (const line of s.split('\n')) if (line.trim().length >= 16) out = out.split(line).join('[secret]');
+    if (s.includes("\n"))
+      for (const line of s.split("\n")) if (line.trim().length >= 16) out = out.split(line).join("[secret]");
   }
   return out;
 }
@@ -25,11 +26,11 @@ export function scrubError(err: unknown, secrets: readonly (string | undefined)[
   return copy;
 }
 
-export type ConnectionFailure = 'auth' | 'hostkey' | 'dial' | 'config' | 'closed';
+export type ConnectionFailure = "auth" | "hostkey" | "dial" | "config" | "closed";
 
 /** The host could not be reached, refused us, or is not the host we expect. */
 export class ConnectionError extends Error {
-  override name = 'ConnectionError';
+  override name = "ConnectionError";
   constructor(
     message: string,
     /** What went wrong: retries only help for 'dial'. */
@@ -44,7 +45,7 @@ export class ConnectionError extends Error {
 
 /** The host presented a key other than the expected one: the connection was refused. */
 export class HostKeyError extends ConnectionError {
-  override name = 'HostKeyError';
+  override name = "HostKeyError";
   constructor(
     target: string,
     readonly seen: HostKeyInfo,
@@ -57,7 +58,7 @@ export class HostKeyError extends ConnectionError {
       `host key verification failed for ${target}: the host presented ${seen.algorithm} key ${seen.fingerprint}, ` +
         `but ${expectedFingerprint} was expected. The connection was refused. If the host's key changed on ` +
         `purpose (reinstall), update hostKey; otherwise this may not be the host you mean.`,
-      'hostkey',
+      "hostkey",
       target,
     );
   }
@@ -65,7 +66,7 @@ export class HostKeyError extends ConnectionError {
 
 /** A remote command failed to run, or (when a caller chooses to throw) ran and exited non-zero. */
 export class RemoteError extends Error {
-  override name = 'RemoteError';
+  override name = "RemoteError";
   constructor(
     message: string,
     /** The command as sent (secrets redacted). */
@@ -82,5 +83,5 @@ export class RemoteError extends Error {
 
 /** sudo refused to run the command without a password, or the user may not use sudo at all. */
 export class SudoError extends RemoteError {
-  override name = 'SudoError';
+  override name = "SudoError";
 }

@@ -1,14 +1,14 @@
-import * as net from 'net';
-import { createHash } from 'crypto';
-import { constants as osConstants } from 'os';
-import { Client, utils } from 'ssh2';
-import type { ClientChannel, ConnectConfig } from 'ssh2';
-import type { Duplex } from 'stream';
-import type { ConnectionArgs, Logger, Origin, RunOptions, RunResult, SessionStats } from './types';
-import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, scrubError } from './errors';
-import { describeHostKey, hostKeyMatches, parseExpectedHostKey } from './hostkey';
-import type { HostKeyInfo } from './hostkey';
-import { shellQuote } from './quote';
+import * as net from "node:net";
+import { createHash } from "node:crypto";
+import { constants as osConstants } from "node:os";
+import { Client, utils } from "ssh2";
+import type { ClientChannel, ConnectConfig } from "ssh2";
+import type { Duplex } from "node:stream";
+import type { ConnectionArgs, Logger, Origin, RunOptions, RunResult, SessionStats } from "./types";
+import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, scrubError } from "./errors";
+import { describeHostKey, hostKeyMatches, parseExpectedHostKey } from "./hostkey";
+import type { HostKeyInfo } from "./hostkey";
+import { shellQuote } from "./quote";
 
 /** Channels open at once per connection: well below sshd's default MaxSessions of 10. */
 export const MAX_CHANNELS = 4;
@@ -23,18 +23,25 @@ const pool = new Map<string, Session>();
 
 /** "host:port", with an IPv6 address in brackets. */
 function hostPort(host: string, port: number): string {
-  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
 /** The pool key: one connection per (user, host, port, credentials, expected host key, sudo, proxy chain). */
 export function sessionKey(conn: ConnectionArgs): string {
-  const creds = createHash('sha256')
-    .update(JSON.stringify([conn.password ?? null, conn.privateKey ?? null, conn.privateKeyPassword ?? null, conn.agentSocketPath ?? null]))
-    .digest('hex')
+  const creds = createHash("sha256")
+    .update(
+      JSON.stringify([
+        conn.password ?? null,
+        conn.privateKey ?? null,
+        conn.privateKeyPassword ?? null,
+        conn.agentSocketPath ?? null,
+      ]),
+    )
+    .digest("hex")
     .slice(0, 16);
-  const hk = conn.hostKey ? ` hostkey=${conn.hostKey.trim()}` : '';
-  const via = conn.proxy ? ` via ${sessionKey(conn.proxy)}` : '';
-  return `${conn.user}@${hostPort(conn.host, conn.port)} creds=${creds}${conn.sudo ? ' sudo' : ''}${hk}${via}`;
+  const hk = conn.hostKey ? ` hostkey=${conn.hostKey.trim()}` : "";
+  const via = conn.proxy ? ` via ${sessionKey(conn.proxy)}` : "";
+  return `${conn.user}@${hostPort(conn.host, conn.port)} creds=${creds}${conn.sudo ? " sudo" : ""}${hk}${via}`;
 }
 
 /**
@@ -76,23 +83,27 @@ class DialFailure extends Error {
 }
 
 function describeDialError(err: Ssh2Error, timeoutSec: number): string {
-  if (err.level === 'client-timeout') return `no SSH handshake within ${timeoutSec}s`;
-  if (typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code)) return err.code;
-  if (/Connection lost before handshake/.test(err.message)) return 'connection closed before the SSH handshake';
+  if (err.level === "client-timeout") return `no SSH handshake within ${timeoutSec}s`;
+  if (typeof err.code === "string" && /^E[A-Z]+$/.test(err.code)) return err.code;
+  if (/Connection lost before handshake/.test(err.message)) return "connection closed before the SSH handshake";
   return err.message;
 }
 
 function explainDialReason(reason: string): string {
-  if (/ECONNREFUSED/.test(reason)) return ' (nothing listens on that port, or a firewall rejects the connection)';
-  if (/EHOSTUNREACH|ENETUNREACH/.test(reason)) return ' (no route to the host: check the address and the network)';
-  if (/ENOTFOUND|EAI_AGAIN/.test(reason)) return ' (the host name does not resolve)';
-  if (/handshake within|ETIMEDOUT/.test(reason)) return ' (the host is down, or a firewall drops the packets; perDialTimeout sets the wait)';
-  if (/before the SSH handshake|ECONNRESET/.test(reason)) return ' (sshd dropped the connection: it may be overloaded, see MaxStartups)';
-  return '';
+  if (/ECONNREFUSED/.test(reason)) return " (nothing listens on that port, or a firewall rejects the connection)";
+  if (/EHOSTUNREACH|ENETUNREACH/.test(reason)) return " (no route to the host: check the address and the network)";
+  if (/ENOTFOUND|EAI_AGAIN/.test(reason)) return " (the host name does not resolve)";
+  if (/handshake within|ETIMEDOUT/.test(reason))
+    return " (the host is down, or a firewall drops the packets; perDialTimeout sets the wait)";
+  if (/before the SSH handshake|ECONNRESET/.test(reason))
+    return " (sshd dropped the connection: it may be overloaded, see MaxStartups)";
+  return "";
 }
 
-const isChannelOpenFailure = (e: unknown) => e instanceof Error && /Channel open failure|no more sessions/i.test(e.message);
-const isNotConnected = (e: unknown) => e instanceof Error && /^(Not connected|No response from server)$/.test(e.message);
+const isChannelOpenFailure = (e: unknown) =>
+  e instanceof Error && /Channel open failure|no more sessions/i.test(e.message);
+const isNotConnected = (e: unknown) =>
+  e instanceof Error && /^(Not connected|No response from server)$/.test(e.message);
 
 /** One pooled SSH connection (re-established as needed) and everything run over it. */
 export class Session {
@@ -120,7 +131,8 @@ export class Session {
     this.key = sessionKey(args);
     this.target = `${args.user}@${hostPort(args.host, args.port)}`;
     this.secrets = [];
-    for (let c: ConnectionArgs | undefined = args; c; c = c.proxy) this.secrets.push(c.password, c.privateKey, c.privateKeyPassword);
+    for (let c: ConnectionArgs | undefined = args; c; c = c.proxy)
+      this.secrets.push(c.password, c.privateKey, c.privateKeyPassword);
     if (args.proxy) this.proxySession = getSession(args.proxy, log);
   }
 
@@ -164,7 +176,10 @@ export class Session {
    * over its stdin/stdout. It holds one of the connection's channel slots, and keeps the process alive,
    * until `release()` is called (call it once the channel has closed; calling it again does nothing).
    */
-  async openChannel(script: string, opts: { sudo?: boolean } = {}): Promise<{ channel: ClientChannel; release: () => void }> {
+  async openChannel(
+    script: string,
+    opts: { sudo?: boolean } = {},
+  ): Promise<{ channel: ClientChannel; release: () => void }> {
     const command = this.commandFor(script, opts.sudo ?? this.args.sudo);
     this.ref();
     try {
@@ -199,8 +214,17 @@ export class Session {
     const r = await this.run(script, opts);
     if (r.code === 0) return r;
     const command = redact(this.commandFor(script, opts.sudo ?? this.args.sudo), this.secrets);
-    const why = redact(r.stderr.trim().split('\n').slice(-3).join('; ') || r.stdout.trim().split('\n').slice(-1)[0] || 'no output', this.secrets);
-    throw new RemoteError(`command on ${this.target} exited with status ${r.code}: ${why}`, command, r.code, redact(r.stdout, this.secrets), redact(r.stderr, this.secrets));
+    const why = redact(
+      r.stderr.trim().split("\n").slice(-3).join("; ") || r.stdout.trim().split("\n").slice(-1)[0] || "no output",
+      this.secrets,
+    );
+    throw new RemoteError(
+      `command on ${this.target} exited with status ${r.code}: ${why}`,
+      command,
+      r.code,
+      redact(r.stdout, this.secrets),
+      redact(r.stderr, this.secrets),
+    );
   }
 
   /** Where this connection comes from as the host sees it ($SSH_CONNECTION), cached per connection. */
@@ -209,7 +233,13 @@ export class Session {
       const p = this.run('printf "%s" "$SSH_CONNECTION"', { sudo: false }).then((r) => {
         const f = r.stdout.trim().split(/\s+/);
         if (r.code !== 0 || f.length !== 4) {
-          throw new RemoteError(`cannot tell where the connection to ${this.target} comes from: $SSH_CONNECTION is "${r.stdout.trim()}"`, 'printf "%s" "$SSH_CONNECTION"', r.code, r.stdout, r.stderr);
+          throw new RemoteError(
+            `cannot tell where the connection to ${this.target} comes from: $SSH_CONNECTION is "${r.stdout.trim()}"`,
+            'printf "%s" "$SSH_CONNECTION"',
+            r.code,
+            r.stdout,
+            r.stderr,
+          );
         }
         return { clientAddress: f[0], clientPort: Number(f[1]), serverAddress: f[2], serverPort: Number(f[3]) };
       });
@@ -236,7 +266,7 @@ export class Session {
         resolve();
       }, 2000);
       timer.unref();
-      client.once('close', () => {
+      client.once("close", () => {
         clearTimeout(timer);
         resolve();
       });
@@ -296,7 +326,9 @@ export class Session {
         if (isChannelOpenFailure(err) && refusals < CHANNEL_OPEN_RETRIES) {
           refusals++;
           this.stats.channelRetries++;
-          this.log.debug?.(`Channel open on ${this.target} refused (${(err as Error).message}): retry ${refusals}/${CHANNEL_OPEN_RETRIES}`);
+          this.log.debug?.(
+            `Channel open on ${this.target} refused (${(err as Error).message}): retry ${refusals}/${CHANNEL_OPEN_RETRIES}`,
+          );
           await sleep(Math.min(50 * 2 ** (refusals - 1), 1000));
           continue;
         }
@@ -312,8 +344,8 @@ export class Session {
           `could not start a command on ${this.target}: ${cause.message}`,
           redact(command, this.secrets),
           null,
-          '',
-          '',
+          "",
+          "",
           { cause },
         );
       }
@@ -326,22 +358,22 @@ export class Session {
       const err: Buffer[] = [];
       let code: number | null = null;
       let failure: Error | undefined;
-      ch.on('data', (d: Buffer) => out.push(d));
-      ch.stderr.on('data', (d: Buffer) => err.push(d));
-      ch.on('exit', (c: number | null, signal?: string) => {
-        if (typeof c === 'number') code = c;
+      ch.on("data", (d: Buffer) => out.push(d));
+      ch.stderr.on("data", (d: Buffer) => err.push(d));
+      ch.on("exit", (c: number | null, signal?: string) => {
+        if (typeof c === "number") code = c;
         else if (signal) code = 128 + ((osConstants.signals as Record<string, number>)[`SIG${signal}`] ?? 0);
       });
-      ch.on('error', (e: Error) => (failure = e));
-      ch.on('close', () => {
-        const stdout = Buffer.concat(out).toString('utf8');
-        const stderr = Buffer.concat(err).toString('utf8');
+      ch.on("error", (e: Error) => (failure = e));
+      ch.on("close", () => {
+        const stdout = Buffer.concat(out).toString("utf8");
+        const stderr = Buffer.concat(err).toString("utf8");
         if (code === null) {
           const cause = failure ? scrubError(failure, this.secrets) : undefined;
           reject(
             new RemoteError(
               `the connection to ${this.target} was lost while a command ran (it may or may not have completed)` +
-                (cause ? `: ${cause.message}` : ''),
+                (cause ? `: ${cause.message}` : ""),
               redact(command, this.secrets),
               null,
               redact(stdout, this.secrets),
@@ -377,7 +409,13 @@ export class Session {
     }
     return message === undefined
       ? undefined
-      : new SudoError(message, redact(command, this.secrets), r.code, redact(r.stdout, this.secrets), redact(r.stderr, this.secrets));
+      : new SudoError(
+          message,
+          redact(command, this.secrets),
+          r.code,
+          redact(r.stdout, this.secrets),
+          redact(r.stderr, this.secrets),
+        );
   }
 
   private checkSudo(command: string, r: RunResult): void {
@@ -407,7 +445,7 @@ export class Session {
       try {
         parseExpectedHostKey(a.hostKey);
       } catch (e) {
-        throw new ConnectionError(`${(e as Error).message} (for ${this.target})`, 'config', this.target);
+        throw new ConnectionError(`${(e as Error).message} (for ${this.target})`, "config", this.target);
       }
     }
     if (a.privateKey) {
@@ -416,15 +454,17 @@ export class Session {
         const msg = parsed.message;
         let text: string;
         if (/no passphrase/i.test(msg)) text = `the privateKey for ${this.target} is encrypted: set privateKeyPassword`;
-        else if (/bad passphrase|decrypt|integrity check/i.test(msg)) text = `privateKeyPassword does not decrypt the privateKey for ${this.target}`;
-        else text = `the privateKey for ${this.target} cannot be read (${redact(msg, this.secrets)}): give the private key itself (PEM or OpenSSH format), not a path or a public key`;
-        throw new ConnectionError(text, 'config', this.target, { cause: scrubError(parsed, this.secrets) });
+        else if (/bad passphrase|decrypt|integrity check/i.test(msg))
+          text = `privateKeyPassword does not decrypt the privateKey for ${this.target}`;
+        else
+          text = `the privateKey for ${this.target} cannot be read (${redact(msg, this.secrets)}): give the private key itself (PEM or OpenSSH format), not a path or a public key`;
+        throw new ConnectionError(text, "config", this.target, { cause: scrubError(parsed, this.secrets) });
       }
     }
     if (!a.privateKey && !a.password && !this.agentPath()) {
       throw new ConnectionError(
         `no credentials for ${this.target}: set privateKey, password or agentSocketPath (or run an ssh-agent with SSH_AUTH_SOCK set)`,
-        'config',
+        "config",
         this.target,
       );
     }
@@ -437,7 +477,9 @@ export class Session {
   private async dial(): Promise<Client> {
     this.preflight();
     const limit = this.args.dialErrorLimit;
-    const via = this.args.proxy ? ` (via ${this.args.proxy.user}@${hostPort(this.args.proxy.host, this.args.proxy.port)})` : '';
+    const via = this.args.proxy
+      ? ` (via ${this.args.proxy.user}@${hostPort(this.args.proxy.host, this.args.proxy.port)})`
+      : "";
     const where = hostPort(this.args.host, this.args.port) + via;
     this.ref();
     try {
@@ -449,15 +491,17 @@ export class Session {
           this.stats.dialFailures++;
           if (limit >= 0 && attempt >= Math.max(limit, 1)) {
             throw new ConnectionError(
-              `cannot connect to ${this.target}${via}: ${attempt} dial attempt${attempt === 1 ? '' : 's'} failed, the last with ${err.reason}` +
+              `cannot connect to ${this.target}${via}: ${attempt} dial attempt${attempt === 1 ? "" : "s"} failed, the last with ${err.reason}` +
                 explainDialReason(err.reason),
-              'dial',
+              "dial",
               this.target,
               { cause: scrubError(err.original, this.secrets) },
             );
           }
           const delay = dialDelayMs(attempt);
-          this.log.warn?.(`Dial ${attempt}${limit >= 0 ? `/${limit}` : ''} to ${where} failed: ${err.reason}: retrying in ${delay / 1000}s`);
+          this.log.warn?.(
+            `Dial ${attempt}${limit >= 0 ? `/${limit}` : ""} to ${where} failed: ${err.reason}: retrying in ${delay / 1000}s`,
+          );
           await sleep(delay);
         }
       }
@@ -483,10 +527,15 @@ export class Session {
         let done = false;
         const timer = setTimeout(() => {
           done = true;
-          reject(new DialFailure(`no answer from ${a.host}:${a.port} through the jump host within ${a.perDialTimeout}s`, new Error('forwardOut timeout')));
+          reject(
+            new DialFailure(
+              `no answer from ${a.host}:${a.port} through the jump host within ${a.perDialTimeout}s`,
+              new Error("forwardOut timeout"),
+            ),
+          );
         }, timeoutMs);
         try {
-          proxyClient.forwardOut('127.0.0.1', 0, a.host, a.port, (err, ch) => {
+          proxyClient.forwardOut("127.0.0.1", 0, a.host, a.port, (err, ch) => {
             clearTimeout(timer);
             if (done) {
               ch?.destroy();
@@ -494,7 +543,7 @@ export class Session {
             }
             done = true;
             if (err) {
-              const why = err.message.replace(/^\(SSH\) Channel open failure: ?/, '') || 'refused';
+              const why = err.message.replace(/^\(SSH\) Channel open failure: ?/, "") || "refused";
               reject(new DialFailure(`the jump host could not open a connection to it: ${why}`, err));
             } else resolve(ch);
           });
@@ -512,17 +561,17 @@ export class Session {
     const { stream, tcp } = await this.openTransport();
     const client = new Client();
     const methods: string[] = [];
-    if (a.privateKey) methods.push('publickey');
+    if (a.privateKey) methods.push("publickey");
     const agent = this.agentPath();
-    if (agent) methods.push('agent');
-    if (a.password) methods.push('password', 'keyboard-interactive');
+    if (agent) methods.push("agent");
+    if (a.password) methods.push("password", "keyboard-interactive");
     const tried: string[] = [];
     let serverAllows: string[] | undefined;
     let mismatch: HostKeyInfo | undefined;
     let seen: HostKeyInfo | undefined;
 
     const config: ConnectConfig = {
-      sock: stream as ConnectConfig['sock'],
+      sock: stream as ConnectConfig["sock"],
       username: a.user,
       readyTimeout: a.perDialTimeout * 1000,
       keepaliveInterval: 0, // ssh2's keepalive timer would keep the process alive; TCP keepalive is on instead
@@ -545,7 +594,7 @@ export class Session {
         if (methodsLeft) serverAllows = methodsLeft;
         while (methods.length) {
           const m = methods.shift() as string;
-          const base = m === 'agent' ? 'publickey' : m;
+          const base = m === "agent" ? "publickey" : m;
           if (methodsLeft && !methodsLeft.includes(base as never)) continue;
           tried.push(m);
           return next(m as never);
@@ -553,7 +602,9 @@ export class Session {
         return next(false as never);
       },
     };
-    client.on('keyboard-interactive', (_name, _instr, _lang, prompts, finish) => finish(prompts.map(() => a.password ?? '')));
+    client.on("keyboard-interactive", (_name, _instr, _lang, prompts, finish) =>
+      finish(prompts.map(() => a.password ?? "")),
+    );
 
     return new Promise<Client>((resolve, reject) => {
       let settled = false;
@@ -564,12 +615,12 @@ export class Session {
         stream.destroy();
         reject(e);
       };
-      client.on('error', (err: Ssh2Error) => {
+      client.on("error", (err: Ssh2Error) => {
         if (settled) {
           this.log.debug?.(`Connection to ${this.target}: ${redact(err.message, this.secrets)}`);
           return;
         }
-        if (err.level === 'agent') {
+        if (err.level === "agent") {
           this.log.debug?.(`ssh-agent at ${agent} could not be used for ${this.target}: ${err.message}`);
           return;
         }
@@ -578,13 +629,13 @@ export class Session {
           const want = parseExpectedHostKey(expected);
           return fail(new HostKeyError(this.target, mismatch, expected, want.md5 ?? want.fingerprint));
         }
-        if (err.level === 'client-authentication') {
-          const allows = serverAllows ? `; the server accepts: ${serverAllows.join(', ')}` : '';
+        if (err.level === "client-authentication") {
+          const allows = serverAllows ? `; the server accepts: ${serverAllows.join(", ")}` : "";
           return fail(
             new ConnectionError(
-              `authentication as ${this.target} failed (tried: ${tried.join(', ') || 'nothing usable'}${allows}). ` +
+              `authentication as ${this.target} failed (tried: ${tried.join(", ") || "nothing usable"}${allows}). ` +
                 `Check user, and that the key is in ~${a.user}/.ssh/authorized_keys or the password is right`,
-              'auth',
+              "auth",
               this.target,
               { cause: scrubError(err, this.secrets) },
             ),
@@ -592,15 +643,15 @@ export class Session {
         }
         fail(new DialFailure(describeDialError(err, a.perDialTimeout), err));
       });
-      client.on('close', () => {
+      client.on("close", () => {
         if (this.client === client) {
           this.client = undefined;
           this.originPromise = undefined;
           this.log.debug?.(`Connection to ${this.target} closed`);
         }
-        if (!settled) fail(new DialFailure('connection closed before the SSH handshake', new Error('closed')));
+        if (!settled) fail(new DialFailure("connection closed before the SSH handshake", new Error("closed")));
       });
-      client.on('ready', () => {
+      client.on("ready", () => {
         if (settled) return;
         settled = true;
         this.client = client;
@@ -614,7 +665,13 @@ export class Session {
       try {
         client.connect(config);
       } catch (e) {
-        fail(new ConnectionError(`cannot connect to ${this.target}: ${redact((e as Error).message, this.secrets)}`, 'config', this.target));
+        fail(
+          new ConnectionError(
+            `cannot connect to ${this.target}: ${redact((e as Error).message, this.secrets)}`,
+            "config",
+            this.target,
+          ),
+        );
       }
     });
   }

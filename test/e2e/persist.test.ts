@@ -33,13 +33,17 @@ async function project(name: string, host: LabHost, rules: unknown[]): Promise<P
   const p = await PulumiProject.create(name, {
     files: { "index.js": PROGRAM },
     withPackage: true,
-    config: { [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true }, [`${name}:rules`]: JSON.stringify(rules) },
+    config: {
+      [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true },
+      [`${name}:rules`]: JSON.stringify(rules),
+    },
   });
   projects.push(p);
   return p;
 }
 
-const setRules = (p: PulumiProject, name: string, rules: unknown[]) => p.must(["config", "set", `${name}:rules`, "--", JSON.stringify(rules)]);
+const setRules = (p: PulumiProject, name: string, rules: unknown[]) =>
+  p.must(["config", "set", `${name}:rules`, "--", JSON.stringify(rules)]);
 /** A host file as the host sees it (the upper layer of its /etc overlay), or "" if absent. */
 const hostFile = (h: LabHost, path: string) => {
   const f = join(h.dir, "etc", path.replace(/^\/etc\//, ""));
@@ -94,14 +98,21 @@ describe.each([
 
 describe("persist where it cannot or must not save", () => {
   it.each([
-    ["ufw", { v4: "*filter\n:INPUT ACCEPT [0:0]\n:ufw-before-input - [0:0]\n:ufw-user-input - [0:0]\n-A INPUT -j ufw-before-input\n-A ufw-before-input -j ufw-user-input\nCOMMIT\n" }],
+    [
+      "ufw",
+      {
+        v4: "*filter\n:INPUT ACCEPT [0:0]\n:ufw-before-input - [0:0]\n:ufw-user-input - [0:0]\n-A INPUT -j ufw-before-input\n-A ufw-before-input -j ufw-user-input\nCOMMIT\n",
+      },
+    ],
     ["firewalld", undefined],
   ] as const)("refuses persist: true on a host whose policy %s owns, and writes nothing", async (owner, rules) => {
     const h = await lab.addHost({ rules: rules ? { ...rules } : undefined });
     // firewalld (nftables backend) keeps its rules in an nft table of its own.
     if (owner === "firewalld") await h.sh("nft add table inet firewalld");
     const before = await h.ruleset(4);
-    const p = await project(`owner-${owner}`, h, [{ name: "app", args: { port: 8080, action: "DROP", persist: true } }]);
+    const p = await project(`owner-${owner}`, h, [
+      { name: "app", args: { port: 8080, action: "DROP", persist: true } },
+    ]);
     const up = await p.up();
     expect(up.code).not.toBe(0);
     expect(up.stdout + up.stderr).toMatch(new RegExp(`${owner} owns the firewall policy`));

@@ -70,14 +70,22 @@ describe.each(["nft", "legacy"] as const)("PortRule end to end (%s)", (backend) 
   describe("the allow guide: policy DROP, [ESTABLISHED,RELATED accept; lo accept]", () => {
     let h: LabHost;
     let p: PulumiProject;
-    const allow: Rule[] = [{ name: "allow", args: { port: 2222, protocol: "tcp", action: "ACCEPT", ipVersion: "both" } }];
+    const allow: Rule[] = [
+      { name: "allow", args: { port: 2222, protocol: "tcp", action: "ACCEPT", ipVersion: "both" } },
+    ];
     beforeAll(async () => {
-      h = await lab.addHost({ backend, rules: { v4: ALLOW_GUIDE, v6: ALLOW_GUIDE }, listen: { tcp: [2222] }, ssh: "lo" });
+      h = await lab.addHost({
+        backend,
+        rules: { v4: ALLOW_GUIDE, v6: ALLOW_GUIDE },
+        listen: { tcp: [2222] },
+        ssh: "lo",
+      });
       p = await project("allow", h, allow);
     });
 
     it("up of ACCEPT tcp 2222 goes to line 3, clients connect on v4 and v6, refresh counts packets", async () => {
-      for (const f of FAMILIES) expect(await lab.probe(h, 2222, { family: f, timeoutSec: 2 }), `v${f} before up`).toBe("timeout");
+      for (const f of FAMILIES)
+        expect(await lab.probe(h, 2222, { family: f, timeoutSec: 2 }), `v${f} before up`).toBe("timeout");
       const before = await rulesets(h);
 
       await ok(p.up());
@@ -92,7 +100,8 @@ describe.each(["nft", "legacy"] as const)("PortRule end to end (%s)", (backend) 
         expect(lines[2]).toContain(out.tag);
       }
 
-      for (const f of FAMILIES) expect(await lab.probe(h, 2222, { family: f, timeoutSec: 2 }), `v${f} after up`).toBe("open");
+      for (const f of FAMILIES)
+        expect(await lab.probe(h, 2222, { family: f, timeoutSec: 2 }), `v${f} after up`).toBe("open");
 
       await ok(p.refresh());
       const s = await stateOf(p, "allow");
@@ -115,7 +124,8 @@ describe.each(["nft", "legacy"] as const)("PortRule end to end (%s)", (backend) 
       await ok(p.destroy());
       expect(await p.resources()).toHaveLength(0);
       expect(await rulesets(h)).toEqual(before);
-      for (const f of FAMILIES) expect(await lab.probe(h, 2222, { family: f, timeoutSec: 2 }), `v${f} after destroy`).toBe("timeout");
+      for (const f of FAMILIES)
+        expect(await lab.probe(h, 2222, { family: f, timeoutSec: 2 }), `v${f} after destroy`).toBe("timeout");
     });
   });
 
@@ -146,7 +156,9 @@ describe.each(["nft", "legacy"] as const)("PortRule end to end (%s)", (backend) 
         expect(await lab.probe(h, 8081, { family: f, timeoutSec: 2 }), `v${f} 8081 with DROP`).toBe("open");
       }
 
-      await setRules(p, "block", [{ name: "block", args: { ...drop[0].args, action: "REJECT", rejectWith: "tcp-reset" } }]);
+      await setRules(p, "block", [
+        { name: "block", args: { ...drop[0].args, action: "REJECT", rejectWith: "tcp-reset" } },
+      ]);
       const up2 = await ok(p.up());
       expect(up2.stdout).toMatch(/replace/);
       const out2 = (await p.outputs()).rules.block;
@@ -171,7 +183,20 @@ describe.each(["nft", "legacy"] as const)("PortRule end to end (%s)", (backend) 
       const args = { port: 9090, action: "DROP", ipVersion: "both" };
       await setRules(p, "block", [{ name: "twin", args }]);
       // The exact form iptables -S prints for our rule, with another comment.
-      const handmade = ["-p", "tcp", "-m", "tcp", "--dport", "9090", "-m", "comment", "--comment", "handmade", "-j", "DROP"];
+      const handmade = [
+        "-p",
+        "tcp",
+        "-m",
+        "tcp",
+        "--dport",
+        "9090",
+        "-m",
+        "comment",
+        "--comment",
+        "handmade",
+        "-j",
+        "DROP",
+      ];
       for (const f of FAMILIES) expect((await h.iptables(f, ["-A", "INPUT", ...handmade])).code).toBe(0);
       const before = await rulesets(h);
 
@@ -203,7 +228,11 @@ describe.each(["nft", "legacy"] as const)("PortRule end to end (%s)", (backend) 
       for (const f of FAMILIES) {
         const text = String(out.rules[f === 4 ? "ipv4" : "ipv6"]);
         expect(text).toMatch(/^-A INPUT /);
-        const del = await h.exec(["sh", "-c", `${f === 4 ? "iptables" : "ip6tables"} -w 5 ${text.replace(/^-A /, "-D ")}`]);
+        const del = await h.exec([
+          "sh",
+          "-c",
+          `${f === 4 ? "iptables" : "ip6tables"} -w 5 ${text.replace(/^-A /, "-D ")}`,
+        ]);
         expect(del.code, del.stderr).toBe(0);
       }
       expect(await rulesets(h)).toEqual(before);
@@ -250,25 +279,39 @@ describe("PortRule errors (nft)", () => {
   });
 
   it.each([
-    ["wrong host key", () => ({ ...h.connection(), hostKey: other.hostKey }), (out: string) => {
-      // Names the key the host presented, by its fingerprint, and the one expected.
-      expect(out).toMatch(/host key verification failed/i);
-      expect(out).toContain(h.hostKeyFingerprint);
-      expect(out).toContain(other.hostKeyFingerprint);
-    }],
-    ["unreachable host", () => ({ ...h.connection(), port: 2, dialErrorLimit: 2 }), (out: string) => {
-      expect(out).toMatch(/failed/i);
-      expect(out).toMatch(/ECONNREFUSED|refused/i);
-      // Each failed dial is logged through Pulumi's log, then it gives up after dialErrorLimit.
-      expect(out).toMatch(/Dial 1\/2 to \S+:2 failed/);
-    }],
-    ["sudo without NOPASSWD", () => ({ ...h.connection("nopasswd"), sudo: true }), (out: string) => {
-      expect(out).toMatch(/sudo on \S+ asks for a password: pit-nopw needs passwordless sudo for \/bin\/sh/);
-      expect(out).toMatch(/NOPASSWD: \/bin\/sh/);
-    }],
+    [
+      "wrong host key",
+      () => ({ ...h.connection(), hostKey: other.hostKey }),
+      (out: string) => {
+        // Names the key the host presented, by its fingerprint, and the one expected.
+        expect(out).toMatch(/host key verification failed/i);
+        expect(out).toContain(h.hostKeyFingerprint);
+        expect(out).toContain(other.hostKeyFingerprint);
+      },
+    ],
+    [
+      "unreachable host",
+      () => ({ ...h.connection(), port: 2, dialErrorLimit: 2 }),
+      (out: string) => {
+        expect(out).toMatch(/failed/i);
+        expect(out).toMatch(/ECONNREFUSED|refused/i);
+        // Each failed dial is logged through Pulumi's log, then it gives up after dialErrorLimit.
+        expect(out).toMatch(/Dial 1\/2 to \S+:2 failed/);
+      },
+    ],
+    [
+      "sudo without NOPASSWD",
+      () => ({ ...h.connection("nopasswd"), sudo: true }),
+      (out: string) => {
+        expect(out).toMatch(/sudo on \S+ asks for a password: pit-nopw needs passwordless sudo for \/bin\/sh/);
+        expect(out).toMatch(/NOPASSWD: \/bin\/sh/);
+      },
+    ],
   ])("%s: up fails with a clear error and the host is unchanged", async (_what, conn, assertMessage) => {
     const before = await rulesets(h);
-    await setRules(p, "errs", [{ name: "r", args: { port: 8081, action: "DROP", ipVersion: "both" }, connection: conn() }]);
+    await setRules(p, "errs", [
+      { name: "r", args: { port: 8081, action: "DROP", ipVersion: "both" }, connection: conn() },
+    ]);
     const t0 = Date.now();
     const up = await p.up();
     expect(up.code, all(up)).not.toBe(0);
@@ -280,7 +323,13 @@ describe("PortRule errors (nft)", () => {
 
   it("sudo with NOPASSWD works", async () => {
     const before = await rulesets(h);
-    await setRules(p, "errs", [{ name: "r", args: { port: 8081, action: "DROP", ipVersion: "both" }, connection: { ...h.connection("sudo"), sudo: true } }]);
+    await setRules(p, "errs", [
+      {
+        name: "r",
+        args: { port: 8081, action: "DROP", ipVersion: "both" },
+        connection: { ...h.connection("sudo"), sudo: true },
+      },
+    ]);
     await ok(p.up());
     expect((await p.outputs()).rules.r.insertedAt).toEqual({ ipv4: 1, ipv6: 1 });
     for (const f of FAMILIES) expect(await lab.probe(h, 8081, { family: f, timeoutSec: 2 })).toBe("timeout");

@@ -11,7 +11,8 @@ import { PROGRAM } from "./program";
 import * as lifecycle from "../../provider/provider";
 import { closeAll } from "../../provider/ssh";
 
-const CHAIN = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
+const CHAIN =
+  "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
 let lab: Lab;
 let host: LabHost;
 const projects: PulumiProject[] = [];
@@ -31,7 +32,10 @@ async function project(name: string, rules: unknown[], withPackage: boolean | st
   const p = await PulumiProject.create(name, {
     files: { "index.js": PROGRAM },
     withPackage,
-    config: { [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true }, [`${name}:rules`]: JSON.stringify(rules) },
+    config: {
+      [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true },
+      [`${name}:rules`]: JSON.stringify(rules),
+    },
   });
   projects.push(p);
   return p;
@@ -47,7 +51,13 @@ describe("safety", () => {
     expect(await host.ruleset(4)).toBe(before);
     expect(await p.resources()).toHaveLength(0);
     // Opted in: this rule only matches eth0, and this provider comes in on the host's loopback.
-    await p.must(["config", "set", "lockout:rules", "--", JSON.stringify([{ name: "ssh", args: { port: 22, action: "DROP", inInterface: "eth0", allowLockout: true } }])]);
+    await p.must([
+      "config",
+      "set",
+      "lockout:rules",
+      "--",
+      JSON.stringify([{ name: "ssh", args: { port: 22, action: "DROP", inInterface: "eth0", allowLockout: true } }]),
+    ]);
     const ok = await p.up();
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
     expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toMatch(/-i eth0 -p tcp -m tcp --dport 22 .* -j DROP/);
@@ -71,7 +81,11 @@ describe("safety", () => {
 
   it("keeps the serialized provider small and free of this machine's paths; a newer build destroys the stack", async () => {
     const old = await packedPackage();
-    const p = await project("upgrade", [{ name: "app", args: { port: 2222, action: "ACCEPT", ipVersion: "both" } }], old);
+    const p = await project(
+      "upgrade",
+      [{ name: "app", args: { port: 2222, action: "ACCEPT", ipVersion: "both" } }],
+      old,
+    );
     expect((await p.up()).code).toBe(0);
     const [res] = await p.resources();
     const text: string = res.inputs.__provider;
@@ -118,21 +132,40 @@ describe("safety", () => {
   it("ipVersion both: when the IPv6 half fails, the IPv4 half is removed again", async () => {
     const h = await lab.addHost({ rules: { v4: CHAIN, v6: CHAIN } });
     // An ip6tables-restore that refuses everything, first on root's PATH, inside this host only.
-    await h.sh(`mkdir -p /run/broken && printf '#!/bin/sh\\necho "ip6tables-restore: line 2 failed (lab fault)" >&2\\nexit 1\\n' > /run/broken/ip6tables-restore && chmod +x /run/broken/ip6tables-restore && mount --bind /run/broken /usr/local/sbin`);
+    await h.sh(
+      `mkdir -p /run/broken && printf '#!/bin/sh\\necho "ip6tables-restore: line 2 failed (lab fault)" >&2\\nexit 1\\n' > /run/broken/ip6tables-restore && chmod +x /run/broken/ip6tables-restore && mount --bind /run/broken /usr/local/sbin`,
+    );
     const before = [await h.ruleset(4), await h.ruleset(6)];
-    const { inputs } = await lifecycle.check({}, { connection: h.connection(), port: 8443, action: "ACCEPT", ipVersion: "both", identity: { project: "t", stack: "t", name: "half" } });
-    await expect(lifecycle.create(inputs as never)).rejects.toThrow(/ip6tables-restore .* refused the change, so none of it was applied: .*lab fault/s);
+    const { inputs } = await lifecycle.check(
+      {},
+      {
+        connection: h.connection(),
+        port: 8443,
+        action: "ACCEPT",
+        ipVersion: "both",
+        identity: { project: "t", stack: "t", name: "half" },
+      },
+    );
+    await expect(lifecycle.create(inputs as never)).rejects.toThrow(
+      /ip6tables-restore .* refused the change, so none of it was applied: .*lab fault/s,
+    );
     expect([await h.ruleset(4), await h.ruleset(6)]).toEqual(before);
   });
 
   it("requires the host key seen at create from then on", async () => {
-    const { inputs, failures } = await lifecycle.check({}, {
-      connection: host.connection(), port: 2230, action: "ACCEPT", identity: { project: "t", stack: "t", name: "pinned" },
-    });
+    const { inputs, failures } = await lifecycle.check(
+      {},
+      {
+        connection: host.connection(),
+        port: 2230,
+        action: "ACCEPT",
+        identity: { project: "t", stack: "t", name: "pinned" },
+      },
+    );
     expect(failures).toEqual([]);
     const created = await lifecycle.create(inputs as never);
     expect(created.outs.hostKeyFingerprint).toBe(host.hostKeyFingerprint);
-    const forged = { ...created.outs, hostKeyFingerprint: "SHA256:" + "A".repeat(43) };
+    const forged = { ...created.outs, hostKeyFingerprint: `SHA256:${"A".repeat(43)}` };
     await expect(lifecycle.read(created.id, forged)).rejects.toThrow(/host key/i);
     await expect(lifecycle.remove(created.id, forged)).rejects.toThrow(/host key/i);
     expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toContain(created.outs.tag);

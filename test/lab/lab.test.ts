@@ -3,13 +3,19 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, LabHost } from "./lab";
+import { Lab, type LabHost } from "./lab";
 
 const sh = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env) =>
   new Promise<{ code: number; out: string }>((res) =>
-    execFile(cmd, args, { env }, (err, stdout, stderr) => res({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr })),
+    execFile(cmd, args, { env }, (err, stdout, stderr) =>
+      res({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    ),
   );
-const namespaces = async () => (await sh("ip", ["netns", "list"])).out.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
+const namespaces = async () =>
+  (await sh("ip", ["netns", "list"])).out
+    .split("\n")
+    .map((l) => l.split(" ")[0])
+    .filter(Boolean);
 
 describe("lab", () => {
   let lab: Lab;
@@ -19,7 +25,11 @@ describe("lab", () => {
     lab = await Lab.create();
     [nft, legacy] = await Promise.all([
       lab.addHost({ backend: "nft", listen: { tcp: [2222] } }),
-      lab.addHost({ backend: "legacy", persistence: "rhel", rules: { v4: "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 8080 -j DROP\nCOMMIT\n" } }),
+      lab.addHost({
+        backend: "legacy",
+        persistence: "rhel",
+        rules: { v4: "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 8080 -j DROP\nCOMMIT\n" },
+      }),
     ]);
   });
   afterAll(() => lab?.destroy());
@@ -38,7 +48,20 @@ describe("lab", () => {
 
   it("serves SSH for root by key, a NOPASSWD sudo user and one whose sudo wants a password", async () => {
     const ssh = (user: string, host: string, cmd: string) =>
-      sh("ssh", ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i", `${lab.dir}/client_ed25519`, `${user}@${host}`, cmd]);
+      sh("ssh", [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-i",
+        `${lab.dir}/client_ed25519`,
+        `${user}@${host}`,
+        cmd,
+      ]);
     expect((await ssh("root", nft.v4, "id -u")).out.trim()).toBe("0");
     expect((await ssh("pit-ops", nft.v6, "sudo -n sh -c 'id -u'")).out.trim()).toBe("0");
     const nopw = await ssh("pit-nopw", legacy.v4, "sudo -n sh -c 'id -u'");
@@ -55,7 +78,15 @@ describe("lab", () => {
 
   it("refuses to run anything when not inside the lab's workstation namespace", async () => {
     const env = { ...process.env, PIT_LAB_HOME_NETNS: (await sh("readlink", ["/proc/self/ns/net"])).out.trim() };
-    const r = await sh("npx", ["tsx", "-e", `require("${__dirname}/lab.ts").Lab.create().then(() => process.exit(0), (e) => { console.error(e.message); process.exit(3); })`], env);
+    const r = await sh(
+      "npx",
+      [
+        "tsx",
+        "-e",
+        `require("${__dirname}/lab.ts").Lab.create().then(() => process.exit(0), (e) => { console.error(e.message); process.exit(3); })`,
+      ],
+      env,
+    );
     expect(r.code).toBe(3);
     expect(r.out).toMatch(/refusing to run/);
   });
@@ -64,20 +95,27 @@ describe("lab", () => {
     // The script prints its run and its host's sshd pid, then ends without destroying the lab.
     const script = `require("${__dirname}/lab.ts").Lab.create().then(async (lab) => { const h = await lab.addHost({ listen: { tcp: [2222] } }); console.log(process.env.PIT_LAB_RUN, "sshd", h.pid); process.exit(Number(process.env.HOW)); })`;
     // Alive: the process exists and is not a zombie waiting to be reaped.
-    const running = (pid: number) => existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    const running = (pid: number) =>
+      existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
     const alive = async (pid: number) => {
       for (let i = 0; i < 40 && running(pid); i++) await new Promise((r) => setTimeout(r, 50));
       return running(pid);
     };
     // A run whose command fails: its wrapper removes everything at exit, processes included.
-    const failed = await sh("bash", [`${__dirname}/in-lab.sh`, "npx", "tsx", "-e", script], { ...process.env, HOW: "1" });
+    const failed = await sh("bash", [`${__dirname}/in-lab.sh`, "npx", "tsx", "-e", script], {
+      ...process.env,
+      HOW: "1",
+    });
     expect(failed.code).toBe(1);
     const run = failed.out.match(/pit-\d+/)![0];
     expect((await namespaces()).filter((n) => n.startsWith(`${run}-`))).toEqual([]);
     expect(await alive(Number(failed.out.match(/sshd (\d+)/)![1]))).toBe(false);
     expect((await sh("sh", ["-c", `ps -eo args= | grep -c "[s]shd .*/tmp/${run}/" || true`])).out.trim()).toBe("0");
     // A run killed with SIGKILL (no trap runs): the next run's start removes its leftovers.
-    const kill = script.replace("process.exit(Number(process.env.HOW))", "process.kill(Number(process.env.PIT_LAB_RUN.slice(4)), 'SIGKILL'); process.exit(0)");
+    const kill = script.replace(
+      "process.exit(Number(process.env.HOW))",
+      "process.kill(Number(process.env.PIT_LAB_RUN.slice(4)), 'SIGKILL'); process.exit(0)",
+    );
     expect(kill).not.toBe(script);
     const killed = await sh("bash", [`${__dirname}/in-lab.sh`, "npx", "tsx", "-e", kill]);
     const killedRun = killed.out.match(/pit-\d+/)?.[0];

@@ -44,7 +44,11 @@ export class LabError extends Error {}
 function run(cmd: string, args: string[], input?: string): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     const child = execFile(cmd, args, { maxBuffer: 64 << 20, encoding: "utf8" }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0;
+      const code = err
+        ? typeof (err as { code?: unknown }).code === "number"
+          ? (err as { code: number }).code
+          : -1
+        : 0;
       if (err && code === -1) return reject(new LabError(`${cmd} ${args.join(" ")}: ${err.message}`));
       resolve({ code, stdout, stderr });
     });
@@ -54,7 +58,8 @@ function run(cmd: string, args: string[], input?: string): Promise<ExecResult> {
 
 async function must(cmd: string, args: string[], input?: string): Promise<string> {
   const r = await run(cmd, args, input);
-  if (r.code !== 0) throw new LabError(`${cmd} ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new LabError(`${cmd} ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
 
@@ -64,7 +69,9 @@ const homeNetns = () => process.env.PIT_LAB_HOME_NETNS;
 
 /** Fails unless this process runs in the lab's workstation namespace (made by in-lab.sh). */
 function requireWorkstation(): { run: string; ws: string; dir: string } {
-  const run = process.env.PIT_LAB_RUN, ws = process.env.PIT_LAB_WS, dir = process.env.PIT_LAB_DIR;
+  const run = process.env.PIT_LAB_RUN,
+    ws = process.env.PIT_LAB_WS,
+    dir = process.env.PIT_LAB_DIR;
   if (!run || !ws || !dir || !homeNetns()) {
     throw new LabError(
       "the lab runs inside its own workstation network namespace: start this through `npm test` " +
@@ -108,7 +115,7 @@ async function labClientKey(dir: string): Promise<{ privateKey: string; publicKe
 
 function sha256Fingerprint(publicKeyLine: string): string {
   const blob = Buffer.from(publicKeyLine.split(/\s+/)[1], "base64");
-  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+  return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
 }
 
 export interface LabConnection {
@@ -168,7 +175,10 @@ export class LabHost {
 
   /** Connection arguments for PortRule / the SSH layer. */
   connection(user: LabUser = "root", family: Family = 4): LabConnection {
-    const via = this.options.ssh === "lo" ? { host: "127.0.0.1", port: 22000 + this.slot } : { host: family === 4 ? this.v4 : this.v6, port: 22 };
+    const via =
+      this.options.ssh === "lo"
+        ? { host: "127.0.0.1", port: 22000 + this.slot }
+        : { host: family === 4 ? this.v4 : this.v6, port: 22 };
     return { ...via, user: LAB_USERS[user], privateKey: this.lab.privateKey };
   }
 
@@ -198,7 +208,11 @@ export class LabHost {
   /** The ruleset without the comment/date lines, chain counters zeroed (SSH traffic moves the
    * policy counters), for byte-level comparison. */
   async ruleset(family: Family): Promise<string> {
-    return (await this.save(family)).split("\n").filter((l) => !l.startsWith("#")).join("\n").replace(/\[\d+:\d+\]/g, "[0:0]");
+    return (await this.save(family))
+      .split("\n")
+      .filter((l) => !l.startsWith("#"))
+      .join("\n")
+      .replace(/\[\d+:\d+\]/g, "[0:0]");
   }
 
   async restore(family: Family, text: string): Promise<void> {
@@ -216,7 +230,13 @@ export class LabHost {
       });
       child.unref();
     }
-    await this.waitFor(async () => (await this.exec(["ss", "-H", "-l", protocol === "udp" ? "-u" : "-t", "-n", `sport = :${port}`])).stdout.split("\n").filter(Boolean).length >= 2, `listener on ${protocol}/${port}`);
+    await this.waitFor(
+      async () =>
+        (await this.exec(["ss", "-H", "-l", protocol === "udp" ? "-u" : "-t", "-n", `sport = :${port}`])).stdout
+          .split("\n")
+          .filter(Boolean).length >= 2,
+      `listener on ${protocol}/${port}`,
+    );
   }
 
   /**
@@ -259,14 +279,42 @@ export class LabHost {
     // Static IPv6 neighbours: a default-DROP INPUT chain must not break neighbour discovery.
     const hostMac = JSON.parse(await must("ip", ["-n", name, "-j", "link", "show", "eth0"]))[0].address as string;
     const vethMac = JSON.parse(await must("ip", ["-j", "link", "show", veth]))[0].address as string;
-    await must("ip", ["-6", "neigh", "replace", `fd00:5055:0:${hex}::2`, "lladdr", hostMac, "dev", veth, "nud", "permanent"]);
-    await must("ip", ["-n", name, "-6", "neigh", "replace", `fd00:5055:0:${hex}::1`, "lladdr", vethMac, "dev", "eth0", "nud", "permanent"]);
+    await must("ip", [
+      "-6",
+      "neigh",
+      "replace",
+      `fd00:5055:0:${hex}::2`,
+      "lladdr",
+      hostMac,
+      "dev",
+      veth,
+      "nud",
+      "permanent",
+    ]);
+    await must("ip", [
+      "-n",
+      name,
+      "-6",
+      "neigh",
+      "replace",
+      `fd00:5055:0:${hex}::1`,
+      "lladdr",
+      vethMac,
+      "dev",
+      "eth0",
+      "nud",
+      "permanent",
+    ]);
 
     const log = join(this.dir, "sshd.log");
     const child = spawn(
       "ip",
       ["netns", "exec", name, "unshare", "--mount", "--propagation", "private", "--", "sh", join(this.dir, "boot.sh")],
-      { stdio: ["ignore", "ignore", "ignore"], detached: true, env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" } },
+      {
+        stdio: ["ignore", "ignore", "ignore"],
+        detached: true,
+        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
+      },
     );
     child.unref();
     if (!child.pid) throw new LabError(`${name}: could not start sshd`);
@@ -282,10 +330,26 @@ export class LabHost {
       // Host side: a unix socket relayed to sshd on the host's loopback; workstation side: a TCP
       // port relayed to that socket. Both relays are killed with their namespaces.
       const sock = join(this.dir, "console.sock");
-      spawn("nsenter", ["-t", String(this.sshdPid), "-n", "-m", "--", "socat", `UNIX-LISTEN:${sock},fork,mode=600`, "TCP:127.0.0.1:22"], { stdio: "ignore", detached: true }).unref();
+      spawn(
+        "nsenter",
+        [
+          "-t",
+          String(this.sshdPid),
+          "-n",
+          "-m",
+          "--",
+          "socat",
+          `UNIX-LISTEN:${sock},fork,mode=600`,
+          "TCP:127.0.0.1:22",
+        ],
+        { stdio: "ignore", detached: true },
+      ).unref();
       await this.waitFor(async () => existsSync(sock), `relay socket ${sock}`);
       const port = 22000 + this.slot;
-      const relay = spawn("socat", [`TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${sock}`], { stdio: "ignore", detached: true });
+      const relay = spawn("socat", [`TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${sock}`], {
+        stdio: "ignore",
+        detached: true,
+      });
       relay.unref();
       this.relayPid = relay.pid;
       await this.waitFor(() => canConnect("127.0.0.1", port), `console relay on 127.0.0.1:${port}`);
@@ -361,9 +425,20 @@ export class Lab {
   }
 
   /** A TCP or UDP probe from the workstation, as the guides do it: `nc -vz -w 2 host port`. */
-  async probe(host: LabHost, port: number, opts: { family?: Family; protocol?: "tcp" | "udp"; timeoutSec?: number } = {}): Promise<ProbeResult> {
+  async probe(
+    host: LabHost,
+    port: number,
+    opts: { family?: Family; protocol?: "tcp" | "udp"; timeoutSec?: number } = {},
+  ): Promise<ProbeResult> {
     const addr = (opts.family ?? 4) === 4 ? host.v4 : host.v6;
-    const r = await run("nc", ["-vz", "-w", String(opts.timeoutSec ?? 2), ...(opts.protocol === "udp" ? ["-u"] : []), addr, String(port)]);
+    const r = await run("nc", [
+      "-vz",
+      "-w",
+      String(opts.timeoutSec ?? 2),
+      ...(opts.protocol === "udp" ? ["-u"] : []),
+      addr,
+      String(port),
+    ]);
     if (r.code === 0) return "open";
     if (/refused/i.test(r.stderr)) return "refused";
     if (/timed out|in progress/i.test(r.stderr)) return "timeout";
@@ -378,31 +453,75 @@ export class Lab {
 /** Writes the host's private files: sshd config and host key, and the upper layer of the host's
  * /etc (an overlay on this machine's /etc: users, sudoers, /etc/iptables, /etc/sysconfig), so the
  * host writes only into the lab's directory. */
-async function writeHostFiles(dir: string, opts: Required<Pick<HostOptions, "backend" | "persistence">>, clientPublicKey: string): Promise<string> {
+async function writeHostFiles(
+  dir: string,
+  opts: Required<Pick<HostOptions, "backend" | "persistence">>,
+  clientPublicKey: string,
+): Promise<string> {
   rmSync(dir, { recursive: true, force: true });
-  for (const d of ["ssh", "etc/iptables", "etc/sudoers.d", "sbin", "work/etc", "work/sbin", "home/root", "home/pit-ops", "home/pit-nopw"]) {
+  for (const d of [
+    "ssh",
+    "etc/iptables",
+    "etc/sudoers.d",
+    "sbin",
+    "work/etc",
+    "work/sbin",
+    "home/root",
+    "home/pit-ops",
+    "home/pit-nopw",
+  ]) {
     mkdirSync(join(dir, d), { recursive: true });
   }
-  await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pit-lab-host", "-f", join(dir, "ssh", "host_ed25519")]);
-  writeFileSync(join(dir, "ssh", "authorized_keys"), clientPublicKey + "\n", { mode: 0o644 });
+  await must("ssh-keygen", [
+    "-q",
+    "-t",
+    "ed25519",
+    "-N",
+    "",
+    "-C",
+    "pit-lab-host",
+    "-f",
+    join(dir, "ssh", "host_ed25519"),
+  ]);
+  writeFileSync(join(dir, "ssh", "authorized_keys"), `${clientPublicKey}\n`, { mode: 0o644 });
   const hash = (await must("openssl", ["passwd", "-6", "-salt", "pitlab", LAB_PASSWORD])).trim();
   const etc = join(dir, "etc");
   // The machine's user database plus the lab's two non-root users.
   // root gets /bin/sh and a clean home: the machine's root login scripts would slow every command.
   const passwd = readFileSync("/etc/passwd", "utf8").replace(/^root:.*$/m, `root:x:0:0:root:${dir}/home/root:/bin/sh`);
-  writeFileSync(join(etc, "passwd"), passwd.trimEnd() + "\n" +
-    `pit-ops:x:4101:4101:lab sudo user:${dir}/home/pit-ops:/bin/sh\n` +
-    `pit-nopw:x:4102:4102:lab user whose sudo needs a password:${dir}/home/pit-nopw:/bin/sh\n`, { mode: 0o644 });
-  writeFileSync(join(etc, "group"), readFileSync("/etc/group", "utf8").trimEnd() + "\npit-ops:x:4101:\npit-nopw:x:4102:\n", { mode: 0o644 });
-  writeFileSync(join(etc, "shadow"), readFileSync("/etc/shadow", "utf8").trimEnd() +
-    `\npit-ops:${hash}:19000:0:99999:7:::\npit-nopw:${hash}:19000:0:99999:7:::\n`, { mode: 0o640 });
+  writeFileSync(
+    join(etc, "passwd"),
+    passwd.trimEnd() +
+      "\n" +
+      `pit-ops:x:4101:4101:lab sudo user:${dir}/home/pit-ops:/bin/sh\n` +
+      `pit-nopw:x:4102:4102:lab user whose sudo needs a password:${dir}/home/pit-nopw:/bin/sh\n`,
+    { mode: 0o644 },
+  );
+  writeFileSync(
+    join(etc, "group"),
+    `${readFileSync("/etc/group", "utf8").trimEnd()}\npit-ops:x:4101:\npit-nopw:x:4102:\n`,
+    { mode: 0o644 },
+  );
+  writeFileSync(
+    join(etc, "shadow"),
+    readFileSync("/etc/shadow", "utf8").trimEnd() +
+      `\npit-ops:${hash}:19000:0:99999:7:::\npit-nopw:${hash}:19000:0:99999:7:::\n`,
+    { mode: 0o640 },
+  );
   if (opts.persistence === "rhel") {
     // What the iptables-services package installs (the service reads /etc/sysconfig/iptables at boot).
     mkdirSync(join(etc, "sysconfig"), { recursive: true });
-    writeFileSync(join(etc, "sysconfig", "iptables-config"), "# lab: iptables-services layout\nIPTABLES_SAVE_ON_STOP=no\n");
+    writeFileSync(
+      join(etc, "sysconfig", "iptables-config"),
+      "# lab: iptables-services layout\nIPTABLES_SAVE_ON_STOP=no\n",
+    );
   }
   // The provider runs one sh script per round trip as root: that is what sudo must allow.
-  writeFileSync(join(etc, "sudoers.d", "pit-lab"), "pit-ops ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\npit-nopw ALL=(root) ALL\n", { mode: 0o440 });
+  writeFileSync(
+    join(etc, "sudoers.d", "pit-lab"),
+    "pit-ops ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\npit-nopw ALL=(root) ALL\n",
+    { mode: 0o440 },
+  );
   await must("chown", ["-R", "4101:4101", join(dir, "home/pit-ops")]);
   await must("chown", ["-R", "4102:4102", join(dir, "home/pit-nopw")]);
   writeFileSync(
@@ -433,15 +552,21 @@ async function writeHostFiles(dir: string, opts: Required<Pick<HostOptions, "bac
   if (opts.persistence !== "debian") {
     // A whiteout in the upper layer hides netfilter-persistent: a host without it.
     lines.push(`mknod ${dir}/sbin/netfilter-persistent c 0 0`);
-    lines.push(`mount -t overlay lab-sbin -o lowerdir=/usr/sbin,upperdir=${dir}/sbin,workdir=${dir}/work/sbin /usr/sbin`);
+    lines.push(
+      `mount -t overlay lab-sbin -o lowerdir=/usr/sbin,upperdir=${dir}/sbin,workdir=${dir}/work/sbin /usr/sbin`,
+    );
   }
   if (opts.backend === "legacy") {
     lines.push("mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi");
   }
   lines.push(`exec /usr/sbin/sshd -D -e -f ${dir}/ssh/sshd_config >>${dir}/sshd.log 2>&1`);
-  writeFileSync(join(dir, "boot.sh"), lines.join("\n") + "\n");
+  writeFileSync(join(dir, "boot.sh"), `${lines.join("\n")}\n`);
   chmodSync(join(dir, "boot.sh"), 0o755);
-  return readFileSync(join(dir, "ssh", "host_ed25519.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+  return readFileSync(join(dir, "ssh", "host_ed25519.pub"), "utf8")
+    .trim()
+    .split(/\s+/)
+    .slice(0, 2)
+    .join(" ");
 }
 
 /** Creates a lab, runs fn, and always tears the lab down. */

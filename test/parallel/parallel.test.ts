@@ -31,7 +31,10 @@ interface Ours {
 
 /** n rules, every third a DROP, on ports from `base` up. */
 const specs = (n: number, base: number, prefix = "r"): Spec[] =>
-  Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}`, args: { port: base + i, action: (i % 3 === 2 ? "DROP" : "ACCEPT") as Action } }));
+  Array.from({ length: n }, (_, i) => ({
+    name: `${prefix}${i}`,
+    args: { port: base + i, action: (i % 3 === 2 ? "DROP" : "ACCEPT") as Action },
+  }));
 
 let lab: Lab;
 beforeAll(async () => {
@@ -52,12 +55,14 @@ function problems(chain: string[], ours: Ours[]): string[] {
   const out: string[] = [];
   // The chain's own final DROP (auto-placed DROP rules of ours may follow it: they change nothing there).
   const finalDrop = chain.indexOf("-A INPUT -j DROP");
-  if (finalDrop < 0 || chain.lastIndexOf("-A INPUT -j DROP") !== finalDrop) out.push(`not exactly one "-A INPUT -j DROP": ${JSON.stringify(chain)}`);
+  if (finalDrop < 0 || chain.lastIndexOf("-A INPUT -j DROP") !== finalDrop)
+    out.push(`not exactly one "-A INPUT -j DROP": ${JSON.stringify(chain)}`);
   for (const r of ours) {
     const at = chain.map((l, i) => (l.includes(`${r.tag}"`) || l.includes(`${r.tag} `) ? i : -1)).filter((i) => i >= 0);
     if (at.length === 0) out.push(`${r.name} (${r.tag}) is missing`);
     else if (at.length > 1) out.push(`${r.name} (${r.tag}) is there ${at.length} times`);
-    else if (r.action === "ACCEPT" && at[0] > finalDrop) out.push(`${r.name} ACCEPT is at line ${at[0] + 1}, below the final DROP at line ${finalDrop + 1}`);
+    else if (r.action === "ACCEPT" && at[0] > finalDrop)
+      out.push(`${r.name} ACCEPT is at line ${at[0] + 1}, below the final DROP at line ${finalDrop + 1}`);
   }
   return out;
 }
@@ -85,12 +90,16 @@ async function pool<T>(n: number, parallel: number, fn: (i: number) => Promise<T
 
 /** Checked inputs of one rule, identity set as the PortRule constructor sets it. */
 async function checked(h: LabHost, stack: string, s: Spec) {
-  const { inputs, failures } = await check({}, { connection: h.connection(), ...s.args, identity: { project: "parallel", stack, name: s.name } });
+  const { inputs, failures } = await check(
+    {},
+    { connection: h.connection(), ...s.args, identity: { project: "parallel", stack, name: s.name } },
+  );
   expect(failures).toEqual([]);
   return inputs as any;
 }
 
-const reasons = (rs: PromiseSettledResult<unknown>[]) => rs.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error)?.message ?? r.reason)] : []));
+const reasons = (rs: PromiseSettledResult<unknown>[]) =>
+  rs.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error)?.message ?? r.reason)] : []));
 
 describe.each(["nft", "legacy"] as Backend[])("one host, many rules at once (%s)", (backend) => {
   let h: LabHost;
@@ -132,7 +141,15 @@ describe.each(["nft", "legacy"] as Backend[])("one host, many rules at once (%s)
   it("two provider processes (two stacks) creating 10 rules each at the same moment: 0 misplaced", async () => {
     await h.restore(4, BASE);
     const startAt = Date.now() + 2000;
-    const jobs = ["a", "b"].map((stack, k) => runProcess({ connection: h.connection(), stack, rules: specs(10, 11000 + 100 * k, `${stack}`), parallel: PARALLEL, startAt }));
+    const jobs = ["a", "b"].map((stack, k) =>
+      runProcess({
+        connection: h.connection(),
+        stack,
+        rules: specs(10, 11000 + 100 * k, `${stack}`),
+        parallel: PARALLEL,
+        startAt,
+      }),
+    );
     const done = await Promise.all(jobs);
     const results = done.flatMap((d) => d.results);
     expect(results.filter((r) => r.error)).toEqual([]);
@@ -172,14 +189,20 @@ describe.each(["nft", "legacy"] as Backend[])("one host, many rules at once (%s)
     const ok: Ours[] = [];
     const failed: string[] = [];
     created.forEach((r, i) => {
-      if (r.status === "fulfilled") ok.push({ name: rules[i].name, action: rules[i].args.action, tag: r.value.outs.tag });
+      if (r.status === "fulfilled")
+        ok.push({ name: rules[i].name, action: rules[i].args.action, tag: r.value.outs.tag });
       else {
         failed.push(`${rules[i].name}: ${(r.reason as Error).message}`);
         // A failed create leaves nothing of its rule on the host.
-        expect(chain.filter((l) => l.includes(inputs[i].tag as string)), `${rules[i].name} failed but is on the host`).toEqual([]);
+        expect(
+          chain.filter((l) => l.includes(inputs[i].tag as string)),
+          `${rules[i].name} failed but is on the host`,
+        ).toEqual([]);
       }
     });
-    console.log(`[${backend}] foreign writer: ${ok.length} created, ${failed.length} failed cleanly${failed.length ? ":\n  " + failed.join("\n  ") : ""}`);
+    console.log(
+      `[${backend}] foreign writer: ${ok.length} created, ${failed.length} failed cleanly${failed.length ? `:\n  ${failed.join("\n  ")}` : ""}`,
+    );
     expect(problems(chain, ok)).toEqual([]);
     expect(others(chain, ok)).toEqual(BASE_INPUT);
   });
@@ -193,7 +216,10 @@ interface ProcessResult {
 /** Runs test/parallel/stack-process.cjs (dist/provider.js in its own node process). */
 function runProcess(job: Record<string, unknown>): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(__dirname, "stack-process.cjs")], { env: { ...process.env, PIT_JOB: JSON.stringify(job) }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [join(__dirname, "stack-process.cjs")], {
+      env: { ...process.env, PIT_JOB: JSON.stringify(job) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -202,7 +228,8 @@ function runProcess(job: Record<string, unknown>): Promise<ProcessResult> {
     child.on("close", (code) => {
       clearTimeout(timer);
       const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
-      if (code !== 0 || !line) return reject(new Error(`provider process exited ${code}:\n${stdout.slice(-2000)}\n${stderr.slice(-2000)}`));
+      if (code !== 0 || !line)
+        return reject(new Error(`provider process exited ${code}:\n${stdout.slice(-2000)}\n${stderr.slice(-2000)}`));
       resolve(JSON.parse(line.slice("RESULT ".length)));
     });
   });

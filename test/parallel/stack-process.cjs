@@ -18,11 +18,14 @@ async function main() {
     while (next < job.rules.length) {
       const i = next++;
       const r = job.rules[i];
-      const { inputs, failures } = await check({}, {
-        connection: job.connection,
-        ...r.args,
-        identity: { project: "parallel", stack: job.stack, name: r.name },
-      });
+      const { inputs, failures } = await check(
+        {},
+        {
+          connection: job.connection,
+          ...r.args,
+          identity: { project: "parallel", stack: job.stack, name: r.name },
+        },
+      );
       if (failures.length) {
         results[i] = { name: r.name, error: `check: ${JSON.stringify(failures)}` };
         continue;
@@ -32,7 +35,7 @@ async function main() {
         const { outs } = await create(inputs);
         results[i] = { name: r.name, action: r.args.action, tag: outs.tag, line: outs.insertedAt.ipv4 };
       } catch (e) {
-        results[i] = { name: r.name, action: r.args.action, tag: inputs.tag, error: String(e && e.message) };
+        results[i] = { name: r.name, action: r.args.action, tag: inputs.tag, error: String(e?.message) };
       }
     }
   }
@@ -46,7 +49,7 @@ async function main() {
 main().then(
   () => process.exit(0),
   (e) => {
-    process.stderr.write(String(e && e.stack) + "\n");
+    process.stderr.write(`${String(e?.stack)}\n`);
     process.exit(1);
   },
 );

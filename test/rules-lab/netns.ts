@@ -17,16 +17,19 @@ export interface Result {
 
 const PRELUDE: Record<Backend, string> = {
   nf_tables: "mount -t tmpfs tmpfs /run || exit 97\n",
-  legacy: "mount -t tmpfs tmpfs /run && mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi || exit 97\n",
+  legacy:
+    "mount -t tmpfs tmpfs /run && mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi || exit 97\n",
 };
 
 /** Why namespaces cannot be made here, or undefined when they can. */
 export function labUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return "the rules lab needs root (ip netns add, mount) and this process is not root";
   const ip = spawnSync("ip", ["-V"], { encoding: "utf8" });
-  if (ip.error || ip.status !== 0) return `the rules lab needs the ip command (iproute2): ${ip.error?.message ?? ip.stderr}`;
+  if (ip.error || ip.status !== 0)
+    return `the rules lab needs the ip command (iproute2): ${ip.error?.message ?? ip.stderr}`;
   for (const bin of ["/usr/sbin/xtables-legacy-multi", "/usr/sbin/xtables-nft-multi"]) {
-    if (spawnSync("test", ["-x", bin]).status !== 0) return `the rules lab needs ${bin} (iptables 1.8 with both backends)`;
+    if (spawnSync("test", ["-x", bin]).status !== 0)
+      return `the rules lab needs ${bin} (iptables 1.8 with both backends)`;
   }
   return undefined;
 }
@@ -40,7 +43,8 @@ export class Netns {
   static create(prefix: string): Netns {
     const name = `${prefix}-${process.pid}-${++counter}`;
     const r = spawnSync("ip", ["netns", "add", name], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`ip netns add ${name} failed (exit ${r.status}): ${r.stderr || r.error?.message}`);
+    if (r.status !== 0)
+      throw new Error(`ip netns add ${name} failed (exit ${r.status}): ${r.stderr || r.error?.message}`);
     const ns = new Netns(name);
     LIVE.add(ns);
     return ns;
@@ -48,11 +52,15 @@ export class Netns {
 
   /** Runs a shell script inside the namespace with the given backend. */
   run(backend: Backend, script: string, input?: string): Result {
-    const r = spawnSync("ip", ["netns", "exec", this.name, "unshare", "--mount", "sh", "-c", PRELUDE[backend] + script], {
-      input,
-      encoding: "utf8",
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    const r = spawnSync(
+      "ip",
+      ["netns", "exec", this.name, "unshare", "--mount", "sh", "-c", PRELUDE[backend] + script],
+      {
+        input,
+        encoding: "utf8",
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
     if (r.error) throw r.error;
     if (r.status === 97) throw new Error(`could not set up the private mounts in ${this.name}: ${r.stderr}`);
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };

@@ -30,33 +30,87 @@ const portInput = fc.oneof(
   range.map(([a, b]) => `${a}-${b}`),
   range.map(([a, b]) => `${a}:${b}`),
   range.map(([from, to]) => ({ from, to })),
-  fc.array(fc.oneof(port, range.map(([a, b]) => `${a}-${b}`)), { minLength: 1, maxLength: 7 }),
+  fc.array(
+    fc.oneof(
+      port,
+      range.map(([a, b]) => `${a}-${b}`),
+    ),
+    { minLength: 1, maxLength: 7 },
+  ),
 );
 
 function network(family: 4 | 6, bytes: number[], prefix: number): string {
-  const addr = family === 4 ? `198.${18 + (bytes[0] & 1)}.${bytes[1]}.${bytes[2]}` : ipaddr.fromByteArray([0xfd, ...bytes.slice(0, 15)]).toString();
+  const addr =
+    family === 4
+      ? `198.${18 + (bytes[0] & 1)}.${bytes[1]}.${bytes[2]}`
+      : ipaddr.fromByteArray([0xfd, ...bytes.slice(0, 15)]).toString();
   const cidr = `${addr}/${prefix}`;
   return `${(family === 4 ? ipaddr.IPv4 : ipaddr.IPv6).networkAddressFromCIDR(cidr).toString()}/${prefix}`;
 }
 
 const PLACES = [
-  ["filter", "INPUT"], ["filter", "FORWARD"], ["filter", "OUTPUT"], ["filter", "PIT-LAB"],
-  ["mangle", "PREROUTING"], ["mangle", "INPUT"], ["mangle", "POSTROUTING"], ["raw", "PREROUTING"], ["raw", "OUTPUT"],
+  ["filter", "INPUT"],
+  ["filter", "FORWARD"],
+  ["filter", "OUTPUT"],
+  ["filter", "PIT-LAB"],
+  ["mangle", "PREROUTING"],
+  ["mangle", "INPUT"],
+  ["mangle", "POSTROUTING"],
+  ["raw", "PREROUTING"],
+  ["raw", "OUTPUT"],
 ] as const;
 
 function newsFor(family: 4 | 6) {
-  const rejectTypes = family === 4
-    ? ["icmp-net-unreachable", "icmp-host-unreachable", "icmp-port-unreachable", "icmp-proto-unreachable", "icmp-net-prohibited", "icmp-host-prohibited", "icmp-admin-prohibited"]
-    : ["icmp6-no-route", "icmp6-adm-prohibited", "icmp6-addr-unreachable", "icmp6-port-unreachable", "icmp6-policy-fail", "icmp6-reject-route"];
+  const rejectTypes =
+    family === 4
+      ? [
+          "icmp-net-unreachable",
+          "icmp-host-unreachable",
+          "icmp-port-unreachable",
+          "icmp-proto-unreachable",
+          "icmp-net-prohibited",
+          "icmp-host-prohibited",
+          "icmp-admin-prohibited",
+        ]
+      : [
+          "icmp6-no-route",
+          "icmp6-adm-prohibited",
+          "icmp6-addr-unreachable",
+          "icmp6-port-unreachable",
+          "icmp6-policy-fail",
+          "icmp6-reject-route",
+        ];
   return fc.record({
     port: portInput,
     protocol: fc.constantFrom("tcp", "udp", "TCP", "Udp"),
     action: fc.constantFrom("ACCEPT", "DROP", "REJECT", "accept", "reject"),
-    rejectWith: fc.option(fc.constantFrom(...rejectTypes, "tcp-reset", "port-unreachable", "admin-prohibited", "host-unreachable", "net-unreachable"), { nil: undefined }),
+    rejectWith: fc.option(
+      fc.constantFrom(
+        ...rejectTypes,
+        "tcp-reset",
+        "port-unreachable",
+        "admin-prohibited",
+        "host-unreachable",
+        "net-unreachable",
+      ),
+      { nil: undefined },
+    ),
     place: fc.constantFrom(...PLACES),
-    source: fc.option(fc.tuple(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 16, maxLength: 16 }), fc.integer({ min: family === 4 ? 15 : 8, max: family === 4 ? 32 : 128 })), { nil: undefined }),
+    source: fc.option(
+      fc.tuple(
+        fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 16, maxLength: 16 }),
+        fc.integer({ min: family === 4 ? 15 : 8, max: family === 4 ? 32 : 128 }),
+      ),
+      { nil: undefined },
+    ),
     inInterface: fc.option(fc.stringMatching(/^[a-z][a-z0-9._-]{0,12}\+?$/), { nil: undefined }),
-    comment: fc.option(fc.oneof(fc.stringMatching(/^[A-Za-z0-9 ._:/=+,@()-]{1,40}$/), fc.stringMatching(/^[A-Za-z0-9 ._:/=+,@()-]{100,126}$/)), { nil: undefined }),
+    comment: fc.option(
+      fc.oneof(
+        fc.stringMatching(/^[A-Za-z0-9 ._:/=+,@()-]{1,40}$/),
+        fc.stringMatching(/^[A-Za-z0-9 ._:/=+,@()-]{100,126}$/),
+      ),
+      { nil: undefined },
+    ),
     both: fc.boolean(),
     name: fc.string({ maxLength: 60 }),
     unique: fc.stringMatching(/^[a-z0-9]{8}$/),
@@ -74,19 +128,22 @@ function samples(family: 4 | 6, seed: number): Sample[] {
   for (const n of fc.sample(newsFor(family), { numRuns: PER_BATCH * 4, seed })) {
     if (out.length === PER_BATCH) break;
     const [table, chain] = n.place;
-    const { inputs, failures } = check({}, {
-      connection: { host: "198.18.0.10" },
-      port: n.port,
-      protocol: n.protocol,
-      action: n.action,
-      rejectWith: n.action.toUpperCase() === "REJECT" ? n.rejectWith : undefined,
-      table,
-      chain,
-      source: n.source && network(family, n.source[0], n.source[1]),
-      inInterface: n.inInterface,
-      comment: n.comment,
-      ipVersion: n.both && !n.source ? "both" : `ipv${family}`,
-    });
+    const { inputs, failures } = check(
+      {},
+      {
+        connection: { host: "198.18.0.10" },
+        port: n.port,
+        protocol: n.protocol,
+        action: n.action,
+        rejectWith: n.action.toUpperCase() === "REJECT" ? n.rejectWith : undefined,
+        table,
+        chain,
+        source: n.source && network(family, n.source[0], n.source[1]),
+        inInterface: n.inInterface,
+        comment: n.comment,
+        ipVersion: n.both && !n.source ? "both" : `ipv${family}`,
+      },
+    );
     if (failures.length > 0) continue; // the generator also makes inputs check rightly refuses
     const tag = makeTag({ project: "rules-lab", stack: `b${seed}`, name: n.name }, n.unique);
     const argv = renderRule(inputs, family, tag);
@@ -106,7 +163,15 @@ describe.each(BACKENDS)("render → real iptables (%s)", (backend) => {
 
     const tables = [...new Set(batch.map((s) => s.inputs.table))];
     const restoreText = tables
-      .map((t) => [`*${t}`, ...(t === "filter" ? [":PIT-LAB - [0:0]"] : []), ...batch.filter((s) => s.inputs.table === t).map((s) => s.text), "COMMIT", ""].join("\n"))
+      .map((t) =>
+        [
+          `*${t}`,
+          ...(t === "filter" ? [":PIT-LAB - [0:0]"] : []),
+          ...batch.filter((s) => s.inputs.table === t).map((s) => s.text),
+          "COMMIT",
+          "",
+        ].join("\n"),
+      )
       .join("");
     const loaded = ns.run(backend, `${restore}`, restoreText);
     expect(loaded.stderr).toBe("");
@@ -124,7 +189,10 @@ describe.each(BACKENDS)("render → real iptables (%s)", (backend) => {
 
     // Every rendered argv is accepted by -C (exact-match check) as the provider will run it.
     const script = batch
-      .map((s, i) => `${iptables} -t ${s.inputs.table} -C ${sh(s.inputs.chain)} ${s.argv.map(sh).join(" ")} || echo "not found: ${i}"`)
+      .map(
+        (s, i) =>
+          `${iptables} -t ${s.inputs.table} -C ${sh(s.inputs.chain)} ${s.argv.map(sh).join(" ")} || echo "not found: ${i}"`,
+      )
       .join("\n");
     const checked = ns.run(backend, script);
     expect(checked.stdout).toBe("");

@@ -1,34 +1,47 @@
 // The SSH layer against real OpenSSH servers (lab hosts: stock sshd limits). Run inside the lab:
 //   bash test/lab/in-lab.sh npx vitest run test/ssh
-import { execFile, execFileSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, LAB_PASSWORD } from '../lab/lab';
-import type { LabHost, LabUser } from '../lab/lab';
-import { ConnectionError, HostKeyError, RemoteError, SudoError, closeAll, describeHostKey, getSession } from '../../provider/ssh';
-import type { ConnectionArgs, Logger } from '../../provider/ssh';
+import { execFile, execFileSync } from "node:child_process";
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Lab, LAB_PASSWORD } from "../lab/lab";
+import type { LabHost, LabUser } from "../lab/lab";
+import {
+  ConnectionError,
+  HostKeyError,
+  RemoteError,
+  SudoError,
+  closeAll,
+  describeHostKey,
+  getSession,
+} from "../../provider/ssh";
+import type { ConnectionArgs, Logger } from "../../provider/ssh";
 
 let lab: Lab;
 let a: LabHost; // the main host
 let b: LabHost; // a second host: the jump host's target
-const tmp = mkdtempSync(join(tmpdir(), 'pit-ssh-lab-'));
+const tmp = mkdtempSync(join(tmpdir(), "pit-ssh-lab-"));
 
-function conn(h: LabHost, user: LabUser = 'root', extra: Partial<ConnectionArgs> = {}, family: 4 | 6 = 4): ConnectionArgs {
+function conn(
+  h: LabHost,
+  user: LabUser = "root",
+  extra: Partial<ConnectionArgs> = {},
+  family: 4 | 6 = 4,
+): ConnectionArgs {
   return { ...h.connection(user, family), dialErrorLimit: 10, perDialTimeout: 15, sudo: false, ...extra };
 }
 
 function recorder(): Logger & { lines: string[] } {
   const lines: string[] = [];
   const push = (level: string) => (m: string) => lines.push(`${level}: ${m}`);
-  return { lines, debug: push('debug'), info: push('info'), warn: push('warn'), error: push('error') };
+  return { lines, debug: push("debug"), info: push("info"), warn: push("warn"), error: push("error") };
 }
 
-function keygen(name: string, passphrase = ''): { privateKey: string; publicKey: string } {
+function keygen(name: string, passphrase = ""): { privateKey: string; publicKey: string } {
   const f = join(tmp, name);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', name, '-f', f]);
-  return { privateKey: readFileSync(f, 'utf8'), publicKey: readFileSync(`${f}.pub`, 'utf8').trim() };
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", passphrase, "-C", name, "-f", f]);
+  return { privateKey: readFileSync(f, "utf8"), publicKey: readFileSync(`${f}.pub`, "utf8").trim() };
 }
 
 /** A session of its own: whatever the pool held for these arguments is closed first. */
@@ -43,26 +56,27 @@ async function failure(p: Promise<unknown>): Promise<Error> {
   } catch (e) {
     return e as Error;
   }
-  throw new Error('expected a failure');
+  throw new Error("expected a failure");
 }
 
 /** Everything an error would show an operator or a log: message, causes, stack, own fields. */
 function everything(e: unknown): string {
   const parts: string[] = [];
-  for (let c: unknown = e; c; c = (c as Error).cause) parts.push(String((c as Error).message), String((c as Error).stack), JSON.stringify(c));
-  return parts.join('\n');
+  for (let c: unknown = e; c; c = (c as Error).cause)
+    parts.push(String((c as Error).message), String((c as Error).stack), JSON.stringify(c));
+  return parts.join("\n");
 }
 
 /** Routes between the two hosts through the lab's workstation namespace (this process's), for the jump host. */
 async function routeBetweenHosts(): Promise<void> {
-  writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
   await a.sh(`ip route replace 198.18.${b.slot}.0/24 via ${a.clientV4}`);
   await b.sh(`ip route replace 198.18.${a.slot}.0/24 via ${b.clientV4}`);
 }
 
 beforeAll(async () => {
   lab = await Lab.create();
-  [a, b] = await Promise.all([lab.addHost({ backend: 'nft' }), lab.addHost({ backend: 'legacy' })]);
+  [a, b] = await Promise.all([lab.addHost({ backend: "nft" }), lab.addHost({ backend: "legacy" })]);
 });
 
 afterAll(async () => {
@@ -70,90 +84,95 @@ afterAll(async () => {
   await lab?.destroy();
 });
 
-describe('connecting', () => {
-  it('runs as root by key, reuses one connection, and reports the host key', async () => {
+describe("connecting", () => {
+  it("runs as root by key, reuses one connection, and reports the host key", async () => {
     const s = getSession(conn(a));
     expect(getSession(conn(a))).toBe(s);
-    const r = await s.run('id -u; echo err >&2; exit 3');
-    expect(r).toEqual({ code: 3, stdout: '0\n', stderr: 'err\n' });
-    expect((await s.run('cat', { stdin: 'hello\nworld' })).stdout).toBe('hello\nworld');
+    const r = await s.run("id -u; echo err >&2; exit 3");
+    expect(r).toEqual({ code: 3, stdout: "0\n", stderr: "err\n" });
+    expect((await s.run("cat", { stdin: "hello\nworld" })).stdout).toBe("hello\nworld");
     const e = await failure(s.mustRun("echo out; echo 'it failed' >&2; exit 4"));
     expect(e).toBeInstanceOf(RemoteError);
-    expect(e).toMatchObject({ code: 4, stdout: 'out\n', stderr: 'it failed\n', command: `sh -c 'echo out; echo '\\''it failed'\\'' >&2; exit 4'` });
+    expect(e).toMatchObject({
+      code: 4,
+      stdout: "out\n",
+      stderr: "it failed\n",
+      command: `sh -c 'echo out; echo '\\''it failed'\\'' >&2; exit 4'`,
+    });
     expect(e.message).toBe(`command on root@${a.v4}:22 exited with status 4: it failed`);
     expect(s.stats.connections).toBe(1);
     expect(s.stats.channels).toBe(3);
     expect(s.hostKey).toEqual({
-      algorithm: 'ssh-ed25519',
+      algorithm: "ssh-ed25519",
       fingerprint: a.hostKeyFingerprint,
       publicKey: a.hostKey,
     });
   });
 
-  it('authenticates with a password', async () => {
-    const { privateKey: _unused, ...byKey } = conn(a, 'sudo');
+  it("authenticates with a password", async () => {
+    const { privateKey: _unused, ...byKey } = conn(a, "sudo");
     const s = getSession({ ...byKey, password: LAB_PASSWORD });
-    const r = await s.run('id -un');
-    expect(r.stdout.trim()).toBe('pit-ops');
+    const r = await s.run("id -un");
+    expect(r.stdout.trim()).toBe("pit-ops");
   });
 
-  it('authenticates with an encrypted private key, and says so when the passphrase is missing or wrong', async () => {
-    const key = keygen('enc', 'correct horse');
-    appendFileSync(join(a.dir, 'ssh', 'authorized_keys'), key.publicKey + '\n');
+  it("authenticates with an encrypted private key, and says so when the passphrase is missing or wrong", async () => {
+    const key = keygen("enc", "correct horse");
+    appendFileSync(join(a.dir, "ssh", "authorized_keys"), `${key.publicKey}\n`);
     const base = { ...conn(a), privateKey: key.privateKey };
-    const ok = await getSession({ ...base, privateKeyPassword: 'correct horse' }).run('id -u');
-    expect(ok.stdout.trim()).toBe('0');
+    const ok = await getSession({ ...base, privateKeyPassword: "correct horse" }).run("id -u");
+    expect(ok.stdout.trim()).toBe("0");
 
-    const missing = await failure(getSession(base).run('true'));
+    const missing = await failure(getSession(base).run("true"));
     expect(missing).toBeInstanceOf(ConnectionError);
     expect(missing.message).toMatch(/privateKey for root@198\.18\.\d+\.2:22 is encrypted: set privateKeyPassword/);
 
     const log = recorder();
-    const wrong = getSession({ ...base, privateKeyPassword: 'wrong battery' }, log);
-    const e = await failure(wrong.run('true'));
+    const wrong = getSession({ ...base, privateKeyPassword: "wrong battery" }, log);
+    const e = await failure(wrong.run("true"));
     expect(e).toBeInstanceOf(ConnectionError);
     expect(e.message).toMatch(/privateKeyPassword does not decrypt the privateKey/);
-    expect(everything(e)).not.toContain('wrong battery');
-    expect(everything(e)).not.toContain(key.privateKey.split('\n')[1]);
+    expect(everything(e)).not.toContain("wrong battery");
+    expect(everything(e)).not.toContain(key.privateKey.split("\n")[1]);
     expect(wrong.stats.dialFailures).toBe(0);
   });
 
-  it('fails at once with a clear error on a key the host does not know (no retries)', async () => {
-    const stranger = keygen('stranger');
+  it("fails at once with a clear error on a key the host does not know (no retries)", async () => {
+    const stranger = keygen("stranger");
     const log = recorder();
     const s = getSession({ ...conn(a), privateKey: stranger.privateKey }, log);
     const t0 = Date.now();
-    const e = await failure(s.run('true'));
+    const e = await failure(s.run("true"));
     expect(Date.now() - t0).toBeLessThan(3000);
     expect(e).toBeInstanceOf(ConnectionError);
-    expect((e as ConnectionError).kind).toBe('auth');
+    expect((e as ConnectionError).kind).toBe("auth");
     expect(e.message).toContain(`authentication as root@${a.v4}:22 failed (tried: publickey`);
-    expect(log.lines.filter((l) => l.includes('Dial'))).toEqual([]);
+    expect(log.lines.filter((l) => l.includes("Dial"))).toEqual([]);
     expect(s.stats.dialFailures).toBe(0);
-    expect(everything(e)).not.toContain(stranger.privateKey.split('\n')[1]);
+    expect(everything(e)).not.toContain(stranger.privateKey.split("\n")[1]);
   });
 
-  it('never shows a wrong password', async () => {
-    const { privateKey: _unused, ...byKey } = conn(a, 'sudo');
-    const e = await failure(getSession({ ...byKey, password: 'S3cret-Wr0ng' }).run('true'));
+  it("never shows a wrong password", async () => {
+    const { privateKey: _unused, ...byKey } = conn(a, "sudo");
+    const e = await failure(getSession({ ...byKey, password: "S3cret-Wr0ng" }).run("true"));
     expect(e).toBeInstanceOf(ConnectionError);
     expect(e.message).toContain(`authentication as pit-ops@${a.v4}:22 failed (tried: password`);
-    expect(everything(e)).not.toContain('S3cret-Wr0ng');
+    expect(everything(e)).not.toContain("S3cret-Wr0ng");
   });
 
-  it('retries an unreachable host (closed port) with logged, growing delays, then fails clearly', async () => {
+  it("retries an unreachable host (closed port) with logged, growing delays, then fails clearly", async () => {
     const log = recorder();
     const s = getSession({ ...conn(a), port: 2, dialErrorLimit: 3 }, log);
     const t0 = Date.now();
-    const e = await failure(s.run('true'));
+    const e = await failure(s.run("true"));
     const took = Date.now() - t0;
     expect(e).toBeInstanceOf(ConnectionError);
-    expect((e as ConnectionError).kind).toBe('dial');
+    expect((e as ConnectionError).kind).toBe("dial");
     expect(e.message).toBe(
       `cannot connect to root@${a.v4}:2: 3 dial attempts failed, the last with ECONNREFUSED ` +
-        '(nothing listens on that port, or a firewall rejects the connection)',
+        "(nothing listens on that port, or a firewall rejects the connection)",
     );
-    expect(log.lines.filter((l) => l.includes('Dial'))).toEqual([
+    expect(log.lines.filter((l) => l.includes("Dial"))).toEqual([
       `warn: Dial 1/3 to ${a.v4}:2 failed: ECONNREFUSED: retrying in 1s`,
       `warn: Dial 2/3 to ${a.v4}:2 failed: ECONNREFUSED: retrying in 2s`,
     ]);
@@ -162,64 +181,66 @@ describe('connecting', () => {
     expect(s.stats.dialFailures).toBe(3);
   });
 
-  it('checks a given hostKey: the right key or fingerprint connects, another is refused naming both', async () => {
-    expect((await getSession(conn(a, 'root', { hostKey: a.hostKey })).run('true')).code).toBe(0);
-    expect((await getSession(conn(a, 'root', { hostKey: a.hostKeyFingerprint })).run('true')).code).toBe(0);
+  it("checks a given hostKey: the right key or fingerprint connects, another is refused naming both", async () => {
+    expect((await getSession(conn(a, "root", { hostKey: a.hostKey })).run("true")).code).toBe(0);
+    expect((await getSession(conn(a, "root", { hostKey: a.hostKeyFingerprint })).run("true")).code).toBe(0);
 
     const log = recorder();
-    const s = getSession(conn(a, 'root', { hostKey: b.hostKey }), log);
-    const e = await failure(s.run('true'));
+    const s = getSession(conn(a, "root", { hostKey: b.hostKey }), log);
+    const e = await failure(s.run("true"));
     expect(e).toBeInstanceOf(HostKeyError);
     expect(e.message).toContain(a.hostKeyFingerprint);
     expect(e.message).toContain(b.hostKeyFingerprint);
     expect((e as HostKeyError).seen.fingerprint).toBe(a.hostKeyFingerprint);
     expect(s.stats.dialFailures).toBe(0);
     expect(s.stats.connections).toBe(0);
-    expect(log.lines.filter((l) => l.includes('Dial'))).toEqual([]);
+    expect(log.lines.filter((l) => l.includes("Dial"))).toEqual([]);
   });
 
-  it('retries a port that accepts TCP but never speaks SSH, each dial bounded by perDialTimeout', async () => {
+  it("retries a port that accepts TCP but never speaks SSH, each dial bounded by perDialTimeout", async () => {
     await a.listen(7022);
     const log = recorder();
     const s = getSession({ ...conn(a), port: 7022, dialErrorLimit: 2, perDialTimeout: 1 }, log);
     const t0 = Date.now();
-    const e = await failure(s.run('true'));
+    const e = await failure(s.run("true"));
     expect(Date.now() - t0).toBeLessThan(5000);
-    expect(e.message).toContain(`cannot connect to root@${a.v4}:7022: 2 dial attempts failed, the last with no SSH handshake within 1s`);
+    expect(e.message).toContain(
+      `cannot connect to root@${a.v4}:7022: 2 dial attempts failed, the last with no SSH handshake within 1s`,
+    );
     expect(log.lines).toContain(`warn: Dial 1/2 to ${a.v4}:7022 failed: no SSH handshake within 1s: retrying in 1s`);
   });
 
-  it('authenticates through an ssh-agent socket', async () => {
-    const sock = join(tmp, 'agent.sock');
-    const out = execFileSync('ssh-agent', ['-s', '-a', sock], { encoding: 'utf8' });
+  it("authenticates through an ssh-agent socket", async () => {
+    const sock = join(tmp, "agent.sock");
+    const out = execFileSync("ssh-agent", ["-s", "-a", sock], { encoding: "utf8" });
     const pid = /SSH_AGENT_PID=(\d+)/.exec(out)?.[1];
     try {
-      const keyFile = join(tmp, 'agent_key');
+      const keyFile = join(tmp, "agent_key");
       writeFileSync(keyFile, a.connection().privateKey, { mode: 0o600 });
-      execFileSync('ssh-add', ['-q', keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+      execFileSync("ssh-add", ["-q", keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
       const { privateKey: _unused, ...noKey } = conn(a);
       const s = getSession({ ...noKey, agentSocketPath: sock });
-      expect((await s.run('id -u')).stdout).toBe('0\n');
+      expect((await s.run("id -u")).stdout).toBe("0\n");
       await s.close();
     } finally {
       if (pid) process.kill(Number(pid));
     }
   });
 
-  it('refuses a reconnect that meets a different host key than the session saw first', async () => {
+  it("refuses a reconnect that meets a different host key than the session saw first", async () => {
     const s = await fresh(conn(a));
-    const other = keygen('other-host');
-    s.hostKey = describeHostKey(Buffer.from(other.publicKey.split(' ')[1], 'base64')); // as if seen at an earlier connect
-    const e = await failure(s.run('true'));
+    const other = keygen("other-host");
+    s.hostKey = describeHostKey(Buffer.from(other.publicKey.split(" ")[1], "base64")); // as if seen at an earlier connect
+    const e = await failure(s.run("true"));
     expect(e).toBeInstanceOf(HostKeyError);
     expect(e.message).toContain(a.hostKeyFingerprint);
     expect(e.message).toContain(s.hostKey.fingerprint);
     await s.close();
   });
 
-  it('reconnects after the connection is lost', async () => {
+  it("reconnects after the connection is lost", async () => {
     const s = await fresh(conn(a));
-    await s.run('true');
+    await s.run("true");
     const before = s.stats.connections;
     const origin = await s.origin();
     // Kill the sshd process that serves this connection (found by our source port), inside the host.
@@ -228,13 +249,13 @@ describe('connecting', () => {
     expect(pid).toBeDefined();
     await a.sh(`kill ${pid}`);
     await new Promise((r) => setTimeout(r, 300));
-    expect((await s.run('echo again')).stdout).toBe('again\n');
+    expect((await s.run("echo again")).stdout).toBe("again\n");
     expect(s.stats.connections).toBe(before + 1);
   });
 });
 
-describe('channels', () => {
-  it('runs 30 commands at once on one session with no channel failure (sshd MaxSessions 10)', async () => {
+describe("channels", () => {
+  it("runs 30 commands at once on one session with no channel failure (sshd MaxSessions 10)", async () => {
     const s = await fresh(conn(a)); // not connected yet: one connection for all 30
     const results = await Promise.all(Array.from({ length: 30 }, (_, i) => s.run(`sleep 0.05; echo ${i}`)));
     expect(results.map((r) => r.code)).toEqual(Array(30).fill(0));
@@ -244,103 +265,114 @@ describe('channels', () => {
     expect(s.stats.channelRetries).toBe(0);
   });
 
-  it('retries channel opens that sshd refuses (MaxSessions) instead of failing', async () => {
-    const s = await fresh(conn(a, 'sudo'));
-    await s.run('true');
+  it("retries channel opens that sshd refuses (MaxSessions) instead of failing", async () => {
+    const s = await fresh(conn(a, "sudo"));
+    await s.run("true");
     // Occupy 8 of sshd's 10 sessions on this connection behind the session's back, for about a second.
-    const client = (s as unknown as { client: import('ssh2').Client }).client;
+    const client = (s as unknown as { client: import("ssh2").Client }).client;
     const hogs = await Promise.all(
-      Array.from({ length: 8 }, () => new Promise<import('ssh2').ClientChannel>((res, rej) => client.exec('sleep 1', (err, ch) => (err ? rej(err) : res(ch))))),
+      Array.from(
+        { length: 8 },
+        () =>
+          new Promise<import("ssh2").ClientChannel>((res, rej) =>
+            client.exec("sleep 1", (err, ch) => (err ? rej(err) : res(ch))),
+          ),
+      ),
     );
-    const closed = Promise.all(hogs.map((ch) => new Promise((r) => (ch.on('close', r), ch.resume(), ch.stderr.resume()))));
+    const closed = Promise.all(
+      hogs.map((ch) => new Promise((r) => (ch.on("close", r), ch.resume(), ch.stderr.resume()))),
+    );
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => s.run(`echo ${i}`)));
     expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 8 }, (_, i) => `${i}\n`));
     expect(s.stats.channelRetries).toBeGreaterThan(0);
     await closed;
   });
 
-  it('openChannel: a long-lived shell that holds a channel slot until released', async () => {
-    const s = await fresh(conn(a, 'sudo', { sudo: true }));
-    const shells = await Promise.all(Array.from({ length: 4 }, () => s.openChannel('sh -s')));
+  it("openChannel: a long-lived shell that holds a channel slot until released", async () => {
+    const s = await fresh(conn(a, "sudo", { sudo: true }));
+    const shells = await Promise.all(Array.from({ length: 4 }, () => s.openChannel("sh -s")));
     // All 4 slots are held: a run waits until one shell is released.
     let ran = false;
-    const waiting = s.run('echo queued').then((r) => ((ran = true), r));
+    const waiting = s.run("echo queued").then((r) => ((ran = true), r));
     await new Promise((r) => setTimeout(r, 300));
     expect(ran).toBe(false);
     const outputs = await Promise.all(
       shells.map(
         ({ channel, release }) =>
           new Promise<string>((res) => {
-            let out = '';
-            channel.on('data', (d: Buffer) => (out += d.toString()));
+            let out = "";
+            channel.on("data", (d: Buffer) => (out += d.toString()));
             channel.stderr.resume();
-            channel.on('close', () => (release(), res(out)));
-            channel.end('id -u\nexit 0\n');
+            channel.on("close", () => (release(), res(out)));
+            channel.end("id -u\nexit 0\n");
           }),
       ),
     );
-    expect(outputs).toEqual(['0\n', '0\n', '0\n', '0\n']);
-    expect((await waiting).stdout).toBe('queued\n');
+    expect(outputs).toEqual(["0\n", "0\n", "0\n", "0\n"]);
+    expect((await waiting).stdout).toBe("queued\n");
   });
 
-  it('keeps up 200 short commands from many callers, each with its own output and exit status', async () => {
+  it("keeps up 200 short commands from many callers, each with its own output and exit status", async () => {
     // pit-ops' shell is /bin/sh: a command costs a channel round trip, not a login shell's start-up.
-    const s = await fresh(conn(a, 'sudo'));
+    const s = await fresh(conn(a, "sudo"));
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => s.run(`echo ${i}; exit ${i % 7}`)));
     expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 200 }, (_, i) => `${i}\n`));
     expect(results.map((r) => r.code)).toEqual(Array.from({ length: 200 }, (_, i) => i % 7));
     expect(s.stats.connections).toBe(1);
   });
 
-  it('a command in a row costs milliseconds, not a Nagle delay', async () => {
-    const s = getSession(conn(a, 'sudo'));
-    await s.run('true');
+  it("a command in a row costs milliseconds, not a Nagle delay", async () => {
+    const s = getSession(conn(a, "sudo"));
+    await s.run("true");
     const t0 = Date.now();
-    for (let i = 0; i < 50; i++) await s.run('true');
+    for (let i = 0; i < 50; i++) await s.run("true");
     expect(Date.now() - t0).toBeLessThan(2500);
   });
 });
 
-describe('sudo', () => {
-  it('runs as root through passwordless sudo', async () => {
-    const s = getSession(conn(a, 'sudo', { sudo: true }));
-    expect((await s.run('id -u')).stdout).toBe('0\n');
-    expect((await s.run('id -un', { sudo: false })).stdout).toBe('pit-ops\n');
-    expect((await s.run('cat', { stdin: 'in' })).stdout).toBe('in');
+describe("sudo", () => {
+  it("runs as root through passwordless sudo", async () => {
+    const s = getSession(conn(a, "sudo", { sudo: true }));
+    expect((await s.run("id -u")).stdout).toBe("0\n");
+    expect((await s.run("id -un", { sudo: false })).stdout).toBe("pit-ops\n");
+    expect((await s.run("cat", { stdin: "in" })).stdout).toBe("in");
   });
 
-  it('gives a SudoError at once when sudo wants a password', async () => {
-    const s = getSession(conn(a, 'nopasswd', { sudo: true }));
+  it("gives a SudoError at once when sudo wants a password", async () => {
+    const s = getSession(conn(a, "nopasswd", { sudo: true }));
     const t0 = Date.now();
-    const e = await failure(s.run('id -u'));
+    const e = await failure(s.run("id -u"));
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(e).toBeInstanceOf(SudoError);
     expect(e).toBeInstanceOf(RemoteError);
-    expect(e.message).toContain('pit-nopw needs passwordless sudo for /bin/sh');
-    expect(e.message).toContain('NOPASSWD');
+    expect(e.message).toContain("pit-nopw needs passwordless sudo for /bin/sh");
+    expect(e.message).toContain("NOPASSWD");
     expect((e as SudoError).command).toBe("sudo -n -- /bin/sh -c 'id -u'");
     expect((e as SudoError).stderr).toMatch(/password is required/);
   });
 });
 
-describe('origin and proxy', () => {
-  it('origin() is where the connection comes from as the host sees it, for both families', async () => {
+describe("origin and proxy", () => {
+  it("origin() is where the connection comes from as the host sees it, for both families", async () => {
     const o4 = await getSession(conn(a)).origin();
     expect(o4).toMatchObject({ clientAddress: a.clientV4, serverAddress: a.v4, serverPort: 22 });
     expect(o4.clientPort).toBeGreaterThan(0);
-    const s6 = getSession(conn(a, 'root', {}, 6));
+    const s6 = getSession(conn(a, "root", {}, 6));
     const o6 = await s6.origin();
     expect(o6).toMatchObject({ clientAddress: a.clientV6, serverAddress: a.v6, serverPort: 22 });
     expect(await s6.origin()).toBe(o6); // cached per connection
     expect(s6.stats.channels).toBe(1);
   });
 
-  it('reaches a host through a jump host', async () => {
+  it("reaches a host through a jump host", async () => {
     await routeBetweenHosts();
 
     const log = recorder();
-    const viaA = getSession(conn(b, 'root', { proxy: conn(a, 'sudo', { privateKey: undefined, password: LAB_PASSWORD }) }), log);
-    const r = await viaA.run('id -u; hostname -I 2>/dev/null || ip -4 -o addr show eth0');
+    const viaA = getSession(
+      conn(b, "root", { proxy: conn(a, "sudo", { privateKey: undefined, password: LAB_PASSWORD }) }),
+      log,
+    );
+    const r = await viaA.run("id -u; hostname -I 2>/dev/null || ip -4 -o addr show eth0");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(b.v4);
     expect(viaA.hostKey?.fingerprint).toBe(b.hostKeyFingerprint);
@@ -350,33 +382,35 @@ describe('origin and proxy', () => {
     expect(viaA.stats.connections).toBe(1);
 
     // A closed port behind the jump host: retried as dial failures, then a clear error.
-    const closed = getSession(conn(b, 'root', { port: 2, dialErrorLimit: 2, proxy: conn(a) }), log);
-    const e = await failure(closed.run('true'));
+    const closed = getSession(conn(b, "root", { port: 2, dialErrorLimit: 2, proxy: conn(a) }), log);
+    const e = await failure(closed.run("true"));
     expect(e).toBeInstanceOf(ConnectionError);
     expect(e.message).toContain(`cannot connect to root@${b.v4}:2 (via root@${a.v4}:22): 2 dial attempts failed`);
     expect(log.lines.some((l) => l.startsWith(`warn: Dial 1/2 to ${b.v4}:2 (via root@${a.v4}:22) failed`))).toBe(true);
   });
 });
 
-describe('process lifetime', () => {
-  it('an idle pooled connection (direct, or through a jump host) does not keep Node running', async () => {
+describe("process lifetime", () => {
+  it("an idle pooled connection (direct, or through a jump host) does not keep Node running", async () => {
     await routeBetweenHosts();
-    const script = join(tmp, 'idle.ts');
-    const index = resolve(__dirname, '../../provider/ssh/index.ts');
+    const script = join(tmp, "idle.ts");
+    const index = resolve(__dirname, "../../provider/ssh/index.ts");
     writeFileSync(
       script,
       `import { getSession } from ${JSON.stringify(index)};
 const s = getSession(${JSON.stringify(conn(a))});
-const p = getSession(${JSON.stringify(conn(b, 'root', { proxy: conn(a, 'sudo') }))});
+const p = getSession(${JSON.stringify(conn(b, "root", { proxy: conn(a, "sudo") }))});
 Promise.all([s.run('echo up'), p.run('echo via')]).then(([r, q]) => { console.log(r.stdout.trim(), q.stdout.trim(), s.stats.connections); });
 `,
     );
-    const tsx = resolve(__dirname, '../../node_modules/.bin/tsx');
+    const tsx = resolve(__dirname, "../../node_modules/.bin/tsx");
     const t0 = Date.now();
     const out = await new Promise<string>((res, rej) =>
-      execFile(tsx, [script], { timeout: 20_000 }, (err, stdout, stderr) => (err ? rej(new Error(`${err.message}\n${stderr}`)) : res(stdout))),
+      execFile(tsx, [script], { timeout: 20_000 }, (err, stdout, stderr) =>
+        err ? rej(new Error(`${err.message}\n${stderr}`)) : res(stdout),
+      ),
     );
-    expect(out.trim()).toBe('up via 1');
+    expect(out.trim()).toBe("up via 1");
     expect(Date.now() - t0).toBeLessThan(15_000);
   });
 });

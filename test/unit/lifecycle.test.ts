@@ -49,7 +49,15 @@ describe("diff", () => {
   });
 
   it("counters and other live outputs never count as a change", async () => {
-    const olds = { ...(await checked(base)), packets: 1, bytes: 2, line: { ipv4: 9 }, shadowedBy: { ipv4: "-A INPUT -j DROP" }, effective: false, missing: [] };
+    const olds = {
+      ...(await checked(base)),
+      packets: 1,
+      bytes: 2,
+      line: { ipv4: 9 },
+      shadowedBy: { ipv4: "-A INPUT -j DROP" },
+      effective: false,
+      missing: [],
+    };
     expect(await diff("id", olds, await checked(base, olds))).toMatchObject({ changes: false, replaces: [] });
   });
 

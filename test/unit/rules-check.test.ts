@@ -31,16 +31,19 @@ describe("check: defaults and normalization", () => {
   });
 
   it("normalizes case, ports, CIDRs, positions and REJECT's default", () => {
-    const { inputs, failures } = check({}, {
-      ...base,
-      protocol: "UDP",
-      action: "reject",
-      port: [8443, "8000-8100", { from: 53, to: 53 }, 8050, "8443", "9000:9001"],
-      source: "fd00:0:0:0::/64",
-      ipVersion: "IPv6",
-      chain: "input",
-      position: "3",
-    });
+    const { inputs, failures } = check(
+      {},
+      {
+        ...base,
+        protocol: "UDP",
+        action: "reject",
+        port: [8443, "8000-8100", { from: 53, to: 53 }, 8050, "8443", "9000:9001"],
+        source: "fd00:0:0:0::/64",
+        ipVersion: "IPv6",
+        chain: "input",
+        position: "3",
+      },
+    );
     expect(failures).toEqual([]);
     expect(inputs).toMatchObject({
       protocol: "udp",
@@ -56,16 +59,30 @@ describe("check: defaults and normalization", () => {
     expect(check({}, { ...base, port: ["22"] }).inputs.port).toBe(22);
     expect(check({}, { ...base, source: "198.18.0.7" }).inputs.source).toBe("198.18.0.7/32");
     expect(check({}, { ...base, action: "REJECT", ipVersion: "both" }).inputs.rejectWith).toBe("port-unreachable");
-    expect(check({}, { ...base, connection: { host: "h", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGaXS root@h " } }).inputs.connection.hostKey).toBe(
-      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGaXS",
-    );
+    expect(
+      check({}, { ...base, connection: { host: "h", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGaXS root@h " } })
+        .inputs.connection.hostKey,
+    ).toBe("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGaXS");
   });
 
   it("tolerates unknown values anywhere during preview", () => {
-    const news = { connection: { host: UNKNOWN, privateKey: UNKNOWN, proxy: UNKNOWN }, port: UNKNOWN, action: UNKNOWN, source: UNKNOWN, rejectWith: "tcp-reset", ipVersion: UNKNOWN };
+    const news = {
+      connection: { host: UNKNOWN, privateKey: UNKNOWN, proxy: UNKNOWN },
+      port: UNKNOWN,
+      action: UNKNOWN,
+      source: UNKNOWN,
+      rejectWith: "tcp-reset",
+      ipVersion: UNKNOWN,
+    };
     const { inputs, failures } = check({}, news);
     expect(failures).toEqual([]);
-    expect(inputs).toMatchObject({ port: UNKNOWN, ports: UNKNOWN, action: UNKNOWN, source: UNKNOWN, connection: { host: UNKNOWN, port: 22 } });
+    expect(inputs).toMatchObject({
+      port: UNKNOWN,
+      ports: UNKNOWN,
+      action: UNKNOWN,
+      source: UNKNOWN,
+      connection: { host: UNKNOWN, port: 22 },
+    });
     expect(check({}, { ...base, connection: UNKNOWN }).failures).toEqual([]);
     expect(check({}, { ...base, port: [80, UNKNOWN] }).inputs).toMatchObject({ port: [80, UNKNOWN], ports: UNKNOWN });
     expect(check({}, { ...base, port: { from: 8000, to: UNKNOWN } }).failures).toEqual([]);
@@ -76,9 +93,14 @@ describe("check: defaults and normalization", () => {
 
 describe("check: the bad inputs of issue 5", () => {
   it("port 70000", () => expect(only({ port: 70000 }, "port")).toMatch(/must be a port 1-65535/));
-  it('source "10.0.0.0/33"', () => expect(only({ source: "10.0.0.0/33" }, "source")).toMatch(/prefix length of \/33, but IPv4 allows \/0 to \/32/));
-  it("rejectWith on ACCEPT", () => expect(only({ rejectWith: "tcp-reset" }, "rejectWith")).toMatch(/only applies to action REJECT.*set action: "REJECT"/));
-  it('comment "; reboot #', () => expect(only({ comment: '"; reboot #' }, "comment")).toMatch(/may only contain letters, digits/));
+  it('source "10.0.0.0/33"', () =>
+    expect(only({ source: "10.0.0.0/33" }, "source")).toMatch(/prefix length of \/33, but IPv4 allows \/0 to \/32/));
+  it("rejectWith on ACCEPT", () =>
+    expect(only({ rejectWith: "tcp-reset" }, "rejectWith")).toMatch(
+      /only applies to action REJECT.*set action: "REJECT"/,
+    ));
+  it('comment "; reboot #', () =>
+    expect(only({ comment: '"; reboot #' }, "comment")).toMatch(/may only contain letters, digits/));
 });
 
 describe("check: every rule of issue 4", () => {
@@ -86,13 +108,38 @@ describe("check: every rule of issue 4", () => {
     ["range start after end", { port: "8100-8000" }, "port", /starts after it ends: write it as 8000-8100/],
     ["port 0", { port: 0 }, "port", /1-65535/],
     ["a bad item of a list names its index", { port: [80, "http"] }, "port[1]", /got "http"/],
-    ["more than 15 multiport slots (a range counts 2)", { port: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, "100-200"] }, "port", /lists 16 port slots but .* at most 15/],
+    [
+      "more than 15 multiport slots (a range counts 2)",
+      { port: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, "100-200"] },
+      "port",
+      /lists 16 port slots but .* at most 15/,
+    ],
     ["protocol other than tcp/udp", { protocol: "icmp" }, "protocol", /one of tcp, udp/],
     ["action", { action: "ALLOW" }, "action", /one of ACCEPT, DROP, REJECT/],
-    ["icmp6 reject type on IPv4", { action: "REJECT", rejectWith: "icmp6-adm-prohibited" }, "rejectWith", /not a reject type for ipVersion ipv4/],
-    ["icmp reject type on IPv6", { action: "REJECT", rejectWith: "icmp-host-prohibited", ipVersion: "ipv6" }, "rejectWith", /not a reject type for ipVersion ipv6/],
-    ["family-specific type with both", { action: "REJECT", rejectWith: "icmp-port-unreachable", ipVersion: "both" }, "rejectWith", /tcp-reset, port-unreachable/],
-    ["tcp-reset with udp", { action: "REJECT", rejectWith: "tcp-reset", protocol: "udp" }, "rejectWith", /tcp-reset only works with protocol tcp/],
+    [
+      "icmp6 reject type on IPv4",
+      { action: "REJECT", rejectWith: "icmp6-adm-prohibited" },
+      "rejectWith",
+      /not a reject type for ipVersion ipv4/,
+    ],
+    [
+      "icmp reject type on IPv6",
+      { action: "REJECT", rejectWith: "icmp-host-prohibited", ipVersion: "ipv6" },
+      "rejectWith",
+      /not a reject type for ipVersion ipv6/,
+    ],
+    [
+      "family-specific type with both",
+      { action: "REJECT", rejectWith: "icmp-port-unreachable", ipVersion: "both" },
+      "rejectWith",
+      /tcp-reset, port-unreachable/,
+    ],
+    [
+      "tcp-reset with udp",
+      { action: "REJECT", rejectWith: "tcp-reset", protocol: "udp" },
+      "rejectWith",
+      /tcp-reset only works with protocol tcp/,
+    ],
     ["IPv6 source with ipv4", { source: "fd00::/64" }, "source", /IPv6 network but ipVersion is ipv4/],
     ["any source with both", { source: "198.18.0.0/24", ipVersion: "both" }, "source", /cannot apply to both families/],
     ["host bits set", { source: "198.18.0.5/24" }, "source", /the network is 198.18.0.0\/24/],
@@ -101,7 +148,12 @@ describe("check: every rule of issue 4", () => {
     ["chain over 28 chars", { chain: "A".repeat(29) }, "chain", /at most 28/],
     ["chain with whitespace", { chain: "MY CHAIN" }, "chain", /no spaces/],
     ["chain named like a target", { chain: "DROP" }, "chain", /is a target/],
-    ["chain that is not in the table", { table: "raw", chain: "INPUT" }, "chain", /raw table has no INPUT chain; its built-in chains are PREROUTING, OUTPUT/],
+    [
+      "chain that is not in the table",
+      { table: "raw", chain: "INPUT" },
+      "chain",
+      /raw table has no INPUT chain; its built-in chains are PREROUTING, OUTPUT/,
+    ],
     ["REJECT outside filter", { table: "mangle", action: "REJECT" }, "action", /REJECT only works in the filter table/],
     ["DROP in nat", { table: "nat", chain: "PREROUTING", action: "DROP" }, "action", /nat table is not for filtering/],
     ["interface name too long", { inInterface: "a-very-long-ifname" }, "inInterface", /at most 15/],
@@ -111,9 +163,19 @@ describe("check: every rule of issue 4", () => {
     ["comment with the tag prefix", { comment: "pulumi-iptables:x" }, "comment", /marks the identity tag/],
     ["position 0", { position: 0 }, "position", /line number of 1 or more/],
     ["unknown property", { ports: 22 }, "ports", /not a known property/],
-    ["host with a space", { connection: { host: "198.18.0.10 ; id" } }, "connection.host", /host name or an IPv4\/IPv6 address/],
+    [
+      "host with a space",
+      { connection: { host: "198.18.0.10 ; id" } },
+      "connection.host",
+      /host name or an IPv4\/IPv6 address/,
+    ],
     ["missing host", { connection: {} }, "connection.host", /is required/],
-    ["key path instead of key", { connection: { host: "h", privateKey: "~/.ssh/id_ed25519" } }, "connection.privateKey", /not a file path/],
+    [
+      "key path instead of key",
+      { connection: { host: "h", privateKey: "~/.ssh/id_ed25519" } },
+      "connection.privateKey",
+      /not a file path/,
+    ],
     ["bad host key", { connection: { host: "h", hostKey: "AAAA" } }, "connection.hostKey", /ssh-ed25519 AAAA/],
     ["proxy host", { connection: { host: "h", proxy: { host: "" } } }, "connection.proxy.host", /host name/],
     ["ssh port", { connection: { host: "h", port: 0 } }, "connection.port", /between 1 and 65535/],
@@ -121,7 +183,8 @@ describe("check: every rule of issue 4", () => {
     expect(only(news as Record<string, unknown>, property)).toMatch(reason);
   });
 
-  it("it accepts exactly 15 slots", () => expect(failuresOf({ port: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, "100-200"] })).toEqual([]));
+  it("it accepts exactly 15 slots", () =>
+    expect(failuresOf({ port: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, "100-200"] })).toEqual([]));
 
   it("names every missing required property and never echoes secrets", () => {
     expect(check({}, {}).failures.map((f) => f.property)).toEqual(["connection", "port", "action"]);
@@ -133,16 +196,56 @@ describe("check: every rule of issue 4", () => {
 describe("check on garbage (fast-check)", () => {
   const nasty = fc.oneof(
     fc.string({ unit: "binary" }),
-    fc.string({ unit: fc.constantFrom("\0", ";", "`", "$(", "'", '"', "\n", "#", "|", "&", " ", "-", "/", "+", ":", "é", "🔥", "\u202e") }),
+    fc.string({
+      unit: fc.constantFrom(
+        "\0",
+        ";",
+        "`",
+        "$(",
+        "'",
+        '"',
+        "\n",
+        "#",
+        "|",
+        "&",
+        " ",
+        "-",
+        "/",
+        "+",
+        ":",
+        "é",
+        "🔥",
+        "\u202e",
+      ),
+    }),
     fc.string({ minLength: 5000, maxLength: 20000 }),
   );
   const value = fc.letrec((tie) => ({
-    any: fc.oneof({ depthSize: "small" }, fc.anything(), nasty, fc.constant(UNKNOWN), fc.integer(), fc.double(), tie("obj"), fc.array(tie("any"), { maxLength: 20 })),
-    obj: fc.dictionary(fc.constantFrom("host", "port", "from", "to", "user", "proxy", "privateKey", "__proto__", "constructor"), tie("any"), { maxKeys: 5 }),
+    any: fc.oneof(
+      { depthSize: "small" },
+      fc.anything(),
+      nasty,
+      fc.constant(UNKNOWN),
+      fc.integer(),
+      fc.double(),
+      tie("obj"),
+      fc.array(tie("any"), { maxLength: 20 }),
+    ),
+    obj: fc.dictionary(
+      fc.constantFrom("host", "port", "from", "to", "user", "proxy", "privateKey", "__proto__", "constructor"),
+      tie("any"),
+      { maxKeys: 5 },
+    ),
   })).any;
   const news = fc.record(
     {
-      connection: fc.oneof(value, fc.record({ host: value, port: value, user: value, hostKey: value, proxy: value, sudo: value }, { requiredKeys: [] })),
+      connection: fc.oneof(
+        value,
+        fc.record(
+          { host: value, port: value, user: value, hostKey: value, proxy: value, sudo: value },
+          { requiredKeys: [] },
+        ),
+      ),
       port: value,
       protocol: value,
       action: value,
@@ -165,7 +268,9 @@ describe("check on garbage (fast-check)", () => {
       fc.property(news, (n) => {
         const { failures } = check({}, n as Record<string, unknown>);
         for (const f of failures) {
-          expect(f.property).toMatch(/^(inputs|connection|port|protocol|action|rejectWith|chain|table|source|inInterface|comment|ipVersion|position|persist|extra)\b/);
+          expect(f.property).toMatch(
+            /^(inputs|connection|port|protocol|action|rejectWith|chain|table|source|inInterface|comment|ipVersion|position|persist|extra)\b/,
+          );
           expect(f.reason.length).toBeGreaterThan(5);
         }
       }),
@@ -175,11 +280,14 @@ describe("check on garbage (fast-check)", () => {
 
   it("never throws on non-objects either", () => {
     fc.assert(
-      fc.property(fc.anything().filter((x) => typeof x !== "object" || x === null || Array.isArray(x)), (n) => {
-        const { failures } = check({}, n as Record<string, unknown>);
-        expect(failures.length).toBeGreaterThan(0);
-        expect(failures[0].property).toBe("inputs");
-      }),
+      fc.property(
+        fc.anything().filter((x) => typeof x !== "object" || x === null || Array.isArray(x)),
+        (n) => {
+          const { failures } = check({}, n as Record<string, unknown>);
+          expect(failures.length).toBeGreaterThan(0);
+          expect(failures[0].property).toBe("inputs");
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -95,11 +95,17 @@ describe("parseSpec and odd lines", () => {
     expect(spec.match.fragment).toEqual({ value: "", negated: true });
     expect(spec.opaque).toEqual(["-m", "string", "--hex-string", "|41 42|", "--algo", "bm"]);
     expect([spec.target, spec.goto]).toEqual(["USR", true]);
-    expect(parseSpec(["-m", "tcp", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "ACCEPT"]).opaque).toEqual(["--tcp-flags", "SYN,RST", "SYN"]);
+    expect(parseSpec(["-m", "tcp", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "ACCEPT"]).opaque).toEqual([
+      "--tcp-flags",
+      "SYN,RST",
+      "SYN",
+    ]);
   });
 
   it("keeps -S quoting in the text and unquotes tokens", () => {
-    const rs = parseRuleset('-P INPUT ACCEPT\n-A INPUT -m comment --comment "a \\"b\\" c\\\\" -j LOG --log-prefix "x: "\n');
+    const rs = parseRuleset(
+      '-P INPUT ACCEPT\n-A INPUT -m comment --comment "a \\"b\\" c\\\\" -j LOG --log-prefix "x: "\n',
+    );
     const r = chainOf(rs, "filter", "INPUT")!.rules[0];
     expect(r.match.comment?.value).toBe('a "b" c\\');
     expect(r.text).toBe('-A INPUT -m comment --comment "a \\"b\\" c\\\\" -j LOG --log-prefix "x: "');
@@ -107,7 +113,8 @@ describe("parseSpec and odd lines", () => {
   });
 
   it("skips headers and warnings by content, and names the line it cannot read", () => {
-    const text = "# Warning: iptables-legacy tables present, use iptables-legacy to see them\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n";
+    const text =
+      "# Warning: iptables-legacy tables present, use iptables-legacy to see them\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n";
     expect(chainOf(parseRuleset(text), "filter", "INPUT")!.rules).toHaveLength(1);
     const bad = () => parseRuleset("*filter\n:INPUT ACCEPT [0:0]\n-X INPUT\nCOMMIT\n");
     expect(bad).toThrow(RulesetParseError);
@@ -122,7 +129,10 @@ describe("parseSpec and odd lines", () => {
   });
 
   it("reads iptables -S output of another table when told which", () => {
-    const rs = parseRuleset("-P PREROUTING ACCEPT\n-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.0.2:8080\n", { table: "nat" });
+    const rs = parseRuleset(
+      "-P PREROUTING ACCEPT\n-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.0.2:8080\n",
+      { table: "nat" },
+    );
     expect(chainOf(rs, "nat", "PREROUTING")!.rules[0].target).toBe("DNAT");
   });
 });

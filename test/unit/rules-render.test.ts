@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { check, makeTag, MAX_COMMENT_BYTES, MAX_TAG_BYTES, parseRuleset, parseSpec, renderRule, ruleText, tagOf } from "../../provider/rules";
+import {
+  check,
+  makeTag,
+  MAX_COMMENT_BYTES,
+  MAX_TAG_BYTES,
+  parseRuleset,
+  parseSpec,
+  renderRule,
+  ruleText,
+  tagOf,
+} from "../../provider/rules";
 
 const TAG = "pulumi-iptables:web/prod/allow/abcd1234";
 const inputs = (news: Record<string, unknown>) => {
@@ -16,11 +26,31 @@ describe("renderRule", () => {
       4,
       `-s 198.18.0.0/24 -i eth0 -p tcp -m tcp --dport 2222 -m comment --comment web (prod) ${TAG} -j ACCEPT`,
     ],
-    [{ port: [80, "8000-8100", 53], protocol: "udp", action: "DROP" }, 4, `-p udp -m multiport --dports 53,80,8000:8100 -m comment --comment ${TAG} -j DROP`],
-    [{ port: "8000-8100", action: "REJECT" }, 4, `-p tcp -m tcp --dport 8000:8100 -m comment --comment ${TAG} -j REJECT --reject-with icmp-port-unreachable`],
-    [{ action: "REJECT", ipVersion: "both", rejectWith: "admin-prohibited" }, 6, `-p tcp -m tcp --dport 2222 -m comment --comment ${TAG} -j REJECT --reject-with icmp6-adm-prohibited`],
-    [{ action: "REJECT", ipVersion: "both", rejectWith: "tcp-reset" }, 4, `-p tcp -m tcp --dport 2222 -m comment --comment ${TAG} -j REJECT --reject-with tcp-reset`],
-    [{ source: "fd00:18::/64", ipVersion: "ipv6", inInterface: "veth+" }, 6, `-s fd00:18::/64 -i veth+ -p tcp -m tcp --dport 2222 -m comment --comment ${TAG} -j ACCEPT`],
+    [
+      { port: [80, "8000-8100", 53], protocol: "udp", action: "DROP" },
+      4,
+      `-p udp -m multiport --dports 53,80,8000:8100 -m comment --comment ${TAG} -j DROP`,
+    ],
+    [
+      { port: "8000-8100", action: "REJECT" },
+      4,
+      `-p tcp -m tcp --dport 8000:8100 -m comment --comment ${TAG} -j REJECT --reject-with icmp-port-unreachable`,
+    ],
+    [
+      { action: "REJECT", ipVersion: "both", rejectWith: "admin-prohibited" },
+      6,
+      `-p tcp -m tcp --dport 2222 -m comment --comment ${TAG} -j REJECT --reject-with icmp6-adm-prohibited`,
+    ],
+    [
+      { action: "REJECT", ipVersion: "both", rejectWith: "tcp-reset" },
+      4,
+      `-p tcp -m tcp --dport 2222 -m comment --comment ${TAG} -j REJECT --reject-with tcp-reset`,
+    ],
+    [
+      { source: "fd00:18::/64", ipVersion: "ipv6", inInterface: "veth+" },
+      6,
+      `-s fd00:18::/64 -i veth+ -p tcp -m tcp --dport 2222 -m comment --comment ${TAG} -j ACCEPT`,
+    ],
   ] as const)("%j ipv%s", (news, family, expected) => {
     expect(renderRule(inputs(news), family, TAG).join(" ")).toBe(expected);
   });
@@ -40,8 +70,12 @@ describe("renderRule", () => {
 
 describe("ruleText", () => {
   it("quotes the comment exactly as iptables -S does", () => {
-    expect(ruleText("INPUT", ["-m", "comment", "--comment", "plain_word-1", "-j", "ACCEPT"])).toBe("-A INPUT -m comment --comment plain_word-1 -j ACCEPT");
-    expect(ruleText("INPUT", ["-m", "comment", "--comment", `it's "x" \\`, "-j", "ACCEPT"])).toBe(`-A INPUT -m comment --comment "it\\'s \\"x\\" \\\\" -j ACCEPT`);
+    expect(ruleText("INPUT", ["-m", "comment", "--comment", "plain_word-1", "-j", "ACCEPT"])).toBe(
+      "-A INPUT -m comment --comment plain_word-1 -j ACCEPT",
+    );
+    expect(ruleText("INPUT", ["-m", "comment", "--comment", `it's "x" \\`, "-j", "ACCEPT"])).toBe(
+      `-A INPUT -m comment --comment "it\\'s \\"x\\" \\\\" -j ACCEPT`,
+    );
     const text = ruleText("INPUT", renderRule(inputs({ comment: "web (prod)" }), 4, TAG));
     expect(parseRuleset(text).tables.get("filter")!.chains.get("INPUT")!.rules[0].text).toBe(text);
   });
@@ -49,7 +83,9 @@ describe("ruleText", () => {
 
 describe("makeTag", () => {
   it("sanitizes and keeps the format", () => {
-    expect(makeTag({ project: "web", stack: "org/prod", name: "allow ssh; rm" }, "abcd1234")).toBe("pulumi-iptables:web/org_prod/allow_ssh__rm/abcd1234");
+    expect(makeTag({ project: "web", stack: "org/prod", name: "allow ssh; rm" }, "abcd1234")).toBe(
+      "pulumi-iptables:web/org_prod/allow_ssh__rm/abcd1234",
+    );
   });
   it("fits long names into MAX_TAG_BYTES, so any valid comment plus the tag fits iptables' 255 bytes", () => {
     const tag = makeTag({ project: "p".repeat(300), stack: "s".repeat(50), name: "n".repeat(500) }, "abcd1234");
