@@ -25,7 +25,7 @@ beforeAll(async () => {
   lab = await Lab.create();
 });
 afterAll(async () => {
-  projects.forEach((p) => p.remove());
+  for (const p of projects) p.remove();
   await lab?.destroy();
 });
 

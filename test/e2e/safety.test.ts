@@ -23,7 +23,7 @@ beforeAll(async () => {
   host = await lab.addHost({ ssh: "lo", listen: { tcp: [2222] }, rules: { v4: empty, v6: empty } });
 });
 afterAll(async () => {
-  projects.forEach((p) => p.remove());
+  for (const p of projects) p.remove();
   await closeAll();
   await lab?.destroy();
 });

@@ -5,8 +5,8 @@ import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, LAB_PASSWORD } from "../lab/lab";
-import type { LabHost, LabUser } from "../lab/lab";
+import { Lab, LAB_PASSWORD } from "./lab";
+import type { LabHost, LabUser } from "./lab";
 import {
   ConnectionError,
   HostKeyError,
@@ -280,7 +280,14 @@ describe("channels", () => {
       ),
     );
     const closed = Promise.all(
-      hogs.map((ch) => new Promise((r) => (ch.on("close", r), ch.resume(), ch.stderr.resume()))),
+      hogs.map(
+        (ch) =>
+          new Promise((r) => {
+            ch.on("close", r);
+            ch.resume();
+            ch.stderr.resume();
+          }),
+      ),
     );
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => s.run(`echo ${i}`)));
     expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 8 }, (_, i) => `${i}\n`));
@@ -293,7 +300,10 @@ describe("channels", () => {
     const shells = await Promise.all(Array.from({ length: 4 }, () => s.openChannel("sh -s")));
     // All 4 slots are held: a run waits until one shell is released.
     let ran = false;
-    const waiting = s.run("echo queued").then((r) => ((ran = true), r));
+    const waiting = s.run("echo queued").then((r) => {
+      ran = true;
+      return r;
+    });
     await new Promise((r) => setTimeout(r, 300));
     expect(ran).toBe(false);
     const outputs = await Promise.all(
@@ -303,7 +313,10 @@ describe("channels", () => {
             let out = "";
             channel.on("data", (d: Buffer) => (out += d.toString()));
             channel.stderr.resume();
-            channel.on("close", () => (release(), res(out)));
+            channel.on("close", () => {
+              release();
+              res(out);
+            });
             channel.end("id -u\nexit 0\n");
           }),
       ),

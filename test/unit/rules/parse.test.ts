@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { chainOf, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "../../provider/rules";
-import { renderSpec, ruleText } from "../../provider/rules/render";
-import { BACKENDS, CAPTURES, FAMILIES, label, readFamilyFile } from "./fixtures";
+import { chainOf, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "../../../provider/rules";
+import { renderSpec, ruleText } from "../../../provider/rules/render";
+import { BACKENDS, CAPTURES, FAMILIES, label, readFamilyFile } from "../../fixtures/captures";
 
 /** The `-A` lines of `iptables -S` output, in order. */
 const appendLines = (s: string) => s.split("\n").filter((l) => l.startsWith("-A "));

@@ -9,7 +9,7 @@ import {
   renderRule,
   ruleText,
   tagOf,
-} from "../../provider/rules";
+} from "../../../provider/rules";
 
 const TAG = "pulumi-iptables:web/prod/allow/abcd1234";
 const inputs = (news: Record<string, unknown>) => {

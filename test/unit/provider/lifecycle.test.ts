@@ -1,7 +1,7 @@
 // The pure parts of the PortRule lifecycle: diff (what replaces, what updates in place, what is no
 // change) and check (tag and preview text, deterministic; bad input as failures, never a throw).
 import { describe, expect, it } from "vitest";
-import { check, diff } from "../../provider/provider";
+import { check, diff } from "../../../provider/provider";
 
 const identity = { project: "web", stack: "prod", name: "allow-app" };
 const key = (n: string) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${n}\n-----END OPENSSH PRIVATE KEY-----\n`;

@@ -13,9 +13,9 @@ import {
   ruleText,
   shadowing,
   type Ruleset,
-} from "../../provider/rules";
-import { placeholders, type Expectation, type Family } from "../fixtures/scenarios";
-import { CAPTURES, label, readFamilyFile } from "./fixtures";
+} from "../../../provider/rules";
+import { placeholders, type Expectation, type Family } from "../../fixtures/scenarios";
+import { CAPTURES, label, readFamilyFile } from "../../fixtures/captures";
 
 const TAG = makeTag({ project: "lab", stack: "dev", name: "rule" }, "abcd1234");
 
@@ -44,7 +44,10 @@ function inserted(ruleset: Ruleset, table: string, chain: string, line: number, 
   const rule = chainOf(parseRuleset(ruleText(chain, argv), { table }), table, chain)!.rules[0];
   const rules = chainOf(copy, table, chain)!.rules;
   rules.splice(line - 1, 0, rule);
-  rules.forEach((r, i) => (r === rule ? (r.line = i + 1) : rules.splice(i, 1, { ...r, line: i + 1 })));
+  rules.forEach((r, i) => {
+    if (r === rule) r.line = i + 1;
+    else rules.splice(i, 1, { ...r, line: i + 1 });
+  });
   return copy;
 }
 

@@ -14,8 +14,8 @@ import {
   shellJoin,
   shellQuote,
   verifyHostKey,
-} from "../../provider/ssh";
-import type { ConnectionArgs } from "../../provider/ssh";
+} from "../../../provider/ssh";
+import type { ConnectionArgs } from "../../../provider/ssh";
 
 /** What a real sh makes of a quoted word: its one word back (or a note of how many words it became). */
 function throughSh(quoted: string): string {

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { check, UNKNOWN } from "../../provider/rules";
+import { check, UNKNOWN } from "../../../provider/rules";
 
 const base = { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT" };
 const failuresOf = (news: Record<string, unknown>) => check({}, { ...base, ...news }).failures;
