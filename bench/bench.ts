@@ -17,7 +17,7 @@ import { check, create, remove } from "../dist/provider.js";
 import type { PortRuleState } from "../dist/provider.js";
 import { hostAgent } from "../dist/host/agent.js";
 import { closeAll } from "../dist/ssh/index.js";
-import type { ConnectionArgs } from "../dist/ssh/index.js";
+import type { CheckedConnection } from "../dist/rules/index.js";
 import { Lab } from "../test/lab/lab";
 import type { LabHost } from "../test/lab/lab";
 import { PulumiProject } from "../test/pulumi";
@@ -197,7 +197,7 @@ interface Fleet {
  * The session a host's agent uses. `fresh` closes these, so that each phase starts without a
  * connection, as a fresh `pulumi` process does.
  */
-const sessionOf = (conn: ConnectionArgs) => hostAgent(conn, {}).session;
+const sessionOf = (conn: CheckedConnection) => hostAgent(conn, {}).session;
 async function fresh(sessions: { close(): Promise<void> }[]): Promise<void> {
   await Promise.all(sessions.map((s) => s.close()));
   await closeAll();
@@ -229,7 +229,7 @@ async function lifecycle(
   const ports = Array.from({ length: fleet.perHost }, (_, i) => PORT0 + i);
   for (const h of fleet.hosts) await reset(h);
   const inputs = (await Promise.all(fleet.hosts.map((h) => checkedInputs(h, ports, "lifecycle")))).flat();
-  const connOf = (k: number) => inputs[k * fleet.perHost].connection as ConnectionArgs;
+  const connOf = (k: number) => inputs[k * fleet.perHost].connection as CheckedConnection;
   await fresh(fleet.hosts.map((_, k) => sessionOf(connOf(k))));
   // The sessions this phase uses (closing one takes it out of the pool: take them after).
   const createSessions = fleet.hosts.map((_, k) => sessionOf(connOf(k)));
@@ -350,7 +350,7 @@ async function main() {
   sshKey = join(lab.dir, "client_ed25519");
   try {
     log(`bench: ${cpus().length} CPUs, ${RUNS} runs, parallelism ${PARALLEL}`);
-    const h = await lab.addHost({ backend: "nft", rules: { v4: BASE } });
+    const h = await lab.addHost({ backend: "nf_tables", rules: { v4: BASE } });
     await countSyns(h);
     // One discarded run: the first use of the provider's code in this process (module loading, JIT).
     await lifecycle({ hosts: [h], perHost: 2 }, PARALLEL, "host");
@@ -403,7 +403,7 @@ async function main() {
 
     log("fleet: 20 hosts");
     const fleet: LabHost[] = [h];
-    while (fleet.length < 20) fleet.push(await lab.addHost({ backend: "nft", rules: { v4: BASE } }));
+    while (fleet.length < 20) fleet.push(await lab.addHost({ backend: "nf_tables", rules: { v4: BASE } }));
     for (const f of fleet.slice(1)) await countSyns(f);
     const one: Sample[] = [];
     const perHost: Sample[] = [];

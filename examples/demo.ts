@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   try {
     step("lab host: a default-deny firewall (SSH and app ports 8000-8100 allowed), services on 2222 and 8080");
     const host = await lab.addHost({
-      backend: "nft",
+      backend: "nf_tables",
       rules: { v4: FIREWALL, v6: FIREWALL },
       listen: { tcp: [2222, 8080] },
     });

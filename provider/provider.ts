@@ -3,13 +3,12 @@
 // stack's state through the serialized provider: keep it and its exports loadable in later versions.
 import { createHash, randomBytes } from "node:crypto";
 import { log as pulumiLog } from "@pulumi/pulumi";
-import { check as checkInputs, makeTag, matchesPacket, parseSpec, renderRule, ruleText, UNKNOWN } from "./rules";
-import type { RuleInputs } from "./rules";
+import { check as checkInputs, isUnknown, makeTag, matchesPacket, parseSpec, renderRule, ruleText } from "./rules";
+import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
 import { hostAgent, TagTaken } from "./host/agent";
 import type { HostFacts, InsertRequest, ReadResult } from "./host/agent";
 import { familyName } from "./host/protocol";
-import type { Family } from "./host/protocol";
-import type { ConnectionArgs, Logger } from "./ssh";
+import type { Logger } from "./ssh";
 
 /** Inputs that define the rule on the host: a change to any of them replaces it. */
 export const RULE_DEFINING = [
@@ -26,11 +25,10 @@ export const RULE_DEFINING = [
   "position",
 ] as const;
 
-type FamilyName = "ipv4" | "ipv6";
 type PerFamily<T> = Partial<Record<FamilyName, T>>;
 
-/** What a created rule records in state (outputs). */
-export interface PortRuleState extends RuleInputs {
+/** What a created rule records in state beyond its checked inputs: the resource's outputs. */
+export interface PortRuleOutputs {
   /** Unique part of the identity tag: derived from what defines the rule (so preview shows the tag
    * that up adds), random instead when that tag was on the host already; fixed at create. */
   unique: string;
@@ -54,7 +52,7 @@ export interface PortRuleState extends RuleInputs {
   shadowedBy: PerFamily<string>;
   /** Families whose rule has gone from the host (refresh); the next `up` replaces the rule. */
   missing: FamilyName[];
-  backend: string;
+  backend: Backend;
   iptablesVersion: string;
   hostKeyFingerprint: string;
   /** For ACCEPT rules: whether anything listens on the port(s) (`ss`), at create. */
@@ -62,10 +60,10 @@ export interface PortRuleState extends RuleInputs {
   persisted: false | { mechanism: string; files: string[] };
 }
 
+/** What a created rule records in state: its checked inputs and its outputs. */
+export type PortRuleState = RuleInputs & PortRuleOutputs;
+
 const families = (v: RuleInputs["ipVersion"]): Family[] => (v === "both" ? [4, 6] : v === "ipv6" ? [6] : [4]);
-const isUnknown = (v: unknown): boolean =>
-  v === UNKNOWN ||
-  (Array.isArray(v) ? v.some(isUnknown) : typeof v === "object" && v !== null && Object.values(v).some(isUnknown));
 
 /** Pulumi's log: shown by the engine with the resource's diagnostics. */
 function logger(): Logger {
@@ -158,7 +156,7 @@ export async function create(inputs: RuleInputs & { unique: string }) {
   const log = logger();
   if (!inputs.identity) throw new Error("PortRule inputs lack their identity: create PortRule through its constructor");
   const fams = families(inputs.ipVersion);
-  const agent = hostAgent(connectionOf(inputs.connection), log);
+  const agent = hostAgent(inputs.connection, log);
   // A tag already on the host means the rule this one replaces is still there (create before
   // delete of an identical rule): a new unique part keeps the two apart.
   let unique = inputs.unique;
@@ -232,15 +230,10 @@ export async function create(inputs: RuleInputs & { unique: string }) {
 /** The rules files that hold a rule of these families. */
 const filesOf = (files: [string, string], fams: Family[]) => fams.map((f) => files[f === 4 ? 0 : 1]);
 
-/** The SSH layer's connection arguments. */
-function connectionOf(conn: RuleInputs["connection"]): ConnectionArgs {
-  return { ...conn, proxy: conn.proxy && { ...conn.proxy, sudo: false } };
-}
-
 /** The agent for a created rule: the host key seen at create is required from then on (checked on
  * the pooled connection, so create, refresh and delete in one process share one connection). */
 async function agentOf(conn: RuleInputs["connection"], recorded: string | undefined) {
-  const agent = hostAgent(connectionOf(conn), logger());
+  const agent = hostAgent(conn, logger());
   await agent.verifyHostKey(conn.hostKey ? undefined : recorded);
   return agent;
 }

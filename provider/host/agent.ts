@@ -5,7 +5,8 @@
 import { findByTag, parseRuleset, parseVersion, placeRule, ruleText, shadowing } from "../rules";
 import type { Position } from "../rules";
 import { getSession, verifyHostKey } from "../ssh";
-import type { ConnectionArgs, Logger, Session } from "../ssh";
+import type { Backend, CheckedConnection } from "../rules";
+import type { Logger, Session } from "../ssh";
 import { FAMILIES, LOCK, LOCK_FILE, LOCK_WAIT, PREAMBLE, iptables, parseSections, section } from "./protocol";
 import type { Family, Section, Sections } from "./protocol";
 import { DETECT, OWNER, ownerError, ownerOf, parsePersistence, saveScript } from "./persist";
@@ -49,7 +50,7 @@ export interface PersistRequest {
 }
 
 export interface HostFacts {
-  backend: "nf_tables" | "legacy";
+  backend: Backend;
   version: string;
   hostKeyFingerprint: string;
   /** Listening sockets as "tcp/22", "udp/53". */
@@ -111,7 +112,7 @@ const FIXUPS = 5;
 const agents = new Map<string, HostAgent>();
 
 /** The agent of a host connection (one per pooled connection per process). */
-export function hostAgent(conn: ConnectionArgs, log: Logger): HostAgent {
+export function hostAgent(conn: CheckedConnection, log: Logger): HostAgent {
   const session = getSession(conn, log);
   let a = agents.get(session.key);
   if (a?.session !== session) {

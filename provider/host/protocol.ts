@@ -2,9 +2,11 @@
 // exit status and stderr in sections, and the parser for what comes back. Pure: no I/O here.
 import { shellJoin } from "../ssh";
 
-export type Family = 4 | 6;
+import type { Family, FamilyName } from "../rules";
+
+export type { Family };
 export const FAMILIES: readonly Family[] = [4, 6];
-export const familyName = (f: Family) => (f === 4 ? "ipv4" : "ipv6") as "ipv4" | "ipv6";
+export const familyName = (f: Family): FamilyName => (f === 4 ? "ipv4" : "ipv6");
 export const iptables = (f: Family) => (f === 4 ? "iptables" : "ip6tables");
 
 /** The lock every process using this package takes from reading a chain to changing it. */

@@ -2,8 +2,24 @@
  * pulumi-iptables/rules: the pure rule core (no I/O). Validate PortRule inputs, render a rule as
  * the argv `iptables -S` prints back, parse what a host lists, and decide where a rule goes.
  */
-export { check, portRuleSchema, UNKNOWN } from "./schema";
-export type { CheckFailure, ConnectionInputs, PortItem, ProxyInputs, RuleInputs } from "./schema";
+export { check, isUnknown, portRuleSchema, UNKNOWN } from "./schema";
+export type { CheckFailure } from "./schema";
+export type {
+  Backend,
+  CheckedConnection,
+  CheckedJumpHost,
+  CheckedPort,
+  Connection,
+  Family,
+  FamilyName,
+  Identity,
+  JumpHost,
+  PortItem,
+  PortRange,
+  PortRuleInputs,
+  Position,
+  RuleInputs,
+} from "./types";
 export { FLAGS, type Flag, type MatchKey, type Neg, type RuleMatch } from "./flags";
 export {
   makeTag,
@@ -19,4 +35,4 @@ export {
 export { chainOf, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "./parse";
 export type { Chain, Counters, IptablesVersion, Rule, RuleSpec, Ruleset, Table } from "./parse";
 export { findByTag, matchesPacket, placeRule, PlacementError, shadowing } from "./place";
-export type { Packet, Position } from "./place";
+export type { Packet } from "./place";

@@ -1,3 +1,4 @@
+import type { Backend } from "./types";
 import { MODELED_MODULES, lookupFlag, type RuleMatch } from "./flags";
 
 /** Packet and byte counters (`[pkts:bytes]` in `iptables-save -c`, `-c pkts bytes` in `-S -v`). */
@@ -258,7 +259,7 @@ export function chainOf(ruleset: Ruleset, table: string, chain: string): Chain |
 
 export interface IptablesVersion {
   version: string;
-  backend: "nf_tables" | "legacy";
+  backend: Backend;
 }
 
 /**

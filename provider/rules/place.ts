@@ -2,6 +2,7 @@ import ipaddr from "ipaddr.js";
 import { NON_TERMINATING, VERDICTS, type MatchKey, type Neg } from "./flags";
 import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset, type Table } from "./parse";
 import { tagOf } from "./render";
+import type { Position } from "./types";
 
 /** A placement request that cannot be honoured (missing chain, line out of range). */
 export class PlacementError extends Error {
@@ -239,8 +240,6 @@ function lookup(ruleset: Ruleset, table: string, chain: string): { table: Table;
   if (!c) throw new PlacementError(`chain ${chain} does not exist in the ${table} table`);
   return { table: ruleset.tables.get(table)!, chain: c };
 }
-
-export type Position = "auto" | "top" | "bottom" | number;
 
 /**
  * Where to insert a rule (`iptables -I CHAIN <line>`), and why.

@@ -1,9 +1,9 @@
 import { FLAGS, PROTOCOL_MODULE, saveString, type RuleMatch } from "./flags";
 import type { RuleSpec } from "./parse";
-import type { RuleInputs } from "./schema";
+import type { Family, RuleInputs } from "./types";
 
 /** `--reject-with` types as `iptables -S` prints them, per family. */
-export const REJECT_TYPES: Readonly<Record<4 | 6, readonly string[]>> = {
+export const REJECT_TYPES: Readonly<Record<Family, readonly string[]>> = {
   4: [
     "icmp-net-unreachable",
     "icmp-host-unreachable",
@@ -75,12 +75,12 @@ export function tagOf(rule: Pick<RuleSpec, "match">): string | undefined {
 }
 
 /** The `--reject-with` type for one family. */
-function rejectFor(rejectWith: string, family: 4 | 6): string {
+function rejectFor(rejectWith: string, family: Family): string {
   return NEUTRAL_REJECT_TYPES[rejectWith]?.[family] ?? rejectWith;
 }
 
 /** The rule model of checked inputs for one family. */
-function specOf(inputs: RuleInputs, family: 4 | 6, tag: string): RuleSpec {
+function specOf(inputs: RuleInputs, family: Family, tag: string): RuleSpec {
   if ((family === 4 && inputs.ipVersion === "ipv6") || (family === 6 && inputs.ipVersion === "ipv4")) {
     throw new Error(`renderRule: ipVersion ${inputs.ipVersion} has no IPv${family} rule`);
   }
@@ -124,7 +124,7 @@ export function renderSpec(spec: Pick<RuleSpec, "match" | "target" | "goto" | "t
  * @example renderRule(inputs, 4, "pulumi-iptables:web/prod/allow-ssh/k3x9q2ab")
  *   // ["-p","tcp","-m","tcp","--dport","2222","-m","comment","--comment","pulumi-iptables:web/prod/allow-ssh/k3x9q2ab","-j","ACCEPT"]
  */
-export function renderRule(inputs: RuleInputs, family: 4 | 6, tag: string): string[] {
+export function renderRule(inputs: RuleInputs, family: Family, tag: string): string[] {
   return renderSpec(specOf(inputs, family, tag));
 }
 

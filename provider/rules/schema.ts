@@ -1,55 +1,11 @@
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { BUILTIN_CHAINS } from "./flags";
-import type { ConnectionArgs } from "../ssh/types";
 import { MAX_COMMENT_BYTES, NEUTRAL_REJECT_TYPES, REJECT_TYPES, TAG_PREFIX } from "./render";
+import type { CheckedConnection, CheckedPort, Family, RuleInputs } from "./types";
 
 /** Pulumi's placeholder for a value not known yet (during preview). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
-
-export type PortItem = number | { from: number; to: number };
-
-/** A jump host: the SSH layer's connection fields, without a proxy of its own or sudo. */
-export type ProxyInputs = Omit<ConnectionArgs, "proxy" | "sudo">;
-
-/** The checked connection: the SSH layer's ConnectionArgs, whose jump host has no sudo. */
-export interface ConnectionInputs extends ProxyInputs {
-  /** A jump host. */
-  proxy?: ProxyInputs;
-  /** Run iptables through `sudo -n`. */
-  sudo: boolean;
-}
-
-/**
- * Checked, normalized PortRule inputs. During preview any field may still hold the UNKNOWN
- * sentinel (and then the fields derived from it do too).
- */
-export interface RuleInputs {
-  connection: ConnectionInputs;
-  /** One port, one range, or a sorted, de-duplicated list (at least two items). */
-  port: PortItem | PortItem[];
-  /** Derived: the ports as iptables prints them: "2222", "8000:8100", "53,80,8000:8100". */
-  ports: string;
-  protocol: "tcp" | "udp";
-  action: "ACCEPT" | "DROP" | "REJECT";
-  /**
-   * Only with REJECT, always set then (default "icmp-port-unreachable", "icmp6-port-unreachable",
-   * or "port-unreachable" for both). A family-neutral name (NEUTRAL_REJECT_TYPES) maps per family.
-   */
-  rejectWith?: string;
-  chain: string;
-  table: "filter" | "nat" | "mangle" | "raw" | "security";
-  /** Canonical CIDR: "198.18.0.0/24", "198.18.0.1/32", "fd00::/64". */
-  source?: string;
-  inInterface?: string;
-  comment?: string;
-  ipVersion: "ipv4" | "ipv6" | "both";
-  position: "auto" | "top" | "bottom" | number;
-  persist: boolean;
-  allowLockout: boolean;
-  /** Added by the resource constructor; the identity tag is made from it. */
-  identity?: { project: string; stack: string; name: string };
-}
 
 export interface CheckFailure {
   property: string;
@@ -59,9 +15,9 @@ export interface CheckFailure {
 // ---------------------------------------------------------------- field schemas
 
 /** True when the value is, or contains, Pulumi's unknown sentinel. */
-function hasUnknown(v: unknown): boolean {
+export function isUnknown(v: unknown): boolean {
   if (v === UNKNOWN) return true;
-  return typeof v === "object" && v !== null && Object.values(v).some(hasUnknown);
+  return typeof v === "object" && v !== null && Object.values(v).some(isUnknown);
 }
 
 const custom = (ctx: z.RefinementCtx, message: string, path: (string | number)[] = []) => {
@@ -122,8 +78,9 @@ const proxyFields = {
   dialErrorLimit: z
     .number({ error: "must be a number of connection attempts, e.g. 10" })
     .int({ error: "must be a whole number of attempts" })
-    .min(1, { error: "must be at least 1" })
-    .max(1000, { error: "must be at most 1000" })
+    .refine((n) => n === -1 || (n >= 1 && n <= 1000), {
+      error: "must be from 1 to 1000 attempts, or -1 for no limit (as in @pulumi/command)",
+    })
     .default(10),
   perDialTimeout: z
     .number({ error: "must be a number of seconds, e.g. 15" })
@@ -154,9 +111,14 @@ const connectionFields = {
   sudo: z.boolean({ error: "must be true or false" }).default(false),
 };
 
+/** The schema and the declaration in ./types describe the same checked connection (checked at compile time). */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const connectionMatchesDeclaration: Same<z.output<z.ZodObject<typeof connectionFields>>, CheckedConnection> = true;
+void connectionMatchesDeclaration;
+
 const PORT_HELP = 'a port 1-65535, a range "8000-8100" or { from: 8000, to: 8100 }, or a list of those';
 
-function portItem(v: unknown, ctx: z.RefinementCtx, path: (string | number)[]): PortItem | undefined {
+function portItem(v: unknown, ctx: z.RefinementCtx, path: (string | number)[]): CheckedPort | undefined {
   const num = (x: unknown) =>
     typeof x === "number" ? x : typeof x === "string" && /^\d{1,5}$/.test(x) ? Number(x) : NaN;
   let from: number, to: number;
@@ -175,17 +137,17 @@ function portItem(v: unknown, ctx: z.RefinementCtx, path: (string | number)[]): 
   return from === to ? from : { from, to };
 }
 
-const bounds = (p: PortItem) => (typeof p === "number" ? [p, p] : [p.from, p.to]);
+const bounds = (p: CheckedPort) => (typeof p === "number" ? [p, p] : [p.from, p.to]);
 
-const portField = z.unknown().transform((v, ctx): PortItem | PortItem[] => {
-  if (hasUnknown(v)) return v as PortItem[]; // e.g. [80, <unknown>] during preview: checked at update
+const portField = z.unknown().transform((v, ctx): CheckedPort | CheckedPort[] => {
+  if (isUnknown(v)) return v as CheckedPort[]; // e.g. [80, <unknown>] during preview: checked at update
   if (v === undefined) return custom(ctx, `is required: give ${PORT_HELP}`);
   if (!Array.isArray(v)) return portItem(v, ctx, []) ?? z.NEVER;
   if (v.length === 0) return custom(ctx, `must not be an empty list: give ${PORT_HELP}`);
   if (v.length > 100) return custom(ctx, "must list at most 15 ports (iptables' multiport limit)");
   const items = v.map((x, i) => portItem(x, ctx, [i]));
   if (items.some((x) => x === undefined)) return z.NEVER;
-  const sorted = (items as PortItem[]).sort((a, b) => bounds(a)[0] - bounds(b)[0] || bounds(b)[1] - bounds(a)[1]);
+  const sorted = (items as CheckedPort[]).sort((a, b) => bounds(a)[0] - bounds(b)[0] || bounds(b)[1] - bounds(a)[1]);
   // Drop items another item already covers (duplicates, ports inside a range).
   const kept = sorted.filter(
     (p, i) => !sorted.slice(0, i).some((q) => bounds(q)[0] <= bounds(p)[0] && bounds(p)[1] <= bounds(q)[1]),
@@ -199,14 +161,14 @@ const portField = z.unknown().transform((v, ctx): PortItem | PortItem[] => {
   return kept.length === 1 ? kept[0] : kept;
 });
 
-export function portsText(port: PortItem | PortItem[]): string {
+export function portsText(port: CheckedPort | CheckedPort[]): string {
   return (Array.isArray(port) ? port : [port])
     .map((p) => (typeof p === "number" ? `${p}` : `${p.from}:${p.to}`))
     .join(",");
 }
 
 /** Canonical CIDR for an address or network; a message when it is not one. */
-function canonicalCidr(v: string): { cidr: string; family: 4 | 6 } | { error: string } {
+function canonicalCidr(v: string): { cidr: string; family: Family } | { error: string } {
   const [addr, prefixText, extra] = v.split("/");
   const isV4 = ipaddr.IPv4.isValidFourPartDecimal(addr);
   if (extra !== undefined || !(isV4 || (ipaddr.IPv6.isValid(addr) && !addr.includes("%")))) {
@@ -467,7 +429,7 @@ export function check(
   try {
     const inputs = checkFields(ruleFields, news, [], failures);
     if (inputs.port !== undefined)
-      inputs.ports = hasUnknown(inputs.port) ? UNKNOWN : portsText(inputs.port as PortItem | PortItem[]);
+      inputs.ports = isUnknown(inputs.port) ? UNKNOWN : portsText(inputs.port as CheckedPort | CheckedPort[]);
     crossCheck(inputs, (property, reason) => failures.push({ property, reason }));
     return { inputs: inputs as unknown as RuleInputs, failures };
   } catch (e) {

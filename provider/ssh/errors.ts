@@ -1,4 +1,4 @@
-import type { HostKeyInfo } from "./hostkey";
+import type { HostKeyInfo } from "./types";
 
 /** Replaces every secret (password, private key, passphrase) that occurs in a text. */
 export function redact(text: string, secrets: readonly (string | undefined)[]): string {

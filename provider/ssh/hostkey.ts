@@ -1,15 +1,6 @@
 import { createHash } from "node:crypto";
 import { HostKeyError } from "./errors";
-
-/** A host key as seen at connect time. */
-export interface HostKeyInfo {
-  /** The key type, e.g. "ssh-ed25519". */
-  algorithm: string;
-  /** "SHA256:<base64 without padding>", exactly as `ssh-keygen -lf` prints it. */
-  fingerprint: string;
-  /** "<type> <base64>", as in a known_hosts or .pub file (without a comment). */
-  publicKey: string;
-}
+import type { HostKeyInfo } from "./types";
 
 /** The SHA256 fingerprint of a raw public key blob, as OpenSSH prints it. */
 export function fingerprintOf(blob: Buffer): string {

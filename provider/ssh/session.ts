@@ -4,10 +4,10 @@ import { constants as osConstants } from "node:os";
 import { Client, utils } from "ssh2";
 import type { ClientChannel, ConnectConfig } from "ssh2";
 import type { Duplex } from "node:stream";
-import type { ConnectionArgs, Logger, Origin, RunOptions, RunResult, SessionStats } from "./types";
+import type { CheckedConnection, CheckedJumpHost } from "../rules";
+import type { HostKeyInfo, Logger, Origin, RunOptions, RunResult, SessionStats } from "./types";
 import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, scrubError } from "./errors";
 import { describeHostKey, hostKeyMatches, parseExpectedHostKey } from "./hostkey";
-import type { HostKeyInfo } from "./hostkey";
 import { shellQuote } from "./quote";
 
 /** Channels open at once per connection: well below sshd's default MaxSessions of 10. */
@@ -26,8 +26,11 @@ function hostPort(host: string, port: number): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
+/** A jump host is dialled like any host, never through sudo. */
+const jumpConnection = (j: CheckedJumpHost): CheckedConnection => ({ ...j, sudo: false });
+
 /** The pool key: one connection per (user, host, port, credentials, expected host key, sudo, proxy chain). */
-export function sessionKey(conn: ConnectionArgs): string {
+export function sessionKey(conn: CheckedConnection): string {
   const creds = createHash("sha256")
     .update(
       JSON.stringify([
@@ -40,7 +43,7 @@ export function sessionKey(conn: ConnectionArgs): string {
     .digest("hex")
     .slice(0, 16);
   const hk = conn.hostKey ? ` hostkey=${conn.hostKey.trim()}` : "";
-  const via = conn.proxy ? ` via ${sessionKey(conn.proxy)}` : "";
+  const via = conn.proxy ? ` via ${sessionKey(jumpConnection(conn.proxy))}` : "";
   return `${conn.user}@${hostPort(conn.host, conn.port)} creds=${creds}${conn.sudo ? " sudo" : ""}${hk}${via}`;
 }
 
@@ -49,7 +52,7 @@ export function sessionKey(conn: ConnectionArgs): string {
  * per process, shared by every caller. It connects lazily, on first use, and reconnects after a close.
  * `log` becomes the session's logger (the latest caller's, when shared).
  */
-export function getSession(conn: ConnectionArgs, log?: Logger): Session {
+export function getSession(conn: CheckedConnection, log?: Logger): Session {
   const key = sessionKey(conn);
   let s = pool.get(key);
   if (!s) {
@@ -125,15 +128,14 @@ export class Session {
   private readonly secrets: (string | undefined)[];
 
   constructor(
-    readonly args: ConnectionArgs,
+    readonly args: CheckedConnection,
     public log: Logger,
   ) {
     this.key = sessionKey(args);
     this.target = `${args.user}@${hostPort(args.host, args.port)}`;
     this.secrets = [];
-    for (let c: ConnectionArgs | undefined = args; c; c = c.proxy)
-      this.secrets.push(c.password, c.privateKey, c.privateKeyPassword);
-    if (args.proxy) this.proxySession = getSession(args.proxy, log);
+    for (const c of [args, args.proxy]) this.secrets.push(c?.password, c?.privateKey, c?.privateKeyPassword);
+    if (args.proxy) this.proxySession = getSession(jumpConnection(args.proxy), log);
   }
 
   /** Connects now if not connected (otherwise the first `run` does); resolves with the host key seen. */

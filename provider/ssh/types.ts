@@ -1,24 +1,11 @@
-/** Where and how to reach a host: the field names of @pulumi/command's remote.Connection, plus `sudo`. */
-export interface ConnectionArgs {
-  host: string;
-  /** Default 22 (filled by the schema). */
-  port: number;
-  /** Default "root". */
-  user: string;
-  password?: string;
-  privateKey?: string;
-  privateKeyPassword?: string;
-  agentSocketPath?: string;
-  /** Dial attempts before giving up; -1 means no limit. Default 10. */
-  dialErrorLimit: number;
-  /** Seconds for one dial (TCP connect + SSH handshake + authentication). Default 15. */
-  perDialTimeout: number;
-  /** An OpenSSH public key line ("ssh-ed25519 AAAA...") or a fingerprint ("SHA256:..."). */
-  hostKey?: string;
-  /** A jump host: reached first, then a direct-tcpip channel to `host:port` carries this connection. */
-  proxy?: ConnectionArgs;
-  /** Run commands through `sudo -n` (the user needs NOPASSWD sudo for /bin/sh). */
-  sudo: boolean;
+/** A host key as seen at connect time. */
+export interface HostKeyInfo {
+  /** The key type, e.g. "ssh-ed25519". */
+  algorithm: string;
+  /** "SHA256:<base64 without padding>", exactly as `ssh-keygen -lf` prints it. */
+  fingerprint: string;
+  /** "<type> <base64>", as in a known_hosts or .pub file (without a comment). */
+  publicKey: string;
 }
 
 /** Where log lines go (Pulumi's log in the provider, a test logger, or nothing). */

@@ -66,7 +66,7 @@ async function ok(r: Promise<CliResult>): Promise<CliResult> {
   return res;
 }
 
-describe.each(["nft", "legacy"] as const)("PortRule end to end (%s)", (backend) => {
+describe.each(["nf_tables", "legacy"] as const)("PortRule end to end (%s)", (backend) => {
   describe("the allow guide: policy DROP, [ESTABLISHED,RELATED accept; lo accept]", () => {
     let h: LabHost;
     let p: PulumiProject;
@@ -91,7 +91,7 @@ describe.each(["nft", "legacy"] as const)("PortRule end to end (%s)", (backend) 
       await ok(p.up());
       const out = (await p.outputs()).rules.allow;
       expect(out.insertedAt).toEqual({ ipv4: 3, ipv6: 3 });
-      expect(out.backend).toMatch(backend === "nft" ? /nf_tables/ : /legacy/);
+      expect(out.backend).toMatch(backend === "nf_tables" ? /nf_tables/ : /legacy/);
       expect(out.listening).toBe(true);
       expect(out.hostKeyFingerprint).toBe(h.hostKeyFingerprint);
       for (const f of FAMILIES) {
@@ -253,8 +253,8 @@ describe("PortRule errors (nft)", () => {
   let p: PulumiProject;
   beforeAll(async () => {
     [h, other] = await Promise.all([
-      lab.addHost({ backend: "nft", rules: { v4: EMPTY, v6: EMPTY }, listen: { tcp: [8081] } }),
-      lab.addHost({ backend: "nft" }),
+      lab.addHost({ backend: "nf_tables", rules: { v4: EMPTY, v6: EMPTY }, listen: { tcp: [8081] } }),
+      lab.addHost({ backend: "nf_tables" }),
     ]);
     p = await project("errs", h, []);
   });

@@ -24,7 +24,7 @@ describe("lab", () => {
   beforeAll(async () => {
     lab = await Lab.create();
     [nft, legacy] = await Promise.all([
-      lab.addHost({ backend: "nft", listen: { tcp: [2222] } }),
+      lab.addHost({ backend: "nf_tables", listen: { tcp: [2222] } }),
       lab.addHost({
         backend: "legacy",
         persistence: "rhel",

@@ -9,8 +9,9 @@ import { mkdirSync, readFileSync, writeFileSync, chmodSync, readlinkSync, rmSync
 import * as net from "node:net";
 import { join } from "node:path";
 
-export type Backend = "nft" | "legacy";
-export type Family = 4 | 6;
+import type { Backend, Family } from "../../provider/rules";
+
+export type { Backend, Family };
 
 export interface HostOptions {
   /** iptables backend inside the host (legacy = the -legacy binaries bind-mounted over the nft ones). */
@@ -422,7 +423,7 @@ export class Lab {
     const slot = allocateSlot(this.dir);
     const name = `${this.run}-h${slot}`;
     const dir = join(this.dir, `h${slot}`);
-    const opts = { backend: "nft" as Backend, persistence: "debian" as const, ...options };
+    const opts = { backend: "nf_tables" as Backend, persistence: "debian" as const, ...options };
     const hostKey = await writeHostFiles(dir, opts, this.publicKey);
     const host = new LabHost(this, name, slot, dir, opts, hostKey);
     this.hosts.push(host);

@@ -16,7 +16,8 @@ import {
   describeHostKey,
   getSession,
 } from "../../provider/ssh";
-import type { ConnectionArgs, Logger } from "../../provider/ssh";
+import type { CheckedConnection } from "../../provider/rules";
+import type { Logger } from "../../provider/ssh";
 
 let lab: Lab;
 let a: LabHost; // the main host
@@ -26,9 +27,9 @@ const tmp = mkdtempSync(join(tmpdir(), "pit-ssh-lab-"));
 function conn(
   h: LabHost,
   user: LabUser = "root",
-  extra: Partial<ConnectionArgs> = {},
+  extra: Partial<CheckedConnection> = {},
   family: 4 | 6 = 4,
-): ConnectionArgs {
+): CheckedConnection {
   return { ...h.connection(user, family), dialErrorLimit: 10, perDialTimeout: 15, sudo: false, ...extra };
 }
 
@@ -45,7 +46,7 @@ function keygen(name: string, passphrase = ""): { privateKey: string; publicKey:
 }
 
 /** A session of its own: whatever the pool held for these arguments is closed first. */
-async function fresh(args: ConnectionArgs, log?: Logger) {
+async function fresh(args: CheckedConnection, log?: Logger) {
   await getSession(args).close();
   return getSession(args, log);
 }
@@ -76,7 +77,7 @@ async function routeBetweenHosts(): Promise<void> {
 
 beforeAll(async () => {
   lab = await Lab.create();
-  [a, b] = await Promise.all([lab.addHost({ backend: "nft" }), lab.addHost({ backend: "legacy" })]);
+  [a, b] = await Promise.all([lab.addHost({ backend: "nf_tables" }), lab.addHost({ backend: "legacy" })]);
 });
 
 afterAll(async () => {

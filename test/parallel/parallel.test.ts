@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { check, create, remove } from "../../provider/provider";
 import type { PortRuleState } from "../../provider/provider";
 import { closeAll, getSession } from "../../provider/ssh";
-import type { ConnectionArgs } from "../../provider/ssh";
+import type { CheckedConnection } from "../../provider/rules";
 import { Lab } from "../lab/lab";
 import type { Backend, LabHost } from "../lab/lab";
 import { PulumiProject } from "../pulumi";
@@ -101,7 +101,7 @@ async function checked(h: LabHost, stack: string, s: Spec) {
 const reasons = (rs: PromiseSettledResult<unknown>[]) =>
   rs.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error)?.message ?? r.reason)] : []));
 
-describe.each(["nft", "legacy"] as Backend[])("one host, many rules at once (%s)", (backend) => {
+describe.each(["nf_tables", "legacy"] as Backend[])("one host, many rules at once (%s)", (backend) => {
   let h: LabHost;
   beforeAll(async () => {
     h = await lab.addHost({ backend, rules: { v4: BASE } });
@@ -112,7 +112,7 @@ describe.each(["nft", "legacy"] as Backend[])("one host, many rules at once (%s)
     await closeAll();
     const rules = specs(30, 10000);
     const inputs = await Promise.all(rules.map((s) => checked(h, "lifecycle", s)));
-    const session = getSession(inputs[0].connection as ConnectionArgs);
+    const session = getSession(inputs[0].connection as CheckedConnection);
 
     const created = await pool(rules.length, PARALLEL, (i) => create(inputs[i]));
     expect(reasons(created)).toEqual([]);
@@ -239,7 +239,7 @@ describe("30 rules through the real CLI: pulumi up --parallel 16, then destroy",
   let h: LabHost;
   let p: PulumiProject | undefined;
   beforeAll(async () => {
-    h = await lab.addHost({ backend: "nft", rules: { v4: BASE } });
+    h = await lab.addHost({ backend: "nf_tables", rules: { v4: BASE } });
   });
   afterAll(() => p?.remove());
 

@@ -127,7 +127,7 @@ function samples(family: 4 | 6, seed: number): Sample[] {
   const out: Sample[] = [];
   for (const n of fc.sample(newsFor(family), { numRuns: PER_BATCH * 4, seed })) {
     if (out.length === PER_BATCH) break;
-    const [table, chain] = n.place;
+    const [table, chain] = n.place as readonly [string, string];
     const { inputs, failures } = check(
       {},
       {

@@ -15,7 +15,7 @@ import {
   shellQuote,
   verifyHostKey,
 } from "../../../provider/ssh";
-import type { ConnectionArgs } from "../../../provider/ssh";
+import type { CheckedConnection } from "../../../provider/rules";
 
 /** What a real sh makes of a quoted word: its one word back (or a note of how many words it became). */
 function throughSh(quoted: string): string {
@@ -151,7 +151,7 @@ describe("secrets", () => {
   });
 
   it("keeps secrets out of the pool key", () => {
-    const conn: ConnectionArgs = {
+    const conn: CheckedConnection = {
       host: "h",
       port: 22,
       user: "u",
