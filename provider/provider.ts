@@ -6,7 +6,7 @@ import { log as pulumiLog } from "@pulumi/pulumi";
 import { check as checkInputs, isUnknown, makeTag, matchesPacket, parseSpec, renderRule, ruleText } from "./rules";
 import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
 import { hostAgent, TagTaken } from "./host/agent";
-import type { HostFacts, InsertRequest, ReadResult } from "./host/agent";
+import type { HostFacts, InsertRequest, InsertResult, Placement, ReadResult } from "./host/agent";
 import { familyName } from "./host/protocol";
 import type { Logger } from "./ssh";
 
@@ -152,17 +152,57 @@ function listeningOn(facts: HostFacts, inputs: RuleInputs): boolean {
   });
 }
 
+/** The state of a rule the host agent just inserted. */
+function createdState(inputs: RuleInputs, unique: string, tag: string, res: InsertResult): PortRuleState {
+  const fams = families(inputs.ipVersion);
+  const placed = (pick: (p: Placement) => unknown) =>
+    Object.fromEntries(fams.map((f) => [familyName(f), pick(res.families[f]!)]));
+  const { facts, persisted } = res;
+  return {
+    ...inputs,
+    unique,
+    tag,
+    host: inputs.connection.host,
+    rules: placed((p) => p.rule),
+    insertedAt: placed((p) => p.line),
+    placement: placed((p) => p.reason),
+    line: placed((p) => p.line),
+    counters: placed(() => ({ packets: 0, bytes: 0 })),
+    packets: 0,
+    bytes: 0,
+    effective: true,
+    shadowedBy: {},
+    missing: [],
+    backend: facts.backend,
+    iptablesVersion: facts.version,
+    hostKeyFingerprint: facts.hostKeyFingerprint,
+    listening: inputs.action === "ACCEPT" ? listeningOn(facts, inputs) : undefined,
+    persisted: persisted ? { mechanism: persisted.mechanism, files: filesOf(persisted.files, fams) } : false,
+  };
+}
+
+/** Tells the operator where each family's rule went and why, and warns of an ACCEPT nobody answers on. */
+function reportCreated(state: PortRuleState, res: InsertResult, log: Logger): void {
+  for (const f of families(state.ipVersion)) {
+    const p = res.families[f]!;
+    log.info?.(`${p.rule.replace(/^-A (\S+)/, `-I $1 ${p.line}`)} on ${state.host} (${familyName(f)}): ${p.reason}`);
+  }
+  if (state.listening === false)
+    log.warn?.(
+      `nothing listens on ${state.protocol} ${state.ports} on ${state.host}: the port is open, but no service answers on it`,
+    );
+}
+
 export async function create(inputs: RuleInputs & { unique: string }) {
   const log = logger();
   if (!inputs.identity) throw new Error("PortRule inputs lack their identity: create PortRule through its constructor");
-  const fams = families(inputs.ipVersion);
   const agent = hostAgent(inputs.connection, log);
   // A tag already on the host means the rule this one replaces is still there (create before
   // delete of an identical rule): a new unique part keeps the two apart.
   let unique = inputs.unique;
   for (let attempt = 0; ; attempt++) {
     const tag = makeTag(inputs.identity, unique);
-    const specs = Object.fromEntries(fams.map((f) => [f, renderRule(inputs, f, tag)]));
+    const specs = Object.fromEntries(families(inputs.ipVersion).map((f) => [f, renderRule(inputs, f, tag)]));
     try {
       const res = await agent.insert({
         kind: "insert",
@@ -174,48 +214,8 @@ export async function create(inputs: RuleInputs & { unique: string }) {
         persist: inputs.persist,
         guard: lockoutGuard(inputs),
       });
-      const facts = res.facts;
-      const state: PortRuleState = {
-        ...inputs,
-        unique,
-        tag,
-        host: inputs.connection.host,
-        rules: {},
-        insertedAt: {},
-        placement: {},
-        line: {},
-        counters: {},
-        packets: 0,
-        bytes: 0,
-        effective: true,
-        shadowedBy: {},
-        missing: [],
-        backend: facts.backend,
-        iptablesVersion: facts.version,
-        hostKeyFingerprint: facts.hostKeyFingerprint,
-        persisted: res.persisted
-          ? { mechanism: res.persisted.mechanism, files: filesOf(res.persisted.files, fams) }
-          : false,
-      };
-      for (const f of fams) {
-        const p = res.families[f]!;
-        const n = familyName(f);
-        state.rules[n] = p.rule;
-        state.insertedAt[n] = p.line;
-        state.line[n] = p.line;
-        state.placement[n] = p.reason;
-        state.counters[n] = { packets: 0, bytes: 0 };
-        log.info?.(
-          `${p.rule.replace(/^-A (\S+)/, `-I $1 ${p.line}`)} on ${inputs.connection.host} (${n}): ${p.reason}`,
-        );
-      }
-      if (inputs.action === "ACCEPT") {
-        state.listening = listeningOn(facts, inputs);
-        if (!state.listening)
-          log.warn?.(
-            `nothing listens on ${inputs.protocol} ${inputs.ports} on ${inputs.connection.host}: the port is open, but no service answers on it`,
-          );
-      }
+      const state = createdState(inputs, unique, tag, res);
+      reportCreated(state, res, log);
       return { id: tag, outs: state };
     } catch (err) {
       if (attempt < 2 && err instanceof TagTaken) {

@@ -6,8 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab } from "../lab/lab";
 import type { LabHost } from "../lab/lab";
-import { PulumiProject } from "../pulumi";
-import { PROGRAM } from "./program";
+import { programProject as project, removeProjects, setRules } from "./program";
 
 const CHAIN = (extra = "") => `*filter
 :INPUT ACCEPT [0:0]
@@ -20,30 +19,14 @@ COMMIT
 `;
 
 let lab: Lab;
-const projects: PulumiProject[] = [];
 beforeAll(async () => {
   lab = await Lab.create();
 });
 afterAll(async () => {
-  for (const p of projects) p.remove();
+  removeProjects();
   await lab?.destroy();
 });
 
-async function project(name: string, host: LabHost, rules: unknown[]): Promise<PulumiProject> {
-  const p = await PulumiProject.create(name, {
-    files: { "index.js": PROGRAM },
-    withPackage: true,
-    config: {
-      [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true },
-      [`${name}:rules`]: JSON.stringify(rules),
-    },
-  });
-  projects.push(p);
-  return p;
-}
-
-const setRules = (p: PulumiProject, name: string, rules: unknown[]) =>
-  p.must(["config", "set", `${name}:rules`, "--", JSON.stringify(rules)]);
 /** A host file as the host sees it (the upper layer of its /etc overlay), or "" if absent. */
 const hostFile = (h: LabHost, path: string) => {
   const f = join(h.dir, "etc", path.replace(/^\/etc\//, ""));

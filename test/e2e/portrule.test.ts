@@ -5,9 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab } from "../lab/lab";
 import type { Family, LabHost } from "../lab/lab";
-import { PulumiProject } from "../pulumi";
+import type { PulumiProject } from "../pulumi";
 import type { CliResult } from "../pulumi";
-import { PROGRAM } from "./program";
+import { type ProgramRule as Rule, programProject as project, removeProjects, setRules } from "./program";
 
 const EMPTY = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
 const ALLOW_GUIDE =
@@ -15,37 +15,17 @@ const ALLOW_GUIDE =
   "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
 const FAMILIES: Family[] = [4, 6];
 
-type Rule = { name: string; args: Record<string, unknown>; connection?: Record<string, unknown> };
-
 const all = (r: CliResult) => r.stdout + r.stderr;
 
 let lab: Lab;
-const projects: PulumiProject[] = [];
 
 beforeAll(async () => {
   lab = await Lab.create();
 });
 afterAll(async () => {
-  for (const p of projects) p.remove();
+  removeProjects();
   await lab?.destroy();
 });
-
-async function project(name: string, h: LabHost, rules: Rule[]): Promise<PulumiProject> {
-  const p = await PulumiProject.create(name, {
-    files: { "index.js": PROGRAM },
-    withPackage: true,
-    config: {
-      [`${name}:connection`]: { value: JSON.stringify(h.connection()), secret: true },
-      [`${name}:rules`]: JSON.stringify(rules),
-    },
-  });
-  projects.push(p);
-  return p;
-}
-
-function setRules(p: PulumiProject, name: string, rules: Rule[]) {
-  return p.must(["config", "set", `${name}:rules`, "--", JSON.stringify(rules)]);
-}
 
 /** Both families' rulesets, counters aside (iptables-save prints the chains' policy counters,
  * which any traffic, the provider's own SSH included, moves). */

@@ -1,5 +1,8 @@
 // A Pulumi program (JavaScript) for the e2e tests: PortRules from stack config, so each test
 // changes config, not code. Config: `connection` (secret object), `rules` ([{name, args}]).
+import type { LabHost } from "../lab/lab";
+import { PulumiProject } from "../pulumi";
+
 export const PROGRAM = `
 const pulumi = require("@pulumi/pulumi");
 const { PortRule } = require("pulumi-iptables");
@@ -14,3 +17,40 @@ for (const r of cfg.requireObject("rules")) {
 }
 exports.rules = out;
 `;
+
+/** A PortRule as the program reads it from the `rules` config. */
+export interface ProgramRule {
+  name: string;
+  args: Record<string, unknown>;
+  connection?: Record<string, unknown>;
+}
+
+const created: PulumiProject[] = [];
+
+/** A Pulumi project that runs PROGRAM on `host` (the npm-packed package installed, unless told otherwise). */
+export async function programProject(
+  name: string,
+  host: LabHost,
+  rules: ProgramRule[],
+  withPackage: boolean | string = true,
+): Promise<PulumiProject> {
+  const p = await PulumiProject.create(name, {
+    files: { "index.js": PROGRAM },
+    withPackage,
+    config: {
+      [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true },
+      [`${name}:rules`]: JSON.stringify(rules),
+    },
+  });
+  created.push(p);
+  return p;
+}
+
+/** Replaces the program's rules (the next `up` applies them). */
+export const setRules = (p: PulumiProject, name: string, rules: ProgramRule[]) =>
+  p.must(["config", "set", `${name}:rules`, "--", JSON.stringify(rules)]);
+
+/** Removes every project made by programProject in this test file (call from afterAll). */
+export function removeProjects(): void {
+  for (const p of created.splice(0)) p.remove();
+}

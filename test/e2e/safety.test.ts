@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab } from "../lab/lab";
 import type { LabHost } from "../lab/lab";
-import { PulumiProject, ROOT, packedPackage } from "../pulumi";
-import { PROGRAM } from "./program";
+import { ROOT, packedPackage } from "../pulumi";
+import { type ProgramRule, programProject, removeProjects } from "./program";
 import * as lifecycle from "../../provider/provider";
 import { closeAll } from "../../provider/ssh";
 
@@ -15,7 +15,6 @@ const CHAIN =
   "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
 let lab: Lab;
 let host: LabHost;
-const projects: PulumiProject[] = [];
 beforeAll(async () => {
   lab = await Lab.create();
   // An empty filter table loaded at start: on nf_tables the table exists only once something creates it.
@@ -23,23 +22,13 @@ beforeAll(async () => {
   host = await lab.addHost({ ssh: "lo", listen: { tcp: [2222] }, rules: { v4: empty, v6: empty } });
 });
 afterAll(async () => {
-  for (const p of projects) p.remove();
+  removeProjects();
   await closeAll();
   await lab?.destroy();
 });
 
-async function project(name: string, rules: unknown[], withPackage: boolean | string = true): Promise<PulumiProject> {
-  const p = await PulumiProject.create(name, {
-    files: { "index.js": PROGRAM },
-    withPackage,
-    config: {
-      [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true },
-      [`${name}:rules`]: JSON.stringify(rules),
-    },
-  });
-  projects.push(p);
-  return p;
-}
+const project = (name: string, rules: ProgramRule[], withPackage: boolean | string = true) =>
+  programProject(name, host, rules, withPackage);
 
 describe("safety", () => {
   it("refuses a DROP that would cut off the provider's own SSH session, unless allowLockout", async () => {

@@ -7,7 +7,7 @@
 import fc from "fast-check";
 import ipaddr from "ipaddr.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { check, makeTag, renderRule, ruleText, type RuleInputs } from "../../provider/rules";
+import { check, makeTag, REJECT_TYPES, renderRule, ruleText, type RuleInputs } from "../../provider/rules";
 import { BACKENDS, deleteAll, labUnavailable, Netns, tools, type Backend } from "./netns";
 
 const PER_BATCH = 80; // rules per backend x family: 320 in all
@@ -61,25 +61,7 @@ const PLACES = [
 ] as const;
 
 function newsFor(family: 4 | 6) {
-  const rejectTypes =
-    family === 4
-      ? [
-          "icmp-net-unreachable",
-          "icmp-host-unreachable",
-          "icmp-port-unreachable",
-          "icmp-proto-unreachable",
-          "icmp-net-prohibited",
-          "icmp-host-prohibited",
-          "icmp-admin-prohibited",
-        ]
-      : [
-          "icmp6-no-route",
-          "icmp6-adm-prohibited",
-          "icmp6-addr-unreachable",
-          "icmp6-port-unreachable",
-          "icmp6-policy-fail",
-          "icmp6-reject-route",
-        ];
+  const rejectTypes = REJECT_TYPES[family].filter((t) => t !== "tcp-reset");
   return fc.record({
     port: portInput,
     protocol: fc.constantFrom("tcp", "udp", "TCP", "Udp"),

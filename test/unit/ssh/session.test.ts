@@ -1,0 +1,170 @@
+// Session against ssh2's own in-process SSH server (the way pulumi-command tests its controller): no
+// root, no lab. The server runs on 127.0.0.1 in this process; each test says what it answers.
+import type { AddressInfo } from "node:net";
+import { Server, utils } from "ssh2";
+import type { Connection as ServerConnection, ServerChannel } from "ssh2";
+import { afterEach, describe, expect, it } from "vitest";
+import type { CheckedConnection } from "../../../provider/rules";
+import { describeHostKey, HostKeyError, RemoteError, Session } from "../../../provider/ssh";
+
+const PASSWORD = "in-process-secret-1";
+
+interface FakeHost {
+  port: number;
+  /** "ssh-ed25519 AAAA...", as the client sees it. */
+  publicKey: string;
+  /** Every exec request the server received, in order. */
+  commands: string[];
+  /** Authentication methods clients tried, in order. */
+  auths: string[];
+  /** Channel opens refused so far (see `refuseChannels`). */
+  refused: number;
+  close(): Promise<void>;
+}
+
+type Exec = (command: string, stdin: string) => { stdout?: string; stderr?: string; code: number };
+
+/** An SSH server that accepts PASSWORD for root and answers each exec with `exec`. */
+async function fakeHost(exec: Exec, opts: { refuseChannels?: number } = {}): Promise<FakeHost> {
+  const keys = utils.generateKeyPairSync("ed25519");
+  const parsed = utils.parseKey(keys.public);
+  if (parsed instanceof Error) throw parsed;
+  const host: Partial<FakeHost> = { commands: [], auths: [], refused: 0 };
+  const clients = new Set<ServerConnection>();
+  const server = new Server({ hostKeys: [keys.private] }, (client) => {
+    clients.add(client);
+    client.on("error", () => {});
+    client.on("close", () => clients.delete(client));
+    client.on("authentication", (ctx) => {
+      host.auths!.push(ctx.method);
+      if (ctx.method === "password" && ctx.username === "root" && ctx.password === PASSWORD) ctx.accept();
+      else ctx.reject(["password"]);
+    });
+    client.on("ready", () => {
+      client.on("session", (accept, reject) => {
+        if (host.refused! < (opts.refuseChannels ?? 0)) {
+          host.refused!++;
+          reject();
+          return;
+        }
+        accept().on("exec", (acceptExec, _reject, info) => answer(acceptExec(), info.command));
+      });
+    });
+  });
+  const answer = (ch: ServerChannel, command: string) => {
+    host.commands!.push(command);
+    let stdin = "";
+    ch.on("data", (d: Buffer) => {
+      stdin += d.toString("utf8");
+    });
+    ch.on("end", () => {
+      const r = exec(command, stdin);
+      if (r.stdout) ch.write(r.stdout);
+      if (r.stderr) ch.stderr.write(r.stderr);
+      ch.exit(r.code);
+      ch.end();
+    });
+  };
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return Object.assign(host, {
+    port: (server.address() as AddressInfo).port,
+    publicKey: describeHostKey(parsed.getPublicSSH()).publicKey,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of clients) c.end();
+        server.close(() => resolve());
+      }),
+  }) as FakeHost;
+}
+
+const connection = (port: number, extra: Partial<CheckedConnection> = {}): CheckedConnection => ({
+  host: "127.0.0.1",
+  port,
+  user: "root",
+  password: PASSWORD,
+  dialErrorLimit: 1,
+  perDialTimeout: 5,
+  sudo: false,
+  ...extra,
+});
+
+const open: { host?: FakeHost; session?: Session }[] = [];
+afterEach(async () => {
+  for (const { host, session } of open.splice(0)) {
+    await session?.close();
+    await host?.close();
+  }
+});
+
+async function setup(exec: Exec, opts: { refuseChannels?: number; conn?: Partial<CheckedConnection> } = {}) {
+  const host = await fakeHost(exec, opts);
+  const session = new Session(connection(host.port, opts.conn), {});
+  open.push({ host, session });
+  return { host, session };
+}
+
+describe("Session against an in-process SSH server", () => {
+  it("runs a command: stdout, stderr and the exit status come back, a non-zero exit is a result", async () => {
+    const { host, session } = await setup((command) =>
+      command.includes("fail") ? { stderr: "no such thing\n", code: 3 } : { stdout: "hello\n", code: 0 },
+    );
+    expect(await session.run("echo hello")).toEqual({ code: 0, stdout: "hello\n", stderr: "" });
+    expect(await session.run("fail")).toEqual({ code: 3, stdout: "", stderr: "no such thing\n" });
+    // Quoted once, at the boundary: the server receives `sh -c '<script>'`.
+    expect(host.commands).toEqual(["sh -c 'echo hello'", "sh -c fail"]);
+  });
+
+  it("feeds stdin and runs through sudo -n when the connection says sudo", async () => {
+    const { host, session } = await setup((_c, stdin) => ({ stdout: stdin.toUpperCase(), code: 0 }), {
+      conn: { sudo: true },
+    });
+    expect((await session.run("cat", { stdin: "abc\n" })).stdout).toBe("ABC\n");
+    expect(host.commands[0]).toBe("sudo -n -- /bin/sh -c cat");
+  });
+
+  it("records the host key it saw, and shares one connection between commands", async () => {
+    const { host, session } = await setup(() => ({ code: 0 }));
+    const seen = await session.connect();
+    expect(seen.publicKey).toBe(host.publicKey);
+    await Promise.all([session.run("a"), session.run("b"), session.run("c")]);
+    expect(session.stats.connections).toBe(1);
+    expect(host.auths.filter((m) => m === "password")).toHaveLength(1);
+  });
+
+  it("refuses a host whose key is not the expected one", async () => {
+    const other = utils.generateKeyPairSync("ed25519");
+    const parsed = utils.parseKey(other.public);
+    if (parsed instanceof Error) throw parsed;
+    const wrong = describeHostKey(parsed.getPublicSSH()).publicKey;
+    const { session } = await setup(() => ({ code: 0 }), { conn: { hostKey: wrong } });
+    await expect(session.run("true")).rejects.toBeInstanceOf(HostKeyError);
+  });
+
+  it("retries a channel open the server refuses (MaxSessions) instead of failing the command", async () => {
+    const { host, session } = await setup(() => ({ stdout: "ok", code: 0 }), { refuseChannels: 2 });
+    expect((await session.run("true")).stdout).toBe("ok");
+    expect(host.refused).toBe(2);
+    expect(session.stats.channelRetries).toBeGreaterThanOrEqual(2);
+  });
+
+  it("keeps the password out of every error", async () => {
+    const { session } = await setup(() => ({ code: 0 }), { conn: { password: `${PASSWORD}-wrong` } });
+    const err = await session.run("true").then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(Error);
+    const text = JSON.stringify({ m: err!.message, c: String((err as { cause?: unknown }).cause ?? "") });
+    expect(text).not.toContain(PASSWORD);
+  });
+
+  it("says what was lost when the server goes away mid-command", async () => {
+    let hostRef: FakeHost | undefined;
+    const { host, session } = await setup(() => {
+      void hostRef!.close();
+      return { code: 0 };
+    });
+    hostRef = host;
+    await expect(session.run("true")).rejects.toBeInstanceOf(RemoteError);
+  });
+});
