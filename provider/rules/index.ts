@@ -36,3 +36,5 @@ export { chainOf, parseRuleset, parseSpec, parseVersion, RulesetParseError } fro
 export type { Chain, Counters, IptablesVersion, Rule, RuleSpec, Ruleset, Table } from "./parse";
 export { findByTag, matchesPacket, placeRule, PlacementError, shadowing } from "./place";
 export type { Packet } from "./place";
+export { NftParseError, nftVerdicts, parseNft } from "./nft";
+export type { NftJudgement, NftPackets, NftRuleset } from "./nft";

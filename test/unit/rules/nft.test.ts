@@ -1,0 +1,79 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { NftParseError, nftVerdicts, parseNft, type NftPackets } from "../../../provider/rules";
+import { ROOT } from "../../fixtures/captures";
+
+/** `nft -j list ruleset` as captured by scripts/capture-nft.ts from test/fixtures/nft/<name>.nft. */
+const capture = (name: string) => parseNft(readFileSync(join(ROOT, "nft", `${name}.json.txt`), "utf8"));
+const tcp = (ports: string, family: 4 | 6 = 4): NftPackets => ({ family, protocol: "tcp", ports });
+const udp = (ports: string, family: 4 | 6 = 4): NftPackets => ({ family, protocol: "udp", ports });
+const summary = (name: string, p: NftPackets, iptablesNft = true) =>
+  nftVerdicts(capture(name), p, { iptablesNft }).map((j) => `${j.table} ${j.chain}: ${j.verdict}`);
+
+describe("nft -j list ruleset: the base chains on the input hook beside iptables", () => {
+  it("Debian's stock /etc/nftables.conf accepts (no policy); iptables-nft's own ip/ip6 filter tables are left to the iptables model", () => {
+    for (const f of [4, 6] as const)
+      expect(summary("debian-default", tcp("8080", f))).toEqual(["inet filter input: accepts"]);
+    const [j] = nftVerdicts(capture("debian-default"), tcp("8080"), { iptablesNft: true });
+    expect(j.why).toContain("the chain's policy accept accepts new tcp connections to port 8080");
+  });
+
+  it("with iptables-legacy, an nft table called ip filter is the host's own and is judged too", () => {
+    expect(summary("debian-default", tcp("8080"), false)).toEqual([
+      "inet filter input: accepts",
+      "ip filter INPUT: accepts",
+    ]);
+  });
+
+  it("table inet filter with policy drop drops a port it does not accept, accepts SSH, in both families", () => {
+    for (const f of [4, 6] as const) {
+      expect(summary("inet-filter-drop", tcp("8080", f))).toEqual(["inet filter input: drops"]);
+      expect(summary("inet-filter-drop", tcp("22", f))).toEqual(["inet filter input: accepts"]);
+    }
+    const [j] = nftVerdicts(capture("inet-filter-drop"), tcp("8080"), { iptablesNft: true });
+    expect(j).toMatchObject({ table: "inet filter", chain: "input", hook: "input" });
+    expect(j.why).toBe("the chain's policy drop drops new tcp connections to port 8080");
+    const [ssh] = nftVerdicts(capture("inet-filter-drop"), tcp("22"), { iptablesNft: true });
+    expect(ssh.why).toMatch(/^inet filter input rule \(handle \d+\) .*"dport".*22.* accepts/);
+  });
+
+  it("after the table accepts the port (anonymous set, ct state new; a named interval set for UDP)", () => {
+    expect(summary("inet-filter-accept", tcp("8080"))).toEqual(["inet filter input: accepts"]);
+    expect(summary("inet-filter-accept", tcp("8080", 6))).toEqual(["inet filter input: accepts"]);
+    expect(summary("inet-filter-accept", tcp("8081"))).toEqual(["inet filter input: drops"]);
+    expect(summary("inet-filter-accept", udp("5000:5100"))).toEqual(["inet filter input: accepts"]);
+    expect(summary("inet-filter-accept", udp("53,6000"))).toEqual(["inet filter input: drops"]);
+    // a range only partly in the set: the rest falls to the policy
+    expect(summary("inet-filter-accept", udp("5050:5200"))).toEqual(["inet filter input: drops"]);
+    // UDP to the TCP ports: the tcp payload match implies its protocol
+    expect(summary("inet-filter-accept", udp("8080"))).toEqual(["inet filter input: drops"]);
+  });
+
+  it("firewalld's shape: jump to the zones, goto the zone, allow SSH; the trailing reject takes the rest", () => {
+    expect(summary("firewalld-like", tcp("22"))).toEqual(["inet firewalld filter_INPUT: accepts"]);
+    expect(summary("firewalld-like", tcp("22", 6))).toEqual(["inet firewalld filter_INPUT: accepts"]);
+    expect(summary("firewalld-like", tcp("8080"))).toEqual(["inet firewalld filter_INPUT: drops"]);
+    const [j] = nftVerdicts(capture("firewalld-like"), tcp("8080"), { iptablesNft: true });
+    expect(j.why).toMatch(/^inet firewalld filter_INPUT rule .*"reject".* drops new tcp connections to port 8080$/);
+    // DHCPv6 is allowed only to fe80::/64, an address ordinary packets are not sent to
+    expect(summary("firewalld-like", udp("546", 6))).toEqual(["inet firewalld filter_INPUT: drops"]);
+  });
+
+  it("what it cannot read (a mark, a rate limit) counts as may drop; a family's own table only for that family; priority order", () => {
+    expect(summary("opaque", tcp("8080"))).toEqual(["ip extra input: drops"]);
+    const [mark] = nftVerdicts(capture("opaque"), tcp("9090"), { iptablesNft: true });
+    expect(mark.verdict).toBe("may drop");
+    expect(mark.why).toMatch(
+      /"mark".* may drop some new tcp connections to port 9090 \(accepted otherwise by the chain's policy accept\)/,
+    );
+    expect(summary("opaque", tcp("8080", 6))).toEqual(["ip6 v6only input: accepts"]);
+    expect(summary("opaque", tcp("9090", 6))).toEqual(["ip6 v6only input: drops"]);
+  });
+
+  it("refuses text that is not nft's JSON, by name", () => {
+    expect(() => parseNft("Error: syntax error")).toThrow(NftParseError);
+    expect(() => parseNft('{"x": 1}')).toThrow(/no "nftables" array/);
+    expect(parseNft('{"nftables": [{"metainfo": {"version": "1.0.6"}}]}').chains).toEqual([]);
+  });
+});
