@@ -3,7 +3,16 @@
 // stack's state through the serialized provider: keep it and its exports loadable in later versions.
 import { createHash, randomBytes } from "node:crypto";
 import { log as pulumiLog } from "@pulumi/pulumi";
-import { check as checkInputs, isUnknown, makeTag, matchesPacket, parseSpec, renderRule, ruleText } from "./rules";
+import {
+  check as checkInputs,
+  DOCKER_USER,
+  isUnknown,
+  makeTag,
+  matchesPacket,
+  parseSpec,
+  renderRule,
+  ruleText,
+} from "./rules";
 import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
 import { hostAgent, TagTaken } from "./host/agent";
 import type { HostFacts, InsertRequest, InsertResult, Placement, ReadResult } from "./host/agent";
@@ -124,8 +133,9 @@ export async function diff(_id: string, olds: Props, news: Props) {
 
 /** The lockout guard: would this DROP/REJECT rule match the provider's own SSH session? */
 function lockoutGuard(inputs: RuleInputs): InsertRequest["guard"] {
-  // The provider's packets arrive through INPUT (and the user chains it jumps to), not FORWARD or OUTPUT.
-  if (inputs.action === "ACCEPT" || inputs.allowLockout || inputs.chain === "FORWARD" || inputs.chain === "OUTPUT")
+  // The provider's packets arrive through INPUT (and the user chains it jumps to), not FORWARD, OUTPUT or
+  // Docker's DOCKER-USER (which FORWARD jumps to).
+  if (inputs.action === "ACCEPT" || inputs.allowLockout || ["FORWARD", "OUTPUT", DOCKER_USER].includes(inputs.chain))
     return undefined;
   return (origin, family) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;

@@ -35,6 +35,10 @@ export interface RuleMatch {
   icmpv6Type?: Neg;
   /** `-m conntrack --ctstate`: "RELATED,ESTABLISHED". */
   ctstate?: Neg;
+  /** `-m conntrack --ctorigdstport`: the destination port before DNAT ("8080" or "8000:8100"). */
+  ctorigdstport?: Neg;
+  /** `-m conntrack --ctdir`: ORIGINAL or REPLY. */
+  ctdir?: Neg;
   /** `-m state --state` (the older spelling of the same thing). */
   state?: Neg;
   comment?: Neg;
@@ -75,6 +79,8 @@ export const FLAGS: readonly Flag[] = [
   { key: "icmpType", flag: "--icmp-type", aliases: [], module: "icmp", arity: 1 },
   { key: "icmpv6Type", flag: "--icmpv6-type", aliases: [], module: "icmp6", arity: 1 },
   { key: "ctstate", flag: "--ctstate", aliases: [], module: "conntrack", arity: 1 },
+  { key: "ctorigdstport", flag: "--ctorigdstport", aliases: [], module: "conntrack", arity: 1 },
+  { key: "ctdir", flag: "--ctdir", aliases: [], module: "conntrack", arity: 1 },
   { key: "state", flag: "--state", aliases: [], module: "state", arity: 1 },
   { key: "comment", flag: "--comment", aliases: [], module: "comment", arity: 1, quoted: true },
 ];

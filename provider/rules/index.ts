@@ -38,3 +38,5 @@ export { findByTag, matchesPacket, placeRule, PlacementError, shadowing } from "
 export type { Packet } from "./place";
 export { NftParseError, nftVerdicts, parseNft } from "./nft";
 export type { NftJudgement, NftPackets, NftRuleset } from "./nft";
+export { DOCKER_USER, dockerWarning, matchesOriginalPort, publishedPorts } from "./docker";
+export type { Published } from "./docker";

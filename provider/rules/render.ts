@@ -1,4 +1,5 @@
 import { FLAGS, PROTOCOL_MODULE, saveString, type RuleMatch } from "./flags";
+import { matchesOriginalPort } from "./docker";
 import type { RuleSpec } from "./parse";
 import type { Family, RuleInputs } from "./types";
 
@@ -86,12 +87,17 @@ function specOf(inputs: RuleInputs, family: Family, tag: string): RuleSpec {
   }
   const neg = (value: string) => ({ value, negated: false });
   const multi = inputs.ports.includes(",");
+  // In DOCKER-USER the packet already carries the container's port (after DNAT): match the port the
+  // client asked for, as conntrack recorded it (one port or a range; `check` refuses a list there).
+  const original = matchesOriginalPort(inputs.chain);
   const match: RuleMatch = {
     source: inputs.source === undefined ? undefined : neg(inputs.source),
     inInterface: inputs.inInterface === undefined ? undefined : neg(inputs.inInterface),
     protocol: neg(inputs.protocol),
-    dport: multi ? undefined : neg(inputs.ports),
-    dports: multi ? neg(inputs.ports) : undefined,
+    dport: multi || original ? undefined : neg(inputs.ports),
+    dports: multi && !original ? neg(inputs.ports) : undefined,
+    ctorigdstport: original ? neg(inputs.ports) : undefined,
+    ctdir: original ? neg("ORIGINAL") : undefined,
     comment: neg(inputs.comment === undefined ? tag : `${inputs.comment} ${tag}`),
   };
   const targetArgs =

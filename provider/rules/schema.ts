@@ -1,5 +1,6 @@
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
+import { DOCKER_USER, matchesOriginalPort } from "./docker";
 import { BUILTIN_CHAINS } from "./flags";
 import { MAX_COMMENT_BYTES, NEUTRAL_REJECT_TYPES, REJECT_TYPES, TAG_PREFIX } from "./render";
 import type { CheckedConnection, CheckedPort, Family, RuleInputs } from "./types";
@@ -384,6 +385,15 @@ function crossCheck(i: Record<string, unknown>, fail: (property: string, reason:
     if (ALL_BUILTINS.includes(chain as string) && !builtins.includes(chain as string)) {
       fail("chain", `the ${table} table has no ${chain} chain; its built-in chains are ${builtins.join(", ")}`);
     }
+  }
+  if (known(chain) && matchesOriginalPort(chain as string)) {
+    if (known(table) && table !== "filter")
+      fail("table", `${DOCKER_USER} is Docker's chain in the filter table: use table "filter"`);
+    if (known(i.ports) && (i.ports as string).includes(","))
+      fail(
+        "port",
+        `in ${DOCKER_USER} the rule matches the original destination port with -m conntrack --ctorigdstport, which takes one port or one range, not a list: make one PortRule per port or range`,
+      );
   }
   if (known(action, table)) {
     if (action === "REJECT" && table !== "filter")

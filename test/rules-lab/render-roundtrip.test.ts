@@ -53,6 +53,7 @@ const PLACES = [
   ["filter", "FORWARD"],
   ["filter", "OUTPUT"],
   ["filter", "PIT-LAB"],
+  ["filter", "DOCKER-USER"],
   ["mangle", "PREROUTING"],
   ["mangle", "INPUT"],
   ["mangle", "POSTROUTING"],
@@ -148,7 +149,7 @@ describe.each(BACKENDS)("render → real iptables (%s)", (backend) => {
       .map((t) =>
         [
           `*${t}`,
-          ...(t === "filter" ? [":PIT-LAB - [0:0]"] : []),
+          ...(t === "filter" ? [":PIT-LAB - [0:0]", ":DOCKER-USER - [0:0]"] : []),
           ...batch.filter((s) => s.inputs.table === t).map((s) => s.text),
           "COMMIT",
           "",
