@@ -51,6 +51,8 @@ const OUTPUTS: Record<keyof PortRuleOutputs | "ports", undefined> = {
   hostKeyFingerprint: undefined,
   listening: undefined,
   persisted: undefined,
+  adopts: undefined,
+  adopted: undefined,
   ports: undefined,
 };
 

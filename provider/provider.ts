@@ -67,6 +67,11 @@ export interface PortRuleOutputs {
   /** For ACCEPT rules: whether anything listens on the port(s) (`ss`), at create. */
   listening?: boolean;
   persisted: false | { mechanism: string; files: string[] };
+  /** With `adopt` (from preview on): the untagged rule, per family, that up takes over where the chain
+   * holds it. Preview cannot reach the host, so whether it is there is decided at up. */
+  adopts: PerFamily<string>;
+  /** What create took over: the hand-made rule per family, its line and the counters it kept. */
+  adopted: PerFamily<{ line: number; rule: string; packets: number; bytes: number }>;
 }
 
 /** What a created rule records in state: its checked inputs and its outputs. */
@@ -91,6 +96,12 @@ const hostOf = (inputs: Props): unknown => inputs.connection?.host;
 const sameRule = (a: Props, b: Props) =>
   hostOf(a) === hostOf(b) && RULE_DEFINING.every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k]));
 
+const perFamily = <T>(inputs: RuleInputs, value: (f: Family) => T): PerFamily<T> =>
+  Object.fromEntries(families(inputs.ipVersion).map((f) => [familyName(f), value(f)]));
+
+/** The rule as made by hand, without a tag, as `iptables -S` prints it: what `adopt` takes over. */
+const twinOf = (inputs: RuleInputs, f: Family) => ruleText(inputs.chain, renderRule(inputs, f));
+
 function uniqueOf(inputs: RuleInputs): string {
   const defining = [inputs.identity, inputs.connection?.host, ...RULE_DEFINING.map((k) => inputs[k])];
   return createHash("sha256").update(JSON.stringify(defining)).digest("hex").slice(0, 12);
@@ -111,6 +122,13 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
     out.rules = Object.fromEntries(
       families(inputs.ipVersion).map((f) => [familyName(f), ruleText(inputs.chain, renderRule(inputs, f, tag))]),
     );
+    out.adopts = inputs.adopt ? perFamily(inputs, (f) => twinOf(inputs, f)) : {};
+    if (inputs.adopt && !keep)
+      logger().info?.(
+        `adopt: up takes over ${Object.values(out.adopts as PerFamily<string>).join(" and ")} where ${inputs.chain} on ` +
+          `${inputs.connection.host} holds it without a tag (same line, counters kept), else inserts the rule; ` +
+          `preview cannot reach the host to tell which`,
+      );
   }
   return { inputs: out, failures: [] };
 }
@@ -120,7 +138,7 @@ export async function diff(_id: string, olds: Props, news: Props) {
   const replaces: string[] = RULE_DEFINING.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
   if (hostOf(olds) !== hostOf(news)) replaces.push("connection.host");
   if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
-  const updates = ["persist", "allowLockout"].filter((k) => olds[k] !== news[k]);
+  const updates = ["persist", "allowLockout", "adopt"].filter((k) => olds[k] !== news[k]);
   const { host: _oh, ...oldConn } = olds.connection ?? {};
   const { host: _nh, ...newConn } = news.connection ?? {};
   if (JSON.stringify(oldConn) !== JSON.stringify(newConn)) updates.push("connection");
@@ -177,17 +195,25 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Inse
     insertedAt: placed((p) => p.line),
     placement: placed((p) => p.reason),
     line: placed((p) => p.line),
-    counters: placed(() => ({ packets: 0, bytes: 0 })),
-    packets: 0,
-    bytes: 0,
+    counters: placed((p) => ({ packets: p.adopted ? p.twin!.packets : 0, bytes: p.adopted ? p.twin!.bytes : 0 })),
+    packets: fams.reduce((n, f) => n + (res.families[f]!.adopted ? res.families[f]!.twin!.packets : 0), 0),
+    bytes: fams.reduce((n, f) => n + (res.families[f]!.adopted ? res.families[f]!.twin!.bytes : 0), 0),
     effective: true,
     shadowedBy: {},
     missing: [],
     backend: facts.backend,
     iptablesVersion: facts.version,
     hostKeyFingerprint: facts.hostKeyFingerprint,
-    listening: inputs.action === "ACCEPT" ? listeningOn(facts, inputs) : undefined,
+    // Only for ACCEPT; absent, not undefined, otherwise (the engine's wire format has no undefined).
+    ...(inputs.action === "ACCEPT" ? { listening: listeningOn(facts, inputs) } : {}),
     persisted: persisted ? { mechanism: persisted.mechanism, files: filesOf(persisted.files, fams) } : false,
+    adopts: inputs.adopt ? perFamily(inputs, (f) => twinOf(inputs, f)) : {},
+    adopted: Object.fromEntries(
+      fams.flatMap((f) => {
+        const p = res.families[f]!;
+        return p.adopted && p.twin ? [[familyName(f), { ...p.twin, line: p.line }]] : [];
+      }),
+    ),
   };
 }
 
@@ -195,7 +221,14 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Inse
 function reportCreated(state: PortRuleState, res: InsertResult, log: Logger): void {
   for (const f of families(state.ipVersion)) {
     const p = res.families[f]!;
-    log.info?.(`${p.rule.replace(/^-A (\S+)/, `-I $1 ${p.line}`)} on ${state.host} (${familyName(f)}): ${p.reason}`);
+    const verb = p.adopted ? `-R $1 ${p.line}` : `-I $1 ${p.line}`;
+    log.info?.(`${p.rule.replace(/^-A (\S+)/, verb)} on ${state.host} (${familyName(f)}): ${p.reason}`);
+    if (p.twin && !p.adopted)
+      log.warn?.(
+        `${state.chain} on ${state.host} (${familyName(f)}) already holds this rule without a tag at line ${p.twin.line} ` +
+          `(${p.twin.rule}, made by hand or by another tool): the tagged rule went in beside it, and the untagged one ` +
+          `stays, untracked; set adopt: true to take it over in place (same line, counters kept)`,
+      );
   }
   if (state.listening === false)
     log.warn?.(
@@ -223,6 +256,8 @@ export async function create(inputs: RuleInputs & { unique: string }) {
         position: inputs.position,
         persist: inputs.persist,
         guard: lockoutGuard(inputs),
+        twins: Object.fromEntries(families(inputs.ipVersion).map((f) => [f, twinOf(inputs, f)])),
+        adopt: inputs.adopt,
       });
       const state = createdState(inputs, unique, tag, res);
       reportCreated(state, res, log);

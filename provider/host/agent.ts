@@ -11,6 +11,8 @@ import { FAMILIES, LOCK, LOCK_FILE, LOCK_WAIT, PREAMBLE, iptables, parseSections
 import type { Family, Section, Sections } from "./protocol";
 import { DETECT, OWNER, ownerError, ownerOf, parsePersistence, saveScript } from "./persist";
 import type { PersistChange, Persistence } from "./persist";
+import { adoptLines, findTwin } from "./adopt";
+import type { Twin } from "./adopt";
 import { deleteRuleText, insertRuleText } from "./ruleset-text";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
@@ -27,6 +29,10 @@ export interface InsertRequest {
   persist: boolean;
   /** Says why the rule must not go in (it would cut off this connection), or nothing. */
   guard?: (origin: { clientAddress: string; serverPort: number }, family: Family) => string | undefined;
+  /** The rule without its tag per family, as `iptables -S` prints it: a hand-made twin to look for. */
+  twins?: Partial<Record<Family, string>>;
+  /** Take the twin over in place (same line, counters kept) instead of inserting beside it. */
+  adopt?: boolean;
 }
 
 export interface DeleteRequest {
@@ -65,6 +71,9 @@ export interface Placement {
   reason: string;
   /** The rule as `iptables -S` prints it. */
   rule: string;
+  /** An untagged rule in the chain that is exactly this one: taken over when `adopted`, else left beside it. */
+  twin?: Twin;
+  adopted?: boolean;
 }
 
 export interface InsertResult {
@@ -169,7 +178,7 @@ function persistChange(ops: Op[]): PersistChange | undefined {
 }
 
 const placements = (p: Partial<Record<Family, Planned>>): Partial<Record<Family, Placement>> =>
-  Object.fromEntries(Object.entries(p).map(([f, { line, reason, rule }]) => [f, { line, reason, rule }]));
+  Object.fromEntries(Object.entries(p).map(([f, { apply: _a, undo: _u, ...placement }]) => [f, placement]));
 
 function parseListening(text: string): Set<string> {
   const set = new Set<string>();
@@ -426,12 +435,20 @@ export class HostAgent {
       return deleteRuleText(save, table, found.chain, found.line);
     }
     if (found) throw new TagTaken(`a rule tagged ${tag} is already on ${this.session.target}`);
+    const spec = op.req.specs[f]!;
+    const text = ruleText(chain, spec);
+    const twinText = op.req.twins?.[f];
+    const twin = twinText === undefined ? undefined : findTwin(rs, table, chain, twinText);
+    if (twin && op.req.adopt) {
+      // The hand-made rule already decides these packets where it is: tag it there (no guard: nothing changes).
+      const reason = `adopted: line ${twin.line} held this rule without a tag (${twin.rule}); tagged in place, counters kept (${twin.packets} packets, ${twin.bytes} bytes)`;
+      placed[f] = { line: twin.line, reason, rule: text, twin, adopted: true, ...adoptLines(twin, text) };
+      return insertRuleText(deleteRuleText(save, table, chain, twin.line), table, chain, twin.line, text);
+    }
     const refusal = origin && op.req.guard?.(origin, f);
     if (refusal) throw new HostError(refusal);
-    const spec = op.req.specs[f]!;
     const { line, reason } = placeRule(rs, { table, chain, rule: spec, position: op.req.position });
-    const text = ruleText(chain, spec);
-    placed[f] = { line, reason, rule: text, apply: asInsert(text, line), undo: asDelete(text) };
+    placed[f] = { line, reason, rule: text, twin, apply: asInsert(text, line), undo: asDelete(text) };
     return insertRuleText(save, table, chain, line, text);
   }
 
@@ -511,7 +528,12 @@ export class HostAgent {
             break;
           }
           planned.line = rule.line;
-          if (req.position !== "auto" || !shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line }))
+          // An adopted rule stays where its owner put it.
+          if (
+            planned.adopted ||
+            req.position !== "auto" ||
+            !shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line })
+          )
             continue;
           if (attempt >= FIXUPS) {
             problem = `the chain ${req.chain} on ${this.session.target} kept changing under another writer that ignores ${LOCK_FILE}, so the rule could not be kept in place and was removed`;

@@ -80,8 +80,8 @@ function rejectFor(rejectWith: string, family: Family): string {
   return NEUTRAL_REJECT_TYPES[rejectWith]?.[family] ?? rejectWith;
 }
 
-/** The rule model of checked inputs for one family. */
-function specOf(inputs: RuleInputs, family: Family, tag: string): RuleSpec {
+/** The rule model of checked inputs for one family (without a tag: the rule as made by hand). */
+function specOf(inputs: RuleInputs, family: Family, tag: string | undefined): RuleSpec {
   if ((family === 4 && inputs.ipVersion === "ipv6") || (family === 6 && inputs.ipVersion === "ipv4")) {
     throw new Error(`renderRule: ipVersion ${inputs.ipVersion} has no IPv${family} rule`);
   }
@@ -98,7 +98,12 @@ function specOf(inputs: RuleInputs, family: Family, tag: string): RuleSpec {
     dports: multi && !original ? neg(inputs.ports) : undefined,
     ctorigdstport: original ? neg(inputs.ports) : undefined,
     ctdir: original ? neg("ORIGINAL") : undefined,
-    comment: neg(inputs.comment === undefined ? tag : `${inputs.comment} ${tag}`),
+    comment:
+      tag === undefined
+        ? inputs.comment === undefined
+          ? undefined
+          : neg(inputs.comment)
+        : neg(inputs.comment === undefined ? tag : `${inputs.comment} ${tag}`),
   };
   const targetArgs =
     inputs.action === "REJECT" ? ["--reject-with", rejectFor(inputs.rejectWith ?? "port-unreachable", family)] : [];
@@ -127,10 +132,12 @@ export function renderSpec(spec: Pick<RuleSpec, "match" | "target" | "goto" | "t
 
 /**
  * The rule-spec argv (without `-A CHAIN`) in exactly the order and spelling `iptables -S` prints.
+ * Without a tag: the same rule as made by hand (its untagged twin, which `adopt` takes over).
  * @example renderRule(inputs, 4, "pulumi-iptables:web/prod/allow-ssh/k3x9q2ab")
  *   // ["-p","tcp","-m","tcp","--dport","2222","-m","comment","--comment","pulumi-iptables:web/prod/allow-ssh/k3x9q2ab","-j","ACCEPT"]
+ * @example renderRule(inputs, 4) // ["-p","tcp","-m","tcp","--dport","2222","-j","ACCEPT"]
  */
-export function renderRule(inputs: RuleInputs, family: Family, tag: string): string[] {
+export function renderRule(inputs: RuleInputs, family: Family, tag?: string): string[] {
   return renderSpec(specOf(inputs, family, tag));
 }
 

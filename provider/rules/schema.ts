@@ -272,6 +272,7 @@ const ruleFields = {
     .default("auto"),
   persist: z.boolean({ error: "must be true or false" }).default(false),
   allowLockout: z.boolean({ error: "must be true or false" }).default(false),
+  adopt: z.boolean({ error: "must be true or false" }).default(false),
   identity: z
     .object(
       {

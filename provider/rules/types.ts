@@ -88,6 +88,11 @@ export interface PortRuleInputs {
   persist?: boolean;
   /** Allow a change that may cut off the provider's own SSH connection. */
   allowLockout?: boolean;
+  /** Take over a rule made by hand: where the chain already holds an untagged rule that is exactly
+   * this one (as `iptables -S` prints it), create tags it in place (same line, counters kept) instead
+   * of inserting a twin; refresh and destroy then treat it as this resource's. Default false: a
+   * create that finds such a twin warns and names it. */
+  adopt?: boolean;
 }
 
 /** Who a rule belongs to: the identity tag is made from it (added by the resource's constructor). */
@@ -98,7 +103,7 @@ export interface Identity {
 }
 
 /** Inputs that `check` fills with their defaults. */
-type RuleDefaults = "protocol" | "chain" | "table" | "ipVersion" | "position" | "persist" | "allowLockout";
+type RuleDefaults = "protocol" | "chain" | "table" | "ipVersion" | "position" | "persist" | "allowLockout" | "adopt";
 
 /**
  * PortRule inputs after `check`: defaults filled, values normalized. During preview any field may

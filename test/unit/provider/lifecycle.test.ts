@@ -31,6 +31,7 @@ describe("diff", () => {
     ["private key", { connection: { host: "198.18.1.2", privateKey: key("k2") } }, "update"],
     ["ssh port", { connection: { host: "198.18.1.2", privateKey: key("k"), port: 2200 } }, "update"],
     ["allowLockout", { allowLockout: true }, "update"],
+    ["adopt", { adopt: true }, "update"],
     ["port written another way", { port: "2222" }, "none"],
     ["protocol in capitals", { protocol: "TCP" }, "none"],
     ["action in lower case", { action: "accept" }, "none"],

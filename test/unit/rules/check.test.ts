@@ -27,6 +27,7 @@ describe("check: defaults and normalization", () => {
       position: "auto",
       persist: false,
       allowLockout: false,
+      adopt: false,
     });
   });
 
@@ -116,6 +117,13 @@ describe("check: every rule of issue 4", () => {
     ],
     ["protocol other than tcp/udp", { protocol: "icmp" }, "protocol", /one of tcp, udp/],
     ["action", { action: "ALLOW" }, "action", /one of ACCEPT, DROP, REJECT/],
+    ["adopt not a boolean", { adopt: "yes" }, "adopt", /must be true or false/],
+    [
+      "a port list in DOCKER-USER",
+      { chain: "DOCKER-USER", port: [80, 443] },
+      "port",
+      /one port or one range, not a list: make one PortRule per port or range/,
+    ],
     [
       "icmp6 reject type on IPv4",
       { action: "REJECT", rejectWith: "icmp6-adm-prohibited" },
@@ -258,6 +266,7 @@ describe("check on garbage (fast-check)", () => {
       ipVersion: value,
       position: value,
       persist: value,
+      adopt: value,
       extra: value,
     },
     { requiredKeys: [] },
@@ -269,7 +278,7 @@ describe("check on garbage (fast-check)", () => {
         const { failures } = check({}, n as Record<string, unknown>);
         for (const f of failures) {
           expect(f.property).toMatch(
-            /^(inputs|connection|port|protocol|action|rejectWith|chain|table|source|inInterface|comment|ipVersion|position|persist|extra)\b/,
+            /^(inputs|connection|port|protocol|action|rejectWith|chain|table|source|inInterface|comment|ipVersion|position|persist|adopt|extra)\b/,
           );
           expect(f.reason.length).toBeGreaterThan(5);
         }

@@ -1,0 +1,66 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { adoptLines, findTwin } from "../../../provider/host/adopt";
+import { check, makeTag, parseRuleset, renderRule, ruleText } from "../../../provider/rules";
+import { BACKENDS, ROOT } from "../../fixtures/captures";
+
+const TAG = makeTag({ project: "lab", stack: "dev", name: "block" }, "abcd1234"); // as scripts/capture-adopt.ts
+const inputs = (news: Record<string, unknown>) => {
+  const r = check({}, { connection: { host: "198.18.0.10" }, port: 8080, action: "DROP", ...news });
+  expect(r.failures).toEqual([]);
+  return r.inputs;
+};
+
+describe("adopting a rule made by hand", () => {
+  for (const backend of BACKENDS) {
+    it(`${backend}: the captured take-over: same line, counters kept, only the tag added`, () => {
+      const read = (f: string) => readFileSync(join(ROOT, "adopt", backend, f), "utf8");
+      const twinText = ruleText("INPUT", renderRule(inputs({}), 4));
+      const tagged = ruleText("INPUT", renderRule(inputs({}), 4, TAG));
+      // the hand-made `-A INPUT -p tcp --dport 8080 -j DROP`, as iptables lists it
+      const twin = findTwin(parseRuleset(read("before.txt")), "filter", "INPUT", twinText);
+      expect(twin).toEqual({ line: 2, rule: twinText, packets: 7, bytes: 420 });
+      expect(read("restore.txt")).toBe(`*filter\n${adoptLines(twin!, tagged).apply}\nCOMMIT\n`);
+      const after = parseRuleset(read("after.txt")).tables.get("filter")!.chains.get("INPUT")!.rules;
+      expect(after.map((r) => [r.line, r.text, r.counters])).toEqual([
+        [1, "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", { packets: 12, bytes: 720 }],
+        [2, tagged, { packets: 7, bytes: 420 }],
+        [3, "-A INPUT -p udp -m udp --dport 53 -j ACCEPT", { packets: 3, bytes: 180 }],
+      ]);
+      expect(findTwin(parseRuleset(read("after.txt")), "filter", "INPUT", twinText)).toBeUndefined();
+    });
+  }
+
+  it("only an exact, untagged twin counts; the first one wins", () => {
+    const twin = "-A INPUT -p tcp -m tcp --dport 8080 -j DROP";
+    const rs = parseRuleset(
+      [
+        "*filter",
+        ":INPUT ACCEPT [0:0]",
+        "[1:60] -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+        `[2:120] -A INPUT -p tcp -m tcp --dport 8080 -m comment --comment ${TAG} -j DROP`,
+        "[3:180] -A INPUT -s 198.18.9.0/24 -p tcp -m tcp --dport 8080 -j DROP",
+        "[4:240] -A INPUT -p tcp -m tcp --dport 8080 -j DROP",
+        "[5:300] -A INPUT -p tcp -m tcp --dport 8080 -j DROP",
+        "COMMIT",
+        "",
+      ].join("\n"),
+    );
+    expect(findTwin(rs, "filter", "INPUT", twin)).toEqual({ line: 4, rule: twin, packets: 4, bytes: 240 });
+    expect(findTwin(rs, "filter", "FORWARD", twin)).toBeUndefined();
+    expect(findTwin(rs, "filter", "INPUT", "-A INPUT -p tcp -m tcp --dport 8081 -j DROP")).toBeUndefined();
+  });
+
+  it("tags it in place with its counters, and the undo puts the hand-made text back at the same line", () => {
+    const i = inputs({ comment: "app" });
+    const twinText = ruleText("INPUT", renderRule(i, 4));
+    expect(twinText).toBe("-A INPUT -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP");
+    const tagged = ruleText("INPUT", renderRule(i, 4, TAG));
+    const lines = adoptLines({ line: 3, rule: twinText, packets: 7, bytes: 420 }, tagged);
+    expect(lines.apply).toBe(
+      `-R INPUT 3 -c 7 420 -p tcp -m tcp --dport 8080 -m comment --comment "app ${TAG}" -j DROP`,
+    );
+    expect(lines.undo).toBe("-R INPUT 3 -c 7 420 -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP");
+  });
+});
