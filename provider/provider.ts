@@ -56,7 +56,9 @@ export interface PortRuleOutputs {
   counters: PerFamily<{ packets: number; bytes: number }>;
   packets: number;
   bytes: number;
-  /** False when a rule above ours shadows it (decides its packets otherwise); `shadowedBy` names it. */
+  /** False when a rule above ours shadows it (decides its packets otherwise), when Docker DNATs its port
+   * away from INPUT, or when one of the host's nft chains on the input hook does not accept what an
+   * ACCEPT opens; `shadowedBy` names that rule, Docker's DNAT or the nft table and chain. */
   effective: boolean;
   shadowedBy: PerFamily<string>;
   /** Families whose rule has gone from the host (refresh); the next `up` replaces the rule. */
@@ -198,8 +200,11 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Inse
     counters: placed((p) => ({ packets: p.adopted ? p.twin!.packets : 0, bytes: p.adopted ? p.twin!.bytes : 0 })),
     packets: fams.reduce((n, f) => n + (res.families[f]!.adopted ? res.families[f]!.twin!.packets : 0), 0),
     bytes: fams.reduce((n, f) => n + (res.families[f]!.adopted ? res.families[f]!.twin!.bytes : 0), 0),
-    effective: true,
-    shadowedBy: {},
+    // Docker's DNAT or an nft chain that does not accept: what the host beside the chain does.
+    effective: fams.every((f) => !res.beside[f]?.blockedBy),
+    shadowedBy: Object.fromEntries(
+      fams.flatMap((f) => (res.beside[f]?.blockedBy ? [[familyName(f), res.beside[f]!.blockedBy!]] : [])),
+    ),
     missing: [],
     backend: facts.backend,
     iptablesVersion: facts.version,
@@ -223,6 +228,7 @@ function reportCreated(state: PortRuleState, res: InsertResult, log: Logger): vo
     const p = res.families[f]!;
     const verb = p.adopted ? `-R $1 ${p.line}` : `-I $1 ${p.line}`;
     log.info?.(`${p.rule.replace(/^-A (\S+)/, verb)} on ${state.host} (${familyName(f)}): ${p.reason}`);
+    for (const w of res.beside[f]?.warnings ?? []) log.warn?.(`${familyName(f)}: ${w}`);
     if (p.twin && !p.adopted)
       log.warn?.(
         `${state.chain} on ${state.host} (${familyName(f)}) already holds this rule without a tag at line ${p.twin.line} ` +
@@ -312,8 +318,9 @@ export async function read(id: string, props: PortRuleState) {
     state.counters[n] = { packets: r.packets, bytes: r.bytes };
     state.packets += r.packets;
     state.bytes += r.bytes;
-    if (r.shadowedBy) {
-      state.shadowedBy[n] = r.shadowedBy;
+    const by = r.shadowedBy ?? r.beside.blockedBy;
+    if (by) {
+      state.shadowedBy[n] = by;
       state.effective = false;
     }
   }

@@ -2,7 +2,7 @@
 // queue, and the operations that arrive together share one remote transaction: one lock, one
 // listing per family, one atomic iptables-restore per family with every insert and delete, one
 // confirming listing. Reads that arrive together share one listing.
-import { findByTag, parseRuleset, parseVersion, placeRule, ruleText, shadowing } from "../rules";
+import { findByTag, parseRuleset, parseSpec, parseVersion, placeRule, ruleText, shadowing } from "../rules";
 import type { Position } from "../rules";
 import { getSession, verifyHostKey } from "../ssh";
 import type { Backend, CheckedConnection } from "../rules";
@@ -12,6 +12,8 @@ import type { Family, Section, Sections } from "./protocol";
 import { DETECT, OWNER, ownerError, ownerOf, parsePersistence, saveScript } from "./persist";
 import type { PersistChange, Persistence } from "./persist";
 import { adoptLines, findTwin } from "./adopt";
+import { besideListing, judgeBeside } from "./beside";
+import type { Beside } from "./beside";
 import type { Twin } from "./adopt";
 import { deleteRuleText, insertRuleText } from "./ruleset-text";
 import { openShell } from "./shell";
@@ -79,6 +81,8 @@ export interface Placement {
 export interface InsertResult {
   facts: HostFacts;
   families: Partial<Record<Family, Placement>>;
+  /** Docker and the host's nft tables, per family: what they do to the rule's packets. */
+  beside: Partial<Record<Family, Beside>>;
   /** Where the ruleset was saved, when the request asked for it. */
   persisted?: Persistence;
 }
@@ -90,6 +94,8 @@ export interface RuleState {
   bytes: number;
   /** The first rule above that shadows ours (as -S prints it); undefined when ours is in effect. */
   shadowedBy?: string;
+  /** Docker and the host's nft tables: what they do to the rule's packets. */
+  beside: Beside;
 }
 
 export interface ReadResult {
@@ -205,10 +211,15 @@ export class HostAgent {
   }
 
   /** Listing commands: the facts not known yet, listening sockets and the policy owner if asked for, the rulesets. */
-  private listing(families: Family[], table: string, want: { listening?: boolean; owner?: boolean } = {}): string {
+  private listing(
+    families: Family[],
+    table: string,
+    want: { listening?: boolean; owner?: boolean; beside?: boolean } = {},
+  ): string {
     const parts = this.stable ? [] : [section("version", ["iptables", "--version"]), DETECT];
     if (want.listening) parts.push(section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]));
     if (want.owner) parts.push(OWNER);
+    if (want.beside) parts.push(besideListing(families));
     return [...parts, saves(families, table)].join("\n");
   }
 
@@ -239,6 +250,7 @@ export class HostAgent {
           packets: found.counters?.packets ?? 0,
           bytes: found.counters?.bytes ?? 0,
           shadowedBy: shadowing(rs, { table, chain: found.chain, line: found.line })?.text,
+          beside: this.beside(sections, f, { table, chain: found.chain, spec: found }, result.facts),
         };
       }
     }
@@ -257,6 +269,7 @@ export class HostAgent {
             this.listing(
               FAMILIES.filter((f) => fams.has(f)),
               table,
+              { beside: table === "filter" },
             ),
         );
         return parseSections(r.stdout);
@@ -265,6 +278,11 @@ export class HostAgent {
     }
     for (const f of families) p.families.add(f);
     return p.result;
+  }
+
+  /** Docker's and nft's say on a rule (from a listing that included besideListing). */
+  private beside(sections: Sections, f: Family, rule: Parameters<typeof judgeBeside>[2], facts: HostFacts): Beside {
+    return judgeBeside(sections, f, rule, { backend: facts.backend, name: this.session.target });
   }
 
   private facts(sections: Sections, families: Family[]): HostFacts {
@@ -330,6 +348,7 @@ export class HostAgent {
     const want = {
       listening: batch.some((op) => op.req.kind === "insert"),
       owner: batch.some((op) => op.req.persist && op.req.kind !== "delete"),
+      beside: table === "filter" && batch.some((op) => op.req.kind === "insert"),
     };
 
     const shell = await openShell(this.session);
@@ -396,9 +415,16 @@ export class HostAgent {
       }
       for (const op of await this.settle(shell, table, facts, alive, plans, saved)) {
         const persisted = op.req.persist ? facts.persistence : undefined;
-        if (op.req.kind === "insert")
-          (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!), persisted });
-        else (op.resolve as (r: HostFacts) => void)(facts);
+        if (op.req.kind === "insert") {
+          const req = op.req;
+          const beside = Object.fromEntries(
+            Object.keys(plans.get(op)!).map((k) => {
+              const f = Number(k) as Family;
+              return [f, this.beside(first, f, { table, chain: req.chain, spec: parseSpec(req.specs[f]!) }, facts)];
+            }),
+          );
+          (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!), persisted, beside });
+        } else (op.resolve as (r: HostFacts) => void)(facts);
       }
     } finally {
       await shell.close();

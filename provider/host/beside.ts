@@ -1,0 +1,97 @@
+// What else on the host decides a rule's packets, beside the chain it is in (pure): Docker's DNAT of a
+// published port (the packets go through FORWARD, never INPUT) and the host's own nftables tables
+// (every base chain on the input hook must accept a packet). The listing snippets, and the judgement
+// of one rule in one family from what they printed.
+import { dockerWarning, nftVerdicts, NftParseError, parseNft, parseRuleset, publishedPorts } from "../rules";
+import type { Backend, RuleSpec } from "../rules";
+import { iptables, section } from "./protocol";
+import type { Family, Sections } from "./protocol";
+
+/** Exit status of the nft section on a host without nft. */
+const NO_NFT = 127;
+
+/**
+ * The listing of what is beside iptables' filter table: the nft ruleset (where nft exists) and, per
+ * family, the nat table. A legacy host lists nat only if it is loaded (listing would load it).
+ */
+export function besideListing(families: readonly Family[]): string {
+  const nat = (f: Family) =>
+    section(`nat${f}`, {
+      script: `if [ "$(${iptables(f)} --version 2>/dev/null | grep -c nf_tables)" = 1 ] || grep -qx nat /proc/net/${f === 4 ? "ip" : "ip6"}_tables_names 2>/dev/null; then ${iptables(f)}-save -t nat; fi`,
+    });
+  return [
+    section("nft", { script: `command -v nft >/dev/null 2>&1 || exit ${NO_NFT}\nnft -j list ruleset` }),
+    ...families.map(nat),
+  ].join("\n");
+}
+
+/** What the host beside the chain does to one rule in one family. */
+export interface Beside {
+  /** Said at create (Docker publishing the port; an nft chain that does not accept it). */
+  warnings: string[];
+  /** Why the rule does not decide its ordinary packets (names the nft chain or Docker's rule), if so. */
+  blockedBy?: string;
+}
+
+/** The rule's protocol and ports as its spec carries them (tcp/udp with --dport, --dports or --ctorigdstport). */
+function portsOf(spec: RuleSpec): { protocol: "tcp" | "udp"; ports: string } | undefined {
+  const protocol = spec.match.protocol?.value;
+  const ports = spec.match.dport?.value ?? spec.match.dports?.value;
+  if ((protocol !== "tcp" && protocol !== "udp") || ports === undefined) return undefined;
+  return { protocol, ports };
+}
+
+/**
+ * Judges a rule of filter INPUT in one family against what besideListing printed. Other chains and
+ * tables are not judged (DOCKER-USER is where Docker's packets are; FORWARD and OUTPUT do not see the
+ * input hook). Only an ACCEPT is judged against nft: a DROP or REJECT in iptables drops whatever nft
+ * says.
+ * @example judgeBeside(sections, 4, { table: "filter", chain: "INPUT", spec }, { backend: "nf_tables", host: "web1" })
+ */
+export function judgeBeside(
+  sections: Sections,
+  f: Family,
+  rule: { table: string; chain: string; spec: RuleSpec },
+  host: { backend: Backend; name: string },
+): Beside {
+  const out: Beside = { warnings: [] };
+  const ours = portsOf(rule.spec);
+  const action = rule.spec.target;
+  if (rule.table !== "filter" || rule.chain !== "INPUT" || !ours || !action) return out;
+
+  const nat = sections[`nat${f}`];
+  if (nat?.code === 0 && nat.out.trim()) {
+    const published = publishedPorts(parseRuleset(nat.out), ours);
+    if (published.length) {
+      out.warnings.push(dockerWarning({ chain: rule.chain, ...ours, action: action as "DROP" }, published, host.name));
+      const everyAddress = published.find((p) => !p.address);
+      if (everyAddress)
+        out.blockedBy = `nat PREROUTING -> DOCKER: ${everyAddress.rule} (Docker forwards these packets to the container through FORWARD; they never reach INPUT: use chain DOCKER-USER)`;
+    }
+  }
+
+  const nft = sections.nft;
+  if (action !== "ACCEPT" || !nft || nft.code === NO_NFT) return out;
+  let found: string | undefined;
+  if (nft.code !== 0)
+    found = `nft: listing the ruleset failed (exit ${nft.code}: ${nft.err || nft.out}), so its tables may drop these packets`;
+  else {
+    try {
+      const rs = parseNft(nft.out);
+      const not = nftVerdicts(rs, { family: f, ...ours }, { iptablesNft: host.backend === "nf_tables" }).find(
+        (j) => j.verdict !== "accepts",
+      );
+      if (not) found = `nft ${not.table} ${not.chain} (hook ${not.hook}) ${not.verdict}: ${not.why}`;
+    } catch (e) {
+      if (!(e instanceof NftParseError)) throw e;
+      found = `nft: ${e.message}, so its tables may drop these packets`;
+    }
+  }
+  if (found) {
+    out.blockedBy ??= found;
+    out.warnings.push(
+      `this ACCEPT in iptables' ${rule.chain} does not open ${ours.protocol} ${ours.ports} on ${host.name} by itself: a packet must be accepted by every base chain on the input hook, and ${found}; accept the port in that nft chain too`,
+    );
+  }
+  return out;
+}
