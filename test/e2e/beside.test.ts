@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab } from "../lab/lab";
 import type { LabHost } from "../lab/lab";
 import type { CliResult, PulumiProject } from "../pulumi";
+import { SCENARIOS } from "../fixtures/scenarios";
 import { programProject, removeProjects, setRules } from "./program";
 
 const all = (r: CliResult) => r.stdout + r.stderr;
@@ -82,5 +83,94 @@ describe("an nftables host: table inet filter with policy drop beside iptables-n
     expect(await probe(h.v4, 8080)).toBe("open");
     await ok(p.destroy());
     expect((await h.save(4)).split("\n").filter((l) => l.includes("--dport 8080"))).toEqual([]);
+  });
+});
+
+describe("a Docker-like host: a container behind a bridge, Docker's nat and filter rules, 8080 published to its port 80", () => {
+  let h: LabHost;
+  let p: PulumiProject;
+  let container: number | undefined;
+  let second: string;
+  let before: string;
+  beforeAll(async () => {
+    const docker = SCENARIOS.find((s) => s.name === "docker")!.rules(4);
+    h = await lab.addHost({ rules: { v4: docker } });
+    // The container: its own network namespace inside the lab host, on the docker0 bridge.
+    await h.sh(
+      [
+        "ip link add docker0 type bridge",
+        "ip addr add 198.19.0.1/16 dev docker0",
+        "ip link set docker0 up",
+        "ip netns add ctr",
+        "ip link add vethc type veth peer name eth0 netns ctr",
+        "ip link set vethc master docker0 up",
+        "ip -n ctr addr add 198.19.0.2/16 dev eth0",
+        "ip -n ctr link set eth0 up",
+        "ip -n ctr link set lo up",
+        "ip -n ctr route add default via 198.19.0.1",
+        "sysctl -qw net.ipv4.ip_forward=1",
+      ].join(" && "),
+    );
+    // Its service on port 80 (ended in afterAll; `timeout` ends it should this run die first).
+    const child = spawn(
+      "nsenter",
+      ["-t", String(h.pid), "-n", "-m", "--", "ip", "netns", "exec", "ctr", "timeout", "900", "nc", "-lk", "-p", "80"],
+      { stdio: "ignore", detached: true },
+    );
+    child.unref();
+    container = child.pid;
+    await h.waitFor(async () => (await probe(h.v4, 8080)) === "open", "the published port 8080 answering");
+    // A second client address in the workstation: the one a source-limited ACCEPT lets in.
+    second = `198.18.${h.slot}.3`;
+    await new Promise<void>((resolve, reject) =>
+      execFile("ip", ["addr", "add", `${second}/24`, "dev", `pv${h.slot}`], (e) => (e ? reject(e) : resolve())),
+    );
+    before = await h.ruleset(4);
+    p = await programProject("docker", h, [{ name: "input", args: { port: 8080, action: "DROP" } }]);
+  });
+  afterAll(() => {
+    if (container) process.kill(container, "SIGTERM");
+  });
+
+  it("a PortRule on INPUT warns that Docker bypasses INPUT, reports effective: false, and indeed blocks nothing", async () => {
+    const up = await ok(p.up());
+    expect(all(up)).toContain("Docker publishes tcp 8080 on");
+    expect(all(up)).toContain('write chain: "DOCKER-USER"');
+    const s = await stateOf(p, "input");
+    expect(s.effective).toBe(false);
+    expect(s.shadowedBy.ipv4).toMatch(
+      /^nat PREROUTING -> DOCKER: -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT/,
+    );
+    expect(await probe(h.v4, 8080)).toBe("open");
+  });
+
+  it("a DOCKER-USER PortRule DROP blocks the published port, placed before Docker's RETURN", async () => {
+    await setRules(p, "docker", [{ name: "block", args: { port: 8080, action: "DROP", chain: "DOCKER-USER" } }]);
+    await ok(p.up());
+    const s = await stateOf(p, "block");
+    expect(s.rules.ipv4).toBe(
+      `-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 8080 --ctdir ORIGINAL -m comment --comment "${s.tag}" -j DROP`,
+    );
+    expect(s.insertedAt).toEqual({ ipv4: 1 });
+    const chain = (await h.save(4)).split("\n").filter((l) => l.startsWith("-A DOCKER-USER"));
+    expect(chain).toEqual([s.rules.ipv4, "-A DOCKER-USER -j RETURN"]);
+    expect(await probe(h.v4, 8080)).toBe("timeout");
+    expect(await probe(h.v4, 8080, second)).toBe("timeout");
+  });
+
+  it("an ACCEPT with source lets that one client in; destroy restores Docker's ruleset", async () => {
+    await setRules(p, "docker", [
+      { name: "block", args: { port: 8080, action: "DROP", chain: "DOCKER-USER" } },
+      { name: "admin", args: { port: 8080, action: "ACCEPT", chain: "DOCKER-USER", source: `${second}/32` } },
+    ]);
+    await ok(p.up());
+    const admin = await stateOf(p, "admin");
+    expect(admin.insertedAt).toEqual({ ipv4: 1 });
+    expect(admin.effective).toBe(true);
+    expect(await probe(h.v4, 8080, second)).toBe("open");
+    expect(await probe(h.v4, 8080)).toBe("timeout");
+    await ok(p.destroy());
+    expect(await h.ruleset(4)).toBe(before);
+    expect(await probe(h.v4, 8080)).toBe("open");
   });
 });
