@@ -297,9 +297,11 @@ function walk(rs: NftRuleset, chain: NftChain, p: NftPackets, depth: number): Wa
       }
       const [name, body] = Object.entries(e)[0] ?? ["", undefined];
       if (name === "match" && isObject(body)) share = and(share, matchShare(body, p, sets));
-      else if (name === "accept" || name === "drop" || name === "reject" || name === "return") verdict = { kind: name };
-      else if ((name === "jump" || name === "goto") && isObject(body))
-        verdict = { kind: name, target: String(body.target) };
+      else if (name === "vmap" && isObject(body)) {
+        const v = vmapVerdict(body, p, sets);
+        share = and(share, v.share);
+        verdict = v.verdict;
+      } else if (VERDICT_NAMES.has(name)) verdict = verdictOf(e);
       else if (PARTIAL.has(name)) share = and(share, "some");
       else if (!NON_TERMINATING.has(name)) verdict = { kind: "unknown" };
       if (verdict || share === "none") break;
@@ -340,6 +342,37 @@ function walk(rs: NftRuleset, chain: NftChain, p: NftPackets, depth: number): Wa
     }
   }
   return { outcome: { kind: "return" }, doubt };
+}
+
+const VERDICT_NAMES = new Set(["accept", "drop", "reject", "return", "jump", "goto"]);
+
+/** A verdict statement ({"accept": null}, {"jump": {"target": "web"}}); unknown for anything else. */
+function verdictOf(e: Json): { kind: string; target?: string } {
+  const [name, body] = isObject(e) ? (Object.entries(e)[0] ?? ["", undefined]) : ["", undefined];
+  if (!VERDICT_NAMES.has(name)) return { kind: "unknown" };
+  return isObject(body) && body.target !== undefined ? { kind: name, target: String(body.target) } : { kind: name };
+}
+
+/**
+ * A verdict map (`ct state vmap { established : accept, invalid : drop }`, `tcp dport vmap { 22 :
+ * accept }`): the entry that holds all of the packets gives the verdict; entries holding some of them
+ * leave it unknown; none, and the rule does not match.
+ */
+function vmapVerdict(
+  body: Record<string, Json>,
+  p: NftPackets,
+  sets: (name: string) => Json[] | undefined,
+): { share: Share; verdict?: { kind: string; target?: string } } {
+  const data = isObject(body.data) ? body.data.set : undefined;
+  if (!Array.isArray(data)) return { share: "some", verdict: { kind: "unknown" } };
+  let partial = false;
+  for (const entry of data) {
+    if (!Array.isArray(entry) || entry.length !== 2) return { share: "some", verdict: { kind: "unknown" } };
+    const share = matchShare({ op: "==", left: body.key, right: entry[0] }, p, sets);
+    if (share === "all") return { share, verdict: verdictOf(entry[1]) };
+    if (share === "some") partial = true;
+  }
+  return partial ? { share: "some", verdict: { kind: "unknown" } } : { share: "none" };
 }
 
 /** What one base chain does with the packets: its definite path, and the doubts on the way. */

@@ -71,6 +71,16 @@ describe("nft -j list ruleset: the base chains on the input hook beside iptables
     expect(summary("opaque", tcp("9090", 6))).toEqual(["ip6 v6only input: drops"]);
   });
 
+  it("verdict maps, as nftables' own examples write them: the entry holding the packets decides", () => {
+    expect(summary("vmap", tcp("22"))).toEqual(["inet filter input: accepts"]);
+    expect(summary("vmap", tcp("8080"))).toEqual(["inet filter input: accepts"]); // jump web, accepted there
+    expect(summary("vmap", tcp("8081"))).toEqual(["inet filter input: drops"]); // web returns: the policy
+    expect(summary("vmap", tcp("9000"))).toEqual(["inet filter input: drops"]);
+    expect(summary("vmap", tcp("2222"))).toEqual(["inet filter input: drops"]); // in no entry: the policy
+    // partly in the map's 8000-8100 entry: the rest falls to the policy
+    expect(summary("vmap", tcp("7990:8010"))).toEqual(["inet filter input: drops"]);
+  });
+
   it("refuses text that is not nft's JSON, by name", () => {
     expect(() => parseNft("Error: syntax error")).toThrow(NftParseError);
     expect(() => parseNft('{"x": 1}')).toThrow(/no "nftables" array/);
