@@ -49,6 +49,7 @@ const OUTPUTS: Record<keyof PortRuleOutputs | "ports", undefined> = {
   backend: undefined,
   iptablesVersion: undefined,
   hostKeyFingerprint: undefined,
+  proxyHostKeyFingerprint: undefined,
   listening: undefined,
   persisted: undefined,
   adopts: undefined,

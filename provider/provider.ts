@@ -15,9 +15,11 @@ import {
 } from "./rules";
 import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
 import { hostAgent, TagTaken } from "./host/agent";
-import type { HostFacts, InsertRequest, InsertResult, Placement, ReadResult } from "./host/agent";
+import type { DeleteRequest, HostFacts, InsertRequest, InsertResult, Placement, ReadResult } from "./host/agent";
 import { familyName } from "./host/protocol";
+import { addressOf, pinHostKey, redactError } from "./ssh";
 import type { Logger } from "./ssh";
+import { lockoutOf } from "./lockout";
 
 /** Inputs that define the rule on the host: a change to any of them replaces it. */
 export const RULE_DEFINING = [
@@ -66,6 +68,8 @@ export interface PortRuleOutputs {
   backend: Backend;
   iptablesVersion: string;
   hostKeyFingerprint: string;
+  /** The jump host's key fingerprint seen at create (when there is a jump host): required from then on. */
+  proxyHostKeyFingerprint?: string;
   /** For ACCEPT rules: whether anything listens on the port(s) (`ss`), at create. */
   listening?: boolean;
   persisted: false | { mechanism: string; files: string[] };
@@ -135,11 +139,18 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
   return { inputs: out, failures: [] };
 }
 
-/** Pure: replace on anything that defines the rule, update credentials and persist in place. */
+/**
+ * Replace on anything that defines the rule, update credentials and persist in place. No I/O; it
+ * remembers, for the rest of this run, what the old state says that a replacement's create and the old
+ * rule's delete must honour: the host keys recorded (the engine checks a replacement's inputs again
+ * without the old ones, and create sees only those), and whether the new inputs opt in to a lockout.
+ */
 export async function diff(_id: string, olds: Props, news: Props) {
+  rememberPins(olds as unknown as PortRuleState);
   const replaces: string[] = RULE_DEFINING.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
   if (hostOf(olds) !== hostOf(news)) replaces.push("connection.host");
   if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
+  if (replaces.length && news.allowLockout === true && typeof olds.tag === "string") replacedOptIn.add(olds.tag);
   const updates = ["persist", "allowLockout", "adopt"].filter((k) => olds[k] !== news[k]);
   const { host: _oh, ...oldConn } = olds.connection ?? {};
   const { host: _nh, ...newConn } = news.connection ?? {};
@@ -151,21 +162,57 @@ export async function diff(_id: string, olds: Props, news: Props) {
   };
 }
 
-/** The lockout guard: would this DROP/REJECT rule match the provider's own SSH session? */
-function lockoutGuard(inputs: RuleInputs): InsertRequest["guard"] {
-  // The provider's packets arrive through INPUT (and the user chains it jumps to), not FORWARD, OUTPUT or
-  // Docker's DOCKER-USER (which FORWARD jumps to).
-  if (inputs.action === "ACCEPT" || inputs.allowLockout || ["FORWARD", "OUTPUT", DOCKER_USER].includes(inputs.chain))
-    return undefined;
+/** Old rules (by tag) whose replacement opted in to a lockout (`allowLockout: true` in the new inputs). */
+const replacedOptIn = new Set<string>();
+
+/** The provider's packets arrive through INPUT (and the user chains it jumps to), not FORWARD, OUTPUT or
+ * Docker's DOCKER-USER (which FORWARD jumps to). */
+const reachesInput = (chain: string) => !["FORWARD", "OUTPUT", DOCKER_USER].includes(chain);
+
+/** A lockout found with `allowLockout: true`: go ahead, and say so. */
+function allowed(message: string, log: Logger): undefined {
+  log.warn?.(`allowLockout is set, so this goes ahead: ${message}`);
+  return undefined;
+}
+
+/** The insert guard: would this DROP/REJECT rule match the provider's own SSH session? */
+function insertGuard(inputs: RuleInputs, log: Logger): InsertRequest["guard"] {
+  if (inputs.action === "ACCEPT" || !reachesInput(inputs.chain)) return undefined;
   return (origin, family) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
     const spec = parseSpec(renderRule(inputs, family, "pulumi-iptables:guard/x/x/guard"));
     if (!matchesPacket(spec, { protocol: "tcp", source: origin.clientAddress, dport: origin.serverPort }))
       return undefined;
-    return (
+    const message =
       `this ${inputs.action} rule on ${inputs.chain} would match the provider's own SSH connection ` +
-      `(tcp from ${origin.clientAddress} to port ${origin.serverPort}) and cut it off: narrow "port" or "source", ` +
-      `or set allowLockout: true if that is really intended`
+      `(tcp from ${origin.clientAddress} to port ${origin.serverPort}) and cut it off`;
+    if (inputs.allowLockout) return allowed(message, log);
+    return `${message}: narrow "port" or "source", or set allowLockout: true if that is really intended`;
+  };
+}
+
+/**
+ * The removal guard: would the host stop accepting the provider's SSH connections without this rule?
+ * It covers a rule removed from the program, and the old rule of a replacement (a changed port or
+ * position: the new rule is in place by then, so the chain is judged with it).
+ */
+function deleteGuard(props: PortRuleState, log: Logger): DeleteRequest["guard"] {
+  // Judged on the filter table, where the listing the guard gets is of the rule's own table.
+  if (props.action !== "ACCEPT" || props.table !== "filter" || !reachesInput(props.chain)) return undefined;
+  const optedIn = props.allowLockout || replacedOptIn.has(props.tag);
+  return (origin, family, before, after) => {
+    if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
+    const message = lockoutOf(
+      before,
+      after,
+      origin,
+      `removing the rule ${props.rules[familyName(family)] ?? props.tag}`,
+    );
+    if (!message) return undefined;
+    if (optedIn) return allowed(message, log);
+    return (
+      `${message}. Keep SSH open first (a rule that accepts it from ${origin.clientAddress}), or, if that is ` +
+      `really intended, set allowLockout: true on this PortRule and run pulumi up, then remove or change it`
     );
   };
 }
@@ -242,10 +289,30 @@ function reportCreated(state: PortRuleState, res: InsertResult, log: Logger): vo
     );
 }
 
+/** Every secret of a connection (the target's and the jump host's). */
+const secretsOf = (conn: Partial<RuleInputs["connection"]> | undefined): (string | undefined)[] =>
+  [conn, conn?.proxy].flatMap((c) => [c?.password, c?.privateKey, c?.privateKeyPassword]);
+
+/** Runs a lifecycle step; whatever it throws reaches the engine with every secret redacted, causes included. */
+async function guarded<T>(conn: Partial<RuleInputs["connection"]> | undefined, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    throw redactError(err, secretsOf(conn));
+  }
+}
+
 export async function create(inputs: RuleInputs & { unique: string }) {
+  return guarded(inputs.connection, () => createRule(inputs));
+}
+
+async function createRule(inputs: RuleInputs & { unique: string }) {
   const log = logger();
   if (!inputs.identity) throw new Error("PortRule inputs lack their identity: create PortRule through its constructor");
   const agent = hostAgent(inputs.connection, log);
+  // The host (and jump host) must present the keys pinned for their addresses in this run: those of
+  // the rule this one replaces, of other rules on the host, or the first seen.
+  await agent.session.connect();
   // A tag already on the host means the rule this one replaces is still there (create before
   // delete of an identical rule): a new unique part keeps the two apart.
   let unique = inputs.unique;
@@ -261,11 +328,13 @@ export async function create(inputs: RuleInputs & { unique: string }) {
         tag,
         position: inputs.position,
         persist: inputs.persist,
-        guard: lockoutGuard(inputs),
+        guard: insertGuard(inputs, log),
         twins: Object.fromEntries(families(inputs.ipVersion).map((f) => [f, twinOf(inputs, f)])),
         adopt: inputs.adopt,
       });
       const state = createdState(inputs, unique, tag, res);
+      const jump = agent.session.proxy?.hostKey;
+      if (jump) state.proxyHostKeyFingerprint = jump.fingerprint;
       reportCreated(state, res, log);
       return { id: tag, outs: state };
     } catch (err) {
@@ -281,16 +350,36 @@ export async function create(inputs: RuleInputs & { unique: string }) {
 /** The rules files that hold a rule of these families. */
 const filesOf = (files: [string, string], fams: Family[]) => fams.map((f) => files[f === 4 ? 0 : 1]);
 
-/** The agent for a created rule: the host key seen at create is required from then on (checked on
- * the pooled connection, so create, refresh and delete in one process share one connection). */
-async function agentOf(conn: RuleInputs["connection"], recorded: string | undefined) {
+/**
+ * Pins the host keys a created rule recorded (the host's, and the jump host's) to their addresses, for
+ * this run: every handshake there must present them, checked inside the handshake before any credential
+ * is sent. A `hostKey` given in the connection takes their place for that connection.
+ */
+function rememberPins(props: Partial<PortRuleState>): void {
+  const conn = props.connection;
+  if (!conn || typeof conn.host !== "string") return;
+  const recorded = "the key recorded in state when this rule was created";
+  const args = conn;
+  // A hostKey given takes the place of what was recorded: that is how a new key is accepted.
+  if (props.hostKeyFingerprint && !args.hostKey) pinHostKey(addressOf(args), props.hostKeyFingerprint, recorded);
+  if (args.proxy && props.proxyHostKeyFingerprint && !args.proxy.hostKey)
+    pinHostKey(addressOf(args.proxy), props.proxyHostKeyFingerprint, `for the jump host, ${recorded}`);
+}
+
+/** The agent for a created rule, connected: the host keys recorded at create are required. */
+async function agentOf(conn: RuleInputs["connection"], props: Partial<PortRuleState>) {
+  rememberPins({ ...props, connection: conn });
   const agent = hostAgent(conn, logger());
-  await agent.verifyHostKey(conn.hostKey ? undefined : recorded);
+  await agent.session.connect();
   return agent;
 }
 
 export async function read(id: string, props: PortRuleState) {
-  const agent = await agentOf(props.connection, props.hostKeyFingerprint);
+  return guarded(props.connection, () => readRule(id, props));
+}
+
+async function readRule(id: string, props: PortRuleState) {
+  const agent = await agentOf(props.connection, props);
   const fams = families(props.ipVersion);
   const live: ReadResult = await agent.read(props.table, props.chain, props.tag, fams);
   if (fams.every((f) => !live.families[f])) return { id: "", props: {} };
@@ -327,12 +416,18 @@ export async function read(id: string, props: PortRuleState) {
   return { id, props: state };
 }
 
-export async function update(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
-  // Connecting with the new credentials and checking the pinned host key is the whole update,
-  // unless the persist flag changed.
-  const agent = await agentOf(news.connection, olds.hostKeyFingerprint);
+export async function update(id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
+  return guarded(news.connection, () => guarded(olds.connection, () => updateRule(id, olds, news)));
+}
+
+async function updateRule(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
+  // The new login must work before it goes into state: it connects (the host keys recorded at
+  // create, or the hostKey now given, checked in the handshake), and with sudo, `sudo -n` runs a
+  // shell as root. Unless the persist flag changed, that is the whole update.
+  const agent = await agentOf(news.connection, { ...olds, connection: news.connection });
+  if (news.connection.sudo) await agent.session.run("true");
   const fams = families(olds.ipVersion);
-  const outs = {
+  const outs: PortRuleState = {
     ...olds,
     ...news,
     unique: olds.unique,
@@ -340,6 +435,9 @@ export async function update(_id: string, olds: PortRuleState, news: RuleInputs 
     rules: olds.rules,
     hostKeyFingerprint: agent.session.hostKey!.fingerprint,
   };
+  const jump = agent.session.proxy?.hostKey;
+  if (jump) outs.proxyHostKeyFingerprint = jump.fingerprint;
+  else delete outs.proxyHostKeyFingerprint;
   if (news.persist !== olds.persist) {
     const facts = await agent.persist({
       kind: "persist",
@@ -356,8 +454,12 @@ export async function update(_id: string, olds: PortRuleState, news: RuleInputs 
   return { outs };
 }
 
-export async function remove(_id: string, props: PortRuleState) {
-  const agent = await agentOf(props.connection, props.hostKeyFingerprint);
+export async function remove(id: string, props: PortRuleState) {
+  return guarded(props.connection, () => removeRule(id, props));
+}
+
+async function removeRule(_id: string, props: PortRuleState) {
+  const agent = await agentOf(props.connection, props);
   await agent.delete({
     kind: "delete",
     table: props.table,
@@ -365,5 +467,6 @@ export async function remove(_id: string, props: PortRuleState) {
     families: families(props.ipVersion),
     tag: props.tag,
     persist: props.persist,
+    guard: deleteGuard(props, logger()),
   });
 }

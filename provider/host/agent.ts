@@ -4,7 +4,7 @@
 // confirming listing. Reads that arrive together share one listing.
 import { findByTag, parseRuleset, parseSpec, parseVersion, placeRule, ruleText, shadowing } from "../rules";
 import type { Position } from "../rules";
-import { getSession, verifyHostKey } from "../ssh";
+import { getSession } from "../ssh";
 import type { Backend, CheckedConnection } from "../rules";
 import type { Logger, Session } from "../ssh";
 import { FAMILIES, LOCK, LOCK_FILE, LOCK_WAIT, PREAMBLE, iptables, parseSections, section } from "./protocol";
@@ -44,6 +44,14 @@ export interface DeleteRequest {
   families: Family[];
   tag: string;
   /** Save the ruleset afterwards, so the rules files no longer hold the rule. */
+  /** Says why the rule must not go (removing it would cut off this provider), or nothing; given the
+   * listing (iptables-save text) with the rule and without it. */
+  guard?: (
+    origin: { clientAddress: string; serverPort: number },
+    family: Family,
+    before: string,
+    after: string,
+  ) => string | undefined;
   persist: boolean;
 }
 
@@ -204,12 +212,6 @@ export class HostAgent {
 
   constructor(readonly session: Session) {}
 
-  /** Connects if needed and refuses a host whose key is not the one recorded at create. */
-  async verifyHostKey(recorded: string | undefined): Promise<void> {
-    const seen = await this.session.connect();
-    if (recorded) verifyHostKey(seen, recorded, this.session.target);
-  }
-
   /** Listing commands: the facts not known yet, listening sockets and the policy owner if asked for, the rulesets. */
   private listing(
     families: Family[],
@@ -342,7 +344,7 @@ export class HostAgent {
   private async transaction(table: string, batch: Op[]): Promise<void> {
     const wants = (op: Op, f: Family) => (op.req.kind === "insert" ? !!op.req.specs[f] : op.req.families.includes(f));
     const families = FAMILIES.filter((f) => batch.some((op) => wants(op, f)));
-    const origin = batch.some((op) => op.req.kind === "insert" && op.req.guard)
+    const origin = batch.some((op) => op.req.kind !== "persist" && op.req.guard)
       ? await this.session.origin()
       : undefined;
     const want = {
@@ -458,7 +460,10 @@ export class HostAgent {
         apply: asDelete(found.text),
         undo: asInsert(found.text, found.line),
       };
-      return deleteRuleText(save, table, found.chain, found.line);
+      const after = deleteRuleText(save, table, found.chain, found.line);
+      const refusal = origin && op.req.guard?.(origin, f, save, after);
+      if (refusal) throw new HostError(refusal);
+      return after;
     }
     if (found) throw new TagTaken(`a rule tagged ${tag} is already on ${this.session.target}`);
     const spec = op.req.specs[f]!;

@@ -2,6 +2,7 @@ import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { DOCKER_USER, matchesOriginalPort } from "./docker";
 import { BUILTIN_CHAINS } from "./flags";
+import { HOST_KEY_HELP, parseHostKey } from "./hostkey";
 import { MAX_COMMENT_BYTES, NEUTRAL_REJECT_TYPES, REJECT_TYPES, TAG_PREFIX } from "./render";
 import type { CheckedConnection, CheckedPort, Family, RuleInputs } from "./types";
 
@@ -36,9 +37,6 @@ function oneOf<T extends string>(values: readonly T[], upper: boolean) {
 
 const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-const HOST_KEY =
-  /^(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]{16,8192}={0,3})(?: [^\n]{0,1024})?$/;
-const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
 const secret = (what: string) =>
   z.string({ error: `must be the ${what} as a string` }).min(1, { error: `must not be empty: leave it out instead` });
 
@@ -89,17 +87,10 @@ const proxyFields = {
     .max(3600, { error: "must be at most 3600 seconds" })
     .default(15),
   hostKey: z
-    .string({ error: 'must be the host\'s public key line ("ssh-ed25519 AAAA...") or its fingerprint ("SHA256:...")' })
+    .string({ error: HOST_KEY_HELP })
     .transform((k, ctx) => {
-      const t = k.trim();
-      if (FINGERPRINT.test(t)) return t;
-      const m = HOST_KEY.exec(t);
-      return m
-        ? `${m[1]} ${m[2]}`
-        : custom(
-            ctx,
-            'must be an OpenSSH public key line ("ssh-ed25519 AAAA...", as in known_hosts without the host name) or a fingerprint ("SHA256:" and 43 characters, as ssh-keygen -lf prints)',
-          );
+      const parsed = parseHostKey(k);
+      return parsed ? (parsed.publicKey ?? parsed.fingerprint) : custom(ctx, HOST_KEY_HELP);
     })
     .optional(),
 };

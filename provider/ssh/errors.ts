@@ -1,18 +1,52 @@
 import type { HostKeyInfo } from "./types";
 
-/** Replaces every secret (password, private key, passphrase) that occurs in a text. */
+/** What stands for a secret in every text the provider shows. */
+export const REDACTED = "[secret]";
+/** Secrets at least this long are replaced wherever they occur. */
+const ANYWHERE = 8;
+/** A letter, digit or underscore: what a short secret must not touch to count as one token. */
+const WORD = /[\p{L}\p{N}_]/u;
+
+/**
+ * Replaces every secret (password, private key, passphrase) that occurs in a text.
+ *
+ * A secret of 8 characters or more is replaced wherever it occurs (also as a `'…'`-quoted shell word,
+ * and a private key also line by line). A shorter one is replaced wherever it stands as a token of its
+ * own (no letter, digit or `_` right before or after it): a 2-character password "ab" is redacted in
+ * `password "ab" rejected` and in `ab`, but the "ab" inside "table" is left alone, so messages stay
+ * readable whatever the secret. (The provider never puts a secret into a command or message itself;
+ * redaction is the second line, for what a server or library echoes back.)
+ */
 export function redact(text: string, secrets: readonly (string | undefined)[]): string {
   let out = text;
   for (const s of secrets) {
-    if (!s || s.length < 3) continue;
-    out = out.split(s).join("[secret]");
-    // As it appears inside a '…'-quoted shell word.
-    if (s.includes("'")) out = out.split(s.replace(/'/g, `'\\''`)).join("[secret]");
-    // A private key may also appear line by line (e.g. quoted into a script).
-    if (s.includes("\n"))
-      for (const line of s.split("\n")) if (line.trim().length >= 16) out = out.split(line).join("[secret]");
+    if (!s) continue;
+    for (const form of formsOf(s)) out = form.length >= ANYWHERE ? out.split(form).join(REDACTED) : asToken(out, form);
   }
   return out;
+}
+
+/** The ways a secret can appear in a text: as is, quoted for sh, and a private key's lines. */
+function formsOf(s: string): string[] {
+  const forms = [s];
+  if (s.includes("'")) forms.push(s.replace(/'/g, `'\\''`));
+  if (s.includes("\n")) for (const line of s.split("\n")) if (line.trim().length >= 16) forms.push(line.trim());
+  return forms;
+}
+
+/** Replaces the occurrences of a short secret that no letter, digit or `_` touches. */
+function asToken(text: string, secret: string): string {
+  let out = "";
+  let from = 0;
+  for (let at = text.indexOf(secret); at >= 0; at = text.indexOf(secret, at + 1)) {
+    if (at < from) continue;
+    const before = text[at - 1];
+    const after = text[at + secret.length];
+    if ((before && WORD.test(before)) || (after && WORD.test(after))) continue;
+    out += text.slice(from, at) + REDACTED;
+    from = at + secret.length;
+  }
+  return out + text.slice(from);
 }
 
 /** A copy of an error fit to be kept as `cause`: its message redacted, code/level kept, nothing else. */
@@ -20,10 +54,31 @@ export function scrubError(err: unknown, secrets: readonly (string | undefined)[
   const src = err instanceof Error ? err : new Error(String(err));
   const copy = new Error(redact(src.message, secrets)) as Error & { code?: unknown; level?: unknown };
   copy.name = src.name;
+  copy.stack = redact(src.stack ?? "", secrets);
   const e = src as Error & { code?: unknown; level?: unknown };
   if (e.code !== undefined) copy.code = e.code;
   if (e.level !== undefined) copy.level = e.level;
   return copy;
+}
+
+/**
+ * Redacts an error in place, with its whole cause chain: message, stack and every string field
+ * (a RemoteError's command, stdout, stderr). For the lifecycle's last word before the engine sees it.
+ */
+export function redactError<T>(err: T, secrets: readonly (string | undefined)[]): T {
+  const seen = new Set<unknown>();
+  for (let e: unknown = err; e instanceof Error && !seen.has(e); e = e.cause) {
+    seen.add(e);
+    const fields = e as unknown as Record<string, unknown>;
+    for (const key of [...Object.getOwnPropertyNames(e), "message", "stack"]) {
+      const v = fields[key];
+      if (typeof v === "string") {
+        const r = redact(v, secrets);
+        if (r !== v) Object.defineProperty(e, key, { value: r, writable: true, configurable: true });
+      }
+    }
+  }
+  return err;
 }
 
 export type ConnectionFailure = "auth" | "hostkey" | "dial" | "config" | "closed";
@@ -43,21 +98,26 @@ export class ConnectionError extends Error {
   }
 }
 
-/** The host presented a key other than the expected one: the connection was refused. */
+/**
+ * The host presented a key other than the expected one. Raised inside the handshake, before any
+ * credential was sent: nothing of ours reached that host.
+ */
 export class HostKeyError extends ConnectionError {
   override name = "HostKeyError";
   constructor(
     target: string,
     readonly seen: HostKeyInfo,
-    /** The hostKey given (a key line or a fingerprint). */
-    readonly expected: string,
-    /** The fingerprint of the key expected, as OpenSSH prints it. */
+    /** The fingerprint of the key expected ("SHA256:..."). */
     readonly expectedFingerprint: string,
+    /** Where the expected key comes from: "the hostKey given", "the key recorded in state at create", ... */
+    readonly source: string,
   ) {
     super(
-      `host key verification failed for ${target}: the host presented ${seen.algorithm} key ${seen.fingerprint}, ` +
-        `but ${expectedFingerprint} was expected. The connection was refused. If the host's key changed on ` +
-        `purpose (reinstall), update hostKey; otherwise this may not be the host you mean.`,
+      `host key verification failed for ${target}: it presented ${seen.algorithm} key ${seen.fingerprint}, ` +
+        `but ${source} is ${expectedFingerprint}. The connection was closed during the handshake, before any ` +
+        `password or key was sent: this may not be the host you mean. If its key changed on purpose (a reinstall), ` +
+        `check the new key on the host itself (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and set ` +
+        `hostKey to it (connection.hostKey, or connection.proxy.hostKey for a jump host), then run pulumi up.`,
       "hostkey",
       target,
     );

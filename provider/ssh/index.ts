@@ -1,6 +1,15 @@
 export type { HostKeyInfo, Logger, Origin, RunOptions, RunResult, SessionStats } from "./types";
 export { shellQuote, shellJoin } from "./quote";
-export { describeHostKey, fingerprintOf, hostKeyMatches, parseExpectedHostKey, verifyHostKey } from "./hostkey";
-export { ConnectionError, HostKeyError, RemoteError, SudoError, redact } from "./errors";
+export {
+  describeHostKey,
+  fingerprintOf,
+  forgetPins,
+  hostKeyMatches,
+  parseExpectedHostKey,
+  pinHostKey,
+  pinsOf,
+} from "./hostkey";
+export type { Pin } from "./hostkey";
+export { ConnectionError, HostKeyError, REDACTED, RemoteError, SudoError, redact, redactError } from "./errors";
 export type { ConnectionFailure } from "./errors";
-export { Session, getSession, closeAll, sessionKey, MAX_CHANNELS } from "./session";
+export { Session, addressOf, getSession, closeAll, sessionKey, MAX_CHANNELS } from "./session";

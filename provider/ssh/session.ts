@@ -1,13 +1,14 @@
 import * as net from "node:net";
-import { createHash } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { constants as osConstants } from "node:os";
 import { Client, utils } from "ssh2";
 import type { ClientChannel, ConnectConfig } from "ssh2";
 import type { Duplex } from "node:stream";
 import type { CheckedConnection, CheckedJumpHost } from "../rules";
 import type { HostKeyInfo, Logger, Origin, RunOptions, RunResult, SessionStats } from "./types";
-import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, scrubError } from "./errors";
-import { describeHostKey, hostKeyMatches, parseExpectedHostKey } from "./hostkey";
+import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, redactError, scrubError } from "./errors";
+import { describeHostKey, parseExpectedHostKey, pinHostKey, pinsOf, unmetPin } from "./hostkey";
+import type { Pin } from "./hostkey";
 import { shellQuote } from "./quote";
 
 /** Channels open at once per connection: well below sshd's default MaxSessions of 10. */
@@ -29,9 +30,13 @@ function hostPort(host: string, port: number): string {
 /** A jump host is dialled like any host, never through sudo. */
 const jumpConnection = (j: CheckedJumpHost): CheckedConnection => ({ ...j, sudo: false });
 
+/** Keys the credentials' part of the pool key: a hash no one outside this process can brute-force,
+ * however short the password. */
+const POOL_SALT = randomBytes(32);
+
 /** The pool key: one connection per (user, host, port, credentials, expected host key, sudo, proxy chain). */
 export function sessionKey(conn: CheckedConnection): string {
-  const creds = createHash("sha256")
+  const creds = createHmac("sha256", POOL_SALT)
     .update(
       JSON.stringify([
         conn.password ?? null,
@@ -45,6 +50,12 @@ export function sessionKey(conn: CheckedConnection): string {
   const hk = conn.hostKey ? ` hostkey=${conn.hostKey.trim()}` : "";
   const via = conn.proxy ? ` via ${sessionKey(jumpConnection(conn.proxy))}` : "";
   return `${conn.user}@${hostPort(conn.host, conn.port)} creds=${creds}${conn.sudo ? " sudo" : ""}${hk}${via}`;
+}
+
+/** Where a connection goes, whoever logs in: "host:port", then " via " and the jump host's address.
+ * Host keys are pinned per address (see `pinHostKey`). */
+export function addressOf(conn: { host: string; port: number; proxy?: { host: string; port: number } }): string {
+  return hostPort(conn.host, conn.port) + (conn.proxy ? ` via ${addressOf(conn.proxy)}` : "");
 }
 
 /**
@@ -113,36 +124,54 @@ export class Session {
   readonly key: string;
   /** "user@host:port", for messages. */
   readonly target: string;
+  /** Where it connects to (host:port via the jump host's address): host keys are pinned per address. */
+  readonly address: string;
   readonly stats: SessionStats = { connections: 0, dialFailures: 0, channels: 0, channelRetries: 0 };
-  /** The host key seen at the first connect; a reconnect that sees another key is refused (HostKeyError). */
+  /** The host key of the current (or last) connection. */
   hostKey?: HostKeyInfo;
+  /** The jump host's session, when there is one. */
+  readonly proxy?: Session;
 
   private client?: Client;
   private connecting?: Promise<Client>;
   private sock?: net.Socket;
-  private proxySession?: Session;
   private originPromise?: Promise<Origin>;
   private refs = 0;
   private active = 0;
   private readonly waiting: (() => void)[] = [];
   private readonly secrets: (string | undefined)[];
+  private sink: Logger;
 
   constructor(
     readonly args: CheckedConnection,
-    public log: Logger,
+    log: Logger,
   ) {
     this.key = sessionKey(args);
     this.target = `${args.user}@${hostPort(args.host, args.port)}`;
+    this.address = addressOf(args);
     this.secrets = [];
     for (const c of [args, args.proxy]) this.secrets.push(c?.password, c?.privateKey, c?.privateKeyPassword);
-    if (args.proxy) this.proxySession = getSession(jumpConnection(args.proxy), log);
+    this.sink = log;
+    if (args.proxy) this.proxy = getSession(jumpConnection(args.proxy), log);
   }
 
-  /** Connects now if not connected (otherwise the first `run` does); resolves with the host key seen. */
+  /** Where log lines go; every line is redacted on its way there. */
+  get log(): Logger {
+    const line = (level: keyof Logger) => (m: string) => this.sink[level]?.(redact(m, this.secrets));
+    return { debug: line("debug"), info: line("info"), warn: line("warn"), error: line("error") };
+  }
+  set log(log: Logger) {
+    this.sink = log;
+  }
+
+  /**
+   * Connects now if not connected (otherwise the first `run` does); resolves with the host key seen.
+   * A connection made before a pin was added for this address is checked against it here.
+   */
   async connect(): Promise<HostKeyInfo> {
     this.ref();
     try {
-      await this.getClient();
+      await this.verifiedClient();
     } finally {
       this.unref();
     }
@@ -281,14 +310,14 @@ export class Session {
   private ref(): void {
     if (++this.refs === 1) {
       this.sock?.ref();
-      this.proxySession?.ref();
+      this.proxy?.ref();
     }
   }
 
   private unref(): void {
     if (this.refs > 0 && --this.refs === 0) {
       this.sock?.unref();
-      this.proxySession?.unref();
+      this.proxy?.unref();
     }
   }
 
@@ -430,7 +459,9 @@ export class Session {
   private getClient(): Promise<Client> {
     if (this.client) return Promise.resolve(this.client);
     if (!this.connecting) {
-      const p = this.dial();
+      const p = this.dial().catch((e) => {
+        throw redactError(e, this.secrets);
+      });
       this.connecting = p;
       const clear = () => {
         if (this.connecting === p) this.connecting = undefined;
@@ -438,6 +469,25 @@ export class Session {
       p.then(clear, clear);
     }
     return this.connecting;
+  }
+
+  /** The connected client, its host key checked again against pins added since it connected. */
+  private async verifiedClient(): Promise<Client> {
+    const client = await this.getClient();
+    const unmet = this.hostKey && unmetPin(this.hostKey, this.pins());
+    if (unmet) {
+      const seen = this.hostKey as HostKeyInfo;
+      await this.close();
+      throw new HostKeyError(this.target, seen, unmet.fingerprint, unmet.source);
+    }
+    return client;
+  }
+
+  /** The keys this host must present: the hostKey given, or else every key pinned for its address. */
+  private pins(): Pin[] {
+    const given = this.args.hostKey;
+    if (given) return [{ fingerprint: parseExpectedHostKey(given).fingerprint, source: "the hostKey given" }];
+    return pinsOf(this.address);
   }
 
   /** Checks what can be checked before touching the network; failures here are never retried. */
@@ -515,64 +565,72 @@ export class Session {
   /** A transport to the target: a TCP socket with Nagle off, or a channel through the jump host. */
   private async openTransport(): Promise<{ stream: Duplex; tcp?: net.Socket }> {
     const a = this.args;
-    if (!a.proxy) {
+    if (!this.proxy) {
       const tcp = net.connect({ host: a.host, port: a.port });
       tcp.setNoDelay(true);
       tcp.setKeepAlive(true, 30_000);
       return { stream: tcp, tcp };
     }
-    const proxy = this.proxySession as Session;
-    {
-      const proxyClient = await proxy.getClient();
-      const timeoutMs = a.perDialTimeout * 1000;
-      const stream = await new Promise<Duplex>((resolve, reject) => {
-        let done = false;
-        const timer = setTimeout(() => {
-          done = true;
-          reject(
-            new DialFailure(
-              `no answer from ${a.host}:${a.port} through the jump host within ${a.perDialTimeout}s`,
-              new Error("forwardOut timeout"),
-            ),
-          );
-        }, timeoutMs);
-        try {
-          proxyClient.forwardOut("127.0.0.1", 0, a.host, a.port, (err, ch) => {
-            clearTimeout(timer);
-            if (done) {
-              ch?.destroy();
-              return;
-            }
-            done = true;
-            if (err) {
-              const why = err.message.replace(/^\(SSH\) Channel open failure: ?/, "") || "refused";
-              reject(new DialFailure(`the jump host could not open a connection to it: ${why}`, err));
-            } else resolve(ch);
-          });
-        } catch (e) {
+    // The jump host's own key is checked (and its pins met) before anything goes through it.
+    const proxyClient = await this.proxy.verifiedClient();
+    const stream = await new Promise<Duplex>((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        reject(
+          new DialFailure(
+            `no answer from ${a.host}:${a.port} through the jump host within ${a.perDialTimeout}s`,
+            new Error("forwardOut timeout"),
+          ),
+        );
+      }, a.perDialTimeout * 1000);
+      try {
+        proxyClient.forwardOut("127.0.0.1", 0, a.host, a.port, (err, ch) => {
           clearTimeout(timer);
-          reject(new DialFailure(`the jump host connection failed: ${(e as Error).message}`, e));
-        }
-      });
-      return { stream };
-    }
+          if (done) {
+            ch?.destroy();
+            return;
+          }
+          done = true;
+          if (err) {
+            const why = err.message.replace(/^\(SSH\) Channel open failure: ?/, "") || "refused";
+            reject(new DialFailure(`the jump host could not open a connection to it: ${why}`, err));
+          } else resolve(ch);
+        });
+      } catch (e) {
+        clearTimeout(timer);
+        reject(new DialFailure(`the jump host connection failed: ${(e as Error).message}`, e));
+      }
+    });
+    return { stream };
   }
 
+  /** One dial: a transport, then the SSH handshake (host key first) and authentication over it. */
   private async dialOnce(): Promise<Client> {
-    const a = this.args;
     const { stream, tcp } = await this.openTransport();
+    const attempt: Attempt = { methods: this.authMethods(), tried: [] };
     const client = new Client();
-    const methods: string[] = [];
-    if (a.privateKey) methods.push("publickey");
-    const agent = this.agentPath();
-    if (agent) methods.push("agent");
-    if (a.password) methods.push("password", "keyboard-interactive");
-    const tried: string[] = [];
-    let serverAllows: string[] | undefined;
-    let mismatch: HostKeyInfo | undefined;
-    let seen: HostKeyInfo | undefined;
+    client.on("keyboard-interactive", this.keyboardAnswer(attempt));
+    return this.handshake(client, this.dialConfig(stream, attempt), attempt, stream, tcp);
+  }
 
-    const config: ConnectConfig = {
+  /** The authentication methods to offer, in order, from the credentials given. */
+  private authMethods(): string[] {
+    const methods: string[] = [];
+    if (this.args.privateKey) methods.push("publickey");
+    if (this.agentPath()) methods.push("agent");
+    if (this.args.password) methods.push("password", "keyboard-interactive");
+    return methods;
+  }
+
+  /**
+   * ssh2's configuration for one handshake. The host key is checked in `hostVerifier`, which ssh2 calls
+   * during key exchange, before the first authentication request: a host that fails it never sees a
+   * user name, password, key signature or agent request.
+   */
+  private dialConfig(stream: Duplex, attempt: Attempt): ConnectConfig {
+    const a = this.args;
+    return {
       sock: stream as ConnectConfig["sock"],
       username: a.user,
       readyTimeout: a.perDialTimeout * 1000,
@@ -580,34 +638,53 @@ export class Session {
       privateKey: a.privateKey,
       passphrase: a.privateKeyPassword,
       password: a.password,
-      agent,
+      agent: this.agentPath(),
       tryKeyboard: !!a.password,
       hostVerifier: (key: Buffer) => {
-        seen = describeHostKey(key);
-        // The given hostKey, or else the key this session saw first: a reconnect must reach the same host.
-        const expected = a.hostKey ?? this.hostKey?.publicKey;
-        if (expected && !hostKeyMatches(seen, expected)) {
-          mismatch = seen;
-          return false;
-        }
-        return true;
+        attempt.seen = describeHostKey(key);
+        attempt.mismatch = unmetPin(attempt.seen, this.pins());
+        return !attempt.mismatch;
       },
       authHandler: (methodsLeft, _partial, next) => {
-        if (methodsLeft) serverAllows = methodsLeft;
-        while (methods.length) {
-          const m = methods.shift() as string;
+        if (methodsLeft) attempt.serverAllows = methodsLeft;
+        while (attempt.methods.length) {
+          const m = attempt.methods.shift() as string;
           const base = m === "agent" ? "publickey" : m;
           if (methodsLeft && !methodsLeft.includes(base as never)) continue;
-          tried.push(m);
+          attempt.tried.push(m);
           return next(m as never);
         }
         return next(false as never);
       },
     };
-    client.on("keyboard-interactive", (_name, _instr, _lang, prompts, finish) =>
-      finish(prompts.map(() => a.password ?? "")),
-    );
+  }
 
+  /**
+   * Keyboard-interactive: the password goes to one prompt that asks for a password, once. Anything else
+   * (a one-time code, a question, several prompts, a second round) is declined with empty answers.
+   */
+  private keyboardAnswer(attempt: Attempt) {
+    return (_name: string, _instructions: string, _lang: string, prompts: Prompt[], finish: (r: string[]) => void) => {
+      if (prompts.length === 0) return finish([]);
+      const asksPassword =
+        prompts.length === 1 && !prompts[0].echo && /pass(word|code)?\b|passwort|mot de passe/i.test(prompts[0].prompt);
+      if (asksPassword && !attempt.answered && this.args.password) {
+        attempt.answered = true;
+        return finish([this.args.password]);
+      }
+      attempt.declined = prompts.map((p) => JSON.stringify(p.prompt.trim().slice(0, 60))).join(", ");
+      finish(prompts.map(() => ""));
+    };
+  }
+
+  /** Connects the client over the transport and settles with it (ready) or with what went wrong. */
+  private handshake(
+    client: Client,
+    config: ConnectConfig,
+    attempt: Attempt,
+    stream: Duplex,
+    tcp: net.Socket | undefined,
+  ): Promise<Client> {
     return new Promise<Client>((resolve, reject) => {
       let settled = false;
       const fail = (e: Error) => {
@@ -618,32 +695,12 @@ export class Session {
         reject(e);
       };
       client.on("error", (err: Ssh2Error) => {
-        if (settled) {
-          this.log.debug?.(`Connection to ${this.target}: ${redact(err.message, this.secrets)}`);
-          return;
-        }
+        if (settled) return this.log.debug?.(`Connection to ${this.target}: ${err.message}`);
         if (err.level === "agent") {
-          this.log.debug?.(`ssh-agent at ${agent} could not be used for ${this.target}: ${err.message}`);
+          this.log.debug?.(`ssh-agent at ${config.agent} could not be used for ${this.target}: ${err.message}`);
           return;
         }
-        if (mismatch) {
-          const expected = a.hostKey ?? (this.hostKey as HostKeyInfo).publicKey;
-          const want = parseExpectedHostKey(expected);
-          return fail(new HostKeyError(this.target, mismatch, expected, want.md5 ?? want.fingerprint));
-        }
-        if (err.level === "client-authentication") {
-          const allows = serverAllows ? `; the server accepts: ${serverAllows.join(", ")}` : "";
-          return fail(
-            new ConnectionError(
-              `authentication as ${this.target} failed (tried: ${tried.join(", ") || "nothing usable"}${allows}). ` +
-                `Check user, and that the key is in ~${a.user}/.ssh/authorized_keys or the password is right`,
-              "auth",
-              this.target,
-              { cause: scrubError(err, this.secrets) },
-            ),
-          );
-        }
-        fail(new DialFailure(describeDialError(err, a.perDialTimeout), err));
+        fail(this.failureOf(err, attempt));
       });
       client.on("close", () => {
         if (this.client === client) {
@@ -656,12 +713,16 @@ export class Session {
       client.on("ready", () => {
         if (settled) return;
         settled = true;
+        const seen = attempt.seen as HostKeyInfo;
         this.client = client;
         this.sock = tcp;
         this.hostKey = seen;
+        // The first key seen at this address is required from then on, in this process.
+        if (!this.args.hostKey && pinsOf(this.address).length === 0)
+          pinHostKey(this.address, seen.fingerprint, `the key it presented at its first connection in this run`);
         this.stats.connections++;
         if (this.refs === 0) tcp?.unref();
-        this.log.debug?.(`Connected to ${this.target} (host key ${seen?.fingerprint})`);
+        this.log.debug?.(`Connected to ${this.target} (host key ${seen.fingerprint})`);
         resolve(client);
       });
       try {
@@ -677,4 +738,44 @@ export class Session {
       }
     });
   }
+
+  /** What a handshake error means: the wrong host, refused credentials, or a dial worth retrying. */
+  private failureOf(err: Ssh2Error, attempt: Attempt): Error {
+    if (attempt.mismatch && attempt.seen)
+      return new HostKeyError(this.target, attempt.seen, attempt.mismatch.fingerprint, attempt.mismatch.source);
+    if (err.level === "client-authentication") {
+      const allows = attempt.serverAllows ? `; the server accepts: ${attempt.serverAllows.join(", ")}` : "";
+      const declined = attempt.declined
+        ? `; keyboard-interactive asked ${attempt.declined}, which is not a password prompt, so it was not answered`
+        : "";
+      return new ConnectionError(
+        `authentication as ${this.target} failed (tried: ${attempt.tried.join(", ") || "nothing usable"}${allows}${declined}). ` +
+          `Check user, and that the key is in ~${this.args.user}/.ssh/authorized_keys or the password is right`,
+        "auth",
+        this.target,
+        { cause: scrubError(err, this.secrets) },
+      );
+    }
+    return new DialFailure(describeDialError(err, this.args.perDialTimeout), err);
+  }
+}
+
+/** A keyboard-interactive prompt, as ssh2 hands it over. */
+interface Prompt {
+  prompt: string;
+  echo?: boolean;
+}
+
+/** What one handshake learns along the way, for its outcome and its error messages. */
+interface Attempt {
+  /** Authentication methods not tried yet. */
+  methods: string[];
+  tried: string[];
+  serverAllows?: string[];
+  /** The host key the server presented, and the pin it failed, if any. */
+  seen?: HostKeyInfo;
+  mismatch?: Pin;
+  /** Keyboard-interactive: the password was given to a password prompt (once), or prompts were declined. */
+  answered?: boolean;
+  declined?: string;
 }

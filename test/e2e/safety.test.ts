@@ -9,7 +9,7 @@ import type { LabHost } from "../lab/lab";
 import { ROOT, packedPackage } from "../pulumi";
 import { type ProgramRule, programProject, removeProjects } from "./program";
 import * as lifecycle from "../../provider/provider";
-import { closeAll } from "../../provider/ssh";
+import { HostKeyError, closeAll, forgetPins } from "../../provider/ssh";
 
 const CHAIN =
   "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
@@ -158,6 +158,10 @@ describe("safety", () => {
     await expect(lifecycle.read(created.id, forged)).rejects.toThrow(/host key/i);
     await expect(lifecycle.remove(created.id, forged)).rejects.toThrow(/host key/i);
     expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toContain(created.outs.tag);
+    // The forged state pinned a second key to the host's address for the rest of this process: no key
+    // meets both, so every connection there fails until the process ends (a new pulumi run).
+    await expect(lifecycle.read(created.id, created.outs)).rejects.toThrow(HostKeyError);
+    forgetPins();
     await lifecycle.remove(created.id, created.outs);
     expect((await host.iptables(4, ["-S", "INPUT"])).stdout).not.toContain(created.outs.tag);
   });

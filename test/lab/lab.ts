@@ -369,6 +369,78 @@ export class LabHost {
     await run("ip", ["netns", "del", this.name]);
   }
 
+  /**
+   * A second sshd, with a host key of its own, takes this host's IPv4 address: it runs in a namespace of
+   * its own, and the workstation's route to the address now leads there (as when another machine takes
+   * over an IP). It would accept the lab's client key and logs at LogLevel VERBOSE, so its log shows any
+   * authentication attempt. `leave()` gives the address back.
+   */
+  async impersonate(): Promise<Impostor> {
+    const name = `${this.name}i`;
+    const dir = join(this.dir, "impostor");
+    mkdirSync(dir, { recursive: true });
+    await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pit-impostor", "-f", join(dir, "host_ed25519")]);
+    writeFileSync(join(dir, "authorized_keys"), `${this.lab.publicKey}\n`, { mode: 0o644 });
+    const log = join(dir, "sshd.log");
+    writeFileSync(
+      join(dir, "sshd_config"),
+      [
+        "Port 22",
+        `ListenAddress ${this.v4}`,
+        `HostKey ${dir}/host_ed25519`,
+        `PidFile ${dir}/sshd.pid`,
+        `AuthorizedKeysFile ${dir}/authorized_keys`,
+        "PermitRootLogin yes",
+        "PasswordAuthentication yes",
+        "KbdInteractiveAuthentication yes",
+        "UsePAM no",
+        "StrictModes no",
+        "LogLevel VERBOSE",
+        "",
+      ].join("\n"),
+    );
+    const veth = `pi${this.slot}`;
+    await must("ip", ["netns", "add", name]);
+    await must("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name]);
+    await must("ip", ["-n", name, "addr", "add", `${this.v4}/24`, "dev", "eth0"]);
+    await must("ip", ["-n", name, "link", "set", "eth0", "up"]);
+    await must("ip", ["-n", name, "link", "set", "lo", "up"]);
+    await must("ip", ["link", "set", veth, "up"]);
+    const boot = `mount -t tmpfs -o mode=755 lab-run /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f ${dir}/sshd_config >>${log} 2>&1`;
+    const child = spawn(
+      "ip",
+      ["netns", "exec", name, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", boot],
+      {
+        stdio: "ignore",
+        detached: true,
+        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
+      },
+    );
+    child.unref();
+    if (!child.pid) throw new LabError(`${name}: could not start the impostor sshd`);
+    const start = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1].split(" ")[19];
+    writeFileSync(join(this.lab.dir, "hosts", name), `${child.pid} ${start}\n`);
+    await this.waitFor(
+      async () => readFileSync(log, "utf8").includes("Server listening"),
+      `impostor sshd (log: ${log})`,
+    );
+    // From the workstation's address on this host's link, as the real host sees it.
+    await must("ip", ["route", "replace", `${this.v4}/32`, "dev", veth, "src", this.clientV4]);
+    await must("ip", ["-n", name, "route", "add", "default", "via", this.clientV4]);
+    const hostKey = readFileSync(join(dir, "host_ed25519.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+    return {
+      hostKey,
+      fingerprint: sha256Fingerprint(hostKey),
+      log: () => readFileSync(log, "utf8"),
+      leave: async () => {
+        await run("ip", ["route", "del", `${this.v4}/32`, "dev", veth]);
+        const pids = (await run("ip", ["netns", "pids", name])).stdout.split(/\s+/).filter(Boolean);
+        if (pids.length) await run("kill", ["-9", ...pids]);
+        await run("ip", ["netns", "del", name]);
+      },
+    };
+  }
+
   private assertInside(): void {
     if (!this.sshdPid) throw new LabError(`${this.name} is not running`);
     const inode = nsInode(this.sshdPid);
@@ -403,6 +475,20 @@ function canConnect(host: string, port: number): Promise<boolean> {
 }
 
 export type ProbeResult = "open" | "refused" | "timeout";
+
+/** A second sshd that took a lab host's address (LabHost.impersonate). */
+export interface Impostor {
+  /** Its host key ("ssh-ed25519 AAAA...") and SHA256 fingerprint. */
+  hostKey: string;
+  fingerprint: string;
+  /** Its sshd's log (LogLevel VERBOSE). */
+  log(): string;
+  /** Gives the address back to the real host and removes the impostor. */
+  leave(): Promise<void>;
+}
+
+/** What an sshd log at LogLevel VERBOSE shows of an authentication attempt (none, password, key, keyboard). */
+export const AUTH_ATTEMPT = /Failed|Accepted|Postponed|Invalid user|userauth|publickey|password|keyboard|authenticat/i;
 
 export class Lab {
   readonly hosts: LabHost[] = [];

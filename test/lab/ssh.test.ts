@@ -1,11 +1,12 @@
 // The SSH layer against real OpenSSH servers (lab hosts: stock sshd limits). Run inside the lab:
 //   bash test/lab/in-lab.sh npx vitest run test/ssh
 import { execFile, execFileSync } from "node:child_process";
+import { Server, utils } from "ssh2";
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, LAB_PASSWORD } from "./lab";
+import { AUTH_ATTEMPT, Lab, LAB_PASSWORD } from "./lab";
 import type { LabHost, LabUser } from "./lab";
 import {
   ConnectionError,
@@ -13,8 +14,10 @@ import {
   RemoteError,
   SudoError,
   closeAll,
-  describeHostKey,
+  REDACTED,
+  addressOf,
   getSession,
+  pinHostKey,
 } from "../../provider/ssh";
 import type { CheckedConnection } from "../../provider/rules";
 import type { Logger } from "../../provider/ssh";
@@ -228,17 +231,6 @@ describe("connecting", () => {
     }
   });
 
-  it("refuses a reconnect that meets a different host key than the session saw first", async () => {
-    const s = await fresh(conn(a));
-    const other = keygen("other-host");
-    s.hostKey = describeHostKey(Buffer.from(other.publicKey.split(" ")[1], "base64")); // as if seen at an earlier connect
-    const e = await failure(s.run("true"));
-    expect(e).toBeInstanceOf(HostKeyError);
-    expect(e.message).toContain(a.hostKeyFingerprint);
-    expect(e.message).toContain(s.hostKey.fingerprint);
-    await s.close();
-  });
-
   it("reconnects after the connection is lost", async () => {
     const s = await fresh(conn(a));
     await s.run("true");
@@ -426,5 +418,147 @@ Promise.all([s.run('echo up'), p.run('echo via')]).then(([r, q]) => { console.lo
     );
     expect(out.trim()).toBe("up via 1");
     expect(Date.now() - t0).toBeLessThan(15_000);
+  });
+});
+
+describe("host keys: nothing reaches an impostor", () => {
+  let c: LabHost; // a host whose address an impostor takes
+  let jump: LabHost; // a jump host whose address an impostor takes
+  beforeAll(async () => {
+    [c, jump] = await Promise.all([lab.addHost(), lab.addHost()]);
+    writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
+    await c.sh(`ip route replace 198.18.${jump.slot}.0/24 via ${c.clientV4}`);
+    await jump.sh(`ip route replace 198.18.${c.slot}.0/24 via ${jump.clientV4}`);
+  });
+  /** Credentials of every kind at once: a key the impostor would accept, and a password. */
+  const all = (h: LabHost, extra: Partial<CheckedConnection> = {}) =>
+    conn(h, "root", { password: LAB_PASSWORD, dialErrorLimit: 3, ...extra });
+
+  it("a pinned key, a given hostKey, and a reconnect in the same process: refused in the handshake, naming both keys", async () => {
+    const first = await fresh(all(c));
+    await first.run("true"); // the key seen first is pinned to the address for this process
+    pinHostKey(addressOf(all(c)), c.hostKeyFingerprint, "the key recorded in state when this rule was created");
+    const impostor = await c.impersonate();
+    try {
+      const cases = [
+        ["the reconnect of the session that saw the real host", first],
+        ["a new session with other credentials", getSession(all(c, { password: "other-password" }))],
+        ["a session with the hostKey given", getSession(all(c, { hostKey: c.hostKey }))],
+      ] as const;
+      for (const [what, s] of cases) {
+        const e = await failure(s.run("true"));
+        expect(e.message, what).toMatch(/host key verification failed/);
+        expect(e, what).toBeInstanceOf(HostKeyError);
+        expect(e.message, what).toContain(c.hostKeyFingerprint);
+        expect(e.message, what).toContain(impostor.fingerprint);
+        expect(e.message, what).toMatch(/before any password or key was sent/);
+        expect(e.message, what).toMatch(/set hostKey to it/);
+      }
+      const log = impostor.log();
+      expect(log).toContain("Connection from"); // it was reached, three times...
+      expect(log).not.toMatch(AUTH_ATTEMPT); // ...and offered nothing
+      // What its log shows when someone does authenticate (the operator accepting its key):
+      const accepted = getSession(all(c, { hostKey: impostor.hostKey }));
+      expect((await accepted.run("true")).code).toBe(0);
+      expect(impostor.log().slice(log.length)).toMatch(/Accepted publickey for root/);
+    } finally {
+      await impostor.leave();
+      await closeAll();
+    }
+    expect((await getSession(all(c)).run("echo back")).stdout).toBe("back\n");
+  });
+
+  it("through a jump host whose key changed: the jump host is refused before anything is sent to it or through it", async () => {
+    const through = (extra: Partial<CheckedConnection> = {}) => all(c, { proxy: all(jump), ...extra });
+    const s = await fresh(through());
+    expect((await s.run("true")).code).toBe(0);
+    expect(s.proxy?.hostKey?.fingerprint).toBe(jump.hostKeyFingerprint);
+    await closeAll();
+    const impostor = await jump.impersonate();
+    try {
+      const e = await failure(getSession(through({ password: "other-password" })).run("true"));
+      expect(e).toBeInstanceOf(HostKeyError);
+      expect((e as HostKeyError).target).toBe(`root@${jump.v4}:22`);
+      expect(e.message).toContain(jump.hostKeyFingerprint);
+      expect(e.message).toContain(impostor.fingerprint);
+      expect(impostor.log()).toContain("Connection from");
+      expect(impostor.log()).not.toMatch(AUTH_ATTEMPT);
+    } finally {
+      await impostor.leave();
+      await closeAll();
+    }
+  });
+});
+
+describe("keyboard-interactive and short secrets (an ssh2 server on the workstation's lab address)", () => {
+  const answers: string[][] = [];
+  let server: Server;
+  let where: { host: string; port: number };
+  const rounds: Record<string, { prompt: string; echo: boolean }[][]> = {
+    otp: [[{ prompt: "Verification code: ", echo: false }]],
+    twice: [[{ prompt: "Password: ", echo: false }], [{ prompt: "Password: ", echo: false }]],
+    many: [
+      [
+        { prompt: "Password: ", echo: false },
+        { prompt: "PIN: ", echo: false },
+      ],
+    ],
+  };
+  beforeAll(async () => {
+    const hostKey = utils.generateKeyPairSync("ed25519").private;
+    server = new Server({ hostKeys: [hostKey] }, (client) => {
+      client.on("authentication", (ctx) => {
+        if (ctx.method !== "keyboard-interactive") return ctx.reject(["keyboard-interactive"]);
+        const script = [...(rounds[ctx.username] ?? [])];
+        const next = () => {
+          const prompts = script.shift();
+          if (!prompts) return ctx.reject(["keyboard-interactive"]);
+          ctx.prompt(prompts, (got) => {
+            answers.push(got);
+            next();
+          });
+        };
+        next();
+      });
+      client.on("error", () => undefined);
+    });
+    where = { host: a.clientV4, port: 2200 };
+    await new Promise<void>((res) => server.listen(where.port, where.host, res));
+  });
+  afterAll(() => server?.close());
+
+  const kbd = (user: string, password: string): CheckedConnection => ({
+    ...where,
+    user,
+    password,
+    dialErrorLimit: 1,
+    perDialTimeout: 5,
+    sudo: false,
+  });
+
+  it("answers only a password prompt, once; a code prompt, a second round and several prompts get nothing", async () => {
+    answers.length = 0;
+    const otp = await failure(getSession(kbd("otp", "kbd-secret-1")).run("true"));
+    expect(otp.message).toMatch(/keyboard-interactive asked "Verification code:", which is not a password prompt/);
+    expect(answers).toEqual([[""]]);
+
+    answers.length = 0;
+    await failure(getSession(kbd("twice", "kbd-secret-2")).run("true"));
+    expect(answers).toEqual([["kbd-secret-2"], [""]]);
+
+    answers.length = 0;
+    await failure(getSession(kbd("many", "kbd-secret-3")).run("true"));
+    expect(answers).toEqual([["", ""]]);
+  });
+
+  it("a one- or two-character password is redacted where it stands as a word, in errors and log lines", async () => {
+    for (const pw of ["q", "Zx"]) {
+      const log = recorder();
+      // A user named like the password, so the failure message would carry it.
+      const e = await failure(getSession({ ...kbd(pw, pw) }, log).run("true"));
+      const text = `${everything(e)}\n${log.lines.join("\n")}`;
+      expect(text).toContain(`authentication as ${REDACTED}@${where.host}:${where.port} failed`);
+      expect(text).not.toMatch(new RegExp(`(^|[^\\p{L}\\p{N}_])${pw}([^\\p{L}\\p{N}_]|$)`, "u"));
+    }
   });
 });

@@ -61,9 +61,22 @@ describe("check: defaults and normalization", () => {
     expect(check({}, { ...base, source: "198.18.0.7" }).inputs.source).toBe("198.18.0.7/32");
     expect(check({}, { ...base, action: "REJECT", ipVersion: "both" }).inputs.rejectWith).toBe("port-unreachable");
     expect(
-      check({}, { ...base, connection: { host: "h", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGaXS root@h " } })
-        .inputs.connection.hostKey,
-    ).toBe("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGaXS");
+      check(
+        {},
+        {
+          ...base,
+          connection: {
+            host: "h",
+            hostKey: `198.18.0.9 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f root@h `,
+          },
+        },
+      ).inputs.connection.hostKey,
+    ).toBe("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f");
+    // One reading of a host key for the schema and the SSH layer: MD5 and truncated keys fail check.
+    for (const bad of [`MD5:${"ab:".repeat(15)}ab`, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGaXS"])
+      expect(check({}, { ...base, connection: { host: "h", hostKey: bad } }).failures[0].property).toBe(
+        "connection.hostKey",
+      );
   });
 
   it("tolerates unknown values anywhere during preview", () => {

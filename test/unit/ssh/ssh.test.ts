@@ -1,20 +1,28 @@
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   HostKeyError,
+  REDACTED,
+  addressOf,
   describeHostKey,
+  forgetPins,
+  pinHostKey,
+  pinsOf,
   fingerprintOf,
   hostKeyMatches,
   parseExpectedHostKey,
   redact,
+  redactError,
+  RemoteError,
   sessionKey,
   shellJoin,
   shellQuote,
-  verifyHostKey,
 } from "../../../provider/ssh";
+import { unmetPin } from "../../../provider/ssh/hostkey";
 import type { CheckedConnection } from "../../../provider/rules";
 
 /** What a real sh makes of a quoted word: its one word back (or a note of how many words it became). */
@@ -102,32 +110,40 @@ describe("host key fingerprints", () => {
       expect(hostKeyMatches(info, k.line)).toBe(true);
       expect(hostKeyMatches(info, k.lf)).toBe(true);
       expect(hostKeyMatches(info, `  ${k.lf}=  `)).toBe(true);
-      expect(hostKeyMatches(info, k.md5)).toBe(true);
+      // MD5 is refused, by the schema and the SSH layer alike (see parseHostKey).
+      expect(() => hostKeyMatches(info, k.md5)).toThrow(/SHA256/);
       expect(hostKeyMatches(info, `host.example,10.0.0.1 ${k.line}`)).toBe(true);
     });
   }
 
-  it("refuses another key with a HostKeyError naming both fingerprints", () => {
+  it("a key that misses a pin is a HostKeyError naming both fingerprints, the source and how to accept a new key", () => {
     const [a, b] = keys;
     const seen = describeHostKey(Buffer.from(a.line.split(" ")[1], "base64"));
     expect(hostKeyMatches(seen, b.line)).toBe(false);
-    let err: unknown;
-    try {
-      verifyHostKey(seen, b.line, "root@198.18.1.2:22");
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(HostKeyError);
-    const he = err as HostKeyError;
+    forgetPins();
+    const address = addressOf({ host: "198.18.1.2", port: 22, proxy: { host: "198.18.9.2", port: 2222 } });
+    expect(address).toBe("198.18.1.2:22 via 198.18.9.2:2222");
+    pinHostKey(address, b.line, "the key recorded in state when this rule was created");
+    pinHostKey(address, b.lf, "again"); // the same key twice is one pin
+    expect(pinsOf(address)).toHaveLength(1);
+    const unmet = unmetPin(seen, pinsOf(address))!;
+    expect(unmet.fingerprint).toBe(b.lf);
+    const he = new HostKeyError("root@198.18.1.2:22", seen, unmet.fingerprint, unmet.source);
     expect(he.message).toContain(a.lf);
     expect(he.message).toContain(b.lf);
     expect(he.message).toContain("root@198.18.1.2:22");
+    expect(he.message).toContain("recorded in state");
+    expect(he.message).toMatch(/before any password or key was sent/);
+    expect(he.message).toMatch(/set hostKey to it \(connection\.hostKey, or connection\.proxy\.hostKey/);
     expect(he.kind).toBe("hostkey");
-    expect(() => verifyHostKey(seen, a.lf)).not.toThrow();
+    expect(unmetPin(describeHostKey(Buffer.from(b.line.split(" ")[1], "base64")), pinsOf(address))).toBeUndefined();
+    expect(pinsOf("198.18.1.2:22")).toEqual([]); // the same host through no jump host is another address
+    forgetPins();
   });
 
   it("rejects a hostKey in no known format with a message saying what is expected", () => {
     expect(() => parseExpectedHostKey("not a key")).toThrow(/OpenSSH public key line .*SHA256/);
+    expect(() => parseExpectedHostKey(`MD5:${"ab:".repeat(15)}ab`)).toThrow(/SHA256 fingerprint/);
     expect(() => parseExpectedHostKey("SHA256:short")).toThrow();
     expect(() => parseExpectedHostKey("ssh-ed25519 AAAAC3NzaC1yc2EAAAA")).toThrow();
   });
@@ -150,20 +166,49 @@ describe("secrets", () => {
     expect(out).toContain("[secret]");
   });
 
-  it("keeps secrets out of the pool key", () => {
+  it("redacts short secrets where they stand as a token, without mangling the words around them", () => {
+    expect(redact('password "ab" rejected', ["ab"])).toBe(`password "${REDACTED}" rejected`);
+    expect(redact("ab", ["ab"])).toBe(REDACTED);
+    expect(redact("table: ab, abc, cab, x=ab;", ["ab"])).toBe(`table: ${REDACTED}, abc, cab, x=${REDACTED};`);
+    expect(redact("got 7 of 17 (7)", ["7"])).toBe(`got ${REDACTED} of 17 (${REDACTED})`);
+    expect(redact("ab ab ab", ["ab"])).toBe(`${REDACTED} ${REDACTED} ${REDACTED}`);
+    expect(redact("é-pw-é", ["pw"])).toBe("é-[secret]-é");
+    // 8 characters or more: everywhere, even inside a word.
+    expect(redact("xhunter22x", ["hunter22"])).toBe(`x${REDACTED}x`);
+    expect(redact("nothing here", [undefined, ""])).toBe("nothing here");
+  });
+
+  it("redactError redacts an error in place with its whole cause chain and string fields", () => {
+    const inner = new Error("server said: bad password pw");
+    const mid = new RemoteError("command failed for pw", "echo pw", 1, "pw\n", "no pw here", { cause: inner });
+    const outer = new Error("update failed: pw", { cause: mid });
+    const back = redactError(outer, ["pw"]);
+    expect(back).toBe(outer);
+    const all = [outer, mid, inner].flatMap((e) => [e.message, e.stack ?? "", JSON.stringify(e)]).join("\n");
+    expect(all).not.toMatch(/\bpw\b/);
+    expect(mid.command).toBe(`echo ${REDACTED}`);
+    expect(mid).toBeInstanceOf(RemoteError);
+  });
+
+  it("keeps secrets out of the pool key, even a one-character password", () => {
     const conn: CheckedConnection = {
       host: "h",
       port: 22,
       user: "u",
-      password: "hunter22",
+      password: "x",
       dialErrorLimit: 10,
       perDialTimeout: 15,
       sudo: false,
     };
     const k = sessionKey(conn);
-    expect(k).not.toContain("hunter22");
-    expect(k).not.toBe(sessionKey({ ...conn, password: "other" }));
+    expect(k).not.toBe(sessionKey({ ...conn, password: "y" }));
     expect(k).toBe(sessionKey({ ...conn }));
+    // Keyed with a secret of this process: the hash of a short password cannot be looked up.
+    const plain = createHash("sha256")
+      .update(JSON.stringify(["x", null, null, null]))
+      .digest("hex")
+      .slice(0, 16);
+    expect(k).not.toContain(plain);
     expect(sessionKey({ ...conn, proxy: { ...conn, host: "jump" } })).toContain("via u@jump:22");
   });
 });

@@ -1,0 +1,78 @@
+// The lockout guard's judgement on real iptables-save transcripts (test/fixtures): is a new SSH
+// connection from the provider accepted with a rule and without it?
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { lockoutOf, sshFate } from "../../../provider/lockout";
+import { deleteRuleText, insertRuleText } from "../../../provider/host/ruleset-text";
+
+const fixture = (name: string) =>
+  readFileSync(join(__dirname, "../../fixtures/nf_tables/ipv4", name, "save.txt"), "utf8");
+const origin = { clientAddress: "198.18.5.1", serverPort: 22 };
+const OURS = "-A INPUT -p tcp -m tcp --dport 22 -m comment --comment pulumi-iptables:p/s/ssh/abc -j ACCEPT";
+const lines = (save: string) => save.split("\n").filter((l) => /^(\[\d+:\d+\] )?-A INPUT /.test(l)).length;
+/** The ruleset with `text` appended to INPUT, and its line. */
+const withRule = (save: string, text: string) => {
+  const line = lines(save) + 1;
+  return { save: insertRuleText(save, "filter", "INPUT", line, text), line };
+};
+const without = (save: string, line: number) => deleteRuleText(save, "filter", "INPUT", line);
+
+describe("sshFate", () => {
+  it("a default-DROP chain (the allow guide's) refuses new SSH connections: ESTABLISHED and lo are not them", () => {
+    expect(sshFate(fixture("allow-guide"), origin)).toEqual({ accepted: false, by: "the INPUT policy DROP" });
+  });
+
+  it("names the rule that accepts them, and the rule that drops them", () => {
+    const { save } = withRule(fixture("allow-guide"), OURS);
+    expect(sshFate(save, origin)).toEqual({
+      accepted: true,
+      by: OURS.replace(/ -m comment.* -j/, " -m comment --comment pulumi-iptables:p/s/ssh/abc -j"),
+    });
+    const ends = fixture("ends-in-drop");
+    expect(sshFate(ends, origin).by).toBe("-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT");
+    expect(sshFate(without(ends, 3), origin)).toEqual({ accepted: false, by: "-A INPUT -j DROP" });
+    expect(sshFate(ends, { ...origin, serverPort: 2222 })).toEqual({ accepted: false, by: "-A INPUT -j DROP" });
+  });
+});
+
+describe("lockoutOf", () => {
+  it("refuses removing the only rule that accepts SSH on a default-DROP host, naming both deciders", () => {
+    const { save, line } = withRule(fixture("allow-guide"), OURS);
+    const why = lockoutOf(save, without(save, line), origin, "removing the rule");
+    expect(why).toMatch(
+      /^removing the rule would lock the provider out of the host: new SSH connections from 198\.18\.5\.1 to port 22/,
+    );
+    expect(why).toContain("accepted now (by -A INPUT -p tcp -m tcp --dport 22 -m comment");
+    expect(why).toContain("refused (by the INPUT policy DROP)");
+  });
+
+  it("allows it when another rule still accepts the provider's SSH: a broader one, or one for its address", () => {
+    for (const other of ["-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", "-A INPUT -s 198.18.5.1/32 -j ACCEPT"]) {
+      const first = withRule(fixture("allow-guide"), other).save;
+      const { save, line } = withRule(first, OURS);
+      expect(lockoutOf(save, without(save, line), origin, "removing")).toBeUndefined();
+    }
+  });
+
+  it("allows it when the rule never carried the provider's SSH (another source, another port, policy ACCEPT)", () => {
+    const cases = [
+      withRule(fixture("allow-guide"), OURS.replace("-p tcp", "-s 198.18.9.9/32 -p tcp")),
+      withRule(fixture("allow-guide"), OURS.replace("--dport 22", "--dport 2222")),
+      withRule(fixture("allow-guide").replace(":INPUT DROP", ":INPUT ACCEPT"), OURS),
+    ];
+    for (const { save, line } of cases)
+      expect(lockoutOf(save, without(save, line), origin, "removing")).toBeUndefined();
+  });
+
+  it("a source-specific ban of another address above does not count; one of ours does", () => {
+    const first = withRule(fixture("allow-guide"), "-A INPUT -s 198.18.9.9/32 -j DROP").save;
+    const { save, line } = withRule(first, OURS);
+    expect(sshFate(save, origin).accepted).toBe(true);
+    expect(lockoutOf(save, without(save, line), origin, "removing")).toMatch(/lock the provider out/);
+    expect(sshFate(save, { ...origin, clientAddress: "198.18.9.9" })).toEqual({
+      accepted: false,
+      by: "-A INPUT -s 198.18.9.9/32 -j DROP",
+    });
+  });
+});
