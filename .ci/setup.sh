@@ -30,4 +30,6 @@ fi
 command -v node >/dev/null || { echo "setup: Node.js 20 or newer is needed" >&2; exit 1; }
 npm ci --no-audit --no-fund >&2
 bash scripts/pulumi-cli.sh >/dev/null
+# ufw for the lab's ufw hosts: Debian's package, unpacked (not installed: it Breaks iptables-persistent).
+bash scripts/ufw-unpack.sh >/dev/null
 echo "setup: ready" >&2

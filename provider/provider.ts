@@ -247,10 +247,14 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Inse
     counters: placed((p) => ({ packets: p.adopted ? p.twin!.packets : 0, bytes: p.adopted ? p.twin!.bytes : 0 })),
     packets: fams.reduce((n, f) => n + (res.families[f]!.adopted ? res.families[f]!.twin!.packets : 0), 0),
     bytes: fams.reduce((n, f) => n + (res.families[f]!.adopted ? res.families[f]!.twin!.bytes : 0), 0),
-    // Docker's DNAT or an nft chain that does not accept: what the host beside the chain does.
-    effective: fams.every((f) => !res.beside[f]?.blockedBy),
+    // Not effective where placement put it (an explicit position), or because of Docker's DNAT or an nft
+    // chain that does not accept: say which.
+    effective: fams.every((f) => !res.families[f]!.shadowedBy && !res.beside[f]?.blockedBy),
     shadowedBy: Object.fromEntries(
-      fams.flatMap((f) => (res.beside[f]?.blockedBy ? [[familyName(f), res.beside[f]!.blockedBy!]] : [])),
+      fams.flatMap((f) => {
+        const why = res.families[f]!.shadowedBy ?? res.beside[f]?.blockedBy;
+        return why ? [[familyName(f), why]] : [];
+      }),
     ),
     missing: [],
     backend: facts.backend,

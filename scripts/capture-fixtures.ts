@@ -10,7 +10,8 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SCENARIOS, type Family } from "../test/fixtures/scenarios";
+import { SCENARIOS, placeholders, type Family, type Scenario } from "../test/fixtures/scenarios";
+import { ufwRoot, ufwScript } from "../test/lab/ufw";
 import { BACKENDS, Netns, deleteAll, labUnavailable, tools, type Backend } from "../test/rules-lab/netns";
 
 const ROOT = join(__dirname, "..", "test", "fixtures");
@@ -66,12 +67,27 @@ function captureErrors(backend: Backend, family: Family, dir: string) {
   }
 }
 
-function captureScenario(backend: Backend, family: Family, dir: string, rules: string) {
+/** How a scenario's ruleset is made: restored from its text, or by running ufw or its script. */
+function loader(scenario: Scenario, family: Family): { script: string; input?: string; record: string } {
+  const fill = (s: string) => Object.entries(placeholders(family)).reduce((t, [k, v]) => t.replaceAll(k, v), s);
+  if (scenario.ufw) {
+    const found = ufwRoot();
+    if ("missing" in found) throw new Error(found.missing);
+    const commands = scenario.ufw.map(fill);
+    return { script: ufwScript(found.root, commands), record: `${commands.join("\n")}\n` };
+  }
+  if (scenario.script) return { script: scenario.script(family), record: `${scenario.script(family)}\n` };
+  const rules = scenario.rules(family);
+  return { script: `${tools(family).restore} --counters`, input: rules, record: rules };
+}
+
+function captureScenario(backend: Backend, family: Family, dir: string, scenario: Scenario) {
   const ns = Netns.create("pit-fx");
   try {
-    const { iptables, save, restore } = tools(family);
-    must(ns.run(backend, `${restore} --counters`, rules), `${restore} of ${dir}`);
-    write(join(dir, "rules.txt"), rules);
+    const { iptables, save } = tools(family);
+    const load = loader(scenario, family);
+    must(ns.run(backend, load.script, load.input), `loading ${dir}`);
+    write(join(dir, "rules.txt"), load.record);
     write(join(dir, "save.txt"), stable(must(ns.run(backend, save), save)));
     write(join(dir, "save-c.txt"), stable(must(ns.run(backend, `${save} -c`), `${save} -c`)));
     write(join(dir, "S.txt"), must(ns.run(backend, `${iptables} -S`), `${iptables} -S`));
@@ -81,6 +97,9 @@ function captureScenario(backend: Backend, family: Family, dir: string, rules: s
     ns.delete();
   }
 }
+
+/** `npx tsx scripts/capture-fixtures.ts ufw-real odd-comment`: only those scenarios. */
+const only = process.argv.slice(2);
 
 function main() {
   const why = labUnavailable();
@@ -94,9 +113,10 @@ function main() {
       } finally {
         ns.delete();
       }
-      captureErrors(backend, family, dir);
+      if (!only.length) captureErrors(backend, family, dir);
       for (const scenario of SCENARIOS.filter((s) => !s.only || s.only === family)) {
-        captureScenario(backend, family, join(dir, scenario.name), scenario.rules(family));
+        if (only.length && !only.includes(scenario.name)) continue;
+        captureScenario(backend, family, join(dir, scenario.name), scenario);
       }
       console.log(`captured ${backend} ipv${family}`);
     }

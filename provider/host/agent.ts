@@ -84,6 +84,8 @@ export interface Placement {
   /** An untagged rule in the chain that is exactly this one: taken over when `adopted`, else left beside it. */
   twin?: Twin;
   adopted?: boolean;
+  /** Where the rule is not effective at that line: what decides its packets otherwise, and their path. */
+  shadowedBy?: string;
 }
 
 export interface InsertResult {
@@ -100,7 +102,7 @@ export interface RuleState {
   rule: string;
   packets: number;
   bytes: number;
-  /** The first rule above that shadows ours (as -S prints it); undefined when ours is in effect. */
+  /** What decides some of ours' packets otherwise, with their path; undefined when ours is effective. */
   shadowedBy?: string;
   /** Docker and the host's nft tables: what they do to the rule's packets. */
   beside: Beside;
@@ -251,7 +253,7 @@ export class HostAgent {
           rule: found.text,
           packets: found.counters?.packets ?? 0,
           bytes: found.counters?.bytes ?? 0,
-          shadowedBy: shadowing(rs, { table, chain: found.chain, line: found.line })?.text,
+          shadowedBy: shadowing(rs, { table, chain: found.chain, line: found.line })?.why,
           beside: this.beside(sections, f, { table, chain: found.chain, spec: found }, result.facts),
         };
       }
@@ -407,7 +409,7 @@ export class HostAgent {
         );
       }
 
-      const { dropped, moved } = await this.confirm(shell, table, families, ok, plans, second);
+      const { dropped, moved } = await this.confirm(shell, table, families, ok, plans, second, listed);
       const alive = ok.filter((op) => !dropped.has(op));
       let saved: Section | undefined = second.persist;
       if (change && (dropped.size || moved)) {
@@ -478,8 +480,16 @@ export class HostAgent {
     }
     const refusal = origin && op.req.guard?.(origin, f);
     if (refusal) throw new HostError(refusal);
-    const { line, reason } = placeRule(rs, { table, chain, rule: spec, position: op.req.position });
-    placed[f] = { line, reason, rule: text, twin, apply: asInsert(text, line), undo: asDelete(text) };
+    const { line, reason, shadowedBy } = placeRule(rs, { table, chain, rule: spec, position: op.req.position });
+    placed[f] = {
+      line,
+      reason,
+      rule: text,
+      twin,
+      ...(shadowedBy && { shadowedBy: shadowedBy.why }),
+      apply: asInsert(text, line),
+      undo: asDelete(text),
+    };
     return insertRuleText(save, table, chain, line, text);
   }
 
@@ -525,8 +535,9 @@ export class HostAgent {
 
   /**
    * Confirms every inserted rule with a fresh listing. A writer that ignores the lock may have moved
-   * the chain between our listing and our restore: an `auto` rule that a rule above now shadows is
-   * moved to where placement says, a few times at most. An operation whose rule was removed by
+   * the chain between our listing and our restore: an `auto` rule that is shadowed now but was not in
+   * the ruleset our plan expected (`expected`, per family) is moved to where placement says, a few
+   * times at most. A rule that another rule of the same batch shadows, as planned, stays where it is. An operation whose rule was removed by
    * someone else, or cannot be kept in place, fails, and its rules (every family) are removed.
    * `listed` is the listing taken right after the restore. Returns the dropped operations and
    * whether anything was moved.
@@ -538,8 +549,14 @@ export class HostAgent {
     ops: Op[],
     plans: Plans,
     listed: Sections,
+    expected: Map<Family, string>,
   ): Promise<{ dropped: Set<Op>; moved: boolean }> {
     const dropped = new Set<Op>();
+    const plannedSets = new Map([...expected].map(([f, text]) => [f, parseRuleset(text)]));
+    const effectiveAsPlanned = (f: Family, chain: string, tag: string) => {
+      const mine = findByTag(plannedSets.get(f)!, table, chain, tag);
+      return !!mine && !shadowing(plannedSets.get(f)!, { table, chain: mine.chain, line: mine.line });
+    };
     const inserts = ops.filter((op) => op.req.kind === "insert");
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) listed = await shell.step(saves(families, table));
@@ -563,7 +580,8 @@ export class HostAgent {
           if (
             planned.adopted ||
             req.position !== "auto" ||
-            !shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line })
+            !shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line }) ||
+            !effectiveAsPlanned(f, req.chain, req.tag)
           )
             continue;
           if (attempt >= FIXUPS) {

@@ -97,12 +97,8 @@ export const MODELED_MODULES: ReadonlySet<string> = new Set([
   "comment",
 ]);
 
-/** Targets that end a packet's traversal, by what they decide. */
-export const VERDICTS: Readonly<Record<string, "accept" | "block">> = {
-  ACCEPT: "accept",
-  DROP: "block",
-  REJECT: "block",
-};
+/** The three verdicts a PortRule gives, all different to a client: DROP times out, REJECT refuses at once. */
+export const VERDICTS: ReadonlySet<string> = new Set(["ACCEPT", "DROP", "REJECT"]);
 
 /** Targets that let the packet go on to the next rule. */
 export const NON_TERMINATING: ReadonlySet<string> = new Set([

@@ -32,11 +32,12 @@ export {
   REJECT_TYPES,
   TAG_PREFIX,
 } from "./render";
-export { chainOf, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "./parse";
-export type { Chain, Counters, IptablesVersion, Rule, RuleSpec, Ruleset, Table } from "./parse";
+export { chainOf, listingLines, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "./parse";
+export type { Chain, Counters, IptablesVersion, MatchOption, Rule, RuleSpec, Ruleset, Table } from "./parse";
 export { findByTag, matchesPacket, placeRule, PlacementError, shadowing } from "./place";
 export type { Packet } from "./place";
 export { NftParseError, nftVerdicts, parseNft } from "./nft";
 export type { NftJudgement, NftPackets, NftRuleset } from "./nft";
 export { DOCKER_USER, dockerWarning, matchesOriginalPort, publishedPorts } from "./docker";
 export type { Published } from "./docker";
+export type { Placement, Shadow } from "./place";

@@ -107,7 +107,7 @@ function specOf(inputs: RuleInputs, family: Family, tag: string | undefined): Ru
   };
   const targetArgs =
     inputs.action === "REJECT" ? ["--reject-with", rejectFor(inputs.rejectWith ?? "port-unreachable", family)] : [];
-  return { match, modules: [], target: inputs.action, goto: false, targetArgs, opaque: [] };
+  return { match, modules: [], target: inputs.action, goto: false, targetArgs, opaque: [], options: [] };
 }
 
 /** Emits a rule model as argv, walking the flag table in its canonical order. */

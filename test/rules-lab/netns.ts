@@ -4,7 +4,7 @@
  * own tmpfs /run (so the xtables lock is private too); the legacy backend is the legacy binary
  * bind-mounted over xtables-nft-multi inside that private mount namespace only.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 
 export type Backend = "nf_tables" | "legacy";
 export const BACKENDS: Backend[] = ["nf_tables", "legacy"];
@@ -64,6 +64,37 @@ export class Netns {
     if (r.error) throw r.error;
     if (r.status === 97) throw new Error(`could not set up the private mounts in ${this.name}: ${r.stderr}`);
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /** Like run, without blocking the event loop (several namespaces at work at once). */
+  runAsync(backend: Backend, script: string, input?: string): Promise<Result> {
+    return new Promise((resolve, reject) => {
+      const child = spawn("ip", [
+        "netns",
+        "exec",
+        this.name,
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        PRELUDE[backend] + script,
+      ]);
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => {
+        stdout += d;
+      });
+      child.stderr.on("data", (d) => {
+        stderr += d;
+      });
+      child.on("error", reject);
+      child.stdin.on("error", () => undefined); // a command that exits early closes its stdin: its exit code tells
+      child.on("close", (code) => {
+        if (code === 97) reject(new Error(`could not set up the private mounts in ${this.name}: ${stderr}`));
+        else resolve({ code: code ?? -1, stdout, stderr });
+      });
+      child.stdin.end(input ?? "");
+    });
   }
 
   delete(): void {

@@ -1,0 +1,173 @@
+/**
+ * The kernel judges placement (issue 11): generated rulesets (test/rules-lab/rulesets.ts) are loaded
+ * into a server namespace; the rule goes in where placeRule says, one line lower, and at random
+ * other lines; real TCP connections from a client namespace to each of its ports say what the
+ * kernel does with the first packet (SYN-ACK = ACCEPT, a reset or an ICMP error = REJECT, no answer =
+ * DROP). At every line the kernel's verdict for each port must be one the model allows (the model
+ * follows both branches of matches it cannot read); where the model says every first packet reaches
+ * the rule, its counters count them; a rule in a chain nothing jumps to counts nothing; and
+ * shadowing() must agree with the model. Where placeRule says effective, every port
+ * gets the rule's verdict; one line lower, the model says the rule no longer decides them.
+ * Both backends, both families, 8 namespace pairs at once. PIT_PLACEMENT_CASES sets the number of
+ * cases (default 200; the full run uses thousands). A failure prints the ruleset, the rule and what
+ * the kernel and the model said, ready to become a fixture.
+ */
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { insertRuleText } from "../../provider/host/ruleset-text";
+import {
+  check,
+  chainOf,
+  findByTag,
+  makeTag,
+  parseRuleset,
+  placeRule,
+  renderRule,
+  ruleText,
+  shadowing,
+} from "../../provider/rules";
+import { possibleVerdicts } from "../../provider/rules/place";
+import { deleteAll, labUnavailable, tools, type Backend } from "./netns";
+import { type Outcome, Pair } from "./pair";
+import { cases, type Case, type Family, POOL, rulesetText } from "./rulesets";
+
+const TOTAL = Number(process.env.PIT_PLACEMENT_CASES ?? 200);
+const LANES: [Backend, Family][] = [
+  ["nf_tables", 4],
+  ["nf_tables", 6],
+  ["legacy", 4],
+  ["legacy", 6],
+  ["nf_tables", 4],
+  ["nf_tables", 6],
+  ["legacy", 4],
+  ["legacy", 6],
+];
+const TAG = makeTag({ project: "lab", stack: "kernel", name: "placed" }, "k3rn3l00");
+const KERNEL: Record<Outcome, string> = { open: "ACCEPT", refused: "REJECT", timeout: "DROP" };
+
+const pairs: Pair[] = [];
+const stats = { cases: 0, lines: 0, probes: 0, determinate: 0, unreached: 0, effective: 0 };
+
+beforeAll(async () => {
+  const why = labUnavailable();
+  if (why) throw new Error(`the placement lab cannot run: ${why}`);
+  for (const _ of LANES) pairs.push(await Pair.create(POOL));
+}, 60_000);
+
+afterAll(() => {
+  for (const p of pairs) p.close();
+  deleteAll();
+  console.log(`kernel-differential placement: ${JSON.stringify(stats)}`);
+});
+
+function argvOf(c: Case): string[] {
+  const { inputs, failures } = check(
+    {},
+    {
+      connection: { host: "198.18.0.2" },
+      port: c.ours.ports,
+      action: c.ours.action,
+      rejectWith: c.ours.rejectWith,
+      source: c.ours.source,
+      chain: c.ours.chain,
+      ipVersion: c.family === 4 ? "ipv4" : "ipv6",
+    },
+  );
+  if (failures.length) throw new Error(`bad generated rule: ${JSON.stringify(failures)}`);
+  return renderRule(inputs as never, c.family, TAG);
+}
+
+async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
+  const { save, restore } = tools(c.family);
+  const text = rulesetText(c);
+  const argv = argvOf(c);
+  const chain = c.ours.chain;
+  const ours = ruleText(chain, argv);
+  const log: string[] = [];
+  try {
+    await pair.serverSh(backend, restore, text);
+    const base = await pair.serverSh(backend, `${save} -t filter`);
+    const rs = parseRuleset(base);
+    const end = chainOf(rs, "filter", chain)!.rules.length + 1;
+    const placed = placeRule(rs, { table: "filter", chain, rule: argv });
+    log.push(`placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}`);
+    const lines = [
+      { line: placed.line, role: "placed" },
+      ...(placed.line < end ? [{ line: placed.line + 1, role: "lower" }] : []),
+      ...c.probes.map((p) => ({ line: (p % end) + 1, role: "other" })),
+    ];
+    stats.cases++;
+    for (const { line, role } of lines) {
+      const withOurs = insertRuleText(base, "filter", chain, line, ours);
+      await pair.serverSh(backend, restore, withOurs);
+      const kernel = await pair.probe(c.family, c.ours.ports);
+      const listed = parseRuleset(await pair.serverSh(backend, `${save} -c -t filter`));
+      const mine = findByTag(listed, "filter", chain, TAG)!;
+      const model = possibleVerdicts(rs, { table: "filter", chain, rule: argv, line });
+      const shadow = shadowing(parseRuleset(withOurs), { table: "filter", chain, line });
+      log.push(
+        `line ${line}: kernel ${kernel.map((k, j) => `${c.ours.ports[j]} ${KERNEL[k] ?? k}`).join(", ")}; ` +
+          `model ${model.map((m) => `${m.port} ${m.verdicts.join("|")}${m.ours ? " (ours)" : ""}`).join(", ")}; ` +
+          `counted ${mine.counters?.packets}; shadowing: ${shadow?.why ?? "none"}`,
+      );
+      stats.lines++;
+      expect(mine.line, "the rule is where it was inserted").toBe(line);
+      const unreached = /^no packet reaches/.test(shadow?.why ?? "");
+      if (unreached) {
+        stats.unreached++;
+        expect(mine.counters?.packets, "no packet reaches the rule's chain").toBe(0);
+        continue;
+      }
+      expect(model.map((m) => m.port)).toEqual(c.ours.ports);
+      kernel.forEach((k, j) => {
+        stats.probes++;
+        if (model[j].verdicts.length === 1) stats.determinate++;
+        expect(model[j].verdicts, `port ${c.ours.ports[j]}: the kernel's verdict is one the model allows`).toContain(
+          KERNEL[k] ?? k,
+        );
+      });
+      const verdict = c.ours.action;
+      const effective = model.every((m) => m.verdicts.every((x) => x === verdict));
+      expect(shadow === undefined, "shadowing() agrees with the model").toBe(effective);
+      if (model.every((m) => m.ours && !m.others))
+        expect(mine.counters!.packets, "the model says every packet reaches the rule").toBeGreaterThanOrEqual(
+          c.ours.ports.length,
+        );
+      if (role === "placed" && placed.effective) {
+        stats.effective++;
+        expect(
+          kernel.map((k) => KERNEL[k]),
+          "placed where placeRule says, every port gets the rule's verdict",
+        ).toEqual(c.ours.ports.map(() => verdict));
+      }
+      if (role === "lower")
+        expect(
+          model.some((m) => m.others),
+          "one line lower, the rule no longer decides its packets",
+        ).toBe(true);
+    }
+  } catch (e) {
+    throw new Error(
+      `${(e as Error).message}\n--- ${backend} ipv${c.family}, template ${c.template}: ruleset ---\n${text}` +
+        `--- rule ---\n${ours}\n--- what happened ---\n${log.join("\n")}\n`,
+    );
+  }
+}
+
+describe("placement and effective against the kernel", () => {
+  it(`${TOTAL} generated rulesets, both backends and families`, async () => {
+    const per = Math.ceil(TOTAL / LANES.length);
+    const seed = Number(process.env.PIT_PLACEMENT_SEED ?? Date.now() % 1_000_000);
+    console.log(`kernel-differential placement: seed ${seed} (PIT_PLACEMENT_SEED replays it)`);
+    const lanes = await Promise.allSettled(
+      LANES.map(([backend, family], i) =>
+        fc.assert(
+          fc.asyncProperty(cases(family, backend), (c) => runCase(pairs[i], backend, c)),
+          { numRuns: per, seed: seed + i, endOnFailure: true },
+        ),
+      ),
+    );
+    const failed = lanes.find((l) => l.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }, 1_800_000);
+});
