@@ -576,13 +576,12 @@ export class HostAgent {
             break;
           }
           planned.line = rule.line;
+          // What the rule's state reports is the listing's truth (another rule of the batch may shadow it).
+          const shadow = shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line });
+          if (shadow) planned.shadowedBy = shadow.why;
+          else delete planned.shadowedBy;
           // An adopted rule stays where its owner put it.
-          if (
-            planned.adopted ||
-            req.position !== "auto" ||
-            !shadowing(rulesets.get(f)!, { table, chain: rule.chain, line: rule.line }) ||
-            !effectiveAsPlanned(f, req.chain, req.tag)
-          )
+          if (planned.adopted || req.position !== "auto" || !shadow || !effectiveAsPlanned(f, req.chain, req.tag))
             continue;
           if (attempt >= FIXUPS) {
             problem = `the chain ${req.chain} on ${this.session.target} kept changing under another writer that ignores ${LOCK_FILE}, so the rule could not be kept in place and was removed`;

@@ -185,6 +185,10 @@ interface Ordinary {
   hook: Hook;
   protocol?: string;
   dport?: number;
+  /** DNAT-ed before they get here (Docker's DOCKER-USER): their port now is the container's, unknown. */
+  translated?: boolean;
+  /** The destination port the client asked for (`--ctorigdstport`), when translated. */
+  origDport?: number;
   source?: string;
   destination?: string;
   inInterface?: string;
@@ -227,9 +231,36 @@ function protocolTri(m: Neg, o: Ordinary): Tri {
   return negate(p === "all" ? ALL : o.protocol === undefined ? NONE : p === proto(o.protocol) ? ALL : NONE, m);
 }
 
+/** The flag table's fields fieldsTri reads; any other (a field added later) may go either way. */
+const READ: ReadonlySet<string> = new Set([
+  "source",
+  "destination",
+  "inInterface",
+  "outInterface",
+  "protocol",
+  "fragment",
+  "dport",
+  "dports",
+  "sport",
+  "sports",
+  "ports",
+  "icmpType",
+  "icmpv6Type",
+  "ctstate",
+  "state",
+  "ctorigdstport",
+  "ctdir",
+  "comment",
+]);
+
+/** The port the packets carry now: unknown after DNAT (either way, unless the match takes every port). */
+const nowPort = (value: string, o: Ordinary): Tri =>
+  o.translated ? (ports.contains(value, "1:65535") ? ALL : SOME) : dportTri(value, o.dport);
+
 /** The modeled matches of a rule (the flag table's fields) against the ordinary packets. */
 function fieldsTri(m: RuleMatch, o: Ordinary): Tri {
   const parts: Tri[] = [];
+  for (const key of Object.keys(m)) if (m[key as MatchKey] && !READ.has(key)) parts.push(SOME);
   if (m.source) parts.push(named(m.source, o.source, address.contains, universalAddress(m.source.value)));
   if (m.destination)
     parts.push(named(m.destination, o.destination, address.contains, universalAddress(m.destination.value)));
@@ -238,9 +269,12 @@ function fieldsTri(m: RuleMatch, o: Ordinary): Tri {
   if (m.protocol) parts.push(protocolTri(m.protocol, o));
   if (m.fragment) parts.push(negate(NONE, m.fragment)); // ordinary packets are first fragments
   // `-m tcp --dport` and `-m multiport --dports` may both be there: both must match
-  for (const dport of [m.dport, m.dports]) if (dport) parts.push(negate(dportTri(dport.value, o.dport), dport));
+  for (const dport of [m.dport, m.dports]) if (dport) parts.push(negate(nowPort(dport.value, o), dport));
   for (const sport of [m.sport, m.sports]) if (sport) parts.push(negate(sportTri(sport.value), sport));
-  if (m.ports) parts.push(negate(Math.max(dportTri(m.ports.value, o.dport), sportTri(m.ports.value)) as Tri, m.ports));
+  if (m.ports) parts.push(negate(Math.max(nowPort(m.ports.value, o), sportTri(m.ports.value)) as Tri, m.ports));
+  if (m.ctorigdstport)
+    parts.push(negate(dportTri(m.ctorigdstport.value, o.translated ? o.origDport : o.dport), m.ctorigdstport));
+  if (m.ctdir) parts.push(negate(m.ctdir.value === "ORIGINAL" ? ALL : NONE, m.ctdir));
   if (m.icmpType || m.icmpv6Type) parts.push(SOME); // the protocol match has already said no to tcp/udp
   if (m.ctstate) parts.push(newState(m.ctstate));
   if (m.state) parts.push(newState(m.state));
@@ -304,7 +338,6 @@ function optionTri(opt: MatchOption, o: Ordinary): Tri {
       case "rpfilter":
         return option === "--invert" ? NONE : ALL; // ordinary sources pass the reverse-path check
       case "conntrack":
-        if (option === "--ctdir") return values[0] === "ORIGINAL" ? ALL : NONE;
         return SOME;
       case "comment":
         return ALL;
@@ -476,13 +509,13 @@ interface Judgement {
 
 /** Splits the rule's ports where any rule of the table starts or ends a port range: one port per piece. */
 function portPieces(table: Table, spec: RuleSpec): (number | undefined)[] {
-  const own = spec.match.dport ?? spec.match.dports;
+  const own = spec.match.dport ?? spec.match.dports ?? spec.match.ctorigdstport;
   const ranges = own && !own.negated ? portRanges(own.value) : undefined;
   if (!ranges) return [undefined];
   const cuts = new Set<number>();
   for (const chain of table.chains.values())
     for (const r of chain.rules)
-      for (const m of [r.match.dport, r.match.dports, r.match.ports])
+      for (const m of [r.match.dport, r.match.dports, r.match.ports, r.match.ctorigdstport])
         for (const [a, b] of (m && portRanges(m.value)) ?? []) cuts.add(a).add(b + 1);
   const out: number[] = [];
   for (const [lo, hi] of ranges) {
@@ -495,10 +528,11 @@ function portPieces(table: Table, spec: RuleSpec): (number | undefined)[] {
 function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined): Ordinary {
   const positive = (n: Neg | undefined) => (n && !n.negated ? n.value : undefined);
   const p = positive(spec.match.protocol);
+  const translated = !spec.match.dport && !spec.match.dports && !!positive(spec.match.ctorigdstport);
   return {
     hook,
     protocol: p && proto(p) !== "all" ? proto(p) : undefined,
-    dport,
+    ...(translated ? { translated, origDport: dport } : { dport }),
     source: positive(spec.match.source),
     destination: positive(spec.match.destination),
     inInterface: positive(spec.match.inInterface),

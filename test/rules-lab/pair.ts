@@ -51,8 +51,10 @@ def icmp_ports(family, data):
     if data[0] not in (1, 2, 3, 4): return None
     return struct.unpack("!HH", data[48:52])
 def established(s):
-    # the SYN was answered with a SYN-ACK: what happens to later packets is not the question
-    return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] in (1, 8)  # ESTABLISHED, CLOSE_WAIT
+    # the SYN was answered with a SYN-ACK (whatever later packets met, a reset included): the options it
+    # negotiated (timestamps, SACK, window scaling: Linux's defaults) are in tcpi_options
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    return info[0] in (1, 8) or info[5] != 0
 def probe(family, host, ports, wait):
     socks, result = {}, {}
     for port in ports:

@@ -355,3 +355,38 @@ describe("found by the kernel-differential test (test/rules-lab/placement.test.t
     expect(place(rs, tcp("3306", "ACCEPT")).line).toBe(2);
   });
 });
+
+describe("Docker's DOCKER-USER: the port the client asked for is the original one (--ctorigdstport)", () => {
+  const dockerUser = (rules: string[]) =>
+    save({ FORWARD: "DROP" }, ["DOCKER-USER"], ["-A FORWARD -j DOCKER-USER", ...rules, "-A DOCKER-USER -j RETURN"]);
+  const ours = (verdict: string) => [
+    "-p",
+    "tcp",
+    "-m",
+    "conntrack",
+    "--ctorigdstport",
+    "8080",
+    "--ctdir",
+    "ORIGINAL",
+    "-j",
+    verdict,
+  ];
+  it("a hand-made accept of the original port 8080 is overtaken by a DROP of 8080, not one of 9090", () => {
+    const rs = dockerUser(["-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 8080:8090 --ctdir ORIGINAL -j ACCEPT"]);
+    const p = place(rs, ours("DROP"), "auto", "DOCKER-USER");
+    expect(p).toMatchObject({ line: 1, effective: true });
+    expect(p.reason).toContain("FORWARD:1 -> DOCKER-USER:1 (");
+    expect(
+      place(
+        dockerUser(["-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 9090 -j ACCEPT"]),
+        ours("DROP"),
+        "auto",
+        "DOCKER-USER",
+      ).line,
+    ).toBe(2);
+  });
+  it("a match on the container's port (after DNAT, unknown here) may take the packets either way", () => {
+    const rs = dockerUser(["-A DOCKER-USER -p tcp -m tcp --dport 80 -j DROP"]);
+    expect(place(rs, ours("ACCEPT"), "auto", "DOCKER-USER").line).toBe(1);
+  });
+});
