@@ -1,6 +1,7 @@
 // The lockout guard: would a change stop the host from accepting the provider's own SSH connections?
 // Pure: it reads the ruleset before and after the change with the rule core's placement semantics.
 import { chainOf, parseRuleset, ruleText, shadowing } from "./rules";
+import { possibleVerdicts } from "./rules/place";
 import { insertRuleText } from "./host/ruleset-text";
 
 /** Where the provider's SSH connection comes from and goes to, as the host sees it. */
@@ -17,47 +18,38 @@ export interface SshFate {
 }
 
 /** The provider's SSH packets as a rule matching exactly them (new connections, its address, the SSH port). */
-function probe(origin: SshOrigin, target: "ACCEPT" | "DROP"): string {
+function probe(origin: SshOrigin, target: string): string[] {
   const prefix = origin.clientAddress.includes(":") ? 128 : 32;
-  return ruleText("INPUT", [
-    "-s",
-    `${origin.clientAddress}/${prefix}`,
-    "-p",
-    "tcp",
-    "-m",
-    "tcp",
-    "--dport",
-    String(origin.serverPort),
-    "-j",
-    target,
-  ]);
+  const address = `${origin.clientAddress}/${prefix}`;
+  return ["-s", address, "-p", "tcp", "-m", "tcp", "--dport", String(origin.serverPort), "-j", target];
 }
 
 /**
  * What the filter table's INPUT chain (in `iptables-save` text) does with a new SSH connection from the
- * provider. A probe rule for exactly those packets is put at the end of INPUT: the rule that shadows a
- * probe DROP accepts every one of them, the rule that shadows a probe ACCEPT blocks them, and the
- * earlier of the two decides; with neither, they reach the chain's policy. Rules the model cannot judge for all of them (a rate limit, a mark)
- * shadow neither probe, so such a chain counts as deciding by its policy.
+ * provider, by the rule core's semantics. A probe rule for exactly those packets goes at the end of INPUT
+ * with the chain's policy as its target (so reaching it is reaching the policy): they are accepted when
+ * every verdict the model allows them, on both branches of every match it cannot read, is ACCEPT. `by`
+ * names the first rule (or the policy) that decides them: the rule that shadows a probe of the other
+ * verdict.
  */
 export function sshFate(save: string, origin: SshOrigin): SshFate {
-  const rs = parseRuleset(save, { table: "filter" });
-  const input = chainOf(rs, "filter", "INPUT");
+  const input = chainOf(parseRuleset(save, { table: "filter" }), "filter", "INPUT");
   if (!input) return { accepted: true, by: "no filter INPUT chain" };
   const line = input.rules.length + 1;
-  const decider = (target: "ACCEPT" | "DROP") =>
-    shadowing(parseRuleset(insertRuleText(save, "filter", "INPUT", line, probe(origin, target)), { table: "filter" }), {
-      table: "filter",
-      chain: "INPUT",
-      line,
-    });
-  // Each probe names the first rule that decides its packets otherwise; the earlier of the two decides.
-  const accepting = decider("DROP");
-  const blocking = decider("ACCEPT");
-  if (accepting && (!blocking || accepting.line < blocking.line)) return { accepted: true, by: accepting.text };
-  if (blocking) return { accepted: false, by: blocking.text };
   const policy = input.policy ?? "ACCEPT";
-  return { accepted: policy === "ACCEPT", by: `the INPUT policy ${policy}` };
+  const withProbe = (target: string) =>
+    parseRuleset(insertRuleText(save, "filter", "INPUT", line, ruleText("INPUT", probe(origin, target))), {
+      table: "filter",
+    });
+  const verdicts = possibleVerdicts(withProbe(policy), {
+    table: "filter",
+    chain: "INPUT",
+    rule: probe(origin, policy),
+    line,
+  }).flatMap((p) => p.verdicts);
+  const accepted = verdicts.length > 0 && verdicts.every((v) => v === "ACCEPT");
+  const decider = shadowing(withProbe(accepted ? "DROP" : "ACCEPT"), { table: "filter", chain: "INPUT", line });
+  return { accepted, by: decider && decider.line > 0 ? decider.text : `the INPUT policy ${policy}` };
 }
 
 /**

@@ -34,6 +34,24 @@ describe("sshFate", () => {
     expect(sshFate(without(ends, 3), origin)).toEqual({ accepted: false, by: "-A INPUT -j DROP" });
     expect(sshFate(ends, { ...origin, serverPort: 2222 })).toEqual({ accepted: false, by: "-A INPUT -j DROP" });
   });
+
+  it("follows jumps: on the ufw host, ufw-user-input's 22 ACCEPT decides; without it, the policy", () => {
+    const ufw = fixture("ufw");
+    expect(sshFate(ufw, origin)).toEqual({
+      accepted: true,
+      by: "-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT",
+    });
+    const noSsh = ufw.replace("-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT\n", "");
+    expect(sshFate(noSsh, origin).accepted).toBe(false);
+  });
+
+  it("a rule the model cannot read for every packet (a rate limit) does not count as accepting them", () => {
+    const { save } = withRule(
+      fixture("allow-guide"),
+      "-A INPUT -p tcp -m tcp --dport 22 -m limit --limit 3/min -j ACCEPT",
+    );
+    expect(sshFate(save, origin).accepted).toBe(false);
+  });
 });
 
 describe("lockoutOf", () => {
