@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine (as root) for the demo and the tests: the Debian packages the
-# lab needs, the npm dependencies, and the real Pulumi CLI (built from Go modules, cached).
+# lab needs, the npm dependencies, the real Pulumi CLI (built from Go modules, cached) and the root
+# filesystems of the lab's other userlands (scripts/rootfs.sh, cached).
 # Safe to run again: what is there already is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES="iproute2 iptables nftables openssh-server openssh-client netcat-openbsd socat sudo openssl iptables-persistent netfilter-persistent"
+PACKAGES="iproute2 iptables nftables openssh-server openssh-client netcat-openbsd socat sudo openssl iptables-persistent netfilter-persistent debootstrap busybox-static dropbear-bin zstd"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -29,7 +30,12 @@ fi
 
 command -v node >/dev/null || { echo "setup: Node.js 20 or newer is needed" >&2; exit 1; }
 npm ci --no-audit --no-fund >&2
+# The lab's other userlands (Debian 11 and 13 root filesystems, the busybox + dropbear host), cached
+# under ~/.cache like the CLI: built while the CLI compiles (downloads and dpkg against Go on 2 cores).
+bash scripts/rootfs.sh bullseye trixie embedded >/dev/null &
+rootfs=$!
 bash scripts/pulumi-cli.sh >/dev/null
 # ufw for the lab's ufw hosts: Debian's package, unpacked (not installed: it Breaks iptables-persistent).
 bash scripts/ufw-unpack.sh >/dev/null
+wait $rootfs || { echo "setup: building the lab's root filesystems failed" >&2; exit 1; }
 echo "setup: ready" >&2

@@ -8,6 +8,10 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync, chmodSync, readlinkSync, rmSync, existsSync } from "node:fs";
 import * as net from "node:net";
 import { join } from "node:path";
+import { rootfs } from "./rootfs";
+import type { Userland } from "./rootfs";
+
+export type { Userland } from "./rootfs";
 
 import type { Backend, Family } from "../../provider/rules";
 
@@ -21,8 +25,14 @@ export interface HostOptions {
   /** Ports something listens on inside the host (both families). */
   listen?: { tcp?: number[]; udp?: number[] };
   /** Persistence layout: "debian" (netfilter-persistent usable), "rhel" (/etc/sysconfig files, no
-   * netfilter-persistent), "plain" (neither). */
-  persistence?: "debian" | "rhel" | "plain";
+   * netfilter-persistent), "alpine" (an Alpine /etc/os-release: /etc/iptables/rules-save and
+   * rules6-save, no netfilter-persistent), "plain" (none of these). */
+  persistence?: "debian" | "rhel" | "alpine" | "plain";
+  /** Whose sshd, iptables, sudo and shell the host runs: this machine's own (default), or those of a
+   * root filesystem that scripts/rootfs.sh built (a Debian suite, or "embedded": busybox ash,
+   * dropbear and iptables only, no ss, sudo or flock), chrooted in the host's private mount
+   * namespace on an overlay, so every host starts pristine. */
+  userland?: Userland;
   /** How SSH reaches the host: over its eth0 (default), or as if from a console: through a
    * relay that enters the host on its loopback (so a default-DROP INPUT chain whose only
    * exceptions are lo and ESTABLISHED,RELATED, as in the allow guide, does not cut the provider off).
@@ -168,14 +178,19 @@ export class LabHost {
   /** The host's /etc/iptables and /etc/sysconfig as seen from the workstation (the upper layer
    * of the host's /etc). */
   get etcIptables(): string {
-    return join(this.dir, "etc", "iptables");
+    return join(this.etcUpper, "iptables");
   }
   get etcSysconfig(): string {
-    return join(this.dir, "etc", "sysconfig");
+    return join(this.etcUpper, "sysconfig");
+  }
+  private get etcUpper(): string {
+    return this.options.userland ? join(this.dir, "root", "etc") : join(this.dir, "etc");
   }
 
   /** Connection arguments for PortRule / the SSH layer. */
   connection(user: LabUser = "root", family: Family = 4): LabConnection {
+    if (user !== "root" && this.options.userland === "embedded")
+      throw new LabError(`${this.name}: the embedded host has no sudo, only root logs in`);
     const via =
       this.options.ssh === "lo"
         ? { host: "127.0.0.1", port: 22000 + this.slot }
@@ -186,7 +201,15 @@ export class LabHost {
   /** Runs argv inside the host: its network namespace and its private mount namespace. */
   async exec(argv: string[], input?: string): Promise<ExecResult> {
     this.assertInside();
-    return run("nsenter", ["-t", String(this.sshdPid), "-n", "-m", "--", ...argv], input);
+    // A userland host's sshd runs chrooted: -r -w give the command the same root (its own tools).
+    const root = this.options.userland ? ["-r", "-w"] : [];
+    return run("nsenter", ["-t", String(this.sshdPid), "-n", "-m", ...root, "--", ...argv], input);
+  }
+
+  /** Runs one of this machine's tools (nc, ss) in the host's network namespace only. */
+  private netExec(argv: string[]): Promise<ExecResult> {
+    this.assertInside();
+    return run("nsenter", ["-t", String(this.sshdPid), "-n", "--", ...argv]);
   }
 
   /** Like exec, but a non-zero exit is an error. */
@@ -225,7 +248,7 @@ export class LabHost {
   async listen(port: number, protocol: "tcp" | "udp" = "tcp"): Promise<void> {
     for (const fam of ["-4", "-6"]) {
       const args = ["nc", fam, ...(protocol === "udp" ? ["-u"] : []), "-lk", "-p", String(port)];
-      const child = spawn("nsenter", ["-t", String(this.sshdPid), "-n", "-m", "--", ...args], {
+      const child = spawn("nsenter", ["-t", String(this.sshdPid), "-n", "--", ...args], {
         stdio: "ignore",
         detached: true,
       });
@@ -233,7 +256,7 @@ export class LabHost {
     }
     await this.waitFor(
       async () =>
-        (await this.exec(["ss", "-H", "-l", protocol === "udp" ? "-u" : "-t", "-n", `sport = :${port}`])).stdout
+        (await this.netExec(["ss", "-H", "-l", protocol === "udp" ? "-u" : "-t", "-n", `sport = :${port}`])).stdout
           .split("\n")
           .filter(Boolean).length >= 2,
       `listener on ${protocol}/${port}`,
@@ -249,13 +272,23 @@ export class LabHost {
     const empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
     await this.restore(4, empty);
     await this.restore(6, empty);
-    await this.sh("find /run -maxdepth 1 -name 'pulumi-iptables*' -delete");
+    await this.sh("rm -rf /run/pulumi-iptables*");
     const boot = {
       debian: "netfilter-persistent start",
       rhel: "iptables-restore < /etc/sysconfig/iptables && ip6tables-restore < /etc/sysconfig/ip6tables",
+      // What Alpine's iptables and ip6tables services load at boot.
+      alpine: "iptables-restore < /etc/iptables/rules-save && ip6tables-restore < /etc/iptables/rules6-save",
       plain: "iptables-restore < /etc/iptables/rules.v4 && ip6tables-restore < /etc/iptables/rules.v6",
     }[this.options.persistence];
     await this.sh(boot);
+  }
+
+  /** Switches the host's iptables to the other backend as an operator would (Debian's
+   * update-alternatives; the embedded host's links), leaving the kernel's tables as they are. */
+  async switchBackend(to: Backend): Promise<void> {
+    if (!this.options.userland) throw new LabError(`${this.name}: switchBackend needs a userland host`);
+    await this.sh(switchScript(this.options.userland, to));
+    this.options.backend = to;
   }
 
   /** Stops and starts the host's sshd (the host stays), e.g. to make it unreachable. */
@@ -310,7 +343,19 @@ export class LabHost {
     const log = join(this.dir, "sshd.log");
     const child = spawn(
       "ip",
-      ["netns", "exec", name, "unshare", "--mount", "--propagation", "private", "--", "sh", join(this.dir, "boot.sh")],
+      [
+        "netns",
+        "exec",
+        name,
+        "unshare",
+        "--mount",
+        ...(this.options.userland ? ["--uts"] : []),
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        join(this.dir, "boot.sh"),
+      ],
       {
         stdio: ["ignore", "ignore", "ignore"],
         detached: true,
@@ -509,8 +554,14 @@ export class Lab {
     const slot = allocateSlot(this.dir);
     const name = `${this.run}-h${slot}`;
     const dir = join(this.dir, `h${slot}`);
-    const opts = { backend: "nf_tables" as Backend, persistence: "debian" as const, ...options };
-    const hostKey = await writeHostFiles(dir, opts, this.publicKey);
+    const opts = {
+      backend: "nf_tables" as Backend,
+      persistence: (options.userland === "embedded" ? "plain" : "debian") as NonNullable<HostOptions["persistence"]>,
+      ...options,
+    };
+    const hostKey = opts.userland
+      ? await writeUserlandFiles(dir, name, opts.userland, opts, this.publicKey)
+      : await writeHostFiles(dir, opts, this.publicKey);
     const host = new LabHost(this, name, slot, dir, opts, hostKey);
     this.hosts.push(host);
     await host.start();
@@ -642,6 +693,7 @@ async function writeHostFiles(
     "mkdir -p /run/sshd /run/lock",
     `mount -t overlay lab-etc -o lowerdir=/etc,upperdir=${dir}/etc,workdir=${dir}/work/etc /etc`,
   ];
+  if (opts.persistence === "alpine") writeFileSync(join(etc, "os-release"), ALPINE_OS_RELEASE);
   if (opts.persistence !== "debian") {
     // A whiteout in the upper layer hides netfilter-persistent: a host without it.
     lines.push(`mknod ${dir}/sbin/netfilter-persistent c 0 0`);
@@ -660,6 +712,141 @@ async function writeHostFiles(
     .split(/\s+/)
     .slice(0, 2)
     .join(" ");
+}
+
+const ALPINE_OS_RELEASE = 'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.20.3\n';
+
+/** The commands that switch a userland's iptables names to a backend. */
+function switchScript(userland: Userland, to: Backend): string {
+  const short = to === "legacy" ? "legacy" : "nft";
+  if (userland === "embedded")
+    return `for n in iptables ip6tables; do for s in "" -save -restore; do ln -sf xtables-${short}-multi /usr/sbin/$n$s; done; done`;
+  return ["iptables", "ip6tables"]
+    .map((n) => `update-alternatives --quiet --set ${n} /usr/sbin/${n}-${short}`)
+    .join(" && ");
+}
+
+/**
+ * The files of a host that runs a root filesystem's own sshd (or dropbear): the per-run upper layer
+ * of an overlay on the unpacked root filesystem (users, keys, sudoers, layout files), and boot.sh,
+ * which mounts it with proc, /sys, /dev and a tmpfs /run, and execs the server chrooted there.
+ */
+async function writeUserlandFiles(
+  dir: string,
+  name: string,
+  userland: Userland,
+  opts: Required<Pick<HostOptions, "backend" | "persistence">>,
+  clientPublicKey: string,
+): Promise<string> {
+  const lower = rootfs(userland);
+  rmSync(dir, { recursive: true, force: true });
+  const up = join(dir, "root");
+  for (const d of ["root/etc/ssh", "root/etc/sudoers.d", "root/usr/sbin", "work/root", "merged"])
+    mkdirSync(join(dir, d), { recursive: true });
+  const etc = join(up, "etc");
+  writeFileSync(
+    join(etc, "hosts"),
+    `${readFileSync(join(lower, "etc/hosts"), "utf8").trimEnd()}\n127.0.1.1 ${name}\n`.replace(/^\n/, ""),
+  );
+  if (opts.persistence === "rhel") {
+    mkdirSync(join(etc, "sysconfig"), { recursive: true });
+    writeFileSync(
+      join(etc, "sysconfig", "iptables-config"),
+      "# lab: iptables-services layout\nIPTABLES_SAVE_ON_STOP=no\n",
+    );
+  }
+  if (opts.persistence === "alpine") writeFileSync(join(etc, "os-release"), ALPINE_OS_RELEASE);
+  const hidePersistent = opts.persistence !== "debian" && existsSync(join(lower, "usr/sbin/netfilter-persistent"));
+  if (hidePersistent) await must("mknod", [join(up, "usr/sbin/netfilter-persistent"), "c", "0", "0"]);
+
+  let hostKey: string;
+  let server: string;
+  if (userland === "embedded") {
+    mkdirSync(join(up, "root/.ssh"), { recursive: true, mode: 0o700 });
+    chmodSync(join(up, "root"), 0o700);
+    chmodSync(join(up, "root/.ssh"), 0o700);
+    writeFileSync(join(up, "root/.ssh/authorized_keys"), `${clientPublicKey}\n`, { mode: 0o600 });
+    mkdirSync(join(etc, "dropbear"), { recursive: true });
+    await must("dropbearkey", ["-t", "ed25519", "-f", join(etc, "dropbear/lab_host_key")]);
+    const pub = await must("dropbearkey", ["-y", "-f", join(etc, "dropbear/lab_host_key")]);
+    hostKey = pub.split("\n").find((l) => l.startsWith("ssh-ed25519 "))!;
+    server = "/usr/sbin/dropbear -F -E -s -p 22 -r /etc/dropbear/lab_host_key -P /run/dropbear.pid";
+  } else {
+    for (const d of ["home/pit-ops", "home/pit-nopw"]) mkdirSync(join(up, d), { recursive: true });
+    await must("ssh-keygen", [
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-C",
+      "pit-lab-host",
+      "-f",
+      join(etc, "ssh/lab_host_ed25519"),
+    ]);
+    hostKey = readFileSync(join(etc, "ssh/lab_host_ed25519.pub"), "utf8");
+    writeFileSync(join(etc, "ssh/lab_authorized_keys"), `${clientPublicKey}\n`, { mode: 0o644 });
+    const hash = (await must("openssl", ["passwd", "-6", "-salt", "pitlab", LAB_PASSWORD])).trim();
+    const base = (f: string) => readFileSync(join(lower, "etc", f), "utf8").trimEnd();
+    // root's shell /bin/sh: bash would read root's .bashrc on every SSH command.
+    writeFileSync(
+      join(etc, "passwd"),
+      `${base("passwd").replace(/^root:.*$/m, "root:x:0:0:root:/root:/bin/sh")}\n` +
+        "pit-ops:x:4101:4101:lab sudo user:/home/pit-ops:/bin/sh\n" +
+        "pit-nopw:x:4102:4102:lab user whose sudo needs a password:/home/pit-nopw:/bin/sh\n",
+      { mode: 0o644 },
+    );
+    writeFileSync(join(etc, "group"), `${base("group")}\npit-ops:x:4101:\npit-nopw:x:4102:\n`, { mode: 0o644 });
+    // sshd with UsePAM no refuses accounts whose password field is "!": "*" locks the password only.
+    writeFileSync(
+      join(etc, "shadow"),
+      `${base("shadow").replace(/^root:[^:]*:/m, "root:*:")}\npit-ops:${hash}:19000:0:99999:7:::\npit-nopw:${hash}:19000:0:99999:7:::\n`,
+      { mode: 0o640 },
+    );
+    writeFileSync(
+      join(etc, "sudoers.d", "pit-lab"),
+      "pit-ops ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\npit-nopw ALL=(root) ALL\n",
+      { mode: 0o440 },
+    );
+    await must("chown", ["-R", "4101:4101", join(up, "home/pit-ops")]);
+    await must("chown", ["-R", "4102:4102", join(up, "home/pit-nopw")]);
+    writeFileSync(
+      join(etc, "ssh", "lab_sshd_config"),
+      [
+        "Port 22",
+        "AddressFamily any",
+        "HostKey /etc/ssh/lab_host_ed25519",
+        "PidFile /run/sshd.pid",
+        "AuthorizedKeysFile /etc/ssh/lab_authorized_keys",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication yes",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "PrintMotd no",
+        "LogLevel ERROR",
+        "",
+      ].join("\n"),
+    );
+    server = "/usr/sbin/sshd -D -e -f /etc/ssh/lab_sshd_config";
+  }
+  const m = join(dir, "merged");
+  const lines = [
+    "set -e",
+    `mount -t overlay lab-root -o lowerdir=${lower},upperdir=${up},workdir=${dir}/work/root ${m}`,
+    `mount -t proc proc ${m}/proc`,
+    `mount --bind /sys ${m}/sys`,
+    `mount --bind /dev ${m}/dev`,
+    `mount -t tmpfs -o mode=755 lab-run ${m}/run`,
+    `mkdir -p ${m}/run/sshd ${m}/run/lock`,
+    `mount -t tmpfs -o mode=1777 lab-tmp ${m}/tmp`,
+    `hostname ${name}`,
+  ];
+  if (opts.backend === "legacy") lines.push(`chroot ${m} /bin/sh -c '${switchScript(userland, "legacy")}'`);
+  lines.push(`exec chroot ${m} ${server} >>${dir}/sshd.log 2>&1`);
+  writeFileSync(join(dir, "boot.sh"), `${lines.join("\n")}\n`);
+  chmodSync(join(dir, "boot.sh"), 0o755);
+  return hostKey.trim().split(/\s+/).slice(0, 2).join(" ");
 }
 
 /** Creates a lab, runs fn, and always tears the lab down. */
