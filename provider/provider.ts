@@ -217,11 +217,14 @@ function deleteGuard(props: PortRuleState, log: Logger): DeleteRequest["guard"] 
   };
 }
 
-function listeningOn(facts: HostFacts, inputs: RuleInputs): boolean {
+/** Whether anything listens on the rule's ports; undefined when the host cannot tell. */
+function listeningOn(facts: HostFacts, inputs: RuleInputs): boolean | undefined {
+  if (!facts.listening) return undefined;
+  const listening = facts.listening;
   const items = Array.isArray(inputs.port) ? inputs.port : [inputs.port];
   return items.some((p) => {
     const [from, to] = typeof p === "number" ? [p, p] : [p.from, p.to];
-    for (const entry of facts.listening) {
+    for (const entry of listening) {
       const [proto, port] = entry.split("/");
       if (proto === inputs.protocol && Number(port) >= from && Number(port) <= to) return true;
     }
@@ -287,6 +290,10 @@ function reportCreated(state: PortRuleState, res: InsertResult, log: Logger): vo
           `stays, untracked; set adopt: true to take it over in place (same line, counters kept)`,
       );
   }
+  if (state.action === "ACCEPT" && state.listening === undefined)
+    log.info?.(
+      `whether anything listens on ${state.protocol} ${state.ports} on ${state.host} is unknown: the host has no ss`,
+    );
   if (state.listening === false)
     log.warn?.(
       `nothing listens on ${state.protocol} ${state.ports} on ${state.host}: the port is open, but no service answers on it`,
@@ -386,6 +393,12 @@ async function readRule(id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
   const fams = families(props.ipVersion);
   const live: ReadResult = await agent.read(props.table, props.chain, props.tag, fams);
+  await agent.refuseIfSwitched(
+    props.table,
+    props.chain,
+    props.tag,
+    fams.filter((f) => !live.families[f]),
+  );
   if (fams.every((f) => !live.families[f])) return { id: "", props: {} };
   const state: PortRuleState = {
     ...props,
@@ -464,7 +477,7 @@ export async function remove(id: string, props: PortRuleState) {
 
 async function removeRule(_id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
-  await agent.delete({
+  const { absent } = await agent.delete({
     kind: "delete",
     table: props.table,
     chain: props.chain,
@@ -473,4 +486,6 @@ async function removeRule(_id: string, props: PortRuleState) {
     persist: props.persist,
     guard: deleteGuard(props, logger()),
   });
+  // Gone from the tables iptables uses now, but maybe still in the other backend's: say so.
+  await agent.refuseIfSwitched(props.table, props.chain, props.tag, absent);
 }

@@ -69,8 +69,8 @@ export interface HostFacts {
   backend: Backend;
   version: string;
   hostKeyFingerprint: string;
-  /** Listening sockets as "tcp/22", "udp/53". */
-  listening: Set<string>;
+  /** Listening sockets as "tcp/22", "udp/53"; undefined when the host cannot tell (no `ss`). */
+  listening?: Set<string>;
   /** How this host saves its ruleset, and the firewall manager that owns its policy, if any. */
   persistence: Persistence;
   owner?: string;
@@ -124,6 +124,13 @@ type Plans = Map<Op, Partial<Record<Family, Planned>>>;
 export class HostError extends Error {}
 /** A rule with this tag is on the host already (the rule being replaced by an identical one). */
 export class TagTaken extends HostError {}
+/** The rule is in the tables of the iptables backend the host no longer uses (legacy / nf_tables). */
+export class BackendSwitched extends HostError {}
+
+/** A delete's result: the host facts, and the families where the rule was not found (already gone). */
+export interface DeleteResult extends HostFacts {
+  absent: Family[];
+}
 /** iptables-restore refused a batch; nothing of it was applied. */
 class RestoreRefused extends HostError {}
 
@@ -184,14 +191,19 @@ function persistChange(ops: Op[]): PersistChange | undefined {
   const tags = (list: Op[]) => list.map((op) => op.req.tag);
   const savers = ops.filter(asksSave);
   const transient = tags(ops.filter((op) => op.req.kind !== "delete" && !op.req.persist));
-  const persistent = tags(
-    ops.filter((op) => op.req.kind === "delete" || (op.req.kind === "persist" && op.req.persist)),
-  );
+  // A persisted rule's tag leaves the transient list too: a stale entry (its persist: false twin
+  // removed by hand) would keep it out of the files.
+  const persistent = tags(ops.filter((op) => op.req.kind === "delete" || op.req.persist));
   if (!savers.length && !transient.length && !persistent.length) return undefined;
-  const present = tags(savers.filter((op) => op.req.kind !== "delete" && op.req.persist));
+  const present = savers
+    .filter((op) => op.req.kind !== "delete" && op.req.persist)
+    .map((op) => ({ tag: op.req.tag, families: familiesOf(op) }));
   const absent = [...transient, ...tags(savers.filter((op) => op.req.kind === "delete"))];
   return { transient, persistent, save: savers.length > 0, present, absent };
 }
+
+const familiesOf = (op: Op): Family[] =>
+  op.req.kind === "insert" ? FAMILIES.filter((f) => op.req.kind === "insert" && op.req.specs[f]) : op.req.families;
 
 const placements = (p: Partial<Record<Family, Planned>>): Partial<Record<Family, Placement>> =>
   Object.fromEntries(Object.entries(p).map(([f, { apply: _a, undo: _u, ...placement }]) => [f, placement]));
@@ -231,8 +243,44 @@ export class HostAgent {
     return new Promise((resolve, reject) => this.enqueue({ req, resolve, reject }));
   }
 
-  delete(req: DeleteRequest): Promise<HostFacts> {
-    return new Promise((resolve, reject) => this.enqueue({ req, resolve, reject }));
+  delete(req: DeleteRequest): Promise<DeleteResult> {
+    return new Promise((resolve, reject) => this.enqueue({ req, resolve: resolve as (r: HostFacts) => void, reject }));
+  }
+
+  /**
+   * Refuses to call a rule gone that is in the tables of the other iptables backend: the host was
+   * switched between legacy and nf_tables after the rule was made (the kernel still applies both),
+   * and dropping it from state would let the next up add a second copy. Reads the other backend's
+   * tables with its own -save tools, where the host has them (nothing is loaded or created).
+   */
+  async refuseIfSwitched(table: string, chain: string, tag: string, families: Family[]): Promise<void> {
+    const now = this.stable?.backend;
+    if (!now || !families.length) return;
+    const other = now === "nf_tables" ? "legacy" : "nf_tables";
+    const tool = (f: Family) => `${iptables(f)}-${other === "legacy" ? "legacy" : "nft"}-save`;
+    const r = await this.session.run(
+      PREAMBLE +
+        families
+          .map((f) =>
+            section(`other${f}`, { script: `if command -v ${tool(f)} >/dev/null 2>&1; then ${tool(f)} -c; fi` }),
+          )
+          .join("\n"),
+    );
+    const sections = parseSections(r.stdout);
+    const there = families.filter((f) => {
+      const s = sections[`other${f}`];
+      return s?.code === 0 && !!findByTag(parseRuleset(s.out), table, chain, tag);
+    });
+    if (!there.length) return;
+    const short = (b: string) => (b === "legacy" ? "legacy" : "nft");
+    throw new BackendSwitched(
+      `the rule tagged ${tag} is not in the ${now} tables that iptables on ${this.session.target} uses now ` +
+        `(iptables ${this.stable!.version}), but in its ${other} tables (${there.map(iptables).join(", ")}): the host's iptables ` +
+        `was switched from ${other} to ${now} after the rule was made, and the kernel still applies both. No rule was added or removed. ` +
+        `Switch back (Debian, Ubuntu: update-alternatives --set iptables /usr/sbin/iptables-${short(other)}, and the same for ip6tables), ` +
+        `or move the ${other} rules over (iptables-${short(other)}-save | iptables-${short(now)}-restore, and the same for ip6tables) ` +
+        `and clear the ${other} tables; then run pulumi refresh again`,
+    );
   }
 
   /** Saves the ruleset with (persist) or without (not persist) the rule tagged `tag`. */
@@ -298,7 +346,7 @@ export class HostAgent {
     return {
       ...this.stable,
       hostKeyFingerprint: this.session.hostKey?.fingerprint ?? "",
-      listening: parseListening(sections.listening?.out ?? ""),
+      listening: sections.listening?.code === 0 ? parseListening(sections.listening.out) : undefined,
       owner: sections.owner
         ? ownerOf(
             sections.owner.out,
@@ -428,6 +476,10 @@ export class HostAgent {
             }),
           );
           (op.resolve as (r: InsertResult) => void)({ facts, families: placements(plans.get(op)!), persisted, beside });
+        } else if (op.req.kind === "delete") {
+          const planned = plans.get(op)!;
+          const absent = op.req.families.filter((f) => !planned[f]);
+          (op.resolve as (r: DeleteResult) => void)({ ...facts, absent });
         } else (op.resolve as (r: HostFacts) => void)(facts);
       }
     } finally {

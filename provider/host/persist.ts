@@ -4,7 +4,8 @@
 // under /run, which disappears at reboot together with the rules themselves.
 import type { Ruleset } from "../rules";
 import { shellQuote } from "../ssh";
-import { section } from "./protocol";
+import { iptables, section } from "./protocol";
+import type { Family } from "./protocol";
 
 export type Mechanism = "netfilter-persistent" | "iptables-services" | "iptables-save";
 
@@ -78,8 +79,8 @@ export interface PersistChange {
   persistent: string[];
   /** Save the ruleset (otherwise only the list is updated). */
   save: boolean;
-  /** Tags the saved files must hold, and tags they must not. */
-  present: string[];
+  /** Tags each of the families' saved files must hold, and tags no saved file may hold. */
+  present: { tag: string; families: Family[] }[];
   absent: string[];
 }
 
@@ -93,14 +94,22 @@ export function saveScript(p: Persistence, change: PersistChange): string {
   const script = () => section("persist", { script: `(\n${lines.join("\n")}\n)` });
   if (!change.save) return script();
   const [v4, v6] = p.files.map(shellQuote);
-  // write FILE COMMAND: COMMAND's output, without transient rules, atomically into FILE.
+  // The transient list keeps only tags of rules that are live: a persist: false rule removed by hand
+  // must not keep a later rule with its tag out of the files.
+  lines.push(`live=$(mktemp) || exit 1
+if { iptables-save; ip6tables-save; } > "$live" 2>/dev/null; then
+  while IFS= read -r t; do [ -z "$t" ] || ! grep -qF -- "$t" "$live" || printf '%s\\n' "$t"; done < "$T" > "$T.new" && mv -f "$T.new" "$T"
+fi
+rm -f "$live"`);
+  // write FILE COMMAND: COMMAND's output, without transient rules, atomically into FILE, with the
+  // mode and owner of the file it replaces (cp -p: POSIX, unlike chmod/chown --reference).
   lines.push(`write() {
   d=$(dirname "$1"); mkdir -p "$d" || return 1
   tmp=$(mktemp "$d/.pulumi-iptables.XXXXXX") || return 1
   if [ -n "$2" ]; then $2 > "$tmp.all" || { rm -f "$tmp" "$tmp.all"; return 1; }; else cp "$1" "$tmp.all" || { rm -f "$tmp" "$tmp.all"; return 1; }; fi
+  if [ -e "$1" ]; then cp -p "$1" "$tmp"; else chmod 0640 "$tmp"; fi || { rm -f "$tmp" "$tmp.all"; return 1; }
   if [ -s "$T" ]; then grep -vF -f "$T" "$tmp.all" > "$tmp"; else cat "$tmp.all" > "$tmp"; fi || { rm -f "$tmp" "$tmp.all"; return 1; }
   rm -f "$tmp.all"
-  if [ -e "$1" ]; then chmod --reference="$1" "$tmp" && chown --reference="$1" "$tmp"; else chmod 0640 "$tmp"; fi || { rm -f "$tmp"; return 1; }
   mv -f "$tmp" "$1" || { rm -f "$tmp"; return 1; }
 }`);
   if (p.mechanism === "netfilter-persistent") {
@@ -110,10 +119,14 @@ export function saveScript(p: Persistence, change: PersistChange): string {
     lines.push(`write ${v4} iptables-save && write ${v6} ip6tables-save`);
   }
   lines.push(`rc=$?; [ $rc -eq 0 ] || { echo "writing ${p.files.join(" and ")} failed" >&2; exit $rc; }`);
-  for (const tag of change.present)
-    lines.push(
-      `grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files do not hold ${tag}" >&2; exit 1; }`,
-    );
+  // Each family's file must hold the rule of that family: one file holding it is not enough.
+  for (const { tag, families } of change.present)
+    for (const f of families) {
+      const file = f === 4 ? v4 : v6;
+      lines.push(
+        `grep -qF ${shellQuote(tag)} ${file} 2>/dev/null || { echo "${p.files[f === 4 ? 0 : 1]} does not hold the ${iptables(f)} rule ${tag}" >&2; exit 1; }`,
+      );
+    }
   for (const tag of change.absent)
     lines.push(
       `! grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files still hold ${tag}" >&2; exit 1; }`,

@@ -37,11 +37,37 @@ export function section(name: string, command: string[] | { script: string }, st
   ].join("\n");
 }
 
-/** The preamble of every remote script: a temp file for stderr, removed on exit. */
-export const PREAMBLE = `PIT_ERR=$(mktemp) || exit 70\ntrap 'rm -f "$PIT_ERR"' EXIT\n`;
+/** The preamble of every remote script: a temp file for stderr, removed on exit together with the
+ * lock link if this shell holds it (a hang-up or TERM exits through the same cleanup). */
+export const PREAMBLE = `PIT_ERR=$(mktemp) || exit 70
+PIT_HOLDS=
+trap 'rm -f "$PIT_ERR"; [ -z "$PIT_HOLDS" ] || rm -f "$PIT_HOLDS"' EXIT
+trap 'exit 129' HUP
+trap 'exit 143' TERM
+`;
 
-/** Takes the lock, waiting at most LOCK_WAIT seconds (the shell holds it until it exits). */
-export const LOCK = section("lock", { script: `exec 9>>${LOCK_FILE} && flock -w ${LOCK_WAIT} 9` });
+/** Where flock(1) is missing (busybox built without the applet, as Debian's is): the lock is this
+ * symlink, whose target is the holder's pid. Creating a symlink is atomic and fails when it exists;
+ * a link whose holder is gone (killed before its cleanup ran) is removed by the next taker. */
+export const LOCK_LINK = `${LOCK_FILE}-pid`;
+
+/** Takes the lock, waiting at most LOCK_WAIT seconds (the shell holds it until it exits): flock on
+ * LOCK_FILE where flock exists, otherwise the link LOCK_LINK. */
+export const LOCK = section("lock", {
+  script: `if command -v flock >/dev/null 2>&1; then
+  exec 9>>${LOCK_FILE} && flock -w ${LOCK_WAIT} 9
+else
+  pit_end=$(( $(date +%s) + ${LOCK_WAIT} ))
+  while :; do
+    if ln -s $$ ${LOCK_LINK} 2>/dev/null; then PIT_HOLDS=${LOCK_LINK}; break; fi
+    pit_holder=$(readlink ${LOCK_LINK} 2>/dev/null)
+    if [ -n "$pit_holder" ] && ! kill -0 "$pit_holder" 2>/dev/null; then rm -f ${LOCK_LINK}; continue; fi
+    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK}: held by process $pit_holder" >&2; break; fi
+    sleep 0.1 2>/dev/null || sleep 1
+  done
+  [ -n "$PIT_HOLDS" ]
+fi`,
+});
 
 /** Parses the sections of a remote script's stdout. Text outside sections is ignored. */
 export function parseSections(stdout: string): Sections {
