@@ -15,11 +15,15 @@ export interface Result {
   stderr: string;
 }
 
-const PRELUDE: Record<Backend, string> = {
-  nf_tables: "mount -t tmpfs tmpfs /run || exit 97\n",
-  legacy:
-    "mount -t tmpfs tmpfs /run && mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi || exit 97\n",
-};
+/** The private mounts of a command: a tmpfs /run, and for legacy the legacy binary over the nft one.
+ * In a root filesystem (another userland), the same under it, plus its /proc, then chroot there. */
+function prelude(backend: Backend, root = ""): string {
+  const mounts = [`mount -t tmpfs tmpfs ${root}/run`];
+  if (root) mounts.push(`mount -t proc proc ${root}/proc`);
+  if (backend === "legacy")
+    mounts.push(`mount --bind ${root}/usr/sbin/xtables-legacy-multi ${root}/usr/sbin/xtables-nft-multi`);
+  return `${mounts.join(" && ")} || exit 97\n${root ? `exec chroot ${root} /bin/sh -c "$1"\n` : ""}`;
+}
 
 /** Why namespaces cannot be made here, or undefined when they can. */
 export function labUnavailable(): string | undefined {
@@ -37,15 +41,19 @@ export function labUnavailable(): string | undefined {
 let counter = 0;
 
 export class Netns {
-  private constructor(readonly name: string) {}
+  private constructor(
+    readonly name: string,
+    readonly root = "",
+  ) {}
 
-  /** Creates `<prefix>-<pid>-<n>`; throws with ip's own message when it cannot. */
-  static create(prefix: string): Netns {
+  /** Creates `<prefix>-<pid>-<n>`; throws with ip's own message when it cannot. Commands run with
+   * this machine's iptables, or chrooted in `root` (an unpacked root filesystem) with its own. */
+  static create(prefix: string, root = ""): Netns {
     const name = `${prefix}-${process.pid}-${++counter}`;
     const r = spawnSync("ip", ["netns", "add", name], { encoding: "utf8" });
     if (r.status !== 0)
       throw new Error(`ip netns add ${name} failed (exit ${r.status}): ${r.stderr || r.error?.message}`);
-    const ns = new Netns(name);
+    const ns = new Netns(name, root);
     LIVE.add(ns);
     return ns;
   }
@@ -54,7 +62,18 @@ export class Netns {
   run(backend: Backend, script: string, input?: string): Result {
     const r = spawnSync(
       "ip",
-      ["netns", "exec", this.name, "unshare", "--mount", "sh", "-c", PRELUDE[backend] + script],
+      [
+        "netns",
+        "exec",
+        this.name,
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        this.root ? prelude(backend, this.root) : prelude(backend) + script,
+        "_",
+        script,
+      ],
       {
         input,
         encoding: "utf8",

@@ -2,21 +2,32 @@
  * Property test against real iptables: generated valid PortRule inputs → check → renderRule →
  * loaded into a lab namespace (one iptables-restore per backend/family batch) → `iptables -S`
  * prints back exactly ruleText(...), and `iptables -C <argv>` accepts every rendered argv.
- * Both backends, both families. Namespaces are made in beforeAll and always deleted in afterAll.
+ * Both backends, both families, on every iptables version the lab has: this machine's 1.8.9 and the
+ * root filesystems of Debian 11 (1.8.7) and 13 (1.8.11) that scripts/rootfs.sh builds, whose own
+ * binaries run chrooted. Namespaces are made in beforeAll and always deleted in afterAll.
  */
 import fc from "fast-check";
 import ipaddr from "ipaddr.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { check, makeTag, REJECT_TYPES, renderRule, ruleText, type RuleInputs } from "../../provider/rules";
-import { BACKENDS, deleteAll, labUnavailable, Netns, tools, type Backend } from "./netns";
+import { rootfs, type Userland } from "../lab/rootfs";
+import { BACKENDS, deleteAll, labUnavailable, Netns, tools } from "./netns";
 
-const PER_BATCH = 80; // rules per backend x family: 320 in all
-const namespaces = new Map<Backend, Netns>();
+const PER_BATCH = 80; // rules per backend x family x version: 320 per version
+/** The iptables versions: this machine's own, and those of other userlands' root filesystems. */
+const VERSIONS: { version: string; userland?: Userland }[] = [
+  { version: "1.8.9" },
+  { version: "1.8.7", userland: "bullseye" },
+  { version: "1.8.11", userland: "trixie" },
+];
+const namespaces = new Map<string, Netns>();
 
 beforeAll(() => {
   const why = labUnavailable();
   if (why) throw new Error(`rules lab cannot run: ${why}`);
-  for (const backend of BACKENDS) namespaces.set(backend, Netns.create("pit-rl"));
+  for (const { version, userland } of VERSIONS)
+    for (const backend of BACKENDS)
+      namespaces.set(`${version}/${backend}`, Netns.create("pit-rl", userland ? rootfs(userland) : ""));
 });
 
 afterAll(() => {
@@ -137,48 +148,54 @@ function samples(family: 4 | 6, seed: number): Sample[] {
 
 const sh = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
 
-describe.each(BACKENDS)("render → real iptables (%s)", (backend) => {
-  it.each([4, 6] as const)("ipv%s: -S prints exactly ruleText, -C accepts the argv", (family) => {
-    const ns = namespaces.get(backend)!;
-    const batch = samples(family, family * 1000 + (backend === "legacy" ? 7 : 3));
-    expect(batch.length).toBe(PER_BATCH);
-    const { iptables, restore } = tools(family);
+describe.each(VERSIONS.flatMap(({ version }) => BACKENDS.map((backend) => ({ version, backend }))))(
+  "render → real iptables $version ($backend)",
+  ({ version, backend }) => {
+    it.each([4, 6] as const)("ipv%s: -S prints exactly ruleText, -C accepts the argv", (family) => {
+      const ns = namespaces.get(`${version}/${backend}`)!;
+      const { iptables: bin } = tools(family);
+      expect(ns.run(backend, `${bin} --version`).stdout.trim()).toBe(`${bin} v${version} (${backend})`);
+      const batch = samples(family, family * 1000 + (backend === "legacy" ? 7 : 3));
+      expect(batch.length).toBe(PER_BATCH);
+      const { iptables, restore } = tools(family);
 
-    const tables = [...new Set(batch.map((s) => s.inputs.table))];
-    const restoreText = tables
-      .map((t) =>
-        [
-          `*${t}`,
-          ...(t === "filter" ? [":PIT-LAB - [0:0]", ":DOCKER-USER - [0:0]"] : []),
-          ...batch.filter((s) => s.inputs.table === t).map((s) => s.text),
-          "COMMIT",
-          "",
-        ].join("\n"),
-      )
-      .join("");
-    const loaded = ns.run(backend, `${restore}`, restoreText);
-    expect(loaded.stderr).toBe("");
-    expect(loaded.code).toBe(0);
+      const tables = [...new Set(batch.map((s) => s.inputs.table))];
+      const restoreText = tables
+        .map((t) =>
+          [
+            `*${t}`,
+            ...(t === "filter" ? [":PIT-LAB - [0:0]", ":DOCKER-USER - [0:0]"] : []),
+            ...batch.filter((s) => s.inputs.table === t).map((s) => s.text),
+            "COMMIT",
+            "",
+          ].join("\n"),
+        )
+        .join("");
+      const loaded = ns.run(backend, `${restore}`, restoreText);
+      expect(loaded.stderr).toBe("");
+      expect(loaded.code).toBe(0);
 
-    // What iptables prints back, per table and chain, in order.
-    for (const t of tables) {
-      const listed = ns.run(backend, `${iptables} -t ${t} -S`);
-      expect(listed.code).toBe(0);
-      const got = listed.stdout.split("\n").filter((l) => l.startsWith("-A "));
-      const want = batch.filter((s) => s.inputs.table === t).map((s) => s.text);
-      const byChain = (lines: string[]) => [...lines].sort((a, b) => a.split(" ")[1].localeCompare(b.split(" ")[1])); // stable: keeps order within a chain
-      expect(byChain(got)).toEqual(byChain(want));
-    }
+      // What iptables prints back, per table and chain, in order.
+      for (const t of tables) {
+        const listed = ns.run(backend, `${iptables} -t ${t} -S`);
+        expect(listed.code).toBe(0);
+        const got = listed.stdout.split("\n").filter((l) => l.startsWith("-A "));
+        const want = batch.filter((s) => s.inputs.table === t).map((s) => s.text);
+        const byChain = (lines: string[]) => [...lines].sort((a, b) => a.split(" ")[1].localeCompare(b.split(" ")[1])); // stable: keeps order within a chain
+        expect(byChain(got)).toEqual(byChain(want));
+      }
 
-    // Every rendered argv is accepted by -C (exact-match check) as the provider will run it.
-    const script = batch
-      .map(
-        (s, i) =>
-          `${iptables} -t ${s.inputs.table} -C ${sh(s.inputs.chain)} ${s.argv.map(sh).join(" ")} || echo "not found: ${i}"`,
-      )
-      .join("\n");
-    const checked = ns.run(backend, script);
-    expect(checked.stdout).toBe("");
-    expect(checked.stderr).toBe("");
-  });
-});
+      // Every rendered argv is accepted by -C (exact-match check) as the provider will run it.
+      const script = batch
+        .map(
+          (s, i) =>
+            // (1.8.7 on nf_tables prints the matched rule on stdout: only the exit status counts.)
+            `${iptables} -t ${s.inputs.table} -C ${sh(s.inputs.chain)} ${s.argv.map(sh).join(" ")} >/dev/null || echo "not found: ${i}"`,
+        )
+        .join("\n");
+      const checked = ns.run(backend, script);
+      expect(checked.stdout).toBe("");
+      expect(checked.stderr).toBe("");
+    });
+  },
+);
