@@ -1,0 +1,68 @@
+// The host lock where flock(1) is missing (the embedded busybox + dropbear host): the provider takes
+// /run/pulumi-iptables.lock-pid, an atomic symlink to its shell's pid, waits while a live process
+// holds it, takes over a link whose holder is gone, and releases it when its conversation ends.
+import { spawn } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { check, create, remove } from "../../provider/provider";
+import { closeAll } from "../../provider/ssh";
+import { Lab } from "./lab";
+import type { LabHost } from "./lab";
+
+const LINK = "/run/pulumi-iptables.lock-pid";
+let lab: Lab;
+let h: LabHost;
+beforeAll(async () => {
+  lab = await Lab.create();
+  h = await lab.addHost({ userland: "embedded" });
+});
+afterAll(async () => {
+  await closeAll();
+  await lab?.destroy();
+});
+
+async function inputs(name: string, port: number) {
+  const { inputs, failures } = await check(
+    {},
+    { connection: h.connection(), port, action: "DROP", identity: { project: "lock", stack: "lab", name } },
+  );
+  expect(failures).toEqual([]);
+  return inputs as any;
+}
+
+const link = async () => (await h.exec(["readlink", LINK])).stdout.trim();
+
+describe("the lock on a host without flock", () => {
+  it("has no flock: the provider uses the pid link", async () => {
+    expect((await h.exec(["sh", "-c", "command -v flock"])).code).not.toBe(0);
+  });
+
+  it("takes over a link whose holder is gone, and leaves none behind", async () => {
+    const dead = (await h.sh("sh -c 'echo $$'")).trim();
+    await h.sh(`ln -s ${dead} ${LINK}`);
+    const out = await create(await inputs("stale", 8101));
+    expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(out.outs.tag);
+    expect(await link()).toBe("");
+    await remove(out.id, out.outs as any);
+  });
+
+  it("waits while a live process holds it, and goes on once it is released", async () => {
+    // The holder: a process in the host that takes the link, keeps it a while, then removes it.
+    const events: string[] = [];
+    const holder = spawn("nsenter", [
+      ...["-t", String(h.pid), "-n", "-m", "-r", "-w", "--"],
+      ...["sh", "-c", `ln -s $$ ${LINK} && echo held && sleep 3 && rm -f ${LINK}`],
+    ]);
+    const exited = new Promise<void>((r) => holder.on("exit", () => r(events.push("released") && undefined)));
+    await new Promise<void>((r) => holder.stdout.once("data", () => r()));
+    expect(await link()).toMatch(/^\d+$/);
+    const made = create(await inputs("held", 8102)).then((out) => {
+      events.push("created");
+      return out;
+    });
+    const [out] = await Promise.all([made, exited]);
+    expect(events).toEqual(["released", "created"]);
+    expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(out.outs.tag);
+    expect(await link()).toBe("");
+    await remove(out.id, out.outs as any);
+  });
+});
