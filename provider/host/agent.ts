@@ -7,7 +7,17 @@ import type { Position } from "../rules";
 import { getSession } from "../ssh";
 import type { Backend, CheckedConnection } from "../rules";
 import type { Logger, Session } from "../ssh";
-import { FAMILIES, LOCK, LOCK_FILE, LOCK_WAIT, PREAMBLE, iptables, parseSections, section } from "./protocol";
+import {
+  FAMILIES,
+  LOCK,
+  LOCK_FILE,
+  LOCK_UNAVAILABLE,
+  LOCK_WAIT,
+  PREAMBLE,
+  iptables,
+  parseSections,
+  section,
+} from "./protocol";
 import type { Family, Section, Sections } from "./protocol";
 import { DETECT, OWNER, ownerError, ownerOf, parsePersistence, saveScript } from "./persist";
 import type { PersistChange, Persistence } from "./persist";
@@ -406,10 +416,12 @@ export class HostAgent {
     const shell = await openShell(this.session);
     try {
       const first = await shell.step(`${PREAMBLE + LOCK}\n${this.listing(families, table, want)}`);
+      if (first.lock?.code === LOCK_UNAVAILABLE)
+        throw new HostError(`could not take the lock on ${this.session.target}: ${first.lock.err}`);
       if (first.lock?.code !== 0) {
         throw new HostError(
           `could not take ${LOCK_FILE} on ${this.session.target} within ${LOCK_WAIT}s: another pulumi-iptables run ` +
-            `(another stack or operator) holds it; try again when it is done`,
+            `(another stack or operator) holds it; try again when it is done${first.lock?.err ? ` (${first.lock.err})` : ""}`,
         );
       }
       const facts = this.facts(first, families);

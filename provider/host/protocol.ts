@@ -51,21 +51,30 @@ trap 'exit 143' TERM
  * a link whose holder is gone (killed before its cleanup ran) is removed by the next taker. */
 export const LOCK_LINK = `${LOCK_FILE}-pid`;
 
+/** The lock section's exit status when the lock cannot be had at all (not: another holder has it). */
+export const LOCK_UNAVAILABLE = 3;
+
 /** Takes the lock, waiting at most LOCK_WAIT seconds (the shell holds it until it exits): flock on
  * LOCK_FILE where flock exists, otherwise the link LOCK_LINK. */
 export const LOCK = section("lock", {
   script: `if command -v flock >/dev/null 2>&1; then
   exec 9>>${LOCK_FILE} && flock -w ${LOCK_WAIT} 9
 else
-  pit_end=$(( $(date +%s) + ${LOCK_WAIT} ))
+  pit_end=$(( $(date +%s) + ${LOCK_WAIT} )); pit_fails=0; pit_rc=1
   while :; do
-    if ln -s $$ ${LOCK_LINK} 2>/dev/null; then PIT_HOLDS=${LOCK_LINK}; break; fi
+    if pit_why=$(ln -s $$ ${LOCK_LINK} 2>&1); then PIT_HOLDS=${LOCK_LINK}; break; fi
     pit_holder=$(readlink ${LOCK_LINK} 2>/dev/null)
-    if [ -n "$pit_holder" ] && ! kill -0 "$pit_holder" 2>/dev/null; then rm -f ${LOCK_LINK}; continue; fi
-    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK}: held by process $pit_holder" >&2; break; fi
+    if [ -z "$pit_holder" ]; then
+      # No link to wait for: it was just released (try again), or it cannot be made at all.
+      pit_fails=$((pit_fails + 1))
+      [ "$pit_fails" -lt 3 ] && continue
+      echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; pit_rc=${LOCK_UNAVAILABLE}; break
+    fi
+    if [ ! -d "/proc/$pit_holder" ]; then rm -f ${LOCK_LINK}; continue; fi
+    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK} (the lock on a host without flock) is held by process $pit_holder" >&2; break; fi
     sleep 0.1 2>/dev/null || sleep 1
   done
-  [ -n "$PIT_HOLDS" ]
+  [ -n "$PIT_HOLDS" ] || (exit $pit_rc)
 fi`,
 });
 

@@ -52,7 +52,12 @@ describe("the lock on a host without flock", () => {
       ...["-t", String(h.pid), "-n", "-m", "-r", "-w", "--"],
       ...["sh", "-c", `ln -s $$ ${LINK} && echo held && sleep 3 && rm -f ${LINK}`],
     ]);
-    const exited = new Promise<void>((r) => holder.on("exit", () => r(events.push("released") && undefined)));
+    const exited = new Promise<void>((r) =>
+      holder.on("exit", () => {
+        events.push("released");
+        r();
+      }),
+    );
     await new Promise<void>((r) => holder.stdout.once("data", () => r()));
     expect(await link()).toMatch(/^\d+$/);
     const made = create(await inputs("held", 8102)).then((out) => {
@@ -64,5 +69,18 @@ describe("the lock on a host without flock", () => {
     expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(out.outs.tag);
     expect(await link()).toBe("");
     await remove(out.id, out.outs as any);
+  });
+
+  it("says so, naming flock, when the lock link cannot be made at all (read-only /run)", async () => {
+    const before = await h.ruleset(4);
+    await h.sh("mount -o remount,ro /run");
+    try {
+      await expect(create(await inputs("ro", 8103))).rejects.toThrow(
+        /could not take the lock on \S+: this host has no flock, and the lock link \/run\/pulumi-iptables\.lock-pid cannot be made: .*Read-only file system/,
+      );
+    } finally {
+      await h.sh("mount -o remount,rw /run");
+    }
+    expect(await h.ruleset(4)).toBe(before);
   });
 });
