@@ -238,6 +238,7 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Inse
   const placed = (pick: (p: Placement) => unknown) =>
     Object.fromEntries(fams.map((f) => [familyName(f), pick(res.families[f]!)]));
   const { facts, persisted } = res;
+  const listening = inputs.action === "ACCEPT" ? listeningOn(facts, inputs) : undefined;
   return {
     ...inputs,
     unique,
@@ -264,7 +265,8 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Inse
     iptablesVersion: facts.version,
     hostKeyFingerprint: facts.hostKeyFingerprint,
     // Only for ACCEPT; absent, not undefined, otherwise (the engine's wire format has no undefined).
-    ...(inputs.action === "ACCEPT" ? { listening: listeningOn(facts, inputs) } : {}),
+    // Unknown (no ss on the host) stays out too: the engine's wire format refuses undefined.
+    ...(listening === undefined ? {} : { listening }),
     persisted: persisted ? { mechanism: persisted.mechanism, files: filesOf(persisted.files, fams) } : false,
     adopts: inputs.adopt ? perFamily(inputs, (f) => twinOf(inputs, f)) : {},
     adopted: Object.fromEntries(
