@@ -58,28 +58,19 @@ export class Netns {
     return ns;
   }
 
+  /** `ip` arguments that run a script in the namespace, in a private mount namespace with its mounts. */
+  private argv(backend: Backend, script: string): string[] {
+    const sh = this.root ? prelude(backend, this.root) : prelude(backend) + script;
+    return ["netns", "exec", this.name, "unshare", "--mount", "sh", "-c", sh, "_", script];
+  }
+
   /** Runs a shell script inside the namespace with the given backend. */
   run(backend: Backend, script: string, input?: string): Result {
-    const r = spawnSync(
-      "ip",
-      [
-        "netns",
-        "exec",
-        this.name,
-        "unshare",
-        "--mount",
-        "sh",
-        "-c",
-        this.root ? prelude(backend, this.root) : prelude(backend) + script,
-        "_",
-        script,
-      ],
-      {
-        input,
-        encoding: "utf8",
-        maxBuffer: 64 * 1024 * 1024,
-      },
-    );
+    const r = spawnSync("ip", this.argv(backend, script), {
+      input,
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
     if (r.error) throw r.error;
     if (r.status === 97) throw new Error(`could not set up the private mounts in ${this.name}: ${r.stderr}`);
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -88,16 +79,7 @@ export class Netns {
   /** Like run, without blocking the event loop (several namespaces at work at once). */
   runAsync(backend: Backend, script: string, input?: string): Promise<Result> {
     return new Promise((resolve, reject) => {
-      const child = spawn("ip", [
-        "netns",
-        "exec",
-        this.name,
-        "unshare",
-        "--mount",
-        "sh",
-        "-c",
-        PRELUDE[backend] + script,
-      ]);
+      const child = spawn("ip", this.argv(backend, script));
       let stdout = "";
       let stderr = "";
       child.stdout.on("data", (d) => {
