@@ -20,7 +20,10 @@ export function besideListing(families: readonly Family[]): string {
       script: `if [ "$(${iptables(f)} --version 2>/dev/null | grep -c nf_tables)" = 1 ] || grep -qx nat /proc/net/${f === 4 ? "ip" : "ip6"}_tables_names 2>/dev/null; then ${iptables(f)}-save -t nat; fi`,
     });
   return [
-    section("nft", { script: `command -v nft >/dev/null 2>&1 || exit ${NO_NFT}\nnft -j list ruleset` }),
+    // No exit here: a section runs in the conversation's own shell, which exit would end.
+    section("nft", {
+      script: `if command -v nft >/dev/null 2>&1; then nft -j list ruleset; else (exit ${NO_NFT}); fi`,
+    }),
     ...families.map(nat),
   ].join("\n");
 }

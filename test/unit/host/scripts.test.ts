@@ -1,10 +1,13 @@
 // The remote scripts are POSIX sh that busybox ash and dash both parse (`sh -n`: nothing runs), and
 // use none of the GNU-only options busybox rejects; the save checks each family's own file.
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DETECT, OWNER, saveScript } from "../../../provider/host/persist";
 import type { Persistence } from "../../../provider/host/persist";
+import { besideListing } from "../../../provider/host/beside";
 import { LOCK, PREAMBLE, section } from "../../../provider/host/protocol";
 
 const debian: Persistence = {
@@ -36,6 +39,7 @@ const SCRIPTS: Record<string, string> = {
   "save (netfilter-persistent)": save(debian),
   "save (iptables-save)": save(alpine),
   section: section("x", ["iptables", "-S"], "input\n"),
+  beside: besideListing([4, 6]),
 };
 
 // The shells the remote side may be: Debian's dash and busybox ash (from busybox-static).
@@ -90,5 +94,22 @@ describe("the save's checks", () => {
     expect(text).toContain(
       "write /etc/iptables/rules-save iptables-save && write /etc/iptables/rules6-save ip6tables-save",
     );
+  });
+});
+
+describe("a section never ends the conversation's shell", () => {
+  it("the listing beside iptables goes on where nft and iptables are missing (busybox ash)", () => {
+    // Only busybox applets on PATH: no nft, no iptables (nothing privileged can run).
+    const bin = mkdtempSync(join(tmpdir(), "pit-sh-"));
+    try {
+      for (const a of ["mktemp", "cat", "rm", "grep"]) symlinkSync("/bin/busybox", join(bin, a));
+      const out = execFileSync("/bin/busybox", ["sh", "-c", `${PREAMBLE}${besideListing([4, 6])}\necho still-here`], {
+        encoding: "utf8",
+        env: { PATH: bin },
+      });
+      expect(out.trim().split("\n").pop()).toBe("still-here");
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 });
