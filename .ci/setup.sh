@@ -35,6 +35,7 @@ npm ci --no-audit --no-fund >&2
 bash scripts/rootfs.sh bullseye trixie embedded >/dev/null &
 rootfs=$!
 bash scripts/pulumi-cli.sh >/dev/null
+bash scripts/toxiproxy.sh >/dev/null
 # ufw for the lab's ufw hosts: Debian's package, unpacked (not installed: it Breaks iptables-persistent).
 bash scripts/ufw-unpack.sh >/dev/null
 wait $rootfs || { echo "setup: building the lab's root filesystems failed" >&2; exit 1; }
