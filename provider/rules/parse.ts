@@ -76,36 +76,52 @@ export class RulesetParseError extends Error {
   }
 }
 
-interface Token {
-  value: string;
-  raw: string;
+/** A line's tokens: `values` unquoted, `raws` as written (the same array when nothing is quoted). */
+interface Tokens {
+  values: string[];
+  raws: string[];
 }
 
-/** Splits a line the way iptables-restore does: spaces, double quotes, backslash escapes in quotes. */
-function tokenize(line: string): Token[] {
-  const out: Token[] = [];
+/**
+ * Splits a line the way iptables-restore does: spaces, double quotes, backslash escapes in quotes.
+ * Linear in the line, and tokens are slices of it: a listing of 20,000 rules is read in one pass.
+ */
+function tokenize(line: string): Tokens {
+  if (!line.includes('"') && !line.includes("\t")) {
+    const values = line.split(" ").filter((t) => t !== "");
+    return { values, raws: values };
+  }
+  const values: string[] = [];
+  const raws: string[] = [];
+  const n = line.length;
+  const blank = (c: number) => c === 32 || c === 9; // space, tab
   let i = 0;
-  while (i < line.length) {
-    if (line[i] === " " || line[i] === "\t") {
+  while (i < n) {
+    if (blank(line.charCodeAt(i))) {
       i++;
       continue;
     }
     const start = i;
-    let value = "";
-    if (line[i] === '"') {
-      i++;
-      while (i < line.length && line[i] !== '"') {
-        if (line[i] === "\\" && i + 1 < line.length) i++;
-        value += line[i++];
-      }
-      if (i >= line.length) throw new Error("unterminated quote");
-      i++;
-    } else {
-      while (i < line.length && line[i] !== " " && line[i] !== "\t") value += line[i++];
+    if (line.charCodeAt(i) !== 34 /* " */) {
+      while (i < n && !blank(line.charCodeAt(i))) i++;
+      values.push(line.slice(start, i));
+      raws.push(line.slice(start, i));
+      continue;
     }
-    out.push({ value, raw: line.slice(start, i) });
+    let value = "";
+    let from = ++i;
+    while (i < n && line.charCodeAt(i) !== 34) {
+      if (line.charCodeAt(i) === 92 /* \\ */ && i + 1 < n) {
+        value += line.slice(from, i);
+        from = ++i; // the escaped character is kept, whatever it is
+      }
+      i++;
+    }
+    if (i >= n) throw new Error("unterminated quote");
+    values.push(value + line.slice(from, i++));
+    raws.push(line.slice(start, i));
   }
-  return out;
+  return { values, raws };
 }
 
 const isOption = (t: string) => t.startsWith("-") && !/^-\d/.test(t);
@@ -248,52 +264,55 @@ export function parseRuleset(text: string, options: { table?: string } = {}): Ru
       table = undefined;
       return;
     }
-    let tokens: Token[];
+    let tokens: Tokens;
     try {
       tokens = tokenize(line);
     } catch (e) {
       throw fail((e as Error).message);
     }
+    const { values, raws } = tokens;
     const current = table ?? tableOf(ruleset, options.table ?? "filter");
     if (line.startsWith(":")) {
       // `:INPUT ACCEPT [0:0]` or `:DOCKER - [0:0]`
-      const [name, policy] = [tokens[0].value.slice(1), tokens[1]?.value];
+      const [name, policy] = [values[0].slice(1), values[1]];
       if (!name || !policy) throw fail("chain line without a name and policy");
-      newChain(current, name, policy === "-" ? undefined : policy, bracketCounters(tokens[2]?.raw));
+      newChain(current, name, policy === "-" ? undefined : policy, bracketCounters(raws[2]));
       return;
     }
-    let counters = bracketCounters(tokens[0].raw);
-    if (counters) tokens = tokens.slice(1);
-    const [command, chainName] = [tokens[0]?.value, tokens[1]?.value];
+    const counters = bracketCounters(raws[0]);
+    const at = counters ? 1 : 0;
+    const [command, chainName] = [values[at], values[at + 1]];
     if (!chainName || !["-P", "-N", "-A"].includes(command)) throw fail("not a chain, policy or rule line");
     if (command === "-N") {
       if (!current.chains.has(chainName)) newChain(current, chainName);
       return;
     }
-    const rest = tokens.slice(2);
+    const rest = values.slice(at + 2);
     const chain = current.chains.get(chainName) ?? newChain(current, chainName);
     if (command === "-P") {
-      const spec = parseSpec(rest.slice(1).map((t) => t.value));
-      chain.policy = rest[0]?.value;
+      const spec = parseSpec(rest.slice(1));
+      chain.policy = rest[0];
       chain.counters = spec.counters ?? chain.counters;
       if (!chain.policy) throw fail("policy line without a policy");
       return;
     }
     // Drop `-c pkts bytes` (iptables -S -v) from the text; the spec parser reads it.
-    const c = rest.findIndex(
-      (t, j) => t.value === "-c" && COUNT.test(rest[j + 1]?.value ?? "") && COUNT.test(rest[j + 2]?.value ?? ""),
-    );
-    const kept = c < 0 ? rest : [...rest.slice(0, c), ...rest.slice(c + 3)];
-    const spec = parseSpec(rest.map((t) => t.value));
-    counters = counters ?? spec.counters;
+    const c = rest.findIndex((t, j) => t === "-c" && COUNT.test(rest[j + 1] ?? "") && COUNT.test(rest[j + 2] ?? ""));
+    const keep = (xs: string[]) => (c < 0 ? xs : [...xs.slice(0, c), ...xs.slice(c + 3)]);
+    const spec = parseSpec(rest);
     chain.rules.push({
-      ...spec,
-      counters,
+      match: spec.match,
+      modules: spec.modules,
+      target: spec.target,
+      goto: spec.goto,
+      targetArgs: spec.targetArgs,
+      opaque: spec.opaque,
+      counters: counters ?? spec.counters,
       table: current.name,
       chain: chainName,
       line: chain.rules.length + 1,
-      text: ["-A", chainName, ...kept.map((t) => t.raw)].join(" "),
-      tokens: kept.map((t) => t.value),
+      text: ["-A", chainName, ...keep(raws.slice(at + 2))].join(" "),
+      tokens: keep(rest),
     });
   });
   return ruleset;

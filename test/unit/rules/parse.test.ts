@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   chainOf,
@@ -9,6 +10,7 @@ import {
 } from "../../../provider/rules";
 import { deleteRuleText, insertRuleText } from "../../../provider/host/ruleset-text";
 import { renderSpec, ruleText } from "../../../provider/rules/render";
+import { kubeProxyFilter } from "../../fixtures/kube";
 import { BACKENDS, CAPTURES, FAMILIES, label, readFamilyFile } from "../../fixtures/captures";
 
 /** The `-A` lines of `iptables -S` output, in order. */
@@ -169,4 +171,57 @@ describe("a hand-made comment with a newline and other odd bytes (captured)", ()
         const without = chainOf(parseRuleset(deleteRuleText(save, "filter", "INPUT", 1)), "filter", "INPUT")!;
         expect(without.rules.map((r) => r.text)).toEqual(["-A INPUT -j DROP"]);
       });
+
+describe("parseRuleset at size", () => {
+  it("reads a kube-proxy node's filter table of 20,000 service rules, every rule once, in order", () => {
+    const listing = kubeProxyFilter(20_000, ["-A INPUT -i lo -j ACCEPT", "-A INPUT -j DROP"]).replace(
+      /^-A /gm,
+      "[7:420] -A ",
+    );
+    const filter = parseRuleset(listing).tables.get("filter")!;
+    const count = (chain: string) => filter.chains.get(chain)!.rules.length;
+    expect(count("KUBE-SERVICES") + count("KUBE-EXTERNAL-SERVICES") + count("KUBE-NODEPORTS")).toBe(20_000);
+    const input = filter.chains.get("INPUT")!.rules;
+    expect(input.map((r) => r.target)).toEqual([
+      "KUBE-PROXY-FIREWALL",
+      "KUBE-NODEPORTS",
+      "KUBE-EXTERNAL-SERVICES",
+      "KUBE-FIREWALL",
+      "ACCEPT",
+      "DROP",
+    ]);
+    const last = filter.chains.get("KUBE-NODEPORTS")!.rules.at(-1)!;
+    expect(last.line).toBe(count("KUBE-NODEPORTS"));
+    expect(last.counters).toEqual({ packets: 7, bytes: 420 });
+    expect(last.match.comment?.value).toBe("team-17/svc-19999:health");
+    expect(last.text).toBe(
+      '-A KUBE-NODEPORTS -p tcp -m comment --comment "team-17/svc-19999:health" -m tcp --dport 30623 -j ACCEPT',
+    );
+  });
+
+  it("splits a line the same with spaces or tabs, quoted or not (the fast path for plain lines agrees with the full tokenizer)", () => {
+    const token = fc.stringMatching(/^[-A-Za-z0-9_:./!,]{1,12}$/);
+    fc.assert(
+      fc.property(fc.array(token, { minLength: 1, maxLength: 12 }), (tokens) => {
+        const plain = parseRuleset(`*filter\n-A INPUT ${tokens.join(" ")}\nCOMMIT\n`);
+        const tabbed = parseRuleset(`*filter\n-A\tINPUT\t${tokens.join(" \t")}\nCOMMIT\n`);
+        const quoted = parseRuleset(`*filter\n-A INPUT ${tokens.map((t) => `"${t}"`).join(" ")}\nCOMMIT\n`);
+        const rule = (rs: typeof plain) => chainOf(rs, "filter", "INPUT")!.rules[0];
+        expect(rule(tabbed).text).toBe(rule(plain).text);
+        expect(rule(tabbed).tokens).toEqual(tokens);
+        expect(rule(quoted).tokens).toEqual(tokens);
+        expect(rule(plain).tokens).toEqual(tokens);
+      }),
+    );
+  });
+
+  it("keeps escaped quotes and backslashes inside a quoted comment", () => {
+    const rs = parseRuleset('*filter\n-A INPUT -m comment --comment "say \\"hi\\" \\\\o/" -j ACCEPT\nCOMMIT\n');
+    const rule = chainOf(rs, "filter", "INPUT")!.rules[0];
+    expect(rule.match.comment?.value).toBe('say "hi" \\o/');
+    expect(rule.text).toBe('-A INPUT -m comment --comment "say \\"hi\\" \\\\o/" -j ACCEPT');
+    expect(() => parseRuleset('*filter\n-A INPUT -m comment --comment "open -j ACCEPT\nCOMMIT\n')).toThrow(
+      RulesetParseError,
+    );
+  });
 });
