@@ -1,8 +1,9 @@
 // The lockout guard: would a change stop the host from accepting the provider's own SSH connections?
 // Pure: it reads the ruleset before and after the change with the rule core's placement semantics.
-import { chainOf, parseRuleset, ruleText, shadowing } from "./rules";
+import { chainOf, ruleText, shadowing } from "./rules";
+import type { Ruleset } from "./rules";
 import { possibleVerdicts } from "./rules/place";
-import { insertRuleText } from "./host/ruleset-text";
+import { withInserted } from "./host/ruleset-text";
 
 /** Where the provider's SSH connection comes from and goes to, as the host sees it. */
 export interface SshOrigin {
@@ -25,22 +26,19 @@ function probe(origin: SshOrigin, target: string): string[] {
 }
 
 /**
- * What the filter table's INPUT chain (in `iptables-save` text) does with a new SSH connection from the
+ * What the filter table's INPUT chain (of a parsed listing) does with a new SSH connection from the
  * provider, by the rule core's semantics. A probe rule for exactly those packets goes at the end of INPUT
  * with the chain's policy as its target (so reaching it is reaching the policy): they are accepted when
  * every verdict the model allows them, on both branches of every match it cannot read, is ACCEPT. `by`
  * names the first rule (or the policy) that decides them: the rule that shadows a probe of the other
  * verdict.
  */
-export function sshFate(save: string, origin: SshOrigin): SshFate {
-  const input = chainOf(parseRuleset(save, { table: "filter" }), "filter", "INPUT");
+export function sshFate(rs: Ruleset, origin: SshOrigin): SshFate {
+  const input = chainOf(rs, "filter", "INPUT");
   if (!input) return { accepted: true, by: "no filter INPUT chain" };
   const line = input.rules.length + 1;
   const policy = input.policy ?? "ACCEPT";
-  const withProbe = (target: string) =>
-    parseRuleset(insertRuleText(save, "filter", "INPUT", line, ruleText("INPUT", probe(origin, target))), {
-      table: "filter",
-    });
+  const withProbe = (target: string) => withInserted(rs, "filter", "INPUT", line, ruleText("INPUT", probe(origin, target)));
   const verdicts = possibleVerdicts(withProbe(policy), {
     table: "filter",
     chain: "INPUT",
@@ -56,7 +54,7 @@ export function sshFate(save: string, origin: SshOrigin): SshFate {
  * Why a change would lock the provider out (its SSH connections accepted before, not after), or
  * undefined. `what` names the change for the message ("removing this rule").
  */
-export function lockoutOf(before: string, after: string, origin: SshOrigin, what: string): string | undefined {
+export function lockoutOf(before: Ruleset, after: Ruleset, origin: SshOrigin, what: string): string | undefined {
   const was = sshFate(before, origin);
   if (!was.accepted) return undefined;
   const now = sshFate(after, origin);

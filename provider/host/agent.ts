@@ -3,7 +3,7 @@
 // listing per family, one atomic iptables-restore per family with every insert and delete, one
 // confirming listing. Reads that arrive together share one listing.
 import { findByTag, parseRuleset, parseSpec, parseVersion, placeRule, ruleText, shadowing } from "../rules";
-import type { Position } from "../rules";
+import type { Position, Ruleset } from "../rules";
 import { getSession } from "../ssh";
 import type { Backend, CheckedConnection } from "../rules";
 import type { Logger, Session } from "../ssh";
@@ -25,7 +25,7 @@ import { adoptLines, findTwin } from "./adopt";
 import { besideListing, judgeBeside } from "./beside";
 import type { Beside } from "./beside";
 import type { Twin } from "./adopt";
-import { deleteRuleText, insertRuleText } from "./ruleset-text";
+import { withDeleted, withInserted } from "./ruleset-text";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
 
@@ -55,12 +55,12 @@ export interface DeleteRequest {
   tag: string;
   /** Save the ruleset afterwards, so the rules files no longer hold the rule. */
   /** Says why the rule must not go (removing it would cut off this provider), or nothing; given the
-   * listing (iptables-save text) with the rule and without it. */
+   * listing (parsed) with the rule and without it. */
   guard?: (
     origin: { clientAddress: string; serverPort: number },
     family: Family,
-    before: string,
-    after: string,
+    before: Ruleset,
+    after: Ruleset,
   ) => string | undefined;
   persist: boolean;
 }
@@ -176,6 +176,13 @@ function out(sections: Sections, name: string, what: string): string {
 }
 
 const saveOf = (s: Sections, f: Family) => out(s, `save${f}`, `${iptables(f)}-save`);
+
+/** Each listing received is parsed once, however many operations of the batch (or reads) use it. */
+const parsed = new WeakMap<Sections, Map<Family, Ruleset>>();
+function rulesetOf(s: Sections, f: Family): Ruleset {
+  const m = parsed.get(s) ?? parsed.set(s, new Map()).get(s)!;
+  return m.get(f) ?? m.set(f, parseRuleset(saveOf(s, f))).get(f)!;
+}
 
 function restoreStep(f: Family, table: string, lines: string[]): string {
   return section(
@@ -303,7 +310,7 @@ export class HostAgent {
     const sections = await this.list(table, families);
     const result: ReadResult = { facts: this.facts(sections, families), families: {} };
     for (const f of families) {
-      const rs = parseRuleset(saveOf(sections, f));
+      const rs = rulesetOf(sections, f);
       const found = findByTag(rs, table, chain, tag);
       if (found) {
         result.families[f] = {
@@ -360,7 +367,7 @@ export class HostAgent {
       owner: sections.owner
         ? ownerOf(
             sections.owner.out,
-            families.map((f) => parseRuleset(saveOf(sections, f))),
+            families.map((f) => rulesetOf(sections, f)),
           )
         : undefined,
     };
@@ -425,7 +432,9 @@ export class HostAgent {
         );
       }
       const facts = this.facts(first, families);
-      const listed = new Map(families.map((f) => [f, saveOf(first, f)]));
+      // One parse of each listing per batch: each operation is planned against the ruleset as the
+      // earlier ones leave it (edited, not listed or parsed again).
+      const listed = new Map(families.map((f) => [f, rulesetOf(first, f)]));
 
       // Plan. An operation that cannot be planned in one family is dropped from all of them.
       const plans: Plans = new Map();
@@ -499,26 +508,25 @@ export class HostAgent {
     }
   }
 
-  /** Plans one operation in one family against `save`; returns the save text after it. */
+  /** Plans one operation in one family against `rs`; returns the ruleset after it. */
   private plan(
     op: Op,
     f: Family,
-    save: string,
+    rs: Ruleset,
     placed: Partial<Record<Family, Planned>>,
     facts: HostFacts,
     origin?: { clientAddress: string; serverPort: number },
-  ): string {
+  ): Ruleset {
     if (op.req.persist && op.req.kind !== "delete" && facts.owner)
       throw new HostError(ownerError(facts.owner, this.session.target));
     const { table, chain, tag } = op.req;
-    const rs = parseRuleset(save);
     const found = findByTag(rs, table, chain, tag);
     if (op.req.kind === "persist") {
       if (!found) throw new HostError(`the rule tagged ${tag} is not on ${this.session.target} (run pulumi refresh)`);
-      return save;
+      return rs;
     }
     if (op.req.kind === "delete") {
-      if (!found) return save; // already gone: success
+      if (!found) return rs; // already gone: success
       placed[f] = {
         line: found.line,
         reason: "delete",
@@ -526,8 +534,8 @@ export class HostAgent {
         apply: asDelete(found.text),
         undo: asInsert(found.text, found.line),
       };
-      const after = deleteRuleText(save, table, found.chain, found.line);
-      const refusal = origin && op.req.guard?.(origin, f, save, after);
+      const after = withDeleted(rs, table, found.chain, found.line);
+      const refusal = origin && op.req.guard?.(origin, f, rs, after);
       if (refusal) throw new HostError(refusal);
       return after;
     }
@@ -540,7 +548,7 @@ export class HostAgent {
       // The hand-made rule already decides these packets where it is: tag it there (no guard: nothing changes).
       const reason = `adopted: line ${twin.line} held this rule without a tag (${twin.rule}); tagged in place, counters kept (${twin.packets} packets, ${twin.bytes} bytes)`;
       placed[f] = { line: twin.line, reason, rule: text, twin, adopted: true, ...adoptLines(twin, text) };
-      return insertRuleText(deleteRuleText(save, table, chain, twin.line), table, chain, twin.line, text);
+      return withInserted(withDeleted(rs, table, chain, twin.line), table, chain, twin.line, text);
     }
     const refusal = origin && op.req.guard?.(origin, f);
     if (refusal) throw new HostError(refusal);
@@ -554,7 +562,7 @@ export class HostAgent {
       apply: asInsert(text, line),
       undo: asDelete(text),
     };
-    return insertRuleText(save, table, chain, line, text);
+    return withInserted(rs, table, chain, line, text);
   }
 
   /**
@@ -613,10 +621,10 @@ export class HostAgent {
     ops: Op[],
     plans: Plans,
     listed: Sections,
-    expected: Map<Family, string>,
+    expected: Map<Family, Ruleset>,
   ): Promise<{ dropped: Set<Op>; moved: boolean }> {
     const dropped = new Set<Op>();
-    const plannedSets = new Map([...expected].map(([f, text]) => [f, parseRuleset(text)]));
+    const plannedSets = expected;
     const effectiveAsPlanned = (f: Family, chain: string, tag: string) => {
       const mine = findByTag(plannedSets.get(f)!, table, chain, tag);
       return !!mine && !shadowing(plannedSets.get(f)!, { table, chain: mine.chain, line: mine.line });
@@ -624,7 +632,7 @@ export class HostAgent {
     const inserts = ops.filter((op) => op.req.kind === "insert");
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) listed = await shell.step(saves(families, table));
-      const rulesets = new Map(families.map((f) => [f, parseRuleset(saveOf(listed, f))]));
+      const rulesets = new Map(families.map((f) => [f, rulesetOf(listed, f)]));
       const changes = new Map<Family, string[]>();
       const change = (f: Family, ...lines: string[]) => (changes.get(f) ?? changes.set(f, []).get(f)!).push(...lines);
       for (const op of inserts) {
@@ -651,7 +659,7 @@ export class HostAgent {
             problem = `the chain ${req.chain} on ${this.session.target} kept changing under another writer that ignores ${LOCK_FILE}, so the rule could not be kept in place and was removed`;
             break;
           }
-          const without = parseRuleset(deleteRuleText(saveOf(listed, f), table, rule.chain, rule.line));
+          const without = withDeleted(rulesets.get(f)!, table, rule.chain, rule.line);
           const { line, reason } = placeRule(without, {
             table,
             chain: req.chain,

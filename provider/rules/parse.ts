@@ -307,6 +307,7 @@ export function parseRuleset(text: string, options: { table?: string } = {}): Ru
       goto: spec.goto,
       targetArgs: spec.targetArgs,
       opaque: spec.opaque,
+      options: spec.options,
       counters: counters ?? spec.counters,
       table: current.name,
       chain: chainName,

@@ -3,8 +3,16 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { lockoutOf, sshFate } from "../../../provider/lockout";
 import { deleteRuleText, insertRuleText } from "../../../provider/host/ruleset-text";
+import * as lockout from "../../../provider/lockout";
+import type { SshOrigin } from "../../../provider/lockout";
+import { parseRuleset } from "../../../provider/rules";
+
+// The guard judges parsed listings (the agent's, parsed once per batch); these tests write text.
+const parse = (save: string) => parseRuleset(save, { table: "filter" });
+const sshFate = (save: string, o: SshOrigin) => lockout.sshFate(parse(save), o);
+const lockoutOf = (before: string, after: string, o: SshOrigin, what: string) =>
+  lockout.lockoutOf(parse(before), parse(after), o, what);
 
 const fixture = (name: string) =>
   readFileSync(join(__dirname, "../../fixtures/nf_tables/ipv4", name, "save.txt"), "utf8");
