@@ -5,7 +5,14 @@
 import { dockerWarning, nftVerdicts, NftParseError, parseNft, parseRuleset, publishedPorts } from "../rules";
 import type { Backend, RuleSpec } from "../rules";
 import { iptables, section } from "./protocol";
-import type { Family, Sections } from "./protocol";
+import type { Family, Section, Sections } from "./protocol";
+
+/** Each listed section is parsed once, however many rules of the batch are judged against it. */
+const parsed = new WeakMap<Section, unknown>();
+function once<T>(section: Section, parse: (text: string) => T): T {
+  if (!parsed.has(section)) parsed.set(section, parse(section.out));
+  return parsed.get(section) as T;
+}
 
 /** Exit status of the nft section on a host without nft. */
 const NO_NFT = 127;
@@ -64,7 +71,7 @@ export function judgeBeside(
 
   const nat = sections[`nat${f}`];
   if (nat?.code === 0 && nat.out.trim()) {
-    const published = publishedPorts(parseRuleset(nat.out), ours);
+    const published = publishedPorts(once(nat, parseRuleset), ours);
     if (published.length) {
       out.warnings.push(dockerWarning({ chain: rule.chain, ...ours, action: action as "DROP" }, published, host.name));
       const everyAddress = published.find((p) => !p.address);
@@ -80,7 +87,7 @@ export function judgeBeside(
     found = `nft: listing the ruleset failed (exit ${nft.code}: ${nft.err || nft.out}), so its tables may drop these packets`;
   else {
     try {
-      const rs = parseNft(nft.out);
+      const rs = once(nft, parseNft);
       const not = nftVerdicts(rs, { family: f, ...ours }, { iptablesNft: host.backend === "nf_tables" }).find(
         (j) => j.verdict !== "accepts",
       );
