@@ -171,6 +171,7 @@ describe("a hand-made comment with a newline and other odd bytes (captured)", ()
         const without = chainOf(parseRuleset(deleteRuleText(save, "filter", "INPUT", 1)), "filter", "INPUT")!;
         expect(without.rules.map((r) => r.text)).toEqual(["-A INPUT -j DROP"]);
       });
+});
 
 describe("parseRuleset at size", () => {
   it("reads a kube-proxy node's filter table of 20,000 service rules, every rule once, in order", () => {
