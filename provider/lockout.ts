@@ -38,7 +38,8 @@ export function sshFate(rs: Ruleset, origin: SshOrigin): SshFate {
   if (!input) return { accepted: true, by: "no filter INPUT chain" };
   const line = input.rules.length + 1;
   const policy = input.policy ?? "ACCEPT";
-  const withProbe = (target: string) => withInserted(rs, "filter", "INPUT", line, ruleText("INPUT", probe(origin, target)));
+  const withProbe = (target: string) =>
+    withInserted(rs, "filter", "INPUT", line, ruleText("INPUT", probe(origin, target)));
   const verdicts = possibleVerdicts(withProbe(policy), {
     table: "filter",
     chain: "INPUT",
