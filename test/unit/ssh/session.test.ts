@@ -1,9 +1,23 @@
 // Session against ssh2's own in-process SSH server (the way pulumi-command tests its controller): no
-// root, no lab. The server runs on 127.0.0.1 in this process; each test says what it answers.
-import type { AddressInfo } from "node:net";
+// root, no lab, no IP traffic. The server listens on a Unix socket in a temporary directory, and the
+// Session's TCP connect is pointed at it (the host name and port it was given pick the socket).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Server, utils } from "ssh2";
 import type { Connection as ServerConnection, ServerChannel } from "ssh2";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+
+const SOCKETS = mkdtempSync(join(tmpdir(), "pit-unit-ssh-"));
+const socketOf = (port: number) => join(SOCKETS, `${port}.sock`);
+afterAll(() => rmSync(SOCKETS, { recursive: true, force: true }));
+
+// Every TCP connect of the code under test goes to the Unix socket of the fake host with that "port".
+vi.mock("node:net", async (importOriginal) => {
+  const net = await importOriginal<typeof import("node:net")>();
+  const connect = (opts: { port?: number }) => net.connect({ path: socketOf(Number(opts.port)) });
+  return { ...net, default: { ...net, connect, createConnection: connect }, connect, createConnection: connect };
+});
 import type { CheckedConnection } from "../../../provider/rules";
 import { describeHostKey, HostKeyError, RemoteError, Session } from "../../../provider/ssh";
 
@@ -23,6 +37,9 @@ interface FakeHost {
 }
 
 type Exec = (command: string, stdin: string) => { stdout?: string; stderr?: string; code: number };
+
+/** A made-up port per fake host: it only names the host's socket. */
+let nextPort = 40001;
 
 /** An SSH server that accepts PASSWORD for root and answers each exec with `exec`. */
 async function fakeHost(exec: Exec, opts: { refuseChannels?: number } = {}): Promise<FakeHost> {
@@ -65,9 +82,10 @@ async function fakeHost(exec: Exec, opts: { refuseChannels?: number } = {}): Pro
       ch.end();
     });
   };
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = nextPort++;
+  await new Promise<void>((resolve) => server.listen(socketOf(port), resolve));
   return Object.assign(host, {
-    port: (server.address() as AddressInfo).port,
+    port,
     publicKey: describeHostKey(parsed.getPublicSSH()).publicKey,
     close: () =>
       new Promise<void>((resolve) => {
@@ -78,7 +96,7 @@ async function fakeHost(exec: Exec, opts: { refuseChannels?: number } = {}): Pro
 }
 
 const connection = (port: number, extra: Partial<CheckedConnection> = {}): CheckedConnection => ({
-  host: "127.0.0.1",
+  host: "198.18.255.1",
   port,
   user: "root",
   password: PASSWORD,
