@@ -14,7 +14,7 @@
  */
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { insertRuleText } from "../../provider/host/ruleset-text";
+import { insertRuleText } from "../fixtures/listing";
 import {
   check,
   chainOf,

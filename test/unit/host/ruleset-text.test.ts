@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { withDeleted, withInserted } from "../../../provider/host/ruleset-text";
 import { chainOf, parseRuleset } from "../../../provider/rules";
+import { BACKENDS, FAMILIES, readFamilyFile } from "../../fixtures/captures";
 import { kubeProxyFilter } from "../../fixtures/kube";
 
 const BASE = [
@@ -55,4 +56,22 @@ describe("edits of a parsed listing (one parse per batch)", () => {
     expect(chainOf(next, "filter", "INPUT")!.rules[4].text).toBe("-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT");
     expect(chainOf(rs, "filter", "INPUT")!.rules).toHaveLength(8);
   });
+});
+
+describe("edits around a hand-made comment with a newline and other odd bytes (captured)", () => {
+  for (const backend of BACKENDS)
+    for (const family of FAMILIES)
+      it(`${backend} ipv${family}: an insert above, between or below it and its delete leave it as it was`, () => {
+        const rs = parseRuleset(readFamilyFile(backend, family, "odd-comment/save-c.txt"));
+        const ours = "-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT";
+        for (const line of [1, 2, 3]) {
+          const edited = withInserted(rs, "filter", "INPUT", line, ours);
+          const rules = chainOf(edited, "filter", "INPUT")!.rules;
+          expect(rules.map((r) => r.text).indexOf(ours)).toBe(line - 1);
+          expect(rules).toHaveLength(3);
+          expect(withDeleted(edited, "filter", "INPUT", line)).toEqual(rs);
+        }
+        const without = chainOf(withDeleted(rs, "filter", "INPUT", 1), "filter", "INPUT")!;
+        expect(without.rules.map((r) => r.text)).toEqual(["-A INPUT -j DROP"]);
+      });
 });

@@ -3,28 +3,24 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { deleteRuleText, insertRuleText } from "../../../provider/host/ruleset-text";
-import * as lockout from "../../../provider/lockout";
+import { withDeleted, withInserted } from "../../../provider/host/ruleset-text";
+import { lockoutOf, sshFate } from "../../../provider/lockout";
 import type { SshOrigin } from "../../../provider/lockout";
-import { parseRuleset } from "../../../provider/rules";
+import { chainOf, parseRuleset } from "../../../provider/rules";
+import type { Ruleset } from "../../../provider/rules";
 
-// The guard judges parsed listings (the agent's, parsed once per batch); these tests write text.
+// The guard judges parsed listings (the agent's, parsed once per batch), edited as the agent edits them.
 const parse = (save: string) => parseRuleset(save, { table: "filter" });
-const sshFate = (save: string, o: SshOrigin) => lockout.sshFate(parse(save), o);
-const lockoutOf = (before: string, after: string, o: SshOrigin, what: string) =>
-  lockout.lockoutOf(parse(before), parse(after), o, what);
-
-const fixture = (name: string) =>
-  readFileSync(join(__dirname, "../../fixtures/nf_tables/ipv4", name, "save.txt"), "utf8");
-const origin = { clientAddress: "198.18.5.1", serverPort: 22 };
+const text = (name: string) => readFileSync(join(__dirname, "../../fixtures/nf_tables/ipv4", name, "save.txt"), "utf8");
+const fixture = (name: string) => parse(text(name));
+const origin: SshOrigin = { clientAddress: "198.18.5.1", serverPort: 22 };
 const OURS = "-A INPUT -p tcp -m tcp --dport 22 -m comment --comment pulumi-iptables:p/s/ssh/abc -j ACCEPT";
-const lines = (save: string) => save.split("\n").filter((l) => /^(\[\d+:\d+\] )?-A INPUT /.test(l)).length;
-/** The ruleset with `text` appended to INPUT, and its line. */
-const withRule = (save: string, text: string) => {
-  const line = lines(save) + 1;
-  return { save: insertRuleText(save, "filter", "INPUT", line, text), line };
+/** The ruleset with `rule` appended to INPUT, and its line. */
+const withRule = (rs: Ruleset, rule: string) => {
+  const line = chainOf(rs, "filter", "INPUT")!.rules.length + 1;
+  return { rs: withInserted(rs, "filter", "INPUT", line, rule), line };
 };
-const without = (save: string, line: number) => deleteRuleText(save, "filter", "INPUT", line);
+const without = (rs: Ruleset, line: number) => withDeleted(rs, "filter", "INPUT", line);
 
 describe("sshFate", () => {
   it("a default-DROP chain (the allow guide's) refuses new SSH connections: ESTABLISHED and lo are not them", () => {
@@ -32,8 +28,8 @@ describe("sshFate", () => {
   });
 
   it("names the rule that accepts them, and the rule that drops them", () => {
-    const { save } = withRule(fixture("allow-guide"), OURS);
-    expect(sshFate(save, origin)).toEqual({
+    const { rs } = withRule(fixture("allow-guide"), OURS);
+    expect(sshFate(rs, origin)).toEqual({
       accepted: true,
       by: OURS.replace(/ -m comment.* -j/, " -m comment --comment pulumi-iptables:p/s/ssh/abc -j"),
     });
@@ -44,28 +40,27 @@ describe("sshFate", () => {
   });
 
   it("follows jumps: on the ufw host, ufw-user-input's 22 ACCEPT decides; without it, the policy", () => {
-    const ufw = fixture("ufw");
-    expect(sshFate(ufw, origin)).toEqual({
+    expect(sshFate(fixture("ufw"), origin)).toEqual({
       accepted: true,
       by: "-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT",
     });
-    const noSsh = ufw.replace("-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT\n", "");
+    const noSsh = parse(text("ufw").replace("-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT\n", ""));
     expect(sshFate(noSsh, origin).accepted).toBe(false);
   });
 
   it("a rule the model cannot read for every packet (a rate limit) does not count as accepting them", () => {
-    const { save } = withRule(
+    const { rs } = withRule(
       fixture("allow-guide"),
       "-A INPUT -p tcp -m tcp --dport 22 -m limit --limit 3/min -j ACCEPT",
     );
-    expect(sshFate(save, origin).accepted).toBe(false);
+    expect(sshFate(rs, origin).accepted).toBe(false);
   });
 });
 
 describe("lockoutOf", () => {
   it("refuses removing the only rule that accepts SSH on a default-DROP host, naming both deciders", () => {
-    const { save, line } = withRule(fixture("allow-guide"), OURS);
-    const why = lockoutOf(save, without(save, line), origin, "removing the rule");
+    const { rs, line } = withRule(fixture("allow-guide"), OURS);
+    const why = lockoutOf(rs, without(rs, line), origin, "removing the rule");
     expect(why).toMatch(
       /^removing the rule would lock the provider out of the host: new SSH connections from 198\.18\.5\.1 to port 22/,
     );
@@ -75,9 +70,9 @@ describe("lockoutOf", () => {
 
   it("allows it when another rule still accepts the provider's SSH: a broader one, or one for its address", () => {
     for (const other of ["-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", "-A INPUT -s 198.18.5.1/32 -j ACCEPT"]) {
-      const first = withRule(fixture("allow-guide"), other).save;
-      const { save, line } = withRule(first, OURS);
-      expect(lockoutOf(save, without(save, line), origin, "removing")).toBeUndefined();
+      const first = withRule(fixture("allow-guide"), other).rs;
+      const { rs, line } = withRule(first, OURS);
+      expect(lockoutOf(rs, without(rs, line), origin, "removing")).toBeUndefined();
     }
   });
 
@@ -85,18 +80,17 @@ describe("lockoutOf", () => {
     const cases = [
       withRule(fixture("allow-guide"), OURS.replace("-p tcp", "-s 198.18.9.9/32 -p tcp")),
       withRule(fixture("allow-guide"), OURS.replace("--dport 22", "--dport 2222")),
-      withRule(fixture("allow-guide").replace(":INPUT DROP", ":INPUT ACCEPT"), OURS),
+      withRule(parse(text("allow-guide").replace(":INPUT DROP", ":INPUT ACCEPT")), OURS),
     ];
-    for (const { save, line } of cases)
-      expect(lockoutOf(save, without(save, line), origin, "removing")).toBeUndefined();
+    for (const { rs, line } of cases) expect(lockoutOf(rs, without(rs, line), origin, "removing")).toBeUndefined();
   });
 
   it("a source-specific ban of another address above does not count; one of ours does", () => {
-    const first = withRule(fixture("allow-guide"), "-A INPUT -s 198.18.9.9/32 -j DROP").save;
-    const { save, line } = withRule(first, OURS);
-    expect(sshFate(save, origin).accepted).toBe(true);
-    expect(lockoutOf(save, without(save, line), origin, "removing")).toMatch(/lock the provider out/);
-    expect(sshFate(save, { ...origin, clientAddress: "198.18.9.9" })).toEqual({
+    const first = withRule(fixture("allow-guide"), "-A INPUT -s 198.18.9.9/32 -j DROP").rs;
+    const { rs, line } = withRule(first, OURS);
+    expect(sshFate(rs, origin).accepted).toBe(true);
+    expect(lockoutOf(rs, without(rs, line), origin, "removing")).toMatch(/lock the provider out/);
+    expect(sshFate(rs, { ...origin, clientAddress: "198.18.9.9" })).toEqual({
       accepted: false,
       by: "-A INPUT -s 198.18.9.9/32 -j DROP",
     });

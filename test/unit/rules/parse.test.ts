@@ -8,7 +8,6 @@ import {
   parseVersion,
   RulesetParseError,
 } from "../../../provider/rules";
-import { deleteRuleText, insertRuleText } from "../../../provider/host/ruleset-text";
 import { renderSpec, ruleText } from "../../../provider/rules/render";
 import { kubeProxyFilter } from "../../fixtures/kube";
 import { BACKENDS, CAPTURES, FAMILIES, label, readFamilyFile } from "../../fixtures/captures";
@@ -150,26 +149,13 @@ describe("parseSpec and odd lines", () => {
 describe("a hand-made comment with a newline and other odd bytes (captured)", () => {
   for (const backend of BACKENDS)
     for (const family of FAMILIES)
-      it(`${backend} ipv${family}: read, and edited around, without breaking the listing`, () => {
+      it(`${backend} ipv${family}: read from every listing`, () => {
         for (const file of ["save.txt", "save-c.txt", "S.txt", "S-v.txt"]) {
           const text = readFamilyFile(backend, family, `odd-comment/${file}`);
           const input = chainOf(parseRuleset(text), "filter", "INPUT")!;
           expect(input.rules.map((r) => r.target)).toEqual(["ACCEPT", "DROP"]);
           expect(input.rules[0].match.comment?.value).toBe('first line\nsecond "quoted" \\ tab\there \u0001');
         }
-        const save = readFamilyFile(backend, family, "odd-comment/save-c.txt");
-        const ours = "-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT";
-        for (const line of [1, 2, 3]) {
-          const edited = insertRuleText(save, "filter", "INPUT", line, ours);
-          const rules = chainOf(parseRuleset(edited), "filter", "INPUT")!.rules;
-          expect(rules.map((r) => r.text).indexOf(ours)).toBe(line - 1);
-          expect(rules).toHaveLength(3);
-          expect(parseRuleset(deleteRuleText(edited, "filter", "INPUT", line)).tables.get("filter")).toEqual(
-            parseRuleset(save).tables.get("filter"),
-          );
-        }
-        const without = chainOf(parseRuleset(deleteRuleText(save, "filter", "INPUT", 1)), "filter", "INPUT")!;
-        expect(without.rules.map((r) => r.text)).toEqual(["-A INPUT -j DROP"]);
       });
 });
 
