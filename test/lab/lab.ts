@@ -424,7 +424,7 @@ export class LabHost {
     const name = `${this.name}i`;
     const dir = join(this.dir, "impostor");
     mkdirSync(dir, { recursive: true });
-    await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pit-impostor", "-f", join(dir, "host_ed25519")]);
+    const hostKey = await sshHostKey(join(dir, "host_ed25519"), "pit-impostor");
     writeFileSync(join(dir, "authorized_keys"), `${this.lab.publicKey}\n`, { mode: 0o644 });
     const log = join(dir, "sshd.log");
     writeFileSync(
@@ -472,7 +472,6 @@ export class LabHost {
     // From the workstation's address on this host's link, as the real host sees it.
     await must("ip", ["route", "replace", `${this.v4}/32`, "dev", veth, "src", this.clientV4]);
     await must("ip", ["-n", name, "route", "add", "default", "via", this.clientV4]);
-    const hostKey = readFileSync(join(dir, "host_ed25519.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
     return {
       hostKey,
       fingerprint: sha256Fingerprint(hostKey),
@@ -616,75 +615,24 @@ async function writeHostFiles(
   ]) {
     mkdirSync(join(dir, d), { recursive: true });
   }
-  await must("ssh-keygen", [
-    "-q",
-    "-t",
-    "ed25519",
-    "-N",
-    "",
-    "-C",
-    "pit-lab-host",
-    "-f",
-    join(dir, "ssh", "host_ed25519"),
-  ]);
+  const hostKey = await sshHostKey(join(dir, "ssh", "host_ed25519"));
   writeFileSync(join(dir, "ssh", "authorized_keys"), `${clientPublicKey}\n`, { mode: 0o644 });
-  const hash = (await must("openssl", ["passwd", "-6", "-salt", "pitlab", LAB_PASSWORD])).trim();
   const etc = join(dir, "etc");
   // The machine's user database plus the lab's two non-root users.
   // root gets /bin/sh and a clean home: the machine's root login scripts would slow every command.
-  const passwd = readFileSync("/etc/passwd", "utf8").replace(/^root:.*$/m, `root:x:0:0:root:${dir}/home/root:/bin/sh`);
-  writeFileSync(
-    join(etc, "passwd"),
-    passwd.trimEnd() +
-      "\n" +
-      `pit-ops:x:4101:4101:lab sudo user:${dir}/home/pit-ops:/bin/sh\n` +
-      `pit-nopw:x:4102:4102:lab user whose sudo needs a password:${dir}/home/pit-nopw:/bin/sh\n`,
-    { mode: 0o644 },
+  await writeLabUsers(
+    etc,
+    {
+      passwd: readFileSync("/etc/passwd", "utf8").replace(/^root:.*$/m, `root:x:0:0:root:${dir}/home/root:/bin/sh`),
+      group: readFileSync("/etc/group", "utf8"),
+      shadow: readFileSync("/etc/shadow", "utf8"),
+    },
+    { host: `${dir}/home`, here: join(dir, "home") },
   );
-  writeFileSync(
-    join(etc, "group"),
-    `${readFileSync("/etc/group", "utf8").trimEnd()}\npit-ops:x:4101:\npit-nopw:x:4102:\n`,
-    { mode: 0o644 },
-  );
-  writeFileSync(
-    join(etc, "shadow"),
-    readFileSync("/etc/shadow", "utf8").trimEnd() +
-      `\npit-ops:${hash}:19000:0:99999:7:::\npit-nopw:${hash}:19000:0:99999:7:::\n`,
-    { mode: 0o640 },
-  );
-  if (opts.persistence === "rhel") {
-    // What the iptables-services package installs (the service reads /etc/sysconfig/iptables at boot).
-    mkdirSync(join(etc, "sysconfig"), { recursive: true });
-    writeFileSync(
-      join(etc, "sysconfig", "iptables-config"),
-      "# lab: iptables-services layout\nIPTABLES_SAVE_ON_STOP=no\n",
-    );
-  }
-  // The provider runs one sh script per round trip as root: that is what sudo must allow.
-  writeFileSync(
-    join(etc, "sudoers.d", "pit-lab"),
-    "pit-ops ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\npit-nopw ALL=(root) ALL\n",
-    { mode: 0o440 },
-  );
-  await must("chown", ["-R", "4101:4101", join(dir, "home/pit-ops")]);
-  await must("chown", ["-R", "4102:4102", join(dir, "home/pit-nopw")]);
+  writeLayoutFiles(etc, opts.persistence);
   writeFileSync(
     join(dir, "ssh", "sshd_config"),
-    [
-      "Port 22",
-      "AddressFamily any",
-      `HostKey ${dir}/ssh/host_ed25519`,
-      `PidFile /run/sshd.pid`,
-      `AuthorizedKeysFile ${dir}/ssh/authorized_keys`,
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication yes",
-      "KbdInteractiveAuthentication no",
-      "UsePAM no",
-      "StrictModes no",
-      "PrintMotd no",
-      "LogLevel ERROR",
-      "",
-    ].join("\n"),
+    sshdConfig({ hostKey: `${dir}/ssh/host_ed25519`, authorizedKeys: `${dir}/ssh/authorized_keys` }),
   );
   const lines = [
     "set -e",
@@ -693,7 +641,6 @@ async function writeHostFiles(
     "mkdir -p /run/sshd /run/lock",
     `mount -t overlay lab-etc -o lowerdir=/etc,upperdir=${dir}/etc,workdir=${dir}/work/etc /etc`,
   ];
-  if (opts.persistence === "alpine") writeFileSync(join(etc, "os-release"), ALPINE_OS_RELEASE);
   if (opts.persistence !== "debian") {
     // A whiteout in the upper layer hides netfilter-persistent: a host without it.
     lines.push(`mknod ${dir}/sbin/netfilter-persistent c 0 0`);
@@ -707,14 +654,90 @@ async function writeHostFiles(
   lines.push(`exec /usr/sbin/sshd -D -e -f ${dir}/ssh/sshd_config >>${dir}/sshd.log 2>&1`);
   writeFileSync(join(dir, "boot.sh"), `${lines.join("\n")}\n`);
   chmodSync(join(dir, "boot.sh"), 0o755);
-  return readFileSync(join(dir, "ssh", "host_ed25519.pub"), "utf8")
-    .trim()
-    .split(/\s+/)
-    .slice(0, 2)
-    .join(" ");
+  return hostKey;
 }
 
 const ALPINE_OS_RELEASE = 'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.20.3\n';
+
+/** Makes an ed25519 host key at `file` (and `file`.pub); returns the public key ("ssh-ed25519 AAAA..."). */
+async function sshHostKey(file: string, comment = "pit-lab-host"): Promise<string> {
+  await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file]);
+  return publicKey(readFileSync(`${file}.pub`, "utf8"));
+}
+
+/** A public key line without its comment. */
+const publicKey = (line: string) => line.trim().split(/\s+/).slice(0, 2).join(" ");
+
+/**
+ * Writes a host's passwd, group and shadow (`base`: the host's own, root's entries as the host needs
+ * them) with the lab's two users added, and their sudoers: pit-ops, whose sudo runs sh without a
+ * password (the provider runs one sh script per round trip as root: that is what sudo must allow), and
+ * pit-nopw, whose sudo asks for its password; both log in with LAB_PASSWORD. Their homes are under
+ * `homes.host` as the host sees it, `homes.here` as this machine does.
+ */
+async function writeLabUsers(
+  etc: string,
+  base: { passwd: string; group: string; shadow: string },
+  homes: { host: string; here: string },
+): Promise<void> {
+  const hash = (await must("openssl", ["passwd", "-6", "-salt", "pitlab", LAB_PASSWORD])).trim();
+  const users = [
+    { name: LAB_USERS.sudo, id: 4101, gecos: "lab sudo user" },
+    { name: LAB_USERS.nopasswd, id: 4102, gecos: "lab user whose sudo needs a password" },
+  ];
+  const added = (line: (u: (typeof users)[number]) => string) => users.map(line).join("");
+  writeFileSync(
+    join(etc, "passwd"),
+    `${base.passwd.trimEnd()}\n${added((u) => `${u.name}:x:${u.id}:${u.id}:${u.gecos}:${homes.host}/${u.name}:/bin/sh\n`)}`,
+    { mode: 0o644 },
+  );
+  writeFileSync(join(etc, "group"), `${base.group.trimEnd()}\n${added((u) => `${u.name}:x:${u.id}:\n`)}`, {
+    mode: 0o644,
+  });
+  writeFileSync(
+    join(etc, "shadow"),
+    `${base.shadow.trimEnd()}\n${added((u) => `${u.name}:${hash}:19000:0:99999:7:::\n`)}`,
+    { mode: 0o640 },
+  );
+  writeFileSync(
+    join(etc, "sudoers.d", "pit-lab"),
+    `${LAB_USERS.sudo} ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\n${LAB_USERS.nopasswd} ALL=(root) ALL\n`,
+    { mode: 0o440 },
+  );
+  for (const u of users) await must("chown", ["-R", `${u.id}:${u.id}`, join(homes.here, u.name)]);
+}
+
+/** What a persistence layout's host has in /etc besides its rules files. */
+function writeLayoutFiles(etc: string, persistence: NonNullable<HostOptions["persistence"]>): void {
+  if (persistence === "rhel") {
+    // What the iptables-services package installs (the service reads /etc/sysconfig/iptables at boot).
+    mkdirSync(join(etc, "sysconfig"), { recursive: true });
+    writeFileSync(
+      join(etc, "sysconfig", "iptables-config"),
+      "# lab: iptables-services layout\nIPTABLES_SAVE_ON_STOP=no\n",
+    );
+  }
+  if (persistence === "alpine") writeFileSync(join(etc, "os-release"), ALPINE_OS_RELEASE);
+}
+
+/** The lab's sshd_config: keys and passwords, no PAM, quiet. */
+function sshdConfig(paths: { hostKey: string; authorizedKeys: string }): string {
+  return [
+    "Port 22",
+    "AddressFamily any",
+    `HostKey ${paths.hostKey}`,
+    "PidFile /run/sshd.pid",
+    `AuthorizedKeysFile ${paths.authorizedKeys}`,
+    "PermitRootLogin prohibit-password",
+    "PasswordAuthentication yes",
+    "KbdInteractiveAuthentication no",
+    "UsePAM no",
+    "StrictModes no",
+    "PrintMotd no",
+    "LogLevel ERROR",
+    "",
+  ].join("\n");
+}
 
 /** The commands that switch a userland's iptables names to a backend. */
 function switchScript(userland: Userland, to: Backend): string {
@@ -748,14 +771,7 @@ async function writeUserlandFiles(
     join(etc, "hosts"),
     `${readFileSync(join(lower, "etc/hosts"), "utf8").trimEnd()}\n127.0.1.1 ${name}\n`.replace(/^\n/, ""),
   );
-  if (opts.persistence === "rhel") {
-    mkdirSync(join(etc, "sysconfig"), { recursive: true });
-    writeFileSync(
-      join(etc, "sysconfig", "iptables-config"),
-      "# lab: iptables-services layout\nIPTABLES_SAVE_ON_STOP=no\n",
-    );
-  }
-  if (opts.persistence === "alpine") writeFileSync(join(etc, "os-release"), ALPINE_OS_RELEASE);
+  writeLayoutFiles(etc, opts.persistence);
   const hidePersistent = opts.persistence !== "debian" && existsSync(join(lower, "usr/sbin/netfilter-persistent"));
   if (hidePersistent) await must("mknod", [join(up, "usr/sbin/netfilter-persistent"), "c", "0", "0"]);
 
@@ -773,60 +789,23 @@ async function writeUserlandFiles(
     server = "/usr/sbin/dropbear -F -E -s -p 22 -r /etc/dropbear/lab_host_key -P /run/dropbear.pid";
   } else {
     for (const d of ["home/pit-ops", "home/pit-nopw"]) mkdirSync(join(up, d), { recursive: true });
-    await must("ssh-keygen", [
-      "-q",
-      "-t",
-      "ed25519",
-      "-N",
-      "",
-      "-C",
-      "pit-lab-host",
-      "-f",
-      join(etc, "ssh/lab_host_ed25519"),
-    ]);
-    hostKey = readFileSync(join(etc, "ssh/lab_host_ed25519.pub"), "utf8");
+    hostKey = await sshHostKey(join(etc, "ssh/lab_host_ed25519"));
     writeFileSync(join(etc, "ssh/lab_authorized_keys"), `${clientPublicKey}\n`, { mode: 0o644 });
-    const hash = (await must("openssl", ["passwd", "-6", "-salt", "pitlab", LAB_PASSWORD])).trim();
-    const base = (f: string) => readFileSync(join(lower, "etc", f), "utf8").trimEnd();
+    const base = (f: string) => readFileSync(join(lower, "etc", f), "utf8");
     // root's shell /bin/sh: bash would read root's .bashrc on every SSH command.
-    writeFileSync(
-      join(etc, "passwd"),
-      `${base("passwd").replace(/^root:.*$/m, "root:x:0:0:root:/root:/bin/sh")}\n` +
-        "pit-ops:x:4101:4101:lab sudo user:/home/pit-ops:/bin/sh\n" +
-        "pit-nopw:x:4102:4102:lab user whose sudo needs a password:/home/pit-nopw:/bin/sh\n",
-      { mode: 0o644 },
-    );
-    writeFileSync(join(etc, "group"), `${base("group")}\npit-ops:x:4101:\npit-nopw:x:4102:\n`, { mode: 0o644 });
     // sshd with UsePAM no refuses accounts whose password field is "!": "*" locks the password only.
-    writeFileSync(
-      join(etc, "shadow"),
-      `${base("shadow").replace(/^root:[^:]*:/m, "root:*:")}\npit-ops:${hash}:19000:0:99999:7:::\npit-nopw:${hash}:19000:0:99999:7:::\n`,
-      { mode: 0o640 },
+    await writeLabUsers(
+      etc,
+      {
+        passwd: base("passwd").replace(/^root:.*$/m, "root:x:0:0:root:/root:/bin/sh"),
+        group: base("group"),
+        shadow: base("shadow").replace(/^root:[^:]*:/m, "root:*:"),
+      },
+      { host: "/home", here: join(up, "home") },
     );
-    writeFileSync(
-      join(etc, "sudoers.d", "pit-lab"),
-      "pit-ops ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\npit-nopw ALL=(root) ALL\n",
-      { mode: 0o440 },
-    );
-    await must("chown", ["-R", "4101:4101", join(up, "home/pit-ops")]);
-    await must("chown", ["-R", "4102:4102", join(up, "home/pit-nopw")]);
     writeFileSync(
       join(etc, "ssh", "lab_sshd_config"),
-      [
-        "Port 22",
-        "AddressFamily any",
-        "HostKey /etc/ssh/lab_host_ed25519",
-        "PidFile /run/sshd.pid",
-        "AuthorizedKeysFile /etc/ssh/lab_authorized_keys",
-        "PermitRootLogin prohibit-password",
-        "PasswordAuthentication yes",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "StrictModes no",
-        "PrintMotd no",
-        "LogLevel ERROR",
-        "",
-      ].join("\n"),
+      sshdConfig({ hostKey: "/etc/ssh/lab_host_ed25519", authorizedKeys: "/etc/ssh/lab_authorized_keys" }),
     );
     server = "/usr/sbin/sshd -D -e -f /etc/ssh/lab_sshd_config";
   }
@@ -846,7 +825,7 @@ async function writeUserlandFiles(
   lines.push(`exec chroot ${m} ${server} >>${dir}/sshd.log 2>&1`);
   writeFileSync(join(dir, "boot.sh"), `${lines.join("\n")}\n`);
   chmodSync(join(dir, "boot.sh"), 0o755);
-  return hostKey.trim().split(/\s+/).slice(0, 2).join(" ");
+  return publicKey(hostKey);
 }
 
 /** Creates a lab, runs fn, and always tears the lab down. */
