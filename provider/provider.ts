@@ -17,7 +17,7 @@ import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
 import { hostAgent, TagTaken } from "./host/agent";
 import type { DeleteRequest, HostFacts, InsertRequest, InsertResult, Placement, ReadResult } from "./host/agent";
 import { familyName } from "./host/protocol";
-import { addressOf, pinHostKey, redactError } from "./ssh";
+import { addressOf, dialForeseen, foresee, pinHostKey, redactError } from "./ssh";
 import type { Logger } from "./ssh";
 import { lockoutOf } from "./lockout";
 
@@ -117,6 +117,7 @@ function uniqueOf(inputs: RuleInputs): string {
 export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const { inputs, failures } = checkInputs(olds, news);
   if (failures.length) return { inputs: news, failures };
+  if (Object.keys(olds).length === 0) foresee(inputs.connection); // a new rule: dialled early in an up
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
   // Derived from what defines the rule, so preview and up agree on the tag; a create that finds
   // the tag on the host already (an identical rule being replaced) picks a random one instead.
@@ -155,6 +156,7 @@ export async function diff(_id: string, olds: Props, news: Props) {
   const { host: _oh, ...oldConn } = olds.connection ?? {};
   const { host: _nh, ...newConn } = news.connection ?? {};
   if (JSON.stringify(oldConn) !== JSON.stringify(newConn)) updates.push("connection");
+  if (replaces.length || updates.length) foresee(news.connection); // dialled early in an up
   return {
     changes: replaces.length > 0 || updates.length > 0,
     replaces,
@@ -316,6 +318,7 @@ async function guarded<T>(conn: Partial<RuleInputs["connection"]> | undefined, s
 }
 
 export async function create(inputs: RuleInputs & { unique: string }) {
+  dialForeseen();
   return guarded(inputs.connection, () => createRule(inputs));
 }
 
@@ -436,6 +439,7 @@ async function readRule(id: string, props: PortRuleState) {
 }
 
 export async function update(id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
+  dialForeseen();
   return guarded(news.connection, () => guarded(olds.connection, () => updateRule(id, olds, news)));
 }
 
@@ -474,6 +478,7 @@ async function updateRule(_id: string, olds: PortRuleState, news: RuleInputs & {
 }
 
 export async function remove(id: string, props: PortRuleState) {
+  dialForeseen();
   return guarded(props.connection, () => removeRule(id, props));
 }
 

@@ -6,6 +6,11 @@ import { HOST_KEY_HELP, parseHostKey } from "./hostkey";
 import { MAX_COMMENT_BYTES, NEUTRAL_REJECT_TYPES, REJECT_TYPES, TAG_PREFIX } from "./render";
 import type { CheckedConnection, CheckedPort, Family, RuleInputs } from "./types";
 
+/** SSH handshakes in flight at once in a provider process, over all hosts (the SSH layer holds to it). */
+export const MAX_DIALS = 10;
+/** The default of maxConcurrentDials: SSH handshakes at once that involve one sshd. */
+export const DIALS_PER_HOST = 8;
+
 /** Pulumi's placeholder for a value not known yet (during preview). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
@@ -86,6 +91,14 @@ const proxyFields = {
     .positive({ error: "must be more than 0 seconds" })
     .max(3600, { error: "must be at most 3600 seconds" })
     .default(15),
+  maxConcurrentDials: z
+    .number({ error: "must be a number of SSH handshakes at once, e.g. 4" })
+    .int({ error: "must be a whole number of handshakes" })
+    .min(1, { error: `must be from 1 to ${MAX_DIALS} handshakes at once` })
+    .max(MAX_DIALS, {
+      error: `must be at most ${MAX_DIALS}: the provider runs at most ${MAX_DIALS} SSH handshakes at once in all; leave it out for ${DIALS_PER_HOST}`,
+    })
+    .default(DIALS_PER_HOST),
   hostKey: z
     .string({ error: HOST_KEY_HELP })
     .transform((k, ctx) => {

@@ -38,6 +38,10 @@ export interface Connection {
   dialErrorLimit?: number;
   /** Seconds for one dial (TCP connect, SSH handshake, authentication), default 15. */
   perDialTimeout?: number;
+  /** SSH handshakes at once that involve this sshd (to it, or through it when it is a jump host): default 8,
+   * at most 10 (the provider runs at most 10 handshakes at once in all). Keep it below the sshd's
+   * MaxStartups (default 10:30:100: it drops connections from 10 unauthenticated on). */
+  maxConcurrentDials?: number;
   /** The host's public key ("ssh-ed25519 AAAA...") or its fingerprint ("SHA256:..."). Without it,
    * the key seen at create is recorded and required from then on. */
   hostKey?: string;
@@ -50,7 +54,7 @@ export interface Connection {
 export type JumpHost = Omit<Connection, "proxy" | "sudo">;
 
 /** Connection fields that `check` fills with their defaults. */
-type ConnectionDefaults = "port" | "user" | "dialErrorLimit" | "perDialTimeout";
+type ConnectionDefaults = "port" | "user" | "dialErrorLimit" | "perDialTimeout" | "maxConcurrentDials";
 /** A jump host after `check`: defaults filled. */
 export type CheckedJumpHost = Omit<JumpHost, ConnectionDefaults> & Required<Pick<JumpHost, ConnectionDefaults>>;
 /** A connection after `check`: defaults filled; what the SSH layer dials. */

@@ -4,12 +4,15 @@ import { constants as osConstants } from "node:os";
 import { Client, utils } from "ssh2";
 import type { ClientChannel, ConnectConfig } from "ssh2";
 import type { Duplex } from "node:stream";
+import { DIALS_PER_HOST } from "../rules";
 import type { CheckedConnection, CheckedJumpHost } from "../rules";
 import type { HostKeyInfo, Logger, Origin, RunOptions, RunResult, SessionStats } from "./types";
 import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, redactError, scrubError } from "./errors";
 import { describeHostKey, parseExpectedHostKey, pinHostKey, pinsOf, unmetPin } from "./hostkey";
 import type { Pin } from "./hostkey";
 import { shellQuote } from "./quote";
+import { dials } from "./dials";
+import type { DialSlot } from "./dials";
 
 /** Channels open at once per connection: well below sshd's default MaxSessions of 10. */
 export const MAX_CHANNELS = 4;
@@ -134,6 +137,8 @@ export class Session {
 
   private client?: Client;
   private connecting?: Promise<Client>;
+  /** The dial under way was started in advance (`dialEarly`) and nobody waits for it yet. */
+  private early = false;
   private sock?: net.Socket;
   private originPromise?: Promise<Origin>;
   private refs = 0;
@@ -153,6 +158,19 @@ export class Session {
     for (const c of [args, args.proxy]) this.secrets.push(c?.password, c?.privateKey, c?.privateKeyPassword);
     this.sink = log;
     if (args.proxy) this.proxy = getSession(jumpConnection(args.proxy), log);
+  }
+
+  /**
+   * Starts connecting in advance, for work that is coming (see ../early): the handshake yields its turn
+   * to dials that someone waits for, until someone does. A failure is left for that first real use,
+   * which dials again; a connection nobody uses is idle like any pooled one (it does not keep Node running).
+   */
+  dialEarly(): void {
+    this.verifiedClient(true).catch((e) =>
+      this.log.debug?.(
+        `Early dial to ${this.target} failed (the first command will dial again): ${(e as Error).message}`,
+      ),
+    );
   }
 
   /** Where log lines go; every line is redacted on its way there. */
@@ -456,9 +474,11 @@ export class Session {
 
   // --- connecting -------------------------------------------------------------------------------
 
-  private getClient(): Promise<Client> {
+  private getClient(early = false): Promise<Client> {
     if (this.client) return Promise.resolve(this.client);
+    if (!early) this.wanted();
     if (!this.connecting) {
+      this.early = early;
       const p = this.dial().catch((e) => {
         throw redactError(e, this.secrets);
       });
@@ -471,9 +491,22 @@ export class Session {
     return this.connecting;
   }
 
+  /** Someone waits for this connection: its dial, and its jump host's, no longer yield to others. */
+  private wanted(): void {
+    this.early = false;
+    this.proxy?.wanted();
+  }
+
+  /** The sshds a handshake involves, with the connections' limits: this host's, and its jump host's. */
+  private dialSlots(): DialSlot[] {
+    // State written before maxConcurrentDials existed has none: the default.
+    const slot = (s: Session) => ({ key: s.address, limit: s.args.maxConcurrentDials ?? DIALS_PER_HOST });
+    return this.proxy ? [slot(this), slot(this.proxy)] : [slot(this)];
+  }
+
   /** The connected client, its host key checked again against pins added since it connected. */
-  private async verifiedClient(): Promise<Client> {
-    const client = await this.getClient();
+  private async verifiedClient(early = false): Promise<Client> {
+    const client = await this.getClient(early);
     const unmet = this.hostKey && unmetPin(this.hostKey, this.pins());
     if (unmet) {
       const seen = this.hostKey as HostKeyInfo;
@@ -562,17 +595,15 @@ export class Session {
     }
   }
 
-  /** A transport to the target: a TCP socket with Nagle off, or a channel through the jump host. */
-  private async openTransport(): Promise<{ stream: Duplex; tcp?: net.Socket }> {
+  /** A transport to the target: a TCP socket with Nagle off, or a channel through the jump host's client. */
+  private async openTransport(proxyClient: Client | undefined): Promise<{ stream: Duplex; tcp?: net.Socket }> {
     const a = this.args;
-    if (!this.proxy) {
+    if (!proxyClient) {
       const tcp = net.connect({ host: a.host, port: a.port });
       tcp.setNoDelay(true);
       tcp.setKeepAlive(true, 30_000);
       return { stream: tcp, tcp };
     }
-    // The jump host's own key is checked (and its pins met) before anything goes through it.
-    const proxyClient = await this.proxy.verifiedClient();
     const stream = await new Promise<Duplex>((resolve, reject) => {
       let done = false;
       const timer = setTimeout(() => {
@@ -605,13 +636,24 @@ export class Session {
     return { stream };
   }
 
-  /** One dial: a transport, then the SSH handshake (host key first) and authentication over it. */
+  /**
+   * One dial: a transport, then the SSH handshake (host key first) and authentication over it, holding
+   * a dial slot (./dials) from the transport's open until the handshake has ended, however it ended.
+   */
   private async dialOnce(): Promise<Client> {
-    const { stream, tcp } = await this.openTransport();
-    const attempt: Attempt = { methods: this.authMethods(), tried: [] };
-    const client = new Client();
-    client.on("keyboard-interactive", this.keyboardAnswer(attempt));
-    return this.handshake(client, this.dialConfig(stream, attempt), attempt, stream, tcp);
+    // The jump host's connection first, holding no slot (its own dial takes one): its key is checked
+    // (and its pins met) before anything goes through it.
+    const proxyClient = await this.proxy?.verifiedClient(this.early);
+    const release = await dials.acquire(this.dialSlots(), () => !this.early);
+    try {
+      const { stream, tcp } = await this.openTransport(proxyClient);
+      const attempt: Attempt = { methods: this.authMethods(), tried: [] };
+      const client = new Client();
+      client.on("keyboard-interactive", this.keyboardAnswer(attempt));
+      return await this.handshake(client, this.dialConfig(stream, attempt), attempt, stream, tcp);
+    } finally {
+      release();
+    }
   }
 
   /** The authentication methods to offer, in order, from the credentials given. */

@@ -38,6 +38,9 @@ export interface HostOptions {
    * exceptions are lo and ESTABLISHED,RELATED, as in the allow guide, does not cut the provider off).
    * The connection then goes to 127.0.0.1:<22000 + slot> in the workstation. */
   ssh?: "eth0" | "lo";
+  /** sshd_config settings that replace the lab's (e.g. { MaxStartups: "4", LogLevel: "VERBOSE" });
+   * OpenSSH hosts only. */
+  sshd?: Record<string, string>;
 }
 
 export interface ExecResult {
@@ -598,7 +601,7 @@ export class Lab {
  * host writes only into the lab's directory. */
 async function writeHostFiles(
   dir: string,
-  opts: Required<Pick<HostOptions, "backend" | "persistence">>,
+  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd">,
   clientPublicKey: string,
 ): Promise<string> {
   rmSync(dir, { recursive: true, force: true });
@@ -632,7 +635,7 @@ async function writeHostFiles(
   writeLayoutFiles(etc, opts.persistence);
   writeFileSync(
     join(dir, "ssh", "sshd_config"),
-    sshdConfig({ hostKey: `${dir}/ssh/host_ed25519`, authorizedKeys: `${dir}/ssh/authorized_keys` }),
+    sshdConfig({ hostKey: `${dir}/ssh/host_ed25519`, authorizedKeys: `${dir}/ssh/authorized_keys` }, opts.sshd),
   );
   const lines = [
     "set -e",
@@ -720,9 +723,13 @@ function writeLayoutFiles(etc: string, persistence: NonNullable<HostOptions["per
   if (persistence === "alpine") writeFileSync(join(etc, "os-release"), ALPINE_OS_RELEASE);
 }
 
-/** The lab's sshd_config: keys and passwords, no PAM, quiet. */
-function sshdConfig(paths: { hostKey: string; authorizedKeys: string }): string {
-  return [
+/** The lab's sshd_config: keys and passwords, no PAM, quiet; the settings given (HostOptions.sshd) replace
+ * or add to its own. */
+function sshdConfig(
+  paths: { hostKey: string; authorizedKeys: string },
+  overrides: Record<string, string> = {},
+): string {
+  const lines = [
     "Port 22",
     "AddressFamily any",
     `HostKey ${paths.hostKey}`,
@@ -735,8 +742,8 @@ function sshdConfig(paths: { hostKey: string; authorizedKeys: string }): string 
     "StrictModes no",
     "PrintMotd no",
     "LogLevel ERROR",
-    "",
-  ].join("\n");
+  ].filter((l) => !(l.split(" ")[0] in overrides));
+  return [...lines, ...Object.entries(overrides).map(([k, v]) => `${k} ${v}`), ""].join("\n");
 }
 
 /** The commands that switch a userland's iptables names to a backend. */
@@ -758,7 +765,7 @@ async function writeUserlandFiles(
   dir: string,
   name: string,
   userland: Userland,
-  opts: Required<Pick<HostOptions, "backend" | "persistence">>,
+  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd">,
   clientPublicKey: string,
 ): Promise<string> {
   const lower = rootfs(userland);
@@ -805,7 +812,7 @@ async function writeUserlandFiles(
     );
     writeFileSync(
       join(etc, "ssh", "lab_sshd_config"),
-      sshdConfig({ hostKey: "/etc/ssh/lab_host_ed25519", authorizedKeys: "/etc/ssh/lab_authorized_keys" }),
+      sshdConfig({ hostKey: "/etc/ssh/lab_host_ed25519", authorizedKeys: "/etc/ssh/lab_authorized_keys" }, opts.sshd),
     );
     server = "/usr/sbin/sshd -D -e -f /etc/ssh/lab_sshd_config";
   }

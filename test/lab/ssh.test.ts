@@ -33,7 +33,14 @@ function conn(
   extra: Partial<CheckedConnection> = {},
   family: 4 | 6 = 4,
 ): CheckedConnection {
-  return { ...h.connection(user, family), dialErrorLimit: 10, perDialTimeout: 15, sudo: false, ...extra };
+  return {
+    ...h.connection(user, family),
+    dialErrorLimit: 10,
+    perDialTimeout: 15,
+    maxConcurrentDials: 8,
+    sudo: false,
+    ...extra,
+  };
 }
 
 function recorder(): Logger & { lines: string[] } {
@@ -533,6 +540,7 @@ describe("keyboard-interactive and short secrets (an ssh2 server on the workstat
     password,
     dialErrorLimit: 1,
     perDialTimeout: 5,
+    maxConcurrentDials: 8,
     sudo: false,
   });
 

@@ -16,7 +16,15 @@ describe("check: defaults and normalization", () => {
     const { inputs, failures } = check({}, base);
     expect(failures).toEqual([]);
     expect(inputs).toEqual({
-      connection: { host: "198.18.0.10", port: 22, user: "root", dialErrorLimit: 10, perDialTimeout: 15, sudo: false },
+      connection: {
+        host: "198.18.0.10",
+        port: 22,
+        user: "root",
+        dialErrorLimit: 10,
+        perDialTimeout: 15,
+        maxConcurrentDials: 8,
+        sudo: false,
+      },
       port: 2222,
       ports: "2222",
       protocol: "tcp",
@@ -200,6 +208,30 @@ describe("check: every rule of issue 4", () => {
     ["bad host key", { connection: { host: "h", hostKey: "AAAA" } }, "connection.hostKey", /ssh-ed25519 AAAA/],
     ["proxy host", { connection: { host: "h", proxy: { host: "" } } }, "connection.proxy.host", /host name/],
     ["ssh port", { connection: { host: "h", port: 0 } }, "connection.port", /between 1 and 65535/],
+    [
+      "handshakes at once: more than the process runs",
+      { connection: { host: "h", maxConcurrentDials: 11 } },
+      "connection.maxConcurrentDials",
+      /at most 10: the provider runs at most 10 SSH handshakes at once in all; leave it out for 8/,
+    ],
+    [
+      "handshakes at once: none",
+      { connection: { host: "h", maxConcurrentDials: 0 } },
+      "connection.maxConcurrentDials",
+      /from 1 to 10/,
+    ],
+    [
+      "handshakes at once: a fraction",
+      { connection: { host: "h", maxConcurrentDials: 2.5 } },
+      "connection.maxConcurrentDials",
+      /whole number/,
+    ],
+    [
+      "jump host's handshakes at once as text",
+      { connection: { host: "h", proxy: { host: "j", maxConcurrentDials: "4" } } },
+      "connection.proxy.maxConcurrentDials",
+      /must be a number of SSH handshakes at once, e\.g\. 4/,
+    ],
   ])("%s", (_, news, property, reason) => {
     expect(only(news as Record<string, unknown>, property)).toMatch(reason);
   });

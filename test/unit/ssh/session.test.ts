@@ -102,6 +102,7 @@ const connection = (port: number, extra: Partial<CheckedConnection> = {}): Check
   password: PASSWORD,
   dialErrorLimit: 1,
   perDialTimeout: 5,
+  maxConcurrentDials: 8,
   sudo: false,
   ...extra,
 });

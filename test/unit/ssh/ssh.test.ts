@@ -198,6 +198,7 @@ describe("secrets", () => {
       password: "x",
       dialErrorLimit: 10,
       perDialTimeout: 15,
+      maxConcurrentDials: 8,
       sudo: false,
     };
     const k = sessionKey(conn);

@@ -1,0 +1,30 @@
+// Dial once per host per run, before the first batch needs it. The engine's Check (a new resource) and
+// Diff (changes) show which hosts this run will change; nothing is dialled then, because `pulumi preview`
+// and an `up` without changes must open no SSH connection. The first Create, Update or Delete shows that
+// this is a real run: from then on, each of them starts dialling every host foreseen so far, so their
+// handshakes (bounded by ./dials, yielding to dials that someone waits for) overlap with the work of
+// the hosts already connected, instead of starting when their first batch arrives.
+import { isUnknown } from "../rules";
+import type { CheckedConnection } from "../rules";
+import { getSession, sessionKey } from "./session";
+
+/** Connections that this run's pending changes will use, not dialled in advance yet. */
+const foreseen = new Map<string, CheckedConnection>();
+
+/** Remembers a connection that a pending change will use (a connection not known yet is left out). */
+export function foresee(conn: unknown): void {
+  if (!conn || typeof conn !== "object" || isUnknown(conn)) return;
+  const c = conn as CheckedConnection;
+  if (typeof c.host !== "string" || typeof c.user !== "string" || typeof c.port !== "number") return;
+  foreseen.set(sessionKey(c), c);
+}
+
+/** A Create, Update or Delete is starting: this run changes hosts. Starts dialling every host foreseen. */
+export function dialForeseen(): void {
+  const conns = [...foreseen.values()];
+  foreseen.clear();
+  for (const c of conns) getSession(c).dialEarly();
+}
+
+/** How many connections are foreseen and not dialled yet (tests). */
+export const foreseenCount = () => foreseen.size;
