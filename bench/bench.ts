@@ -16,7 +16,8 @@
 // counted inside the host) and round trips (channels), and the targets line (met / NOT met).
 //   npm run bench   (= npm run build && bash test/lab/in-lab.sh tsx bench/bench.ts)
 // Env: BENCH_RUNS (runs at 20 ms, default 3), BENCH_OTHER_RUNS (at 0 and 100 ms, default 1),
-// BENCH_ONLY (comma list of sections: rtt,fleet,kube,cli; default all).
+// BENCH_ONLY (comma list of sections: rtt,fleet,kube,cli; default all). Progress goes to stderr, with
+// the CPU seconds each lifecycle phase kept busy (the machine's, and the provider's own process's).
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
@@ -54,6 +55,7 @@ const log = (m: string) => process.stderr.write(`${m}\n`);
 const load = () => loadavg().map(fix2).join(" ");
 
 let lab: Lab;
+let toxiPid: number | undefined;
 let sshKey: string;
 
 /** A lab host behind its Toxiproxy proxy, and the chain it starts from. */
@@ -241,6 +243,38 @@ async function checkedInputs(t: Target, ports: number[], stack: string) {
   );
 }
 
+/** CPU jiffies (at 100 a second) a process used, with those of the children it has reaped. */
+function jiffiesOf(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  } catch {
+    return 0;
+  }
+}
+/** Where CPU time goes: the machine's (every process, shared with whatever else runs on it), the lab
+ * hosts' (each host's sshd with the sessions, shells and iptables it has reaped), Toxiproxy's, and this
+ * process's (the provider's code). */
+function cpuMark(hosts: LabHost[]) {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  return {
+    idle: f[3] + f[4],
+    total: f.reduce((a, b) => a + b, 0),
+    hosts: hosts.reduce((n, h) => n + jiffiesOf(h.pid), 0),
+    toxiproxy: jiffiesOf(toxiPid),
+    self: process.cpuUsage(),
+  };
+}
+/** The CPU seconds spent between two marks (the hosts' are complete once their sessions have ended). */
+function cpuSpent(from: ReturnType<typeof cpuMark>, to: ReturnType<typeof cpuMark>, hostsTo = to): string {
+  const self = (to.self.user - from.self.user + to.self.system - from.self.system) / 1e6;
+  const s = (j: number) => fix2(j / 100);
+  return (
+    `CPU: machine busy ${s(to.total - from.total - (to.idle - from.idle))} of ${s(to.total - from.total)} cpu-s; ` +
+    `lab hosts (sshd, sh, iptables) ${s(hostsTo.hosts - from.hosts)}, Toxiproxy ${s(to.toxiproxy - from.toxiproxy)}, provider ${fix2(self)}`
+  );
+}
+
 /** Channels opened on the sessions since `before`. */
 const channelsSince = (sessions: { stats: { channels: number } }[], before: number[]) =>
   sessions.reduce((n, s, k) => n + s.stats.channels - before[k], 0);
@@ -271,6 +305,8 @@ async function lifecycle(
     // The sessions this phase uses (closing one takes it out of the pool: take them after).
     const sessions = targets.map((_, k) => sessionOf(connOf(k)));
     const before = sessions.map((s) => s.stats.channels);
+    const hosts = targets.map((t) => t.host);
+    const cpu0 = cpuMark(hosts);
     const t0 = now();
     await drive(async (i) => {
       try {
@@ -281,8 +317,12 @@ async function lifecycle(
       }
     });
     const ms = now() - t0;
+    const cpu1 = cpuMark(hosts);
     const channels = channelsSince(sessions, before);
     await fresh(sessions);
+    // The hosts' sessions end once their connections are closed: then sshd has reaped their CPU time.
+    await new Promise((r) => setTimeout(r, 300));
+    log(`  ${targets.length}x${perHost} ${scope} ${fn.name}: ${sec(ms)} s; ${cpuSpent(cpu0, cpu1, cpuMark(hosts))}`);
     return { ms, channels };
   };
 
@@ -453,6 +493,7 @@ async function main() {
   lab = await Lab.create();
   sshKey = join(lab.dir, "client_ed25519");
   const toxi = await Toxiproxy.start(lab.dir);
+  toxiPid = toxi.pid;
   const out: string[] = [];
   const targets: string[] = [];
   const verdict = (ok: boolean) => (ok ? "met" : "NOT met");

@@ -80,6 +80,11 @@ export class Toxiproxy {
     throw new LabError("no free Toxiproxy port");
   }
 
+  /** The server's process id (the benchmark counts its CPU time). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   async api(method: string, path: string, body?: unknown): Promise<unknown> {
     const r = await fetch(`http://127.0.0.1:${this.apiPort}${path}`, {
       method,
