@@ -2,11 +2,10 @@
 // -j DROP`) brought under management with `adopt: true` under the real `pulumi` CLI: same line,
 // counters kept, destroy removes it; without adopt, create warns and names it. Run inside the lab:
 //   npm run build && bash test/lab/in-lab.sh npx vitest run test/e2e/adopt.test.ts
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { LabHost } from "../lab/lab";
-import type { CliResult, PulumiProject } from "../pulumi";
-import { programProject, removeProjects } from "./program";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Lab, LabHost } from "../lab/lab";
+import { all, ok, stateOf, useLab } from "./harness";
+import { programProject } from "./program";
 
 const HAND_MADE =
   "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" +
@@ -14,14 +13,6 @@ const HAND_MADE =
   "-A INPUT -p udp -m udp --dport 53 -j ACCEPT\nCOMMIT\n";
 const TWIN = "-A INPUT -p tcp -m tcp --dport 8080 -j DROP";
 
-const all = (r: CliResult) => r.stdout + r.stderr;
-async function ok(r: Promise<CliResult>): Promise<CliResult> {
-  const res = await r;
-  expect(res.code, all(res)).toBe(0);
-  return res;
-}
-const stateOf = async (p: PulumiProject, name: string): Promise<any> =>
-  (await p.resources()).find((x) => String(x.urn).endsWith(`::${name}`))?.outputs;
 /** INPUT as iptables-save -c lists it: [counters, text] per rule. */
 async function input(h: LabHost): Promise<{ packets: number; text: string }[]> {
   return (await h.save(4, { counters: true, table: "filter" })).split("\n").flatMap((l) => {
@@ -31,12 +22,8 @@ async function input(h: LabHost): Promise<{ packets: number; text: string }[]> {
 }
 
 let lab: Lab;
-beforeAll(async () => {
-  lab = await Lab.create();
-});
-afterAll(async () => {
-  removeProjects();
-  await lab?.destroy();
+useLab((l) => {
+  lab = l;
 });
 
 describe("adopting a hand-made DROP 8080 (nf_tables)", () => {

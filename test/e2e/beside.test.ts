@@ -7,20 +7,11 @@
 //   npm run build && bash test/lab/in-lab.sh npx vitest run test/e2e/beside.test.ts
 import { execFile, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { LabHost } from "../lab/lab";
-import type { CliResult, PulumiProject } from "../pulumi";
+import type { Lab, LabHost } from "../lab/lab";
+import type { PulumiProject } from "../pulumi";
 import { SCENARIOS } from "../fixtures/scenarios";
-import { programProject, removeProjects, setRules } from "./program";
-
-const all = (r: CliResult) => r.stdout + r.stderr;
-async function ok(r: Promise<CliResult>): Promise<CliResult> {
-  const res = await r;
-  expect(res.code, all(res)).toBe(0);
-  return res;
-}
-const stateOf = async (p: PulumiProject, name: string): Promise<any> =>
-  (await p.resources()).find((x) => String(x.urn).endsWith(`::${name}`))?.outputs;
+import { all, ok, stateOf, useLab } from "./harness";
+import { programProject, setRules } from "./program";
 
 /** `nc -z` from the workstation, optionally from one of its addresses: open, or timeout. */
 function probe(host: string, port: number, from?: string): Promise<"open" | "timeout" | string> {
@@ -32,12 +23,8 @@ function probe(host: string, port: number, from?: string): Promise<"open" | "tim
 }
 
 let lab: Lab;
-beforeAll(async () => {
-  lab = await Lab.create();
-});
-afterAll(async () => {
-  removeProjects();
-  await lab?.destroy();
+useLab((l) => {
+  lab = l;
 });
 
 const INET_FILTER = `table inet filter {

@@ -3,26 +3,23 @@
 // replaces the rule, and destroy must each refuse it inside the handshake, naming both keys, and the
 // impostor's sshd (LogLevel VERBOSE) must see no authentication attempt: no password, no key offered.
 import { writeFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH_ATTEMPT, Lab, LAB_PASSWORD } from "../lab/lab";
-import type { Impostor, LabHost } from "../lab/lab";
+import { describe, expect, it } from "vitest";
+import { AUTH_ATTEMPT, LAB_PASSWORD } from "../lab/lab";
+import type { Impostor, Lab, LabHost } from "../lab/lab";
 import type { PulumiProject } from "../pulumi";
-import { programProject, removeProjects, setRules } from "./program";
+import { useLab } from "./harness";
+import { programProject, setRules } from "./program";
 
 let lab: Lab;
 let target: LabHost;
 let jump: LabHost;
-beforeAll(async () => {
-  lab = await Lab.create();
+useLab(async (l) => {
+  lab = l;
   [target, jump] = await Promise.all([lab.addHost(), lab.addHost()]);
   // The jump host reaches the target through the workstation.
   writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
   await jump.sh(`ip route replace 198.18.${target.slot}.0/24 via ${jump.clientV4}`);
   await target.sh(`ip route replace 198.18.${jump.slot}.0/24 via ${target.clientV4}`);
-});
-afterAll(async () => {
-  removeProjects();
-  await lab?.destroy();
 });
 
 /** Runs refresh, an up that replaces the rule, and destroy while `impostor` holds the address. */

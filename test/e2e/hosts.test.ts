@@ -5,45 +5,20 @@
 // - each family's file must hold its family's rule (one file holding the tag is not enough);
 // - a host switched between the nf_tables and legacy backends: refresh and destroy say where the
 //   rule is and what to do, drop nothing from state, and up never adds a second copy.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { Family, HostOptions, LabHost } from "../lab/lab";
-import { PulumiProject } from "../pulumi";
-import type { CliResult } from "../pulumi";
-import { PROGRAM } from "./program";
-
-const EMPTY = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
-const FAMILIES: Family[] = [4, 6];
-const all = (r: CliResult) => r.stdout + r.stderr;
-async function ok(r: Promise<CliResult>): Promise<CliResult> {
-  const res = await r;
-  expect(res.code, all(res)).toBe(0);
-  return res;
-}
+import { describe, expect, it } from "vitest";
+import type { Family, HostOptions, Lab, LabHost } from "../lab/lab";
+import { all, EMPTY, FAMILIES, ok, useLab } from "./harness";
+import { programProject, type ProgramRule, setRules as setRulesOf } from "./program";
 
 let lab: Lab;
-const projects: PulumiProject[] = [];
-beforeAll(async () => {
-  lab = await Lab.create();
-});
-afterAll(async () => {
-  for (const p of projects) p.remove();
-  await lab?.destroy();
+useLab((l) => {
+  lab = l;
 });
 
 async function setup(name: string, opts: HostOptions) {
   const h = await lab.addHost({ userland: "bullseye", rules: { v4: EMPTY, v6: EMPTY }, ...opts });
-  const p = await PulumiProject.create(name, {
-    files: { "index.js": PROGRAM },
-    withPackage: true,
-    config: {
-      [`${name}:connection`]: { value: JSON.stringify(h.connection()), secret: true },
-      [`${name}:rules`]: "[]",
-    },
-  });
-  projects.push(p);
-  const setRules = (rules: unknown[]) => p.must(["config", "set", `${name}:rules`, "--", JSON.stringify(rules)]);
-  return { h, p, setRules };
+  const p = await programProject(name, h, []);
+  return { h, p, setRules: (rules: ProgramRule[]) => setRulesOf(p, name, rules) };
 }
 
 const file = async (h: LabHost, path: string) => (await h.exec(["cat", path])).stdout;

@@ -6,18 +6,11 @@
 // destroy restoring the ruleset byte for byte. Hosts run two at a time; the table of who passed what
 // is printed at the end. Run inside the lab, after `npm run build` and `bash scripts/rootfs.sh ...`:
 //   bash test/lab/in-lab.sh npx vitest run test/e2e/matrix.test.ts
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { Backend, Family, HostOptions, LabHost, Userland } from "../lab/lab";
-import { PulumiProject } from "../pulumi";
-import type { CliResult } from "../pulumi";
-import { PROGRAM } from "./program";
+import { afterAll, describe, expect, it } from "vitest";
+import type { Backend, Family, HostOptions, Lab, LabHost, Userland } from "../lab/lab";
+import { ALLOW_GUIDE, EMPTY, FAMILIES, ok, rulesets, stateOf, useLab } from "./harness";
+import { programProject, setRules } from "./program";
 
-const EMPTY = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
-const ALLOW_GUIDE =
-  "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" +
-  "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
-const FAMILIES: Family[] = [4, 6];
 const fam = (f: Family) => (f === 4 ? "ipv4" : "ipv6");
 
 type Layout = NonNullable<HostOptions["persistence"]>;
@@ -86,21 +79,11 @@ async function slot<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const all = (r: CliResult) => r.stdout + r.stderr;
-async function ok(r: Promise<CliResult>): Promise<CliResult> {
-  const res = await r;
-  expect(res.code, all(res)).toBe(0);
-  return res;
-}
-
 let lab: Lab;
-const projects: PulumiProject[] = [];
-beforeAll(async () => {
-  lab = await Lab.create();
+useLab((l) => {
+  lab = l;
 });
-afterAll(async () => {
-  for (const p of projects) p.remove();
-  await lab?.destroy();
+afterAll(() => {
   const width = Math.max(...MATRIX.map((h) => h.id.length));
   const lines = [
     `matrix (issue 14): ${STEPS.join(" | ")}`,
@@ -110,16 +93,6 @@ afterAll(async () => {
   ];
   console.log(lines.join("\n"));
 });
-
-/** Both families' rulesets as iptables-save prints them, without its comment lines and with the
- * counters zeroed (any traffic, the provider's own SSH included, moves the policy counters). */
-async function rulesets(h: LabHost): Promise<Record<Family, string>> {
-  return { 4: await h.ruleset(4), 6: await h.ruleset(6) };
-}
-
-async function stateOf(p: PulumiProject, name: string): Promise<any> {
-  return (await p.resources()).find((x) => String(x.urn).endsWith(`::${name}`))?.outputs;
-}
 
 /** A file as the host itself sees it ("" when absent). */
 const fileOn = async (h: LabHost, path: string) => (await h.exec(["cat", path])).stdout;
@@ -138,22 +111,13 @@ describe.concurrent("the userlands operators run", () => {
           ssh: "lo",
         });
         const name = `matrix-${m.id.replace("/", "-")}`;
-        const p = await PulumiProject.create(name, {
-          files: { "index.js": PROGRAM },
-          withPackage: true,
-          config: {
-            [`${name}:connection`]: { value: JSON.stringify(h.connection()), secret: true },
-            [`${name}:rules`]: "[]",
-          },
-        });
-        projects.push(p);
-        const setRules = (rules: unknown[]) => p.must(["config", "set", `${name}:rules`, "--", JSON.stringify(rules)]);
+        const p = await programProject(name, h, []);
         const probe = (port: number, f: Family) => lab.probe(h, port, { family: f, timeoutSec: 1 });
 
         let before = await rulesets(h);
         await step(m.id, "allow guide", async () => {
           for (const f of FAMILIES) expect(await probe(2222, f), `v${f} before up`).toBe("timeout");
-          await setRules([{ name: "allow", args: { port: 2222, action: "ACCEPT", ipVersion: "both" } }]);
+          await setRules(p, name, [{ name: "allow", args: { port: 2222, action: "ACCEPT", ipVersion: "both" } }]);
           await ok(p.up());
           const out = (await p.outputs()).rules.allow;
           expect(out.insertedAt).toEqual({ ipv4: 3, ipv6: 3 });
@@ -184,7 +148,7 @@ describe.concurrent("the userlands operators run", () => {
         const block = { port: 8080, action: "DROP", ipVersion: "both", persist: true };
         let tag = "";
         await step(m.id, "block guide", async () => {
-          await setRules([{ name: "block", args: block }]);
+          await setRules(p, name, [{ name: "block", args: block }]);
           await ok(p.up());
           const out = (await p.outputs()).rules.block;
           tag = out.tag;
@@ -211,7 +175,7 @@ describe.concurrent("the userlands operators run", () => {
           for (const f of FAMILIES) expect(s.counters[fam(f)].packets, `v${f} packets`).toBeGreaterThan(0);
         });
         await step(m.id, "REJECT", async () => {
-          await setRules([{ name: "block", args: { ...block, action: "REJECT", rejectWith: "tcp-reset" } }]);
+          await setRules(p, name, [{ name: "block", args: { ...block, action: "REJECT", rejectWith: "tcp-reset" } }]);
           await ok(p.up());
           const out = (await p.outputs()).rules.block;
           expect(out.tag).not.toBe(tag);

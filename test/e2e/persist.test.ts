@@ -3,10 +3,10 @@
 // owns the policy; a failed save leaves neither a runtime rule nor a resource in state.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { LabHost } from "../lab/lab";
-import { programProject as project, removeProjects, setRules } from "./program";
+import { describe, expect, it } from "vitest";
+import type { Lab, LabHost } from "../lab/lab";
+import { ok, useLab } from "./harness";
+import { programProject as project, setRules } from "./program";
 
 const CHAIN = (extra = "") => `*filter
 :INPUT ACCEPT [0:0]
@@ -19,12 +19,8 @@ COMMIT
 `;
 
 let lab: Lab;
-beforeAll(async () => {
-  lab = await Lab.create();
-});
-afterAll(async () => {
-  removeProjects();
-  await lab?.destroy();
+useLab((l) => {
+  lab = l;
 });
 
 /** A host file as the host sees it (the upper layer of its /etc overlay), or "" if absent. */
@@ -32,7 +28,6 @@ const hostFile = (h: LabHost, path: string) => {
   const f = join(h.dir, "etc", path.replace(/^\/etc\//, ""));
   return existsSync(f) ? readFileSync(f, "utf8") : "";
 };
-const ok = (r: { code: number; stdout: string; stderr: string }) => expect(r.code, r.stdout + r.stderr).toBe(0);
 
 describe.each([
   ["debian", "netfilter-persistent", ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"]],
@@ -44,7 +39,7 @@ describe.each([
     const name = `persist-${layout}`;
     const rule = { name: "app", args: { port: 8080, action: "ACCEPT", ipVersion: "both", persist: true } };
     const p = await project(name, h, [rule]);
-    ok(await p.up());
+    await ok(p.up());
     const out = (await p.outputs()).rules.app;
     expect(out.persisted).toEqual({ mechanism, files: [...files] });
     expect(out.insertedAt).toEqual({ ipv4: 3, ipv6: 3 });
@@ -57,7 +52,7 @@ describe.each([
     expect((await h.iptables(6, ["-S", "INPUT"])).stdout.split("\n")[3]).toBe(out.rules.ipv6);
     expect(await lab.probe(h, 8080)).toBe("open");
     expect(await lab.probe(h, 8080, { family: 6 })).toBe("open");
-    ok(await p.refresh());
+    await ok(p.refresh());
     const [res] = await p.resources();
     expect(res.outputs.line).toEqual({ ipv4: 3, ipv6: 3 });
     expect(res.outputs.effective).toBe(true);
@@ -66,14 +61,14 @@ describe.each([
     await setRules(p, name, [{ ...rule, args: { ...rule.args, persist: false } }]);
     const preview = await p.preview();
     expect(preview.stdout).toMatch(/~ .*update|\(update\)/);
-    ok(await p.up());
+    await ok(p.up());
     for (const f of files) expect(hostFile(h, f)).not.toContain(out.tag);
     expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(out.tag);
     // and back on, then destroy removes it from the files too.
     await setRules(p, name, [rule]);
-    ok(await p.up());
+    await ok(p.up());
     for (const f of files) expect(hostFile(h, f)).toContain(out.tag);
-    ok(await p.destroy());
+    await ok(p.destroy());
     for (const f of files) expect(hostFile(h, f)).not.toContain(out.tag);
     expect((await h.iptables(4, ["-S", "INPUT"])).stdout).not.toContain(out.tag);
   });
@@ -104,9 +99,9 @@ describe("persist where it cannot or must not save", () => {
     expect(await p.resources()).toHaveLength(0);
     // Runtime rules without persist still work there.
     await setRules(p, `owner-${owner}`, [{ name: "app", args: { port: 8080, action: "DROP" } }]);
-    ok(await p.up());
+    await ok(p.up());
     expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toMatch(/--dport 8080 .* -j DROP/);
-    ok(await p.destroy());
+    await ok(p.destroy());
   });
 
   it("rolls the rule back when the save fails (read-only rules directory) and names the file", async () => {

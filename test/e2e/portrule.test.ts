@@ -2,49 +2,16 @@
 // lab hosts, for both iptables backends and both families. No mocks: real sshd, real iptables, real
 // traffic probes from the workstation namespace. Run inside the lab, after `npm run build`:
 //   bash test/lab/in-lab.sh npx vitest run test/e2e/portrule.test.ts
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { Family, LabHost } from "../lab/lab";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Lab, LabHost } from "../lab/lab";
 import type { PulumiProject } from "../pulumi";
-import type { CliResult } from "../pulumi";
-import { type ProgramRule as Rule, programProject as project, removeProjects, setRules } from "./program";
-
-const EMPTY = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
-const ALLOW_GUIDE =
-  "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" +
-  "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
-const FAMILIES: Family[] = [4, 6];
-
-const all = (r: CliResult) => r.stdout + r.stderr;
+import { all, ALLOW_GUIDE, EMPTY, FAMILIES, ok, rulesets, stateOf, useLab } from "./harness";
+import { programProject as project, type ProgramRule as Rule, setRules } from "./program";
 
 let lab: Lab;
-
-beforeAll(async () => {
-  lab = await Lab.create();
+useLab((l) => {
+  lab = l;
 });
-afterAll(async () => {
-  removeProjects();
-  await lab?.destroy();
-});
-
-/** Both families' rulesets, counters aside (iptables-save prints the chains' policy counters,
- * which any traffic, the provider's own SSH included, moves). */
-async function rulesets(h: LabHost): Promise<Record<Family, string>> {
-  const strip = (s: string) => s.replace(/\[\d+:\d+\]/g, "[0:0]");
-  return { 4: strip(await h.ruleset(4)), 6: strip(await h.ruleset(6)) };
-}
-
-/** A resource's outputs in state (refresh updates state, not the stack outputs). */
-async function stateOf(p: PulumiProject, name: string): Promise<any> {
-  const r = (await p.resources()).find((x) => String(x.urn).endsWith(`::${name}`));
-  return r?.outputs;
-}
-
-async function ok(r: Promise<CliResult>): Promise<CliResult> {
-  const res = await r;
-  expect(res.code, all(res)).toBe(0);
-  return res;
-}
 
 describe.each(["nf_tables", "legacy"] as const)("PortRule end to end (%s)", (backend) => {
   describe("the allow guide: policy DROP, [ESTABLISHED,RELATED accept; lo accept]", () => {

@@ -1,7 +1,8 @@
 // A Pulumi program (JavaScript) for the e2e tests: PortRules from stack config, so each test
 // changes config, not code. Config: `connection` (secret object), `rules` ([{name, args}]).
+// Free of vitest: the benchmark (bench/bench.ts) runs it too.
 import type { LabHost } from "../lab/lab";
-import { PulumiProject } from "../pulumi";
+import { type ProjectOptions, PulumiProject } from "../pulumi";
 
 export const PROGRAM = `
 const pulumi = require("@pulumi/pulumi");
@@ -27,14 +28,21 @@ export interface ProgramRule {
 
 const created: PulumiProject[] = [];
 
+/** A Pulumi project in a fresh directory, removed by removeProjects (test/e2e/harness.ts useLab calls it). */
+export async function createProject(name: string, opts: ProjectOptions): Promise<PulumiProject> {
+  const p = await PulumiProject.create(name, opts);
+  created.push(p);
+  return p;
+}
+
 /** A Pulumi project that runs PROGRAM on `host` (the npm-packed package installed, unless told otherwise). */
-export async function programProject(
+export function programProject(
   name: string,
   host: LabHost,
   rules: ProgramRule[],
   withPackage: boolean | string = true,
 ): Promise<PulumiProject> {
-  const p = await PulumiProject.create(name, {
+  return createProject(name, {
     files: { "index.js": PROGRAM },
     withPackage,
     config: {
@@ -42,15 +50,13 @@ export async function programProject(
       [`${name}:rules`]: JSON.stringify(rules),
     },
   });
-  created.push(p);
-  return p;
 }
 
 /** Replaces the program's rules (the next `up` applies them). */
 export const setRules = (p: PulumiProject, name: string, rules: ProgramRule[]) =>
   p.must(["config", "set", `${name}:rules`, "--", JSON.stringify(rules)]);
 
-/** Removes every project made by programProject in this test file (call from afterAll). */
+/** Removes every project made by createProject or programProject in this process. */
 export function removeProjects(): void {
   for (const p of created.splice(0)) p.remove();
 }

@@ -3,11 +3,11 @@
 // created the stack, and the host key recorded at create being required afterwards.
 import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { LabHost } from "../lab/lab";
+import { afterAll, describe, expect, it } from "vitest";
+import type { Lab, LabHost } from "../lab/lab";
 import { ROOT, packedPackage } from "../pulumi";
-import { type ProgramRule, programProject, removeProjects } from "./program";
+import { EMPTY, useLab } from "./harness";
+import { programProject, type ProgramRule } from "./program";
 import * as lifecycle from "../../provider/provider";
 import { HostKeyError, closeAll, forgetPins } from "../../provider/ssh";
 
@@ -15,17 +15,12 @@ const CHAIN =
   "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
 let lab: Lab;
 let host: LabHost;
-beforeAll(async () => {
-  lab = await Lab.create();
+useLab(async (l) => {
+  lab = l;
   // An empty filter table loaded at start: on nf_tables the table exists only once something creates it.
-  const empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
-  host = await lab.addHost({ ssh: "lo", listen: { tcp: [2222] }, rules: { v4: empty, v6: empty } });
+  host = await lab.addHost({ ssh: "lo", listen: { tcp: [2222] }, rules: { v4: EMPTY, v6: EMPTY } });
 });
-afterAll(async () => {
-  removeProjects();
-  await closeAll();
-  await lab?.destroy();
-});
+afterAll(() => closeAll());
 
 const project = (name: string, rules: ProgramRule[], withPackage: boolean | string = true) =>
   programProject(name, host, rules, withPackage);

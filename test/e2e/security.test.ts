@@ -4,25 +4,16 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { LabHost } from "../lab/lab";
-import { PulumiProject } from "../pulumi";
-import type { CliResult } from "../pulumi";
-import { programProject, removeProjects, setRules } from "./program";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Lab, LabHost } from "../lab/lab";
+import type { CliResult, PulumiProject } from "../pulumi";
+import { all, useLab } from "./harness";
+import { createProject, programProject, setRules } from "./program";
 
 let lab: Lab;
-const projects: PulumiProject[] = [];
-beforeAll(async () => {
-  lab = await Lab.create();
+useLab((l) => {
+  lab = l;
 });
-afterAll(async () => {
-  removeProjects();
-  for (const p of projects) p.remove();
-  await lab?.destroy();
-});
-
-const out = (r: CliResult) => r.stdout + r.stderr;
 
 describe("the lockout guard, removing the rule that lets the provider in", () => {
   it("refuses removing the PortRule that accepts SSH on a default-DROP host, unless allowLockout; then it warns", async () => {
@@ -36,7 +27,7 @@ describe("the lockout guard, removing the rule that lets the provider in", () =>
     ];
     const p = await programProject(name, host, ssh());
     const up = await p.up();
-    expect(up.code, out(up)).toBe(0);
+    expect(up.code, all(up)).toBe(0);
     // The hand rule goes: from now on the PortRule alone lets the provider in.
     expect(
       (await host.iptables(4, ["-D", "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"])).code,
@@ -47,13 +38,13 @@ describe("the lockout guard, removing the rule that lets the provider in", () =>
 
     await setRules(p, name, []);
     const refused = await p.up();
-    expect(refused.code, out(refused)).not.toBe(0);
-    expect(out(refused)).toMatch(
+    expect(refused.code, all(refused)).not.toBe(0);
+    expect(all(refused)).toMatch(
       new RegExp(
         `removing the rule -A INPUT -p tcp -m tcp --dport 22 .* would lock the provider out of the host: new SSH connections from ${host.clientV4.replace(/\./g, "\\.")} to port 22 are accepted now .* and would then be refused \\(by the INPUT policy DROP\\)`,
       ),
     );
-    expect(out(refused)).toMatch(/set allowLockout: true on this PortRule and run pulumi up, then remove or change it/);
+    expect(all(refused)).toMatch(/set allowLockout: true on this PortRule and run pulumi up, then remove or change it/);
     expect(await chain()).toBe(before);
     expect(await p.resources()).toHaveLength(1);
     expect(await lab.probe(host, 22)).toBe("open");
@@ -61,11 +52,11 @@ describe("the lockout guard, removing the rule that lets the provider in", () =>
     // Opted in on the rule first (an update in place), then removed: it goes, with a warning.
     await setRules(p, name, ssh({ allowLockout: true }));
     const optIn = await p.up();
-    expect(optIn.code, out(optIn)).toBe(0);
+    expect(optIn.code, all(optIn)).toBe(0);
     await setRules(p, name, []);
     const removed = await p.up();
-    expect(removed.code, out(removed)).toBe(0);
-    expect(out(removed)).toMatch(
+    expect(removed.code, all(removed)).toBe(0);
+    expect(all(removed)).toMatch(
       /warning: (\[runtime\] )?allowLockout is set, so this goes ahead: removing the rule .* would lock the provider out/,
     );
     expect(await chain()).not.toContain("pulumi-iptables:");
@@ -154,8 +145,7 @@ describe("canary secrets", () => {
     execFileSync("rm", ["-f", f]);
     await host.sh(`cat ${f}.pub >> ${host.dir}/ssh/authorized_keys && rm -f ${f}.pub`);
     await host.sh(`echo 'pit-ops:${CANARY.password}' | chpasswd`);
-    p = await PulumiProject.create("canary", { files: { "index.js": CANARY_PROGRAM }, withPackage: true });
-    projects.push(p);
+    p = await createProject("canary", { files: { "index.js": CANARY_PROGRAM }, withPackage: true });
   });
 
   /** The logins: the key with its passphrase, the password (and whose it is). */
@@ -177,7 +167,7 @@ describe("canary secrets", () => {
     await configure(CANARY.passphrase, CANARY.password);
     const runs: [string, CliResult][] = [];
     const up = await p.up(["--logtostderr", "-v=9"]);
-    expect(up.code, out(up)).toBe(0);
+    expect(up.code, all(up)).toBe(0);
     runs.push(["up -v=9", up]);
     const exported = await p.must(["stack", "export"]);
     expectNoCanary(exported.stdout, "pulumi stack export");
@@ -190,26 +180,26 @@ describe("canary secrets", () => {
       expect(r.outputs.connection?.["4dabf18193072939515e22adb298388d"]).toBe("1b47061264138c4ac30d75fd1eb44270"); // a secret
     }
     const refresh = await p.refresh(["--logtostderr", "-v=9"]);
-    expect(refresh.code, out(refresh)).toBe(0);
+    expect(refresh.code, all(refresh)).toBe(0);
     runs.push(["refresh -v=9", refresh]);
 
     // Wrong credentials, each a credentials-only update that must prove the login before it is kept.
     await configure(CANARY.wrongPassphrase, CANARY.wrongPassword);
     const wrong = await p.up(["--continue-on-error", "--logtostderr", "-v=9"]);
-    expect(wrong.code, out(wrong)).not.toBe(0);
-    expect(out(wrong)).toContain("privateKeyPassword does not decrypt the privateKey for pit-ops@");
-    expect(out(wrong)).toMatch(/authentication as pit-ops@\S+ failed \(tried: password/);
+    expect(wrong.code, all(wrong)).not.toBe(0);
+    expect(all(wrong)).toContain("privateKeyPassword does not decrypt the privateKey for pit-ops@");
+    expect(all(wrong)).toMatch(/authentication as pit-ops@\S+ failed \(tried: password/);
     runs.push(["up with wrong credentials", wrong]);
     // A login that works but whose sudo asks for a password: refused too, before it reaches state.
     await configure(CANARY.passphrase, "lab-password-1", "pit-nopw");
     const nosudo = await p.up();
-    expect(nosudo.code, out(nosudo)).not.toBe(0);
-    expect(out(nosudo)).toMatch(/sudo on pit-nopw@\S+ asks for a password/);
+    expect(nosudo.code, all(nosudo)).not.toBe(0);
+    expect(all(nosudo)).toMatch(/sudo on pit-nopw@\S+ asks for a password/);
     runs.push(["up with a sudo that asks", nosudo]);
     // State still holds the working logins: destroy uses them.
     await configure(CANARY.passphrase, CANARY.password);
     const destroy = await p.destroy(["--logtostderr", "-v=9"]);
-    expect(destroy.code, out(destroy)).toBe(0);
+    expect(destroy.code, all(destroy)).toBe(0);
     runs.push(["destroy -v=9", destroy]);
 
     // The engine of Pulumi 3.248 itself logs secrets at -v=7 and up, for every resource: the property maps
@@ -219,7 +209,7 @@ describe("canary secrets", () => {
     // So: the operator's display (every line that is not an engine log record) holds no canary, and in the
     // engine's log records a canary appears only as the value of its own key in such a dump, never in a
     // message, an error or a log line of the provider.
-    for (const [what, r] of runs) expect(leaksOutsideEngineDumps(out(r)), what).toEqual([]);
+    for (const [what, r] of runs) expect(leaksOutsideEngineDumps(all(r)), what).toEqual([]);
     expectNoCanary(allFiles(join(p.dir, ".state")), "the state backend's files");
     // What the provider leaves on the host: its /run (lock, undo files), the rules files, the host's /etc
     // and homes (an overlay upper layer in the lab), and the scripts' stderr files (mktemp in /tmp, which

@@ -4,15 +4,13 @@
 // families: probes prove both; refresh says effective with packets counted; a contrary rule put
 // above by hand makes refresh say effective: false and name it; destroy gives back ufw's ruleset.
 //   npm run build && bash test/lab/in-lab.sh npx vitest run test/e2e/ufw.test.ts
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
-import type { Family, LabHost } from "../lab/lab";
+import { describe, expect, it } from "vitest";
+import type { Family, Lab, LabHost } from "../lab/lab";
 import { ufwRoot, ufwScript } from "../lab/ufw";
-import type { CliResult, PulumiProject } from "../pulumi";
-import { type ProgramRule, programProject, removeProjects } from "./program";
+import type { PulumiProject } from "../pulumi";
+import { FAMILIES, ok, rulesets, stateOf, useLab } from "./harness";
+import { programProject, type ProgramRule } from "./program";
 
-const FAMILIES: Family[] = [4, 6];
-const all = (r: CliResult) => r.stdout + r.stderr;
 const chainPrefix = (f: Family) => (f === 4 ? "ufw" : "ufw6");
 
 let lab: Lab;
@@ -24,37 +22,16 @@ const RULES: ProgramRule[] = [
   { name: "close9090", args: { port: 9090, action: "DROP", ipVersion: "both" } },
 ];
 
-async function ok(r: Promise<CliResult>): Promise<CliResult> {
-  const res = await r;
-  expect(res.code, all(res)).toBe(0);
-  return res;
-}
-
-async function stateOf(name: string): Promise<any> {
-  return (await p.resources()).find((x) => String(x.urn).endsWith(`::${name}`))?.outputs;
-}
-
-/** Both families' rulesets, counters aside. */
-async function rulesets(): Promise<Record<Family, string>> {
-  const strip = (s: string) => s.replace(/\[\d+:\d+\]/g, "[0:0]");
-  return { 4: strip(await h.ruleset(4)), 6: strip(await h.ruleset(6)) };
-}
-
-beforeAll(async () => {
+useLab(async (l) => {
   const found = ufwRoot();
   if ("missing" in found) throw new Error(`the ufw e2e test needs ufw: ${found.missing}`);
-  lab = await Lab.create();
+  lab = l;
   h = await lab.addHost({ backend: "nf_tables", listen: { tcp: [8080, 9090] } });
   const script = ufwScript(found.root, ["ufw allow 22/tcp", "ufw deny 8080/tcp", "ufw allow 9090/tcp"]);
   const r = await h.exec(["unshare", "--mount", "sh", "-c", script]);
   if (r.code !== 0) throw new Error(`enabling ufw in ${h.name} failed (exit ${r.code}): ${r.stderr}`);
   p = await programProject("ufw", h, RULES);
 }, 120_000);
-
-afterAll(async () => {
-  removeProjects();
-  await lab?.destroy();
-});
 
 describe("PortRule on a ufw host (ufw 0.36.2, nf_tables)", () => {
   it("opens the port ufw denies and closes one it allows, v4 and v6; refresh, a contrary rule by hand, destroy", async () => {
@@ -63,7 +40,7 @@ describe("PortRule on a ufw host (ufw 0.36.2, nf_tables)", () => {
       expect(await lab.probe(h, 8080, { family: f, timeoutSec: 2 }), `v${f} 8080 before up`).toBe("timeout");
       expect(await lab.probe(h, 9090, { family: f, timeoutSec: 2 }), `v${f} 9090 before up`).toBe("open");
     }
-    const before = await rulesets();
+    const before = await rulesets(h);
 
     await ok(p.up());
     const out = (await p.outputs()).rules;
@@ -88,7 +65,7 @@ describe("PortRule on a ufw host (ufw 0.36.2, nf_tables)", () => {
 
     await ok(p.refresh());
     for (const name of ["open8080", "close9090"]) {
-      const s = await stateOf(name);
+      const s = await stateOf(p, name);
       expect(s.effective, `${name}: ${JSON.stringify(s.shadowedBy)}`).toBe(true);
       expect(s.counters.ipv4.packets, name).toBeGreaterThan(0);
       expect(s.counters.ipv6.packets, name).toBeGreaterThan(0);
@@ -100,18 +77,18 @@ describe("PortRule on a ufw host (ufw 0.36.2, nf_tables)", () => {
         (await h.iptables(f, ["-I", "INPUT", "1", "-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "DROP"])).code,
       ).toBe(0);
     await ok(p.refresh());
-    const shadowed = await stateOf("open8080");
+    const shadowed = await stateOf(p, "open8080");
     expect(shadowed.effective).toBe(false);
     for (const n of ["ipv4", "ipv6"])
       expect(shadowed.shadowedBy[n]).toBe("INPUT:1 (-A INPUT -p tcp -m tcp --dport 8080 -j DROP) drops tcp 8080");
-    expect((await stateOf("close9090")).effective).toBe(true);
+    expect((await stateOf(p, "close9090")).effective).toBe(true);
     for (const f of FAMILIES)
       expect(
         (await h.iptables(f, ["-D", "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "DROP"])).code,
       ).toBe(0);
 
     await ok(p.destroy());
-    expect(await rulesets()).toEqual(before);
+    expect(await rulesets(h)).toEqual(before);
     for (const f of FAMILIES) {
       expect(await lab.probe(h, 8080, { family: f, timeoutSec: 2 }), `v${f} 8080 after destroy`).toBe("timeout");
       expect(await lab.probe(h, 9090, { family: f, timeoutSec: 2 }), `v${f} 9090 after destroy`).toBe("open");

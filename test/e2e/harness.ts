@@ -1,0 +1,52 @@
+// What the e2e test files share besides the program: the file's lab (useLab), the rulesets its hosts
+// start from, and small helpers for CLI runs and state.
+import { afterAll, beforeAll, expect } from "vitest";
+import { Lab } from "../lab/lab";
+import type { Family, LabHost } from "../lab/lab";
+import type { CliResult, PulumiProject } from "../pulumi";
+import { removeProjects } from "./program";
+
+/** An empty filter table (the block guide's start; on nf_tables the table exists once something makes it). */
+export const EMPTY = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+/** The allow guide's filter table: policy DROP, ESTABLISHED,RELATED and lo accepted. */
+export const ALLOW_GUIDE =
+  "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" +
+  "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
+export const FAMILIES: Family[] = [4, 6];
+
+/**
+ * The test file's lab: made before its tests, then handed to `setup` (which keeps it, and may add the
+ * hosts the file's tests share); after them, every project made by createProject or programProject
+ * is removed and the lab destroyed. Call once, at the top of the file.
+ */
+export function useLab(setup: (lab: Lab) => void | Promise<void>, timeoutMs?: number): void {
+  let lab: Lab | undefined;
+  beforeAll(async () => {
+    lab = await Lab.create();
+    await setup(lab);
+  }, timeoutMs);
+  afterAll(async () => {
+    removeProjects();
+    await lab?.destroy();
+  });
+}
+
+/** What a CLI run printed, stdout then stderr. */
+export const all = (r: CliResult) => r.stdout + r.stderr;
+
+/** The CLI run, expected to succeed (its output is the failure message). */
+export async function ok(run: Promise<CliResult>): Promise<CliResult> {
+  const r = await run;
+  expect(r.code, all(r)).toBe(0);
+  return r;
+}
+
+/** A resource's outputs in state (refresh updates state, not the stack outputs). */
+export async function stateOf(p: PulumiProject, name: string): Promise<any> {
+  return (await p.resources()).find((x) => String(x.urn).endsWith(`::${name}`))?.outputs;
+}
+
+/** Both families' rulesets as LabHost.ruleset gives them (counters zeroed), to compare before and after. */
+export async function rulesets(h: LabHost): Promise<Record<Family, string>> {
+  return { 4: await h.ruleset(4), 6: await h.ruleset(6) };
+}
