@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { AUTH_ATTEMPT, LAB_PASSWORD } from "../lab/lab";
 import type { Impostor, Lab, LabHost } from "../lab/lab";
 import type { PulumiProject } from "../pulumi";
-import { useLab } from "./harness";
+import { all, ok, useLab } from "./harness";
 import { programProject, setRules } from "./program";
 
 let lab: Lab;
@@ -33,7 +33,7 @@ async function refusedThrice(p: PulumiProject, name: string, real: LabHost, impo
     destroy: await p.destroy(),
   };
   for (const [what, r] of Object.entries(runs)) {
-    const out = r.stdout + r.stderr;
+    const out = all(r);
     expect(r.code, `${what}: ${out}`).not.toBe(0);
     expect(out, what).toMatch(
       new RegExp(`host key verification failed for [a-z-]+@${real.v4.replace(/\./g, "\\.")}:22`),
@@ -61,8 +61,7 @@ describe("an impostor takes the address after pulumi up", () => {
       "--",
       JSON.stringify({ ...target.connection(), password: LAB_PASSWORD }),
     ]);
-    const up = await p.up();
-    expect(up.code, up.stdout + up.stderr).toBe(0);
+    await ok(p.up());
     expect((await p.outputs()).rules.app.hostKeyFingerprint).toBe(target.hostKeyFingerprint);
     const impostor = await target.impersonate();
     try {
@@ -72,8 +71,7 @@ describe("an impostor takes the address after pulumi up", () => {
     }
     // The real host back: the rule is still there, and destroy removes it.
     expect((await target.iptables(4, ["-S", "INPUT"])).stdout).toContain("--dport 2260");
-    const destroy = await p.destroy();
-    expect(destroy.code, destroy.stdout + destroy.stderr).toBe(0);
+    await ok(p.destroy());
     expect((await target.iptables(4, ["-S", "INPUT"])).stdout).not.toContain("--dport 2260");
   });
 
@@ -82,8 +80,7 @@ describe("an impostor takes the address after pulumi up", () => {
     const p = await programProject(name, target, [{ name: "app", args: { port: 2260, action: "ACCEPT" } }]);
     const via = { ...target.connection(), proxy: { ...jump.connection("sudo"), password: LAB_PASSWORD } };
     await p.must(["config", "set", "--secret", `${name}:connection`, "--", JSON.stringify(via)]);
-    const up = await p.up();
-    expect(up.code, up.stdout + up.stderr).toBe(0);
+    await ok(p.up());
     const [res] = await p.resources();
     expect(res.outputs.hostKeyFingerprint).toBe(target.hostKeyFingerprint);
     expect(res.outputs.proxyHostKeyFingerprint).toBe(jump.hostKeyFingerprint);
@@ -93,8 +90,7 @@ describe("an impostor takes the address after pulumi up", () => {
     } finally {
       await impostor.leave();
     }
-    const destroy = await p.destroy();
-    expect(destroy.code, destroy.stdout + destroy.stderr).toBe(0);
+    await ok(p.destroy());
     expect((await target.iptables(4, ["-S", "INPUT"])).stdout).not.toContain("--dport 2260");
   });
 });
