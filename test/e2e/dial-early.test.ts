@@ -7,12 +7,10 @@
 // create's start (and its host) is recorded inside the provider's process by a preload.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../lab/lab";
+import { describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/lab";
-import { PulumiProject } from "../pulumi";
-import type { CliResult } from "../pulumi";
-import { PROGRAM } from "./program";
+import { ok, useLab } from "./harness";
+import { createProject, PROGRAM } from "./program";
 
 /** Preloaded into the CLI's node processes: appends {host, t0} for each create of the provider. */
 const TRACE = `
@@ -36,23 +34,9 @@ Module._load = function (request, parent, isMain) {
 };
 `;
 
-const all = (r: CliResult) => r.stdout + r.stderr;
-async function ok(r: Promise<CliResult>): Promise<CliResult> {
-  const res = await r;
-  expect(res.code, all(res)).toBe(0);
-  return res;
-}
-
-let lab: Lab;
 let hosts: LabHost[];
-let p: PulumiProject | undefined;
-beforeAll(async () => {
-  lab = await Lab.create();
+useLab(async (lab) => {
   hosts = await Promise.all([0, 1, 2].map(() => lab.addHost({ sshd: { LogLevel: "VERBOSE" } })));
-});
-afterAll(async () => {
-  p?.remove();
-  await lab?.destroy();
 });
 
 /** Connections a host's sshd has accepted so far. */
@@ -70,7 +54,7 @@ describe("SSH connections of a run", () => {
       connection: { ...hosts[k].connection() },
       args: { port: 9100 + i, action: "ACCEPT" },
     }));
-    p = await PulumiProject.create("dialearly", {
+    const p = await createProject("dialearly", {
       files: { "index.js": PROGRAM, "trace.cjs": TRACE },
       withPackage: true,
       config: { "dialearly:connection": { value: "{}", secret: true }, "dialearly:rules": JSON.stringify(rules) },
