@@ -1,7 +1,7 @@
 // The PortRule lifecycle as the Pulumi engine calls it: thin methods over the rule core (pure) and
 // the host agent (I/O). This module's path, `pulumi-iptables/dist/provider`, is recorded in every
 // stack's state through the serialized provider: keep it and its exports loadable in later versions.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { log as pulumiLog } from "@pulumi/pulumi";
 import {
   check as checkInputs,
@@ -14,8 +14,8 @@ import {
   ruleText,
 } from "./rules";
 import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
-import { hostAgent, TagTaken } from "./host/agent";
-import type { DeleteRequest, HostFacts, InsertRequest, InsertResult, Placement, ReadResult } from "./host/agent";
+import { hostAgent } from "./host/agent";
+import type { ChangeResult, DeleteRequest, HostFacts, InsertRequest, Placement, ReadResult } from "./host/agent";
 import { familyName } from "./host/protocol";
 import { addressOf, dialForeseen, foresee, pinHostKey, redactError } from "./ssh";
 import type { Logger } from "./ssh";
@@ -108,9 +108,27 @@ const perFamily = <T>(inputs: RuleInputs, value: (f: Family) => T): PerFamily<T>
 /** The rule as made by hand, without a tag, as `iptables -S` prints it: what `adopt` takes over. */
 const twinOf = (inputs: RuleInputs, f: Family) => ruleText(inputs.chain, renderRule(inputs, f));
 
+const hash12 = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex").slice(0, 12);
+
 function uniqueOf(inputs: RuleInputs): string {
-  const defining = [inputs.identity, inputs.connection?.host, ...RULE_DEFINING.map((k) => inputs[k])];
-  return createHash("sha256").update(JSON.stringify(defining)).digest("hex").slice(0, 12);
+  return hash12([inputs.identity, inputs.connection?.host, ...RULE_DEFINING.map((k) => inputs[k])]);
+}
+
+/** The next unique part of a rule's lineage: derived from the one before, so the same on every try. */
+export const successorOf = (unique: string) => hash12(["replacement of", unique]);
+
+/** How many generations of a rule's lineage a create looks for on the host. */
+const LINEAGE = 4;
+
+/** The unique parts a create may use: the derived one first, then its successors. A rule found on
+ * the host with one of them and the same spec is this resource's own (left by a failed earlier try,
+ * or the rule an identical replacement replaces: the engine checks a `--replace` without its old
+ * inputs, so the two cannot be told apart): the create takes it over in place under the next unused
+ * one. So a retry never duplicates a rule, and a replacement never shares the tag it replaces. */
+export function lineage(unique: string): string[] {
+  const out = [unique];
+  while (out.length < LINEAGE) out.push(successorOf(out[out.length - 1]));
+  return out;
 }
 
 /** Validates and normalizes; adds the identity tag and the exact rule text for `pulumi preview`. */
@@ -119,8 +137,8 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
   if (failures.length) return { inputs: news, failures };
   if (Object.keys(olds).length === 0) foresee(inputs.connection); // a new rule: dialled early in an up
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
-  // Derived from what defines the rule, so preview and up agree on the tag; a create that finds
-  // the tag on the host already (an identical rule being replaced) picks a random one instead.
+  // Derived from what defines the rule, so preview and up agree on the tag. A create that finds a
+  // rule with this tag on the host takes it over under the tag's successor (create, below).
   const unique = keep ? (olds.unique as string) : uniqueOf(inputs);
   const out: Record<string, unknown> = { ...inputs, unique };
   if (inputs.identity && !isUnknown(inputs)) {
@@ -152,7 +170,7 @@ export async function diff(_id: string, olds: Props, news: Props) {
   if (hostOf(olds) !== hostOf(news)) replaces.push("connection.host");
   if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
   if (replaces.length && news.allowLockout === true && typeof olds.tag === "string") replacedOptIn.add(olds.tag);
-  const updates = ["persist", "allowLockout", "adopt"].filter((k) => olds[k] !== news[k]);
+  const updates = ["persist", "allowLockout", "adopt", "rollbackAfter"].filter((k) => olds[k] !== news[k]);
   const { host: _oh, ...oldConn } = olds.connection ?? {};
   const { host: _nh, ...newConn } = news.connection ?? {};
   if (JSON.stringify(oldConn) !== JSON.stringify(newConn)) updates.push("connection");
@@ -219,6 +237,25 @@ function deleteGuard(props: PortRuleState, log: Logger): DeleteRequest["guard"] 
   };
 }
 
+/** Does the rule's port list hold this port? */
+function covers(inputs: RuleInputs, port: number): boolean {
+  const items = Array.isArray(inputs.port) ? inputs.port : [inputs.port];
+  return items.some((p) => (typeof p === "number" ? p === port : p.from <= port && port <= p.to));
+}
+
+/**
+ * Could this change cut off new SSH connections from the provider, beyond what the lockout guard
+ * rules out? A DROP/REJECT on INPUT (or a user chain) that the guard let through (allowLockout) or
+ * that covers the SSH port (the guard reads the existing connection, not new ones), and the delete
+ * of an ACCEPT of the SSH port. Such changes are confirmed over a fresh SSH connection.
+ */
+export function mayLockOut(inputs: RuleInputs, change: "insert" | "delete"): boolean {
+  if (["FORWARD", "OUTPUT", DOCKER_USER].includes(inputs.chain)) return false;
+  const ssh = inputs.protocol === "tcp" && covers(inputs, inputs.connection.port);
+  if (change === "delete") return inputs.action === "ACCEPT" && ssh;
+  return inputs.action !== "ACCEPT" && (inputs.allowLockout || ssh);
+}
+
 /** Whether anything listens on the rule's ports; undefined when the host cannot tell. */
 function listeningOn(facts: HostFacts, inputs: RuleInputs): boolean | undefined {
   if (!facts.listening) return undefined;
@@ -235,7 +272,7 @@ function listeningOn(facts: HostFacts, inputs: RuleInputs): boolean | undefined 
 }
 
 /** The state of a rule the host agent just inserted. */
-function createdState(inputs: RuleInputs, unique: string, tag: string, res: InsertResult): PortRuleState {
+function createdState(inputs: RuleInputs, unique: string, tag: string, res: ChangeResult): PortRuleState {
   const fams = families(inputs.ipVersion);
   const placed = (pick: (p: Placement) => unknown) =>
     Object.fromEntries(fams.map((f) => [familyName(f), pick(res.families[f]!)]));
@@ -281,7 +318,7 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Inse
 }
 
 /** Tells the operator where each family's rule went and why, and warns of an ACCEPT nobody answers on. */
-function reportCreated(state: PortRuleState, res: InsertResult, log: Logger): void {
+function reportCreated(state: PortRuleState, res: ChangeResult, log: Logger): void {
   for (const f of families(state.ipVersion)) {
     const p = res.families[f]!;
     const verb = p.adopted ? `-R $1 ${p.line}` : `-I $1 ${p.line}`;
@@ -324,43 +361,38 @@ export async function create(inputs: RuleInputs & { unique: string }) {
 
 async function createRule(inputs: RuleInputs & { unique: string }) {
   const log = logger();
-  if (!inputs.identity) throw new Error("PortRule inputs lack their identity: create PortRule through its constructor");
+  const identity = inputs.identity;
+  if (!identity) throw new Error("PortRule inputs lack their identity: create PortRule through its constructor");
+  const fams = families(inputs.ipVersion);
   const agent = hostAgent(inputs.connection, log);
   // The host (and jump host) must present the keys pinned for their addresses in this run: those of
   // the rule this one replaces, of other rules on the host, or the first seen.
   await agent.session.connect();
-  // A tag already on the host means the rule this one replaces is still there (create before
-  // delete of an identical rule): a new unique part keeps the two apart.
-  let unique = inputs.unique;
-  for (let attempt = 0; ; attempt++) {
-    const tag = makeTag(inputs.identity, unique);
-    const specs = Object.fromEntries(families(inputs.ipVersion).map((f) => [f, renderRule(inputs, f, tag)]));
-    try {
-      const res = await agent.insert({
-        kind: "insert",
-        table: inputs.table,
-        chain: inputs.chain,
-        specs,
-        tag,
-        position: inputs.position,
-        persist: inputs.persist,
-        guard: insertGuard(inputs, log),
-        twins: Object.fromEntries(families(inputs.ipVersion).map((f) => [f, twinOf(inputs, f)])),
-        adopt: inputs.adopt,
-      });
-      const state = createdState(inputs, unique, tag, res);
-      const jump = agent.session.proxy?.hostKey;
-      if (jump) state.proxyHostKeyFingerprint = jump.fingerprint;
-      reportCreated(state, res, log);
-      return { id: tag, outs: state };
-    } catch (err) {
-      if (attempt < 2 && err instanceof TagTaken) {
-        unique = randomBytes(6).toString("hex");
-        continue;
-      }
-      throw err;
-    }
-  }
+  const candidates = lineage(inputs.unique).map((unique) => {
+    const tag = makeTag(identity, unique);
+    return { unique, tag, specs: Object.fromEntries(fams.map((f) => [f, renderRule(inputs, f, tag)])) };
+  });
+  const res = await agent.change({
+    kind: "insert",
+    table: inputs.table,
+    chain: inputs.chain,
+    tag: candidates[0].tag,
+    specs: candidates[0].specs,
+    successors: candidates.slice(1).map(({ tag, specs }) => ({ tag, specs })),
+    position: inputs.position,
+    persist: inputs.persist,
+    guard: insertGuard(inputs, log),
+    twins: Object.fromEntries(fams.map((f) => [f, twinOf(inputs, f)])),
+    adopt: inputs.adopt,
+    freshConfirm: mayLockOut(inputs, "insert"),
+    rollbackAfter: inputs.rollbackAfter,
+  });
+  const chosen = candidates.find((c) => c.tag === res.tag) ?? candidates[0];
+  const state = createdState(inputs, chosen.unique, chosen.tag, res);
+  const jump = agent.session.proxy?.hostKey;
+  if (jump) state.proxyHostKeyFingerprint = jump.fingerprint;
+  reportCreated(state, res, log);
+  return { id: chosen.tag, outs: state };
 }
 
 /** The rules files that hold a rule of these families. */
@@ -462,7 +494,7 @@ async function updateRule(_id: string, olds: PortRuleState, news: RuleInputs & {
   if (jump) outs.proxyHostKeyFingerprint = jump.fingerprint;
   else delete outs.proxyHostKeyFingerprint;
   if (news.persist !== olds.persist) {
-    const facts = await agent.persist({
+    const { facts } = await agent.change({
       kind: "persist",
       table: olds.table,
       chain: olds.chain,
@@ -484,7 +516,7 @@ export async function remove(id: string, props: PortRuleState) {
 
 async function removeRule(_id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
-  const { absent } = await agent.delete({
+  const { families: deleted } = await agent.change({
     kind: "delete",
     table: props.table,
     chain: props.chain,
@@ -492,7 +524,10 @@ async function removeRule(_id: string, props: PortRuleState) {
     tag: props.tag,
     persist: props.persist,
     guard: deleteGuard(props, logger()),
+    freshConfirm: mayLockOut(props, "delete"),
+    rollbackAfter: props.rollbackAfter,
   });
   // Gone from the tables iptables uses now, but maybe still in the other backend's: say so.
+  const absent = families(props.ipVersion).filter((f) => !deleted[f]);
   await agent.refuseIfSwitched(props.table, props.chain, props.tag, absent);
 }

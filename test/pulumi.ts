@@ -120,9 +120,9 @@ export class PulumiProject {
     return p;
   }
 
-  /** Runs `pulumi ARGS --non-interactive` in the project. */
-  pulumi(args: string[]): Promise<CliResult> {
-    return exec("pulumi", ["--non-interactive", ...args], { cwd: this.dir, env: this.env });
+  /** Runs `pulumi ARGS --non-interactive` in the project (killed, and an error, after timeoutMs). */
+  pulumi(args: string[], timeoutMs?: number): Promise<CliResult> {
+    return exec("pulumi", ["--non-interactive", ...args], { cwd: this.dir, env: this.env, timeoutMs });
   }
 
   async must(args: string[]): Promise<CliResult> {

@@ -108,7 +108,8 @@ rm -f "$live"`);
   tmp=$(mktemp "$d/.pulumi-iptables.XXXXXX") || return 1
   if [ -n "$2" ]; then $2 > "$tmp.all" || { rm -f "$tmp" "$tmp.all"; return 1; }; else cp "$1" "$tmp.all" || { rm -f "$tmp" "$tmp.all"; return 1; }; fi
   if [ -e "$1" ]; then cp -p "$1" "$tmp"; else chmod 0640 "$tmp"; fi || { rm -f "$tmp" "$tmp.all"; return 1; }
-  if [ -s "$T" ]; then grep -vF -f "$T" "$tmp.all" > "$tmp"; else cat "$tmp.all" > "$tmp"; fi || { rm -f "$tmp" "$tmp.all"; return 1; }
+  # grep exits 1 when it selects no line (an empty ruleset, e.g. no ip6tables rules at all): not an error.
+  if [ -s "$T" ]; then grep -vF -f "$T" "$tmp.all" > "$tmp"; [ $? -le 1 ]; else cat "$tmp.all" > "$tmp"; fi || { rm -f "$tmp" "$tmp.all"; return 1; }
   rm -f "$tmp.all"
   mv -f "$tmp" "$1" || { rm -f "$tmp"; return 1; }
 }`);

@@ -11,8 +11,26 @@ export const iptables = (f: Family) => (f === 4 ? "iptables" : "ip6tables");
 
 /** The lock every process using this package takes from reading a chain to changing it. */
 export const LOCK_FILE = "/run/pulumi-iptables.lock";
-/** Seconds to wait for the lock (another stack or operator holding it) and for the xtables lock. */
-export const LOCK_WAIT = 30;
+
+/** The time limits of a host's remote steps, all derived from the connection's perDialTimeout. */
+export interface Limits {
+  /** Seconds to wait for the lock (another stack or operator holding it) and for the xtables lock. */
+  lockWait: number;
+  /** Seconds after which the host kills one remote command (so it never holds the lock for good). */
+  command: number;
+  /** Seconds the provider waits for one step's answer before it closes the channel. */
+  step: number;
+  /** Seconds after which the host undoes a change the provider has not confirmed. */
+  rollbackAfter: number;
+}
+
+/** Generous limits: the lock wait is twice perDialTimeout (30 s by default, at least 5), a command
+ * may take that plus perDialTimeout, and a step one perDialTimeout more for the round trip. */
+export function limitsFor(perDialTimeout: number, rollbackAfter: number): Limits {
+  const lockWait = Math.ceil(Math.min(30, Math.max(5, 2 * perDialTimeout)));
+  const command = Math.ceil(lockWait + perDialTimeout);
+  return { lockWait, command, step: Math.ceil(command + perDialTimeout), rollbackAfter };
+}
 
 export interface Section {
   code: number;
@@ -25,26 +43,63 @@ const BEGIN = "@@pit-begin ";
 const ERR = "@@pit-stderr";
 const END = "@@pit-end ";
 
-/** A shell snippet that runs argv (or a script) and frames its stdout, stderr and exit status. */
+/** The exit status of a command the host killed at its deadline (`timeout -s KILL`). */
+export const KILLED = 137;
+
+/**
+ * A shell snippet that runs argv (or a script, in its own `sh -c`) and frames its stdout, stderr and
+ * exit status. The command runs under the host-side deadline ($PIT_DL, set by the preamble) and
+ * without the lock's descriptor, so a hung command is killed and never keeps the lock.
+ */
 export function section(name: string, command: string[] | { script: string }, stdin?: string): string {
-  const cmd = "script" in command ? command.script : shellJoin(command);
-  const input =
-    stdin === undefined ? "</dev/null" : `<<'@@PIT_INPUT'\n${stdin.endsWith("\n") ? stdin : `${stdin}\n`}@@PIT_INPUT`;
+  const cmd = "script" in command ? shellJoin(["sh", "-c", command.script]) : shellJoin(command);
+  return frame(name, `$PIT_DL ${cmd}`, `9>&- ${input(stdin)}`);
+}
+
+function input(stdin?: string): string {
+  return stdin === undefined
+    ? "</dev/null"
+    : `<<'@@PIT_INPUT'\n${stdin.endsWith("\n") ? stdin : `${stdin}\n`}@@PIT_INPUT`;
+}
+
+function frame(name: string, cmd: string, redirections: string): string {
   return [
     `printf '${BEGIN}%s\\n' ${name}`,
-    `{ ${cmd}\n} 2>"$PIT_ERR" ${input}`,
+    `{ ${cmd}\n} 2>"$PIT_ERR" ${redirections}`,
     `c=$?; printf '\\n${ERR}\\n'; cat "$PIT_ERR"; printf '\\n${END}%s %d\\n' ${name} $c`,
   ].join("\n");
 }
 
-/** The preamble of every remote script: a temp file for stderr, removed on exit together with the
- * lock link if this shell holds it (a hang-up or TERM exits through the same cleanup). */
-export const PREAMBLE = `PIT_ERR=$(mktemp) || exit 70
-PIT_HOLDS=
-trap 'rm -f "$PIT_ERR"; [ -z "$PIT_HOLDS" ] || rm -f "$PIT_HOLDS"' EXIT
-trap 'exit 129' HUP
-trap 'exit 143' TERM
-`;
+/**
+ * The preamble of every remote script: a temp file for stderr, removed on exit together with the
+ * lock link if this shell holds it (a hang-up or TERM exits through the same cleanup); $PIT_DL, the
+ * host-side deadline of each command (coreutils' and busybox's `timeout`; none where there is none);
+ * and `pit_idle N`, which ends this shell if no next step arrives within N seconds (0: no limit), so
+ * a provider that went silent (a dead link, a killed process) never leaves the lock held.
+ */
+export function preamble(limits: Limits): string {
+  const n = limits.command;
+  return [
+    "PIT_ERR=$(mktemp) || exit 70",
+    "PIT_HOLDS=",
+    `trap 'rm -f "$PIT_ERR"; [ -z "$PIT_REAPER" ] || kill "$PIT_REAPER" 2>/dev/null; [ -z "$PIT_HOLDS" ] || rm -f "$PIT_HOLDS"' EXIT`,
+    "trap 'exit 129' HUP",
+    "trap 'exit 143' TERM",
+    `if timeout -s KILL ${n} true 2>/dev/null; then PIT_DL="timeout -s KILL ${n}"`,
+    `elif timeout -s KILL -t ${n} true 2>/dev/null; then PIT_DL="timeout -s KILL -t ${n}"`,
+    "else PIT_DL=; fi",
+    `pit_idle() { [ -z "$PIT_REAPER" ] || kill "$PIT_REAPER" 2>/dev/null; PIT_REAPER=`,
+    `  [ "$1" = 0 ] || { sh -c "sleep $1; kill -9 $$" </dev/null >/dev/null 2>&1 9>&- & PIT_REAPER=$!; }; }`,
+    "",
+  ].join("\n");
+}
+
+/** What a conversation's shell runs around each step: no idle limit while the step runs, then the
+ * limit until the next step (see preamble). */
+export const idleGuard = (idleSec: number) => ({
+  before: "command -v pit_idle >/dev/null && pit_idle 0",
+  after: `command -v pit_idle >/dev/null && pit_idle ${idleSec}`,
+});
 
 /** Where flock(1) is missing (busybox built without the applet, as Debian's is): the lock is this
  * symlink, whose target is the holder's pid. Creating a symlink is atomic and fails when it exists;
@@ -54,13 +109,23 @@ export const LOCK_LINK = `${LOCK_FILE}-pid`;
 /** The lock section's exit status when the lock cannot be had at all (not: another holder has it). */
 export const LOCK_UNAVAILABLE = 3;
 
-/** Takes the lock, waiting at most LOCK_WAIT seconds (the shell holds it until it exits): flock on
- * LOCK_FILE where flock exists, otherwise the link LOCK_LINK. */
-export const LOCK = section("lock", {
-  script: `if command -v flock >/dev/null 2>&1; then
-  exec 9>>${LOCK_FILE} && flock -w ${LOCK_WAIT} 9
+/**
+ * Shell text that takes the host's lock for the shell running it, which holds it until it exits:
+ * flock on fd 9 of LOCK_FILE where flock exists, otherwise the link LOCK_LINK (released by the
+ * shell's EXIT trap through $PIT_HOLDS). Waits at most `wait` seconds, or as long as it takes. The
+ * one way to take the lock: transactions and the rollback watchdog both use it.
+ */
+export function takeLock(wait?: number): string {
+  const flock = wait === undefined ? "flock 9" : `flock -w ${wait} 9`;
+  const end = wait === undefined ? "" : `pit_end=$(( $(date +%s) + ${wait} )); `;
+  const timedOut =
+    wait === undefined
+      ? ""
+      : `\n    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK} (the lock on a host without flock) is held by process $pit_holder" >&2; break; fi`;
+  return `if command -v flock >/dev/null 2>&1; then
+  exec 9>>${LOCK_FILE} && ${flock}
 else
-  pit_end=$(( $(date +%s) + ${LOCK_WAIT} )); pit_fails=0; pit_rc=1
+  ${end}pit_fails=0; pit_rc=1
   while :; do
     if pit_why=$(ln -s $$ ${LOCK_LINK} 2>&1); then PIT_HOLDS=${LOCK_LINK}; break; fi
     pit_holder=$(readlink ${LOCK_LINK} 2>/dev/null)
@@ -70,13 +135,16 @@ else
       [ "$pit_fails" -lt 3 ] && continue
       echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; pit_rc=${LOCK_UNAVAILABLE}; break
     fi
-    if [ ! -d "/proc/$pit_holder" ]; then rm -f ${LOCK_LINK}; continue; fi
-    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK} (the lock on a host without flock) is held by process $pit_holder" >&2; break; fi
+    if [ ! -d "/proc/$pit_holder" ]; then rm -f ${LOCK_LINK}; continue; fi${timedOut}
     sleep 0.1 2>/dev/null || sleep 1
   done
   [ -n "$PIT_HOLDS" ] || (exit $pit_rc)
-fi`,
-});
+fi`;
+}
+
+/** Takes the lock, waiting at most `lockWait` seconds. It runs in the shell itself, which holds the
+ * lock until it exits; no command it starts inherits the descriptor (section closes fd 9). */
+export const lock = (limits: Limits) => frame("lock", takeLock(limits.lockWait), "</dev/null");
 
 /** Parses the sections of a remote script's stdout. Text outside sections is ignored. */
 export function parseSections(stdout: string): Sections {

@@ -1,17 +1,21 @@
 // A conversation with one remote shell (`sh -s`, as root through sudo when configured) over one SSH
 // channel: each step writes a script to the shell's stdin and reads its framed sections back. The
-// shell lives, and keeps the lock it took, until the conversation is closed.
+// shell lives, and keeps the lock it took, until the conversation is closed. Every step has a
+// deadline: past it the channel is closed, so the shell ends (its next write fails) once the host
+// has killed the command it waits for (each has a host-side deadline, see protocol.ts), and the lock
+// is free.
 import type { Session } from "../ssh";
-import { RemoteError } from "../ssh";
-import { parseSections } from "./protocol";
+import { HostError } from "./errors";
+import { idleGuard, parseSections } from "./protocol";
 import type { Sections } from "./protocol";
 
 export interface Shell {
-  step(script: string): Promise<Sections>;
+  /** Runs one step; `name` says what it does, for errors ("applying the change"). */
+  step(name: string, script: string): Promise<Sections>;
   close(): Promise<void>;
 }
 
-export async function openShell(session: Session): Promise<Shell> {
+export async function openShell(session: Session, deadlineSec: number): Promise<Shell> {
   const { channel, release } = await session.openChannel("sh -s");
   const received = receiver();
   let waiter: { marker: string; resolve: (s: string) => void; reject: (e: Error) => void } | undefined;
@@ -39,33 +43,61 @@ export async function openShell(session: Session): Promise<Shell> {
   channel.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
   let code: number | null = null;
   channel.on("exit", (c: number | null) => (code = c));
+  channel.on("error", () => undefined);
   channel.on("close", () => {
-    closed =
+    closed ??=
       session.sudoFailure("sh -s", { code: code ?? -1, stdout: received.text(), stderr }) ??
-      new RemoteError(
-        `the shell on ${session.target} ended before the step finished${stderr ? `: ${stderr.trim()}` : ""}`,
-        "sh -s",
-        null,
-        received.text(),
-        stderr,
+      new HostError(
+        `the connection to ${session.target} (or its shell) ended in the middle of a step${stderr ? `: ${stderr.trim()}` : ""}`,
+        { kind: "lost", target: session.target, command: "sh -s", status: code, stderr },
       );
     settle();
     release();
   });
 
   return {
-    step(script: string): Promise<Sections> {
+    step(name: string, script: string): Promise<Sections> {
       if (closed) return Promise.reject(closed);
       const marker = `@@pit-step-done ${++n}\n`;
       return new Promise<string>((resolve, reject) => {
-        waiter = { marker, resolve, reject };
-        channel.write(`${script}\nprintf '${marker.trimEnd()}\\n'\n`);
+        const timer = setTimeout(() => {
+          closed = new HostError(`${name} on ${session.target} did not finish within ${deadlineSec}s`, {
+            kind: "deadline",
+            target: session.target,
+            command: name,
+          });
+          // The close may never be answered on a dead link: the slot and the process are freed now.
+          channel.close();
+          release();
+          settle();
+        }, deadlineSec * 1000);
+        waiter = {
+          marker,
+          resolve: (s) => {
+            clearTimeout(timer);
+            resolve(s);
+          },
+          reject: (e) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        };
+        const idle = idleGuard(2 * deadlineSec);
+        channel.write(`${idle.before}\n${script}\n${idle.after}\nprintf '${marker.trimEnd()}\\n'\n`);
       }).then(parseSections);
     },
     async close(): Promise<void> {
       if (closed) return;
       await new Promise<void>((resolve) => {
-        channel.once("close", () => resolve());
+        const timer = setTimeout(() => {
+          channel.close();
+          release();
+          resolve();
+        }, deadlineSec * 1000);
+        channel.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
         channel.end("exit 0\n");
       });
     },

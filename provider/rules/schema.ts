@@ -277,6 +277,15 @@ const ruleFields = {
   persist: z.boolean({ error: "must be true or false" }).default(false),
   allowLockout: z.boolean({ error: "must be true or false" }).default(false),
   adopt: z.boolean({ error: "must be true or false" }).default(false),
+  rollbackAfter: z
+    .number({ error: "must be a number of seconds, e.g. 30" })
+    .int({ error: "must be a whole number of seconds" })
+    .min(2, {
+      error:
+        "must be at least 2 seconds: the host undoes an unconfirmed change after that long, so it must outlast a transaction",
+    })
+    .max(3600, { error: "must be at most 3600 seconds (an hour): an unconfirmed change should not stay that long" })
+    .default(30),
   identity: z
     .object(
       {

@@ -97,6 +97,9 @@ export interface PortRuleInputs {
    * of inserting a twin; refresh and destroy then treat it as this resource's. Default false: a
    * create that finds such a twin warns and names it. */
   adopt?: boolean;
+  /** Seconds after which the host undoes a change the provider has not confirmed (a connection lost,
+   * the provider killed, a change that locks the provider out), by itself. Default 30. */
+  rollbackAfter?: number;
 }
 
 /** Who a rule belongs to: the identity tag is made from it (added by the resource's constructor). */
@@ -107,7 +110,16 @@ export interface Identity {
 }
 
 /** Inputs that `check` fills with their defaults. */
-type RuleDefaults = "protocol" | "chain" | "table" | "ipVersion" | "position" | "persist" | "allowLockout" | "adopt";
+type RuleDefaults =
+  | "protocol"
+  | "chain"
+  | "table"
+  | "ipVersion"
+  | "position"
+  | "persist"
+  | "allowLockout"
+  | "adopt"
+  | "rollbackAfter";
 
 /**
  * PortRule inputs after `check`: defaults filled, values normalized. During preview any field may

@@ -88,6 +88,8 @@ export async function closeAll(): Promise<void> {
 }
 
 type Ssh2Error = Error & { level?: string; code?: string | number };
+/** ssh2's own keepalive timer is never unref'd; ours uses its protocol's ping and reply queue. */
+type KeepaliveInternals = { _protocol?: { ping(): void }; _callbacks?: (() => void)[] };
 
 /** One dial attempt failed in a way that a retry may fix. */
 class DialFailure extends Error {
@@ -142,6 +144,7 @@ export class Session {
   private sock?: net.Socket;
   private originPromise?: Promise<Origin>;
   private refs = 0;
+  private kaTimer?: NodeJS.Timeout;
   private active = 0;
   private readonly waiting: (() => void)[] = [];
   private readonly secrets: (string | undefined)[];
@@ -329,6 +332,7 @@ export class Session {
     if (++this.refs === 1) {
       this.sock?.ref();
       this.proxy?.ref();
+      this.keepalive();
     }
   }
 
@@ -336,7 +340,39 @@ export class Session {
     if (this.refs > 0 && --this.refs === 0) {
       this.sock?.unref();
       this.proxy?.unref();
+      this.keepalive();
     }
+  }
+
+  /**
+   * SSH keepalive while something is in flight (and none when idle, so an idle session never keeps
+   * the process alive): a keepalive request every perDialTimeout/3 seconds; three unanswered in a
+   * row mean the link went silent, and the connection is torn down (its channels fail at once).
+   */
+  private keepalive(): void {
+    clearInterval(this.kaTimer);
+    this.kaTimer = undefined;
+    const client = this.client as (Client & KeepaliveInternals) | undefined;
+    if (this.refs === 0 || !client?._protocol) return;
+    let unanswered = 0;
+    const timer = setInterval(
+      () => {
+        if (this.client !== client) return clearInterval(timer);
+        if (++unanswered > 3) {
+          clearInterval(timer);
+          this.log.warn?.(`Connection to ${this.target}: no answer to 3 keepalives, closing it`);
+          client.destroy();
+          return;
+        }
+        client._callbacks?.push(() => {
+          unanswered = 0;
+        });
+        client._protocol?.ping();
+      },
+      Math.max(1000, (this.args.perDialTimeout * 1000) / 3),
+    );
+    timer.unref();
+    this.kaTimer = timer;
   }
 
   // --- channels ---------------------------------------------------------------------------------
@@ -764,6 +800,7 @@ export class Session {
           pinHostKey(this.address, seen.fingerprint, `the key it presented at its first connection in this run`);
         this.stats.connections++;
         if (this.refs === 0) tcp?.unref();
+        else this.keepalive();
         this.log.debug?.(`Connected to ${this.target} (host key ${seen.fingerprint})`);
         resolve(client);
       });

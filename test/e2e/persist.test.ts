@@ -113,7 +113,7 @@ describe("persist where it cannot or must not save", () => {
     expect(up.code).not.toBe(0);
     expect(up.stdout + up.stderr).toMatch(/rules\.v4/);
     expect(up.stdout + up.stderr).toMatch(/Read-only file system/);
-    expect(up.stdout + up.stderr).toMatch(/rolled back/);
+    expect(up.stdout + up.stderr).toMatch(/the change was undone \(a listing shows it\)/);
     expect(await h.ruleset(4)).toBe(before);
     expect(await p.resources()).toHaveLength(0);
   });

@@ -131,7 +131,7 @@ describe("safety", () => {
       },
     );
     await expect(lifecycle.create(inputs as never)).rejects.toThrow(
-      /ip6tables-restore .* refused the change, so none of it was applied: .*lab fault/s,
+      /ip6tables-restore .* refused the change: .*lab fault.*the IPv4 half was undone, and a listing shows none of it on the host/s,
     );
     expect([await h.ruleset(4), await h.ruleset(6)]).toEqual(before);
   });

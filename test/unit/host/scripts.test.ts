@@ -8,7 +8,11 @@ import { describe, expect, it } from "vitest";
 import { DETECT, OWNER, saveScript } from "../../../provider/host/persist";
 import type { Persistence } from "../../../provider/host/persist";
 import { besideListing } from "../../../provider/host/beside";
-import { LOCK, PREAMBLE, section } from "../../../provider/host/protocol";
+import { armStep, confirmStep, REAP } from "../../../provider/host/commit";
+import { limitsFor, lock, preamble, section, takeLock } from "../../../provider/host/protocol";
+
+const limits = limitsFor(10, 30);
+const PREAMBLE = preamble(limits);
 
 const debian: Persistence = {
   mechanism: "netfilter-persistent",
@@ -33,7 +37,16 @@ const save = (p: Persistence) =>
 
 const SCRIPTS: Record<string, string> = {
   preamble: PREAMBLE,
-  lock: LOCK,
+  lock: lock(limits),
+  "lock (the watchdog's, no time limit)": takeLock(),
+  arm: armStep(
+    "0123456789ab",
+    "filter",
+    { 4: ["-D INPUT -p tcp -j ACCEPT"], 6: ["-D INPUT -p tcp -j ACCEPT"] },
+    limits,
+  ),
+  confirm: confirmStep("0123456789ab"),
+  reap: REAP,
   detect: DETECT,
   owner: OWNER,
   "save (netfilter-persistent)": save(debian),

@@ -1,7 +1,7 @@
 // The pure parts of the PortRule lifecycle: diff (what replaces, what updates in place, what is no
 // change) and check (tag and preview text, deterministic; bad input as failures, never a throw).
 import { describe, expect, it } from "vitest";
-import { check, diff } from "../../../provider/provider";
+import { check, diff, lineage, mayLockOut, successorOf } from "../../../provider/provider";
 
 const identity = { project: "web", stack: "prod", name: "allow-app" };
 const key = (n: string) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${n}\n-----END OPENSSH PRIVATE KEY-----\n`;
@@ -84,8 +84,34 @@ describe("check", () => {
     expect((await checked({ ...base, port: 2223 }, a)).tag).not.toBe(a.tag);
   });
 
+  it("gives a create a deterministic lineage of tags to take its own earlier rules over with", async () => {
+    const a = await checked(base);
+    const tags = lineage(a.unique);
+    expect(tags[0]).toBe(a.unique);
+    expect(new Set(tags).size).toBe(tags.length);
+    expect(lineage(a.unique)).toEqual(tags);
+    expect(tags[1]).toBe(successorOf(a.unique));
+  });
+
   it("returns failures naming the property, never throws", async () => {
     const r = await check({}, { ...base, port: 70000, persist: true });
     expect(r.failures.map((f) => f.property)).toEqual(["port"]);
+  });
+});
+
+describe("mayLockOut: which changes are confirmed over a fresh SSH connection", () => {
+  const rule = async (args: Record<string, unknown>) => (await checked({ ...base, ...args })) as any;
+  it.each([
+    ["a DROP of the SSH port on INPUT", { port: 22, action: "DROP" }, "insert", true],
+    ["a DROP of another port", { port: 8080, action: "DROP" }, "insert", false],
+    ["a DROP of another port with allowLockout", { port: 8080, action: "DROP", allowLockout: true }, "insert", true],
+    ["a REJECT of a range holding 22", { port: "20-30", action: "REJECT" }, "insert", true],
+    ["a DROP of 22 on FORWARD", { port: 22, action: "DROP", chain: "FORWARD" }, "insert", false],
+    ["an ACCEPT of 22", { port: 22 }, "insert", false],
+    ["the delete of an ACCEPT of 22", { port: 22 }, "delete", true],
+    ["the delete of a DROP of 22", { port: 22, action: "DROP" }, "delete", false],
+    ["a udp DROP of 22", { port: 22, action: "DROP", protocol: "udp" }, "insert", false],
+  ] as const)("%s: %s", async (_what, args, change, expected) => {
+    expect(mayLockOut(await rule(args), change)).toBe(expected);
   });
 });

@@ -36,6 +36,7 @@ describe("check: defaults and normalization", () => {
       persist: false,
       allowLockout: false,
       adopt: false,
+      rollbackAfter: 30,
     });
   });
 
@@ -344,5 +345,19 @@ describe("check on garbage (fast-check)", () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("check: rollbackAfter", () => {
+  it.each([
+    [1, /at least 2 seconds/],
+    [2.5, /whole number/],
+    [7200, /at most 3600/],
+    ["30", /number of seconds/],
+  ])("refuses %j with a reason", (value, reason) => {
+    expect(only({ rollbackAfter: value }, "rollbackAfter")).toMatch(reason);
+  });
+  it("keeps a valid value", () => {
+    expect(check({}, { ...base, rollbackAfter: 5 }).inputs.rollbackAfter).toBe(5);
   });
 });

@@ -1,0 +1,104 @@
+// Commit-confirm on the host, as remote shell text (pure). Before a transaction applies anything it
+// arms a rollback: the lines that undo it, per family, in a directory under /run, and a detached
+// watchdog (its own session, no inherited descriptors, POSIX sh) that after `rollbackAfter` seconds
+// takes the lock and restores them unless the transaction was confirmed (its directory removed).
+// A transaction's shell holds the lock until it ends, so a watchdog never acts in the middle of one;
+// a pending directory found by a later transaction (which holds the lock) belongs to a transaction
+// that can no longer be confirmed, and is reverted at once.
+import { shellQuote } from "../ssh";
+import { FAMILIES, iptables, section, takeLock } from "./protocol";
+import type { Family, Limits } from "./protocol";
+
+/** Pending transactions: one directory each, named by its id. */
+export const TX_DIR = "/run/pulumi-iptables.tx";
+
+export const txDir = (id: string) => `${TX_DIR}/${id}`;
+
+/** iptables-restore input of `lines` in `table`. */
+export const restoreInput = (table: string, lines: string[]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`;
+
+/**
+ * The revert script of one transaction (run with the lock held): each family's undo lines in one
+ * iptables-restore, or line by line when that is refused (a line whose rule someone else removed
+ * already must not keep the others from going in); then the directory is renamed `<id>.reverted`,
+ * with what the restores said in its `log`.
+ */
+function revertScript(id: string, table: string, limits: Limits): string {
+  const d = shellQuote(txDir(id));
+  const lines = [`d=${d}`, `[ -d "$d" ] || exit 0`];
+  for (const f of FAMILIES) {
+    const restore = `${iptables(f)}-restore --noflush -w ${limits.lockWait}`;
+    lines.push(
+      `if [ -s "$d/undo${f}" ] && ! ${restore} <"$d/undo${f}" 2>>"$d/log"; then`,
+      `  sed -n '/^-/p' "$d/undo${f}" | while IFS= read -r l; do`,
+      `    printf '*%s\\n%s\\nCOMMIT\\n' ${shellQuote(table)} "$l" | ${restore} 2>>"$d/log" || echo "not undone: $l" >>"$d/log"`,
+      "  done",
+      "fi",
+    );
+  }
+  lines.push(`date -u '+reverted %Y-%m-%dT%H:%M:%SZ' >>"$d/log"`, `rm -rf "$d.reverted"; mv "$d" "$d.reverted"`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** The watchdog: sleeps, takes the lock (the same way transactions do, waiting as long as one holds
+ * it), reverts. */
+function watchdogScript(id: string, limits: Limits): string {
+  const d = shellQuote(txDir(id));
+  return [
+    `d=${d}`,
+    `echo $$ >"$d/pid"`,
+    // A pid link it holds goes when it exits (a stale one is removed by the next taker in any case).
+    `PIT_HOLDS=; trap '[ -z "$PIT_HOLDS" ] || rm -f "$PIT_HOLDS"' EXIT`,
+    `sleep ${limits.rollbackAfter}`,
+    `${takeLock()} || exit 1`,
+    `[ -d "$d" ] && sh "$d/revert" 9>&-`,
+    "",
+  ].join("\n");
+}
+
+const heredoc = (file: string, text: string) => `cat >${file} <<'@@PIT_TX'\n${text}@@PIT_TX`;
+
+/**
+ * Arms the rollback of a transaction: writes its undo lines and scripts, starts the watchdog
+ * detached (setsid where there is one: it outlives the SSH session) and prints the time it reverts.
+ */
+export function armStep(id: string, table: string, undo: Partial<Record<Family, string[]>>, limits: Limits): string {
+  const d = shellQuote(txDir(id));
+  const parts = [`d=${d}`, `mkdir -p ${TX_DIR} && mkdir "$d" || exit 1`];
+  for (const f of FAMILIES) {
+    const lines = undo[f];
+    if (lines?.length) parts.push(heredoc(`"$d/undo${f}"`, restoreInput(table, lines)));
+  }
+  parts.push(
+    heredoc(`"$d/revert"`, revertScript(id, table, limits)),
+    heredoc(`"$d/watchdog"`, watchdogScript(id, limits)),
+    `if command -v setsid >/dev/null 2>&1; then s=setsid; else s=nohup; fi`,
+    `$s sh "$d/watchdog" </dev/null >/dev/null 2>&1 &`,
+    `date -u -d "@$(( $(date +%s) + ${limits.rollbackAfter} ))" '+%H:%M:%S UTC' 2>/dev/null || date -u '+%H:%M:%S UTC (+${limits.rollbackAfter}s)'`,
+  );
+  return section("arm", { script: parts.join("\n") });
+}
+
+/** Confirms a transaction: its watchdog stopped, its directory removed. Prints "confirmed". */
+export function confirmStep(id: string): string {
+  const d = shellQuote(txDir(id));
+  return section("confirm", {
+    script: `d=${d}; [ -d "$d" ] || { echo "transaction ${id} is no longer pending (reverted?)" >&2; exit 1; }
+p=$(cat "$d/pid" 2>/dev/null); [ -n "$p" ] && { kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; }
+rm -rf "$d" && echo confirmed`,
+  });
+}
+
+/**
+ * Reverts every pending transaction (run with the lock held, before listing): their shells are gone,
+ * so nothing can confirm them any more. Prints the ids reverted.
+ */
+export const REAP = section("reap", {
+  script: `[ -d ${TX_DIR} ] || exit 0
+for d in ${TX_DIR}/*; do
+  case "$d" in *.reverted) continue ;; esac
+  [ -f "$d/revert" ] || continue
+  p=$(cat "$d/pid" 2>/dev/null); [ -n "$p" ] && { kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; }
+  sh "$d/revert" && echo "\${d##*/}"
+done; true`,
+});

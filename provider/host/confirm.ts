@@ -1,0 +1,108 @@
+// Confirming a batch against the listing taken after its restore (pure). Every inserted (or
+// adopted) rule must be there and, for position "auto", still in effect; every deleted rule gone.
+// A writer that ignores the lock may have changed the chain between our listing and our restore: an
+// `auto` rule that is shadowed now but was not in the ruleset the plan expected is moved back to where
+// placement says (a few times at most); one that another rule of the same batch shadows, as planned,
+// stays. A deleted rule that is back is deleted again. A request whose rule someone removed, or that
+// cannot be kept in place, is dropped, and its rules (every family) are removed.
+import { findByTag, placeRule, shadowing } from "../rules";
+import type { Ruleset } from "../rules";
+import { HostError } from "./errors";
+import { LOCK_FILE } from "./protocol";
+import type { Family } from "./protocol";
+import { asDelete, asInsert } from "./plan";
+import type { Plan } from "./plan";
+import { withDeleted } from "./ruleset-text";
+import type { ChangeRequest } from "./types";
+
+/** How often a rule moved out of place by a writer that ignores the lock is put back. */
+export const FIXUPS = 5;
+
+export interface Review {
+  /** Restore lines per family that put the batch (back) in place; none: the listing confirms it. */
+  fixes: Map<Family, string[]>;
+  /** Requests dropped by this review, with why. */
+  dropped: Map<ChangeRequest, HostError>;
+}
+
+/**
+ * Reviews the listing after the restore (attempt 0) or after the previous review's fixes. `plans`'
+ * lines, reasons and shadowing are updated to where the rules are (or are moved to). `expected` is
+ * the ruleset per family the plans lead to.
+ */
+export function review(
+  rulesets: ReadonlyMap<Family, Ruleset>,
+  reqs: ChangeRequest[],
+  plans: ReadonlyMap<ChangeRequest, Plan>,
+  attempt: number,
+  target: string,
+  expected: ReadonlyMap<Family, Ruleset>,
+): Review {
+  const effectiveAsPlanned = (f: Family, req: ChangeRequest) => {
+    const rs = expected.get(f);
+    const mine = rs ? findByTag(rs, req.table, req.chain, req.tag) : undefined;
+    return !!rs && !!mine && !shadowing(rs, { table: req.table, chain: mine.chain, line: mine.line });
+  };
+  const fixes = new Map<Family, string[]>();
+  const fix = (f: Family, ...lines: string[]) => fixes.set(f, [...(fixes.get(f) ?? []), ...lines]);
+  const dropped = new Map<ChangeRequest, HostError>();
+  for (const req of reqs) {
+    const { table, chain, tag } = req;
+    const found = (f: Family) => findByTag(rulesets.get(f)!, table, chain, tag);
+    const plan = plans.get(req) ?? {};
+    let problem: string | undefined;
+    for (const [f, planned] of Object.entries(plan).map(([k, v]) => [Number(k) as Family, v] as const)) {
+      if (!rulesets.has(f)) continue;
+      const rule = found(f);
+      if (req.kind === "delete") {
+        if (rule) fix(f, asDelete(rule.text));
+        continue;
+      }
+      if (req.kind !== "insert") continue;
+      if (!rule) {
+        problem = `the rule ${planned.rule} was removed from ${target} right after it was inserted (by another writer)`;
+        break;
+      }
+      planned.line = rule.line;
+      const rs = rulesets.get(f)!;
+      // What the rule's state reports is the listing's truth (another rule of the batch may shadow it).
+      const shadow = shadowing(rs, { table, chain: rule.chain, line: rule.line });
+      if (shadow) planned.shadowedBy = shadow.why;
+      else delete planned.shadowedBy;
+      // An adopted rule stays where its owner put it.
+      if (planned.adopted || req.position !== "auto" || !shadow || !effectiveAsPlanned(f, req)) continue;
+      if (attempt >= FIXUPS) {
+        problem = `the chain ${chain} on ${target} kept changing under another writer that ignores ${LOCK_FILE}, so the rule could not be kept in place and was removed`;
+        break;
+      }
+      const without = withDeleted(rs, table, rule.chain, rule.line);
+      const { line, reason } = placeRule(without, { table, chain, rule: req.specs[f]!, position: "auto" });
+      fix(f, asDelete(rule.text), asInsert(rule.text, line));
+      planned.line = line;
+      planned.reason = `${reason} (moved back: another writer changed the chain while it was inserted)`;
+    }
+    if (problem) {
+      dropped.set(req, new HostError(problem, { kind: "refusal", target }));
+      for (const f of rulesets.keys()) {
+        const rule = found(f);
+        if (rule) fix(f, asDelete(rule.text));
+      }
+    }
+  }
+  return { fixes, dropped };
+}
+
+/** The tags (of `tags`) that a listing still shows, per family. */
+export function present(
+  rulesets: ReadonlyMap<Family, Ruleset>,
+  table: string,
+  chain: string,
+  tags: string[],
+): Map<Family, string[]> {
+  const out = new Map<Family, string[]>();
+  for (const [f, rs] of rulesets) {
+    const there = tags.filter((t) => findByTag(rs, table, chain, t));
+    if (there.length) out.set(f, there);
+  }
+  return out;
+}

@@ -1,0 +1,133 @@
+// What a listing tells about a host (the backend, how it saves its ruleset, who owns its policy,
+// listening sockets, the rulesets), the listing commands themselves, and reading a section's answer.
+import { parseRuleset, parseVersion } from "../rules";
+import type { Ruleset } from "../rules";
+import type { Session } from "../ssh";
+import { HostError } from "./errors";
+import { besideListing } from "./beside";
+import { DETECT, OWNER, ownerOf, parsePersistence } from "./persist";
+import { iptables, KILLED, section } from "./protocol";
+import type { Family, Sections } from "./protocol";
+import type { HostFacts } from "./types";
+
+type Stable = Pick<HostFacts, "backend" | "version" | "persistence">;
+
+/** One iptables-save per family. */
+export const saves = (families: readonly Family[], table: string) =>
+  families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table])).join("\n");
+
+/** Listing commands: the facts not known yet, listening sockets and the policy owner if asked for, the rulesets. */
+export function listing(
+  known: boolean,
+  families: readonly Family[],
+  table: string,
+  want: { listening?: boolean; owner?: boolean; beside?: boolean } = {},
+): string {
+  const parts = known ? [] : [section("version", ["iptables", "--version"]), DETECT];
+  if (want.listening) parts.push(section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]));
+  if (want.owner) parts.push(OWNER);
+  if (want.beside) parts.push(besideListing(families));
+  return [...parts, saves(families, table)].join("\n");
+}
+
+/** A section's output; a missing section or a non-zero exit is a HostError naming the command. */
+export function out(sections: Sections, name: string, what: string, target: string): string {
+  const s = sections[name];
+  if (!s) throw new HostError(`${what} on ${target}: the host gave no answer`, { kind: "lost", target, command: what });
+  if (s.code === 0) return s.out;
+  const why = s.code === KILLED ? "it was killed at its deadline (it hung)" : s.err || s.out;
+  throw new HostError(`${what} on ${target} failed (exit ${s.code}): ${why}`, {
+    kind: "command",
+    target,
+    command: what,
+    status: s.code,
+    stderr: s.err,
+  });
+}
+
+export const saveOf = (s: Sections, f: Family, target: string) => out(s, `save${f}`, `${iptables(f)}-save`, target);
+
+/** Each listing received is parsed once, however many requests of the batch (or reads) use it. */
+const parsed = new WeakMap<Sections, Map<Family, Ruleset>>();
+
+/** The parsed listing of one family. */
+export function rulesetOf(s: Sections, f: Family, target: string): Ruleset {
+  const m = parsed.get(s) ?? parsed.set(s, new Map()).get(s)!;
+  return m.get(f) ?? m.set(f, parseRuleset(saveOf(s, f, target))).get(f)!;
+}
+
+/** The parsed listings of these families, by family. */
+export const listings = (s: Sections, families: readonly Family[], target: string) =>
+  new Map(families.map((f) => [f, rulesetOf(s, f, target)] as const));
+
+function parseListening(text: string): Set<string> {
+  const set = new Set<string>();
+  for (const line of text.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 5) set.add(`${f[0]}/${f[4].slice(f[4].lastIndexOf(":") + 1)}`);
+  }
+  return set;
+}
+
+/** The facts of one host: what does not change while the provider runs is read once. */
+export class Facts {
+  private stable?: Stable;
+  constructor(private readonly session: Session) {}
+
+  get known(): boolean {
+    return this.stable !== undefined;
+  }
+
+  /** The backend and version iptables reported, once a listing has been read. */
+  get iptables(): Pick<HostFacts, "backend" | "version"> | undefined {
+    return this.stable;
+  }
+
+  of(sections: Sections, families: readonly Family[]): HostFacts {
+    const target = this.session.target;
+    if (!this.stable) {
+      const v = parseVersion(out(sections, "version", "iptables --version", target));
+      const how = out(sections, "persistence", "finding how the host saves its ruleset", target);
+      this.stable = { backend: v.backend, version: v.version, persistence: parsePersistence(how) };
+    }
+    return {
+      ...this.stable,
+      hostKeyFingerprint: this.session.hostKey?.fingerprint ?? "",
+      // Unknown where the host has no ss.
+      listening: sections.listening?.code === 0 ? parseListening(sections.listening.out) : undefined,
+      owner: sections.owner
+        ? ownerOf(
+            sections.owner.out,
+            families.map((f) => rulesetOf(sections, f, target)),
+          )
+        : undefined,
+    };
+  }
+}
+
+/** A promise that fails with a "deadline" HostError after `sec` seconds (`what` names the step). */
+export function withDeadline<T>(p: Promise<T>, sec: number, what: string, target: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new HostError(`${what} on ${target} did not finish within ${sec}s`, {
+            kind: "deadline",
+            target,
+            command: what,
+          }),
+        ),
+      sec * 1000,
+    );
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,226 @@
+// Planning a batch of changes against the listing (pure): for each request and family the
+// iptables-restore lines that apply it and the lines that undo it, each planned against the ruleset
+// as the earlier requests of the batch leave it. A create that finds its own identical rule (a tag of
+// its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
+// its line and the found one goes out, in one atomic restore. Never a duplicate.
+import { findByTag, placeRule, ruleText } from "../rules";
+import type { Ruleset } from "../rules";
+import { adoptLines, findTwin } from "./adopt";
+import { HostError } from "./errors";
+import type { PersistChange } from "./persist";
+import { ownerError } from "./persist";
+import { FAMILIES } from "./protocol";
+import type { Family } from "./protocol";
+import { withDeleted, withInserted } from "./ruleset-text";
+import type { ChangeRequest, GuardOrigin, HostFacts, InsertRequest, Placement } from "./types";
+
+/** A planned change in one family: its restore lines and the lines that undo them, in order. */
+export interface Planned extends Placement {
+  apply: string[];
+  undo: string[];
+}
+export type Plan = Partial<Record<Family, Planned>>;
+
+export interface PlanContext {
+  target: string;
+  facts: HostFacts;
+  origin?: GuardOrigin;
+}
+
+/** `-A CHAIN spec` → `-I CHAIN line spec` / `-D CHAIN spec`, as iptables-restore lines. */
+export const asInsert = (text: string, line: number) => text.replace(/^-A (\S+) /, `-I $1 ${line} `);
+export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
+
+/** Does the request concern this family? */
+export const wants = (req: ChangeRequest, f: Family) =>
+  req.kind === "insert" ? req.specs[f] !== undefined : req.families.includes(f);
+
+/** The families a batch touches, in order. */
+export const familiesOf = (reqs: ChangeRequest[]): Family[] => FAMILIES.filter((f) => reqs.some((r) => wants(r, f)));
+
+const refusal = (message: string, ctx: PlanContext) => new HostError(message, { kind: "refusal", target: ctx.target });
+
+/** Plans one request in one family against `rs`; returns the plan and the ruleset after it. */
+export function planOne(
+  req: ChangeRequest,
+  f: Family,
+  rs: Ruleset,
+  ctx: PlanContext,
+): { planned?: Planned; next: Ruleset } {
+  if (req.persist && req.kind !== "delete" && ctx.facts.owner)
+    throw refusal(ownerError(ctx.facts.owner, ctx.target), ctx);
+  const { table, chain, tag } = req;
+  const found = findByTag(rs, table, chain, tag);
+  if (req.kind === "persist") {
+    if (!found) throw refusal(`the rule tagged ${tag} is not on ${ctx.target} (run pulumi refresh)`, ctx);
+    return { next: rs };
+  }
+  if (req.kind === "delete") {
+    if (!found) return { next: rs }; // already gone: success
+    const planned = {
+      line: found.line,
+      reason: "delete",
+      rule: found.text,
+      apply: [asDelete(found.text)],
+      undo: [asInsert(found.text, found.line)],
+    };
+    const next = withDeleted(rs, table, found.chain, found.line);
+    const refused = ctx.origin && req.guard?.(ctx.origin, f, rs, next);
+    if (refused) throw refusal(refused, ctx);
+    return { planned, next };
+  }
+  const text = ruleText(chain, req.specs[f]!);
+  if (found) throw tagTaken(req, found.text, ctx);
+  const taken = (req.takeover ?? [])
+    .flatMap((t) => findByTag(rs, table, chain, t) ?? [])
+    .sort((a, b) => a.line - b.line);
+  if (taken.length) {
+    const line = taken[0].line;
+    let next = rs;
+    for (const r of [...taken].reverse()) next = withDeleted(next, table, r.chain, r.line);
+    const tags = req.takeover!.join(", ");
+    return {
+      planned: {
+        line,
+        reason: `took over its own identical rule already on the host (${tags}): replaced in place under a new tag`,
+        rule: text,
+        tookOver: req.takeover,
+        apply: [asInsert(text, line), ...taken.map((r) => asDelete(r.text))],
+        undo: [asDelete(text), ...taken.map((r) => asInsert(r.text, r.line))],
+      },
+      next: withInserted(next, table, chain, line, text),
+    };
+  }
+  const twinText = req.twins?.[f];
+  const twin = twinText === undefined ? undefined : findTwin(rs, table, chain, twinText);
+  if (twin && req.adopt) {
+    // The hand-made rule already decides these packets where it is: tag it there (no guard: nothing changes).
+    const reason = `adopted: line ${twin.line} held this rule without a tag (${twin.rule}); tagged in place, counters kept (${twin.packets} packets, ${twin.bytes} bytes)`;
+    const lines = adoptLines(twin, text);
+    return {
+      planned: { line: twin.line, reason, rule: text, twin, adopted: true, apply: [lines.apply], undo: [lines.undo] },
+      next: withInserted(withDeleted(rs, table, chain, twin.line), table, chain, twin.line, text),
+    };
+  }
+  const refused = ctx.origin && req.guard?.(ctx.origin, f);
+  if (refused) throw refusal(refused, ctx);
+  const { line, reason, shadowedBy } = placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position });
+  return {
+    planned: {
+      line,
+      reason,
+      rule: text,
+      twin,
+      ...(shadowedBy && { shadowedBy: shadowedBy.why }),
+      apply: [asInsert(text, line)],
+      undo: [asDelete(text)],
+    },
+    next: withInserted(rs, table, chain, line, text),
+  };
+}
+
+const tagTaken = (req: ChangeRequest, found: string, ctx: PlanContext) =>
+  new HostError(
+    `a rule tagged ${req.tag} but different from this one is on ${ctx.target} (${found}): ` +
+      `it is not this resource's; remove it by hand (iptables -D ...) and run pulumi up again`,
+    { kind: "tag-taken", target: ctx.target },
+  );
+
+/**
+ * Chooses an insert's tag from its lineage: the first one on the host in no family. The lineage's
+ * tags that are on the host (with the identical rule: this resource's own) are taken over.
+ */
+export function resolveLineage(
+  req: InsertRequest,
+  listed: ReadonlyMap<Family, Ruleset>,
+  ctx: PlanContext,
+): InsertRequest {
+  const lineage = [{ tag: req.tag, specs: req.specs }, ...(req.successors ?? [])];
+  const rulesets = [...listed].filter(([f]) => wants(req, f));
+  const present = lineage.filter(({ tag, specs }) =>
+    rulesets.some(([f, rs]) => {
+      const found = findByTag(rs, req.table, req.chain, tag);
+      if (found && (found.chain !== req.chain || found.text !== ruleText(req.chain, specs[f]!)))
+        throw tagTaken({ ...req, tag }, found.text, ctx);
+      return !!found;
+    }),
+  );
+  if (!present.length) return req;
+  const free = lineage.find((c) => !present.includes(c));
+  if (!free)
+    throw new HostError(
+      `${lineage.length} generations of this rule (${lineage.map((c) => c.tag).join(", ")}) are on ${ctx.target} already: remove them by hand and run pulumi up again`,
+      { kind: "tag-taken", target: ctx.target },
+    );
+  return { ...req, tag: free.tag, specs: free.specs, successors: undefined, takeover: present.map((c) => c.tag) };
+}
+
+/**
+ * Plans a batch against the listings. A request that cannot be planned in one family fails alone,
+ * in all of its families; the others are planned against the ruleset as the earlier ones leave it.
+ * `resolved` maps each planned request to itself as planned (an insert's tag chosen from its lineage);
+ * `expected` is the ruleset per family the plans lead to.
+ */
+export function planBatch(
+  reqs: ChangeRequest[],
+  listed: ReadonlyMap<Family, Ruleset>,
+  ctx: PlanContext,
+): {
+  plans: Map<ChangeRequest, Plan>;
+  failed: Map<ChangeRequest, Error>;
+  resolved: Map<ChangeRequest, ChangeRequest>;
+  expected: Map<Family, Ruleset>;
+} {
+  const current = new Map(listed);
+  const plans = new Map<ChangeRequest, Plan>();
+  const failed = new Map<ChangeRequest, Error>();
+  const resolved = new Map<ChangeRequest, ChangeRequest>();
+  for (const original of reqs) {
+    try {
+      const req = original.kind === "insert" ? resolveLineage(original, current, ctx) : original;
+      const plan: Plan = {};
+      const next = new Map(current);
+      for (const f of FAMILIES.filter((g) => wants(req, g) && current.has(g))) {
+        const r = planOne(req, f, next.get(f)!, ctx);
+        if (r.planned) plan[f] = r.planned;
+        next.set(f, r.next);
+      }
+      for (const [k, v] of next) current.set(k, v);
+      plans.set(req, plan);
+      resolved.set(original, req);
+    } catch (err) {
+      failed.set(original, err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+  return { plans, failed, resolved, expected: current };
+}
+
+/** The restore lines of a batch in one family, and the undo lines (in reverse order). */
+export function linesOf(plans: ReadonlyMap<ChangeRequest, Plan>, f: Family): { apply: string[]; undo: string[] } {
+  const planned = [...plans.values()].flatMap((p) => p[f] ?? []);
+  return { apply: planned.flatMap((p) => p.apply), undo: [...planned].reverse().flatMap((p) => p.undo) };
+}
+
+/** Requests whose rule's place in the saved files changes: persisted inserts and deletes, flag changes. */
+export const asksSave = (req: ChangeRequest) => req.persist || req.kind === "persist";
+
+/** Tags to add to the transient list before applying (kept out of the files from the start). */
+export const transientTags = (reqs: ChangeRequest[]) =>
+  reqs.filter((r) => r.kind !== "delete" && !r.persist).map((r) => r.tag);
+
+/** What the persistence step does after confirming: tags that leave the transient list, and the
+ * save for the requests that ask for it; undefined if nothing. */
+export function persistChange(reqs: ChangeRequest[]): PersistChange | undefined {
+  const tags = (list: ChangeRequest[]) => list.map((r) => r.tag);
+  const savers = reqs.filter(asksSave);
+  // A persisted rule's tag leaves the transient list (where a failed earlier try may have put it).
+  const persistent = tags(reqs.filter((r) => r.kind === "delete" || r.persist));
+  if (!savers.length && !persistent.length) return undefined;
+  const present = savers
+    .filter((r) => r.kind !== "delete" && r.persist)
+    .map((r) => ({ tag: r.tag, families: FAMILIES.filter((f) => wants(r, f)) }));
+  // A persisted takeover's files must lose the tag it took over.
+  const takenOver = reqs.flatMap((r) => (r.kind === "insert" ? (r.takeover ?? []) : []));
+  const absent = [...transientTags(reqs), ...tags(savers.filter((r) => r.kind === "delete")), ...takenOver];
+  return { transient: [], persistent, save: savers.length > 0, present, absent };
+}

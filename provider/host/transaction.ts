@@ -1,0 +1,447 @@
+// One remote transaction of a batch of changes, in named steps over one remote shell that holds the
+// host's lock from the first step to the last:
+//   begin    lock, revert what earlier runs left unconfirmed, list;
+//   plan     (pure, plan.ts) each change against the listing;
+//   apply    arm the rollback (commit.ts), one atomic iptables-restore per family, list;
+//   review   (pure, confirm.ts) put back what another writer moved, drop what it removed, list;
+//   commit   confirm (over a fresh SSH connection where the change may cut off new ones);
+//   save     the boot files, only after confirming.
+// A failure before `commit` leaves the rollback armed: the host undoes the change by itself within
+// rollbackAfter. Undoing is always checked by a listing before anything is said about it.
+import { randomBytes } from "node:crypto";
+import { parseSpec } from "../rules";
+import type { Ruleset } from "../rules";
+import { Session } from "../ssh";
+import { judgeBeside } from "./beside";
+import { armStep, confirmStep, REAP, restoreInput } from "./commit";
+import { present, review } from "./confirm";
+import type { Review } from "./confirm";
+import { HostError } from "./errors";
+import { listing, listings, out, saves, withDeadline } from "./facts";
+import type { Facts } from "./facts";
+import { saveScript } from "./persist";
+import { asksSave, familiesOf, linesOf, persistChange, planBatch, transientTags } from "./plan";
+import type { Plan } from "./plan";
+import { iptables, LOCK_UNAVAILABLE, limitsFor, lock, parseSections, preamble, section } from "./protocol";
+import type { Family, Limits, Sections } from "./protocol";
+import { openShell } from "./shell";
+import type { Shell } from "./shell";
+import type { ChangeRequest, ChangeResult, GuardOrigin, HostFacts, Placement } from "./types";
+
+export type Outcome = { result: ChangeResult } | { error: Error };
+export interface Op {
+  req: ChangeRequest;
+  rollbackAfter: number;
+  done: (o: Outcome) => void;
+}
+
+/** How far a transaction got: what a failure may have left on the host. */
+type Phase = "listing" | "applying" | "committing" | "committed";
+
+/** Parsed listings, per family. */
+type Listings = Map<Family, Ruleset>;
+
+/** Opens a new SSH connection (not the pooled one) for a confirmation that must prove new ones work. */
+export type FreshSession = (args: Session["args"], log: Session["log"]) => Session;
+export const freshSession: FreshSession = (args, log) => new Session(args, log);
+
+export function runTransaction(
+  session: Session,
+  facts: Facts,
+  table: string,
+  ops: Op[],
+  fresh: FreshSession = freshSession,
+): Promise<Map<Op, Outcome>> {
+  return new Transaction(session, facts, table, ops, fresh).run();
+}
+
+const restoreStep = (f: Family, table: string, lines: string[], limits: Limits) =>
+  section(
+    `restore${f}`,
+    [`${iptables(f)}-restore`, "--noflush", "-w", String(limits.lockWait)],
+    restoreInput(table, lines),
+  );
+
+/** `then` runs only if every section before it succeeded ($c is the last section's status). */
+const ifOk = (then: string) => `if [ "$c" = 0 ]; then\n${then}\nfi`;
+
+const placements = (plan: Plan): Partial<Record<Family, Placement>> =>
+  Object.fromEntries(Object.entries(plan).map(([f, { apply: _a, undo: _u, ...placement }]) => [f, placement]));
+
+const utc = (ms: number) => `${new Date(ms).toISOString().slice(11, 19)} UTC`;
+
+class Transaction {
+  private readonly outcomes = new Map<Op, Outcome>();
+  private readonly target: string;
+  private readonly limits: Limits;
+  private readonly families: Family[];
+  private readonly id = randomBytes(6).toString("hex");
+  private phase: Phase = "listing";
+  private armed = false;
+  private live: Op[];
+  private plans = new Map<ChangeRequest, Plan>();
+  /** The rulesets the plans lead to, per family. */
+  private expected: Listings = new Map();
+  private host?: HostFacts;
+  /** The first step's answer: what is beside the chain (Docker, nft) comes from it. */
+  private first: Sections = {};
+
+  constructor(
+    private readonly session: Session,
+    private readonly facts: Facts,
+    private readonly table: string,
+    ops: Op[],
+    private readonly fresh: FreshSession,
+  ) {
+    this.target = session.target;
+    this.live = ops;
+    this.families = familiesOf(ops.map((op) => op.req));
+    const rollbackAfter = Math.max(...ops.map((op) => op.rollbackAfter));
+    this.limits = limitsFor(session.args.perDialTimeout, rollbackAfter);
+  }
+
+  async run(): Promise<Map<Op, Outcome>> {
+    const origin = await this.origin();
+    const shell = await this.openShell();
+    try {
+      const listed = await this.begin(shell);
+      this.plan(listed, origin);
+      if (this.live.length) {
+        const applied = await this.apply(shell, listed);
+        await this.review(shell, applied);
+        await this.commit(shell);
+        await this.save(shell);
+      }
+      for (const op of this.live) this.succeed(op);
+    } catch (err) {
+      const error = this.explain(err);
+      for (const op of this.live) this.fail(op, error);
+    } finally {
+      await shell.close();
+    }
+    return this.outcomes;
+  }
+
+  private succeed(op: Op): void {
+    const persisted = op.req.persist ? this.host!.persistence : undefined;
+    const plan = this.plans.get(op.req) ?? {};
+    const families = placements(plan);
+    const req = op.req;
+    const beside =
+      req.kind !== "insert"
+        ? {}
+        : Object.fromEntries(
+            Object.keys(plan).map((k) => {
+              const f = Number(k) as Family;
+              const rule = { table: this.table, chain: req.chain, spec: parseSpec(req.specs[f]!) };
+              return [f, judgeBeside(this.first, f, rule, { backend: this.host!.backend, name: this.target })];
+            }),
+          );
+    this.outcomes.set(op, { result: { tag: op.req.tag, facts: this.host!, families, persisted, beside } });
+  }
+
+  private fail(op: Op, error: Error): void {
+    this.outcomes.set(op, { error });
+    this.live = this.live.filter((o) => o !== op);
+  }
+
+  private failWhere(pred: (req: ChangeRequest) => boolean, error: Error): void {
+    for (const op of this.live.filter((o) => pred(o.req))) this.fail(op, error);
+  }
+
+  private async origin(): Promise<GuardOrigin | undefined> {
+    if (!this.live.some((op) => op.req.kind !== "persist" && op.req.guard)) return undefined;
+    return withDeadline(
+      this.session.origin(),
+      this.limits.step,
+      "finding where the connection comes from",
+      this.target,
+    );
+  }
+
+  private async openShell(): Promise<Shell> {
+    const opening = openShell(this.session, this.limits.step);
+    return withDeadline(opening, this.limits.step, "opening a shell", this.target).catch((e) => {
+      opening.then((s) => s.close()).catch(() => undefined);
+      throw e;
+    });
+  }
+
+  /** Lock, revert what earlier runs left unconfirmed, list. */
+  private async begin(shell: Shell): Promise<Listings> {
+    const reqs = this.live.map((op) => op.req);
+    const want = {
+      listening: reqs.some((r) => r.kind === "insert"),
+      owner: reqs.some((r) => r.persist && r.kind !== "delete"),
+      beside: this.table === "filter" && reqs.some((r) => r.kind === "insert"),
+    };
+    const script = [
+      preamble(this.limits) + lock(this.limits),
+      REAP,
+      listing(this.facts.known, this.families, this.table, want),
+    ];
+    const first = await shell.step("taking the lock and listing the rules", script.join("\n"));
+    if (first.lock?.code === LOCK_UNAVAILABLE)
+      throw new HostError(`could not take the lock on ${this.target}: ${first.lock.err}`, {
+        kind: "command",
+        target: this.target,
+        command: "lock",
+        status: first.lock.code,
+        stderr: first.lock.err,
+      });
+    if (first.lock?.code !== 0) {
+      throw new HostError(
+        `could not take the host's lock on ${this.target} within ${this.limits.lockWait}s: another pulumi-iptables run ` +
+          `(another stack or operator) holds it; try again when it is done${first.lock?.err ? ` (${first.lock.err})` : ""}`,
+        { kind: "lock-busy", target: this.target, command: "lock", status: first.lock?.code, stderr: first.lock?.err },
+      );
+    }
+    const reaped = first.reap?.out.trim();
+    if (reaped)
+      this.session.log.warn?.(
+        `${this.target}: reverted unconfirmed changes of an earlier run (${reaped.split("\n").join(", ")})`,
+      );
+    this.host = this.facts.of(first, this.families);
+    this.first = first;
+    return listings(first, this.families, this.target);
+  }
+
+  private plan(listed: Listings, origin?: GuardOrigin): void {
+    const { plans, failed, resolved, expected } = planBatch(
+      this.live.map((op) => op.req),
+      listed,
+      { target: this.target, facts: this.host!, origin },
+    );
+    this.plans = plans;
+    this.expected = expected;
+    for (const [req, error] of failed) this.failWhere((r) => r === req, error);
+    for (const op of this.live) op.req = resolved.get(op.req) ?? op.req;
+  }
+
+  private reqs(): ChangeRequest[] {
+    return this.live.map((op) => op.req);
+  }
+
+  private livePlans(): Map<ChangeRequest, Plan> {
+    return new Map(this.reqs().map((r) => [r, this.plans.get(r) ?? {}]));
+  }
+
+  /** Arm the rollback, then one atomic restore per family (each only if all before succeeded); list
+   * in any case. Returns the listings after it. */
+  private async apply(shell: Shell, listed: Listings): Promise<Listings> {
+    const plans = this.livePlans();
+    const lines = new Map(this.families.map((f) => [f, linesOf(plans, f)]));
+    const touched = this.families.filter((f) => lines.get(f)!.apply.length);
+    const transient = transientTags(this.reqs());
+    if (!touched.length && !transient.length) return listed;
+    const parts = ["c=0"];
+    if (transient.length) {
+      const change = { transient, persistent: [], save: false, present: [], absent: [] };
+      parts.push(saveScript(this.host!.persistence, change));
+    }
+    if (touched.length) {
+      const undo = Object.fromEntries(touched.map((f) => [f, lines.get(f)!.undo]));
+      parts.push(ifOk(armStep(this.id, this.table, undo, this.limits)));
+      for (const f of touched) parts.push(ifOk(restoreStep(f, this.table, lines.get(f)!.apply, this.limits)));
+    }
+    parts.push(saves(this.families, this.table));
+    this.phase = "applying";
+    const second = await shell.step("applying the change", parts.join("\n"));
+    this.armed = second.arm?.code === 0;
+    const after = listings(second, this.families, this.target);
+    const before = transient.length ? second.persist : second.arm;
+    if (before?.code !== 0) {
+      const what = transient.length ? "keeping persist: false rules out of the rules files" : "arming the rollback";
+      this.unapplied(`${what} on ${this.target} failed: ${before?.err || before?.out || "no answer"}`, after);
+    }
+    const refused = touched.find((f) => second[`restore${f}`]?.code !== 0);
+    if (refused) await this.refused(shell, refused, second, touched.slice(0, touched.indexOf(refused)), after);
+    return after;
+  }
+
+  /** A family's restore was refused: undo the families applied before it, check by a listing. */
+  private async refused(shell: Shell, f: Family, answer: Sections, applied: Family[], after: Listings): Promise<never> {
+    const why = answer[`restore${f}`]?.err || "no answer";
+    const plans = this.livePlans();
+    let listed = after;
+    if (applied.length) {
+      const undo = applied.map((g) => restoreStep(g, this.table, linesOf(plans, g).undo, this.limits));
+      const r = await shell.step("undoing the change", [...undo, saves(this.families, this.table)].join("\n"));
+      listed = listings(r, this.families, this.target);
+    }
+    const left = this.notUndone(listed);
+    const head = `${iptables(f)}-restore on ${this.target} refused the change: ${why}`;
+    if (left.length)
+      throw new HostError(`${head}; undoing it did not take: ${left.join("; ")}`, {
+        kind: "command",
+        target: this.target,
+      });
+    await this.disarm(shell);
+    const undone = applied.length ? `; the ${applied.map((g) => `IPv${g}`).join(" and ")} half was undone` : "";
+    throw new HostError(`${head}${undone}, and a listing shows none of it on the host`, {
+      kind: "refused",
+      target: this.target,
+      command: `${iptables(f)}-restore`,
+      status: answer[`restore${f}`]?.code,
+      stderr: why,
+    });
+  }
+
+  /** A step failed before anything was applied: says so only if the listing shows it. */
+  private unapplied(head: string, listed: Listings): never {
+    const left = this.notUndone(listed);
+    if (left.length)
+      throw new HostError(`${head}; a listing shows: ${left.join("; ")}`, { kind: "command", target: this.target });
+    if (!this.armed) this.phase = "listing";
+    throw new HostError(`${head}, and a listing shows none of the change on the host`, {
+      kind: "command",
+      target: this.target,
+    });
+  }
+
+  /** What a listing shows still changed by this batch's live requests (empty: all undone). */
+  private notUndone(listed: Listings, reqs = this.reqs()): string[] {
+    const left: string[] = [];
+    for (const req of reqs) {
+      const plan = this.plans.get(req) ?? {};
+      const applied = Object.entries(plan).filter(([, p]) => p.apply.length);
+      if (!applied.length) continue;
+      const there = present(listed, this.table, req.chain, [req.tag]);
+      for (const [f, p] of applied) {
+        const shows = there.get(Number(f) as Family)?.length === 1;
+        if (req.kind === "insert" && shows) left.push(`${p.rule} is still on the host`);
+        if (req.kind === "delete" && !shows) left.push(`${p.rule} is still deleted`);
+      }
+    }
+    return left;
+  }
+
+  /** Put back what another writer moved, drop what it removed; until the listing confirms the batch. */
+  private async review(shell: Shell, listed: Listings): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const r: Review = review(listed, this.reqs(), this.plans, attempt, this.target, this.expected);
+      for (const [req, error] of r.dropped) this.failWhere((q) => q === req, error);
+      if (!r.fixes.size) return;
+      if (attempt >= 10)
+        throw new HostError(`the chain on ${this.target} keeps changing under another writer that ignores the lock`, {
+          kind: "refusal",
+          target: this.target,
+        });
+      const steps = [...r.fixes].map(([f, lines]) => restoreStep(f, this.table, lines, this.limits));
+      const answer = await shell.step(
+        "putting the rules back in place",
+        [...steps, saves(this.families, this.table)].join("\n"),
+      );
+      listed = listings(answer, this.families, this.target);
+    }
+  }
+
+  /** Confirm: the watchdog stopped, the rollback removed. Over a fresh connection where the change
+   * may cut off new SSH connections. */
+  private async commit(shell: Shell): Promise<void> {
+    if (!this.armed) return;
+    this.phase = "committing";
+    const fresh = this.live.some((op) => op.req.freshConfirm);
+    const answer = fresh ? await this.confirmFresh() : await shell.step("confirming the change", confirmStep(this.id));
+    out(answer, "confirm", "confirming the change", this.target);
+    this.phase = "committed";
+  }
+
+  /** Cancels the armed rollback once a listing shows the host as it was. */
+  private async disarm(shell: Shell): Promise<void> {
+    if (!this.armed) return;
+    out(
+      await shell.step("cancelling the rollback", confirmStep(this.id)),
+      "confirm",
+      "cancelling the rollback",
+      this.target,
+    );
+    this.armed = false;
+    this.phase = "listing";
+  }
+
+  private async confirmFresh(): Promise<Sections> {
+    const a = this.session.args;
+    const fresh = this.fresh(
+      { ...a, hostKey: a.hostKey ?? this.session.hostKey?.publicKey, dialErrorLimit: 1 },
+      this.session.log,
+    );
+    try {
+      const what = "confirming the change over a fresh SSH connection";
+      const r = await withDeadline(
+        fresh.run(preamble(this.limits) + confirmStep(this.id)),
+        this.limits.step,
+        what,
+        this.target,
+      );
+      return parseSections(r.stdout);
+    } catch (err) {
+      throw new HostError(
+        `the change may cut off new SSH connections to ${this.target}, and a fresh connection could not confirm it ` +
+          `(${err instanceof Error ? err.message : String(err)})`,
+        { kind: "refusal", target: this.target, command: "confirm" },
+        { cause: err },
+      );
+    } finally {
+      await fresh.close();
+    }
+  }
+
+  /** The boot files, after confirming. A failed save undoes the runtime change of the requests that
+   * asked for it (checked by a listing), then saves again from what is live. */
+  private async save(shell: Shell): Promise<void> {
+    const change = persistChange(this.reqs());
+    if (!change) return;
+    const persistence = this.host!.persistence;
+    const saved = (await shell.step("saving the ruleset", saveScript(persistence, change))).persist;
+    if (saved?.code === 0) return;
+    const savers = this.reqs().filter(asksSave);
+    const failed = savers.length ? savers : this.reqs();
+    const why = (saved?.err ?? "no answer")
+      .split("\n")
+      .filter((l) => !l.startsWith("run-parts: executing"))
+      .join("\n");
+    const head = `saving the ruleset on ${this.target} with ${persistence.mechanism} to ${persistence.files.join(" and ")} failed: ${why}`;
+    const plans = new Map(failed.map((r) => [r, this.plans.get(r) ?? {}]));
+    const undo = this.families.flatMap((f) => {
+      const lines = linesOf(plans, f).undo;
+      return lines.length ? [restoreStep(f, this.table, lines, this.limits)] : [];
+    });
+    const answer = await shell.step(
+      "undoing the change after the failed save",
+      [...undo, saves(this.families, this.table)].join("\n"),
+    );
+    const left = this.notUndone(listings(answer, this.families, this.target), failed);
+    if (savers.length) {
+      const again = { transient: [], persistent: [], save: true, present: [], absent: [] };
+      await shell.step("saving the ruleset again", saveScript(persistence, again));
+    }
+    const tail = left.length
+      ? `; undoing the change did not take: ${left.join("; ")}`
+      : ", so the change was undone (a listing shows it)";
+    const error = new HostError(head + tail, {
+      kind: "save",
+      target: this.target,
+      command: persistence.mechanism,
+      stderr: why,
+    });
+    this.failWhere((r) => failed.includes(r), error);
+  }
+
+  /** The error, with what may be on the host now and what the host does about it by itself. */
+  private explain(err: unknown): Error {
+    const e = err instanceof Error ? err : new Error(String(err));
+    if (this.phase === "listing" && !(e instanceof HostError && e.isInterrupted())) return e;
+    const by = utc(Date.now() + (this.limits.command + this.limits.rollbackAfter) * 1000);
+    const reverts = `the host reverts it by itself within ${this.limits.rollbackAfter}s after this connection ends (by ${by} at the latest)`;
+    const what: Record<Phase, string> = {
+      listing: "nothing had been sent to change the host yet",
+      applying: `the change may be on the host, not confirmed: ${reverts}`,
+      committing: `the change is on the host and may or may not be confirmed: if not, ${reverts}; if it stays, the next pulumi up takes it over`,
+      committed:
+        "the change is on the host (confirmed), but the rules files may not hold it yet: the next pulumi up saves them",
+    };
+    const fields = e instanceof HostError ? e : { kind: "command" as const, target: this.target };
+    return new HostError(`${e.message}: ${what[this.phase]}`, fields, { cause: e });
+  }
+}

@@ -1,0 +1,118 @@
+// What the lifecycle asks of a host and what it gets back (declarations only).
+import type { Backend, Position, Ruleset } from "../rules";
+import type { Twin } from "./adopt";
+import type { Beside } from "./beside";
+import type { Persistence } from "./persist";
+import type { Family } from "./protocol";
+
+/** Where the provider's connection comes from, as far as the lockout guard needs it. */
+export interface GuardOrigin {
+  clientAddress: string;
+  serverPort: number;
+}
+
+export interface InsertRequest {
+  kind: "insert";
+  table: string;
+  chain: string;
+  /** Rule spec per family (argv without `-A CHAIN`), each carrying the identity tag. */
+  specs: Partial<Record<Family, string[]>>;
+  tag: string;
+  position: Position;
+  /** Save the ruleset with the host's mechanism afterwards (otherwise keep this rule out of it). */
+  persist: boolean;
+  /** Says why the rule must not go in (it would cut off this connection), or nothing. */
+  guard?: (origin: GuardOrigin, family: Family) => string | undefined;
+  /** The rule without its tag per family, as `iptables -S` prints it: a hand-made twin to look for. */
+  twins?: Partial<Record<Family, string>>;
+  /** Take the twin over in place (same line, counters kept) instead of inserting beside it. */
+  adopt?: boolean;
+  /** The change may cut off new SSH connections: confirm it over a fresh one. */
+  freshConfirm?: boolean;
+  /** The next tags of this rule's lineage (and their specs): used in turn when a rule with the tag
+   * before is on the host already, which the create then takes over (see provider.ts, lineage). */
+  successors?: { tag: string; specs: Partial<Record<Family, string[]>> }[];
+  /** Set by planning: tags of this rule's own earlier rules on the host that it replaces in place. */
+  takeover?: string[];
+}
+
+export interface DeleteRequest {
+  kind: "delete";
+  table: string;
+  chain: string;
+  families: Family[];
+  tag: string;
+  /** Save the ruleset afterwards, so the rules files no longer hold the rule. */
+  persist: boolean;
+  /** Says why the rule must not go (removing it would cut off this provider), or nothing; given the
+   * listing (parsed) with the rule and without it. */
+  guard?: (origin: GuardOrigin, family: Family, before: Ruleset, after: Ruleset) => string | undefined;
+  freshConfirm?: boolean;
+}
+
+/** A rule's persist flag changed: save the ruleset with it in (true) or without it (false). */
+export interface PersistRequest {
+  kind: "persist";
+  table: string;
+  chain: string;
+  families: Family[];
+  tag: string;
+  persist: boolean;
+  freshConfirm?: undefined;
+}
+
+export type ChangeRequest = InsertRequest | DeleteRequest | PersistRequest;
+
+export interface HostFacts {
+  backend: Backend;
+  version: string;
+  hostKeyFingerprint: string;
+  /** Listening sockets as "tcp/22", "udp/53"; undefined when the host cannot tell (no `ss`). */
+  listening?: Set<string>;
+  /** How this host saves its ruleset, and the firewall manager that owns its policy, if any. */
+  persistence: Persistence;
+  owner?: string;
+}
+
+export interface Placement {
+  line: number;
+  reason: string;
+  /** The rule as `iptables -S` prints it. */
+  rule: string;
+  /** An untagged rule in the chain that is exactly this one: taken over when `adopted`, else left beside it. */
+  twin?: Twin;
+  adopted?: boolean;
+  /** Where the rule is not effective at that line: what decides its packets otherwise, and their path. */
+  shadowedBy?: string;
+  /** Tags of this resource's own identical rules it replaced in place (a failed earlier try's, or the
+   * one an identical replacement replaces). */
+  tookOver?: string[];
+}
+
+/** What a change did: the facts of the host, and per family where the rule is. */
+export interface ChangeResult {
+  /** The rule's tag (for an insert, the lineage's tag planning chose). */
+  tag: string;
+  facts: HostFacts;
+  families: Partial<Record<Family, Placement>>;
+  /** Where the ruleset was saved, when the request asked for it. */
+  persisted?: Persistence;
+  /** Docker and the host's nft tables, per family: what they do to an inserted rule's packets. */
+  beside: Partial<Record<Family, Beside>>;
+}
+
+export interface RuleState {
+  line: number;
+  rule: string;
+  packets: number;
+  bytes: number;
+  /** What decides some of ours' packets otherwise, with their path; undefined when ours is effective. */
+  shadowedBy?: string;
+  /** Docker and the host's nft tables: what they do to the rule's packets. */
+  beside: Beside;
+}
+
+export interface ReadResult {
+  facts: HostFacts;
+  families: Partial<Record<Family, RuleState>>;
+}

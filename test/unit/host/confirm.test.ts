@@ -1,0 +1,120 @@
+// Confirming (pure): the listing after the restore confirms the batch, or says what to fix: a rule
+// another writer removed drops its request (and its other families), an `auto` rule a new rule above
+// shadows is moved back, a deleted rule that is back is deleted again.
+import { describe, expect, it } from "vitest";
+import { present, review } from "../../../provider/host/confirm";
+import { asDelete, planBatch } from "../../../provider/host/plan";
+import { withDeleted, withInserted } from "../../../provider/host/ruleset-text";
+import type { ChangeRequest, HostFacts, InsertRequest } from "../../../provider/host/types";
+import type { Ruleset } from "../../../provider/rules";
+import { check, parseRuleset, renderRule, ruleText } from "../../../provider/rules";
+import { readFamilyFile } from "../../fixtures/captures";
+
+const facts = { persistence: { mechanism: "iptables-save", files: ["a", "b"] } } as unknown as HostFacts;
+const target = "root@198.18.0.10:22";
+const TAG = "pulumi-iptables:web/prod/app/0123456789ab";
+const base = () => parseRuleset(readFamilyFile("nf_tables", 4, "ends-in-drop/save-c.txt"));
+const { inputs } = check({}, { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", ipVersion: "both" });
+const req: InsertRequest = {
+  kind: "insert",
+  table: "filter",
+  chain: "INPUT",
+  specs: { 4: renderRule(inputs, 4, TAG), 6: renderRule(inputs, 6, TAG) },
+  tag: TAG,
+  position: "auto",
+  persist: false,
+};
+const text = ruleText("INPUT", req.specs[4]!);
+const six = () => parseRuleset(readFamilyFile("nf_tables", 6, "ends-in-drop/save-c.txt"));
+const text6 = ruleText("INPUT", req.specs[6]!);
+
+function planned() {
+  const { plans, expected } = planBatch(
+    [req],
+    new Map([
+      [4, base()],
+      [6, six()],
+    ]),
+    { target, facts },
+  );
+  exp = expected;
+  return plans;
+}
+/** The rulesets the last planned() plans lead to. */
+let exp: Map<4 | 6, Ruleset> = new Map();
+const line = (rs: Ruleset) => rs.tables.get("filter")!.chains.get("INPUT")!.rules.length;
+
+describe("review", () => {
+  it("confirms a batch the listing shows in place", () => {
+    const plans = planned();
+    const l4 = plans.get(req)![4]!.line;
+    const after = new Map([
+      [4 as const, withInserted(base(), "filter", "INPUT", l4, text)],
+      [6 as const, withInserted(six(), "filter", "INPUT", plans.get(req)![6]!.line, text6)],
+    ]);
+    const r = review(after, [req], plans, 0, target, exp);
+    expect(r.fixes.size).toBe(0);
+    expect(r.dropped.size).toBe(0);
+  });
+
+  it("drops a request whose rule another writer removed, and removes its other family", () => {
+    const plans = planned();
+    const after = new Map([
+      [4 as const, base()],
+      [6 as const, withInserted(six(), "filter", "INPUT", plans.get(req)![6]!.line, text6)],
+    ]);
+    const r = review(after, [req], plans, 0, target, exp);
+    expect(r.dropped.get(req)?.message).toMatch(/was removed from .* right after it was inserted/);
+    expect(r.fixes.get(6)).toEqual([asDelete(text6)]);
+  });
+
+  it("moves an auto rule back above a DROP another writer put above it", () => {
+    const plans = planned();
+    const l4 = plans.get(req)![4]!.line;
+    const dropAll = "-A INPUT -p tcp -j DROP";
+    const moved = withInserted(withInserted(base(), "filter", "INPUT", l4, text), "filter", "INPUT", 1, dropAll);
+    const after = new Map([
+      [4 as const, moved],
+      [6 as const, withInserted(six(), "filter", "INPUT", plans.get(req)![6]!.line, text6)],
+    ]);
+    const r = review(after, [req], plans, 0, target, exp);
+    expect(r.dropped.size).toBe(0);
+    expect(r.fixes.get(4)).toEqual([asDelete(text), text.replace(/^-A INPUT /, "-I INPUT 1 ")]);
+    expect(plans.get(req)![4]!.reason).toMatch(/moved back/);
+    expect(line(moved)).toBeGreaterThan(0);
+  });
+
+  it("deletes again a deleted rule that is still listed", () => {
+    const save = withInserted(base(), "filter", "INPUT", 1, text);
+    const del: ChangeRequest = {
+      kind: "delete",
+      table: "filter",
+      chain: "INPUT",
+      families: [4],
+      tag: TAG,
+      persist: false,
+    };
+    const { plans, expected } = planBatch([del], new Map([[4, save]]), { target, facts });
+    expect(review(new Map([[4, save]]), [del], plans, 0, target, expected).fixes.get(4)).toEqual([asDelete(text)]);
+    expect(
+      review(new Map([[4, withDeleted(save, "filter", "INPUT", 1)]]), [del], plans, 0, target, expected).fixes.size,
+    ).toBe(0);
+  });
+});
+
+describe("present", () => {
+  it("names the tags a listing still shows, per family", () => {
+    const save = withInserted(base(), "filter", "INPUT", 1, text);
+    expect(
+      present(
+        new Map([
+          [4, save],
+          [6, six()],
+        ]),
+        "filter",
+        "INPUT",
+        [TAG, "other"],
+      ),
+    ).toEqual(new Map([[4, [TAG]]]));
+  });
+});

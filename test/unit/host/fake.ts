@@ -1,0 +1,121 @@
+// A fake host for the transaction code: a Session-shaped object whose shell channel records every
+// script the agent writes and answers each step with framed sections built from captured
+// transcripts (test/fixtures). Tests assert the exact scripts and what the agent concludes.
+import { EventEmitter } from "node:events";
+import { execFileSync } from "node:child_process";
+import type { Session } from "../../../provider/ssh";
+
+export interface SectionAnswer {
+  code?: number;
+  out?: string;
+  err?: string;
+}
+/** One step's answer: sections by name; `hang` never answers; `drop` ends the channel. */
+export type StepAnswer = Record<string, SectionAnswer> | "hang" | "drop";
+
+export function frame(sections: Record<string, SectionAnswer>): string {
+  return Object.entries(sections)
+    .map(
+      ([name, s]) =>
+        `@@pit-begin ${name}\n${s.out ?? ""}\n@@pit-stderr\n${s.err ?? ""}\n@@pit-end ${name} ${s.code ?? 0}\n`,
+    )
+    .join("");
+}
+
+class FakeChannel extends EventEmitter {
+  readonly stderr = new EventEmitter();
+  private ended = false;
+  constructor(private readonly host: FakeHost) {
+    super();
+  }
+  write(text: string): boolean {
+    const marker = /printf '(@@pit-step-done \d+)\\n'\n$/.exec(text);
+    const script = text.replace(/\nprintf '@@pit-step-done \d+\\n'\n$/, "");
+    this.host.scripts.push(script);
+    const answer = this.host.answers.shift() ?? "drop";
+    if (answer === "hang") return true;
+    if (answer === "drop") {
+      setImmediate(() => this.close());
+      return true;
+    }
+    setImmediate(() => this.emit("data", Buffer.from(frame(answer) + (marker ? `${marker[1]}\n` : ""))));
+    return true;
+  }
+  end(text?: string): void {
+    if (text) this.host.ends.push(text);
+    this.close();
+  }
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    setImmediate(() => {
+      this.emit("exit", 0);
+      this.emit("close");
+    });
+  }
+}
+
+export class FakeHost {
+  readonly scripts: string[] = [];
+  readonly ends: string[] = [];
+  /** Scripts run with session.run (reads, fresh confirms). */
+  readonly runs: string[] = [];
+  channels = 0;
+  released = 0;
+  constructor(
+    public answers: StepAnswer[],
+    public runAnswers: StepAnswer[] = [],
+  ) {}
+
+  session(perDialTimeout = 1): Session {
+    const host = this;
+    const fake = {
+      key: "fake",
+      target: "root@198.18.0.10:22",
+      args: { host: "198.18.0.10", port: 22, user: "root", dialErrorLimit: 1, perDialTimeout, sudo: false },
+      log: {},
+      hostKey: { fingerprint: "SHA256:fake", publicKey: "ssh-ed25519 AAAA", algorithm: "ssh-ed25519", md5: "" },
+      async origin() {
+        return { clientAddress: "198.18.0.1", clientPort: 50000, serverAddress: "198.18.0.10", serverPort: 22 };
+      },
+      async openChannel() {
+        host.channels++;
+        let released = false;
+        // Like Session's: a second call does nothing.
+        const release = () => {
+          if (!released) host.released++;
+          released = true;
+        };
+        return { channel: new FakeChannel(host), release };
+      },
+      async run(script: string) {
+        host.runs.push(script);
+        const a = host.runAnswers.shift() ?? "drop";
+        if (a === "hang") return new Promise(() => undefined);
+        if (a === "drop") throw new Error("connection lost");
+        return { code: 0, stdout: frame(a), stderr: "" };
+      },
+      sudoFailure: () => undefined,
+      async close() {},
+    };
+    return fake as unknown as Session;
+  }
+}
+
+/** The scripts with the random transaction id replaced, for exact comparison. */
+export const stable = (scripts: string[]) =>
+  scripts.map((s) =>
+    s
+      .replace(/pulumi-iptables\.tx\/[0-9a-f]{12}/g, "pulumi-iptables.tx/<id>")
+      .replace(/transaction [0-9a-f]{12}/g, "transaction <id>"),
+  );
+
+/** Parses a script with `sh -n` (syntax only): what the host's shell would refuse. */
+export function shellSyntaxError(script: string, shell = "sh"): string | undefined {
+  try {
+    execFileSync(shell, ["-n"], { input: script, stdio: ["pipe", "pipe", "pipe"] });
+    return undefined;
+  } catch (e) {
+    return String((e as { stderr?: Buffer }).stderr ?? e);
+  }
+}

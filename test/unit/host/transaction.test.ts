@@ -1,0 +1,261 @@
+// The host transaction against a fake shell (fake.ts): the exact remote scripts of each step, and
+// what the agent concludes from the answers (captured nf_tables transcripts), for a create, an
+// adoption, a refused second family, an undo a listing does not confirm, a failed save, a lock held
+// elsewhere, a step past its deadline and a confirmation over a fresh connection.
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { HostAgent } from "../../../provider/host/agent";
+import type { HostError, InsertRequest } from "../../../provider/host/agent";
+import { insertRuleText } from "../../../provider/host/ruleset-text";
+import { renderRule, ruleText } from "../../../provider/rules";
+import { check } from "../../../provider/rules";
+import { readFamilyFile } from "../../fixtures/captures";
+import { FakeHost, shellSyntaxError, stable } from "./fake";
+import type { SectionAnswer, StepAnswer } from "./fake";
+
+const guide = (f: 4 | 6) => readFamilyFile("nf_tables", f, "allow-guide/save-c.txt");
+const TAG = "pulumi-iptables:web/prod/app/0123456789ab";
+const inputs = (args: Record<string, unknown> = {}) => {
+  const r = check({}, { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", ...args });
+  expect(r.failures).toEqual([]);
+  return r.inputs;
+};
+const text = (f: 4 | 6, args: Record<string, unknown> = {}) => ruleText("INPUT", renderRule(inputs(args), f, TAG));
+const withRule = (f: 4 | 6, line = 3, args: Record<string, unknown> = {}) =>
+  insertRuleText(guide(f), "filter", "INPUT", line, text(f, args));
+
+function insert(args: Record<string, unknown> = {}, extra: Partial<InsertRequest> = {}): InsertRequest {
+  const i = inputs(args);
+  const fams = i.ipVersion === "both" ? ([4, 6] as const) : ([4] as const);
+  return {
+    kind: "insert",
+    table: "filter",
+    chain: "INPUT",
+    specs: Object.fromEntries(fams.map((f) => [f, renderRule(i, f, TAG)])),
+    tag: TAG,
+    position: "auto",
+    persist: i.persist,
+    ...extra,
+  };
+}
+
+const facts = {
+  version: { out: "iptables v1.8.9 (nf_tables)" },
+  persistence: { out: "netfilter-persistent /etc/iptables/rules.v4 /etc/iptables/rules.v6" },
+};
+const first = (saves: Record<string, string>, more: Record<string, SectionAnswer> = {}): StepAnswer => ({
+  lock: {},
+  reap: {},
+  ...facts,
+  listening: { out: "tcp LISTEN 0 128 0.0.0.0:2222 0.0.0.0:*" },
+  ...more,
+  ...Object.fromEntries(Object.entries(saves).map(([k, v]) => [k, { out: v }])),
+});
+
+function agentOn(host: FakeHost, fresh?: FakeHost) {
+  return new HostAgent(host.session(), fresh ? () => fresh.session() : undefined);
+}
+
+async function failure(p: Promise<unknown>): Promise<HostError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e, "the change must fail").toBeInstanceOf(Error);
+  return e as HostError;
+}
+
+function expectValidShell(host: FakeHost) {
+  for (const s of [...host.scripts, ...host.runs]) expect(shellSyntaxError(s), s).toBeUndefined();
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("a create", () => {
+  it("locks and lists, arms the rollback and restores, confirms: the exact scripts", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: { out: "12:00:30 UTC" }, restore4: {}, save4: { out: withRule(4) } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const res = await agentOn(host).change(insert());
+    expect(res.families[4]).toMatchObject({ line: 3, rule: text(4) });
+    expect(res.families[4]?.tookOver).toBeUndefined();
+    expect(stable(host.scripts)).toMatchSnapshot();
+    expect(host.ends).toEqual(["exit 0\n"]);
+    expect(host.released).toBe(1);
+    expectValidShell(host);
+  });
+
+  it("takes over its own identical rule left by an earlier run, in place under the next tag", async () => {
+    const next = "pulumi-iptables:web/prod/app/ba9876543210";
+    const req = insert();
+    const nextSpec = req.specs[4]!.map((x) => x.replace(TAG, next));
+    const nextText = ruleText("INPUT", nextSpec);
+    const after = insertRuleText(guide(4), "filter", "INPUT", 3, nextText);
+    const host = new FakeHost([
+      first({ save4: withRule(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: after } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const res = await agentOn(host).change({ ...req, successors: [{ tag: next, specs: { 4: nextSpec } }] });
+    expect(res.tag).toBe(next);
+    expect(res.families[4]).toMatchObject({ line: 3, tookOver: [TAG], rule: nextText });
+    expect(host.scripts[1]).toContain(`-I INPUT 3 ${nextText.replace(/^-A INPUT /, "")}`);
+    expect(host.scripts[1]).toContain(`-D INPUT ${text(4).replace(/^-A INPUT /, "")}`);
+    expect(host.scripts).toHaveLength(3);
+    expectValidShell(host);
+  });
+
+  it("refuses a rule with its tag but another spec (not its own)", async () => {
+    const other = insertRuleText(guide(4), "filter", "INPUT", 3, text(4, { port: 2223 }));
+    const host = new FakeHost([first({ save4: other })]);
+    const e = await failure(agentOn(host).change(insert()));
+    expect(e.isTagTaken()).toBe(true);
+    expect(e.message).toMatch(/different from this one/);
+    expect(host.scripts).toHaveLength(1);
+  });
+
+  it("fails at once when another run holds the lock, and says so", async () => {
+    const host = new FakeHost([{ lock: { code: 1 } }]);
+    const e = await failure(agentOn(host).change(insert()));
+    expect(e.isLockBusy()).toBe(true);
+    expect(e.message).toMatch(/could not take the host's lock .* within 5s/);
+    expect(host.scripts).toHaveLength(1);
+  });
+});
+
+describe("a refused second family", () => {
+  const both = { ipVersion: "both" };
+  const refused: StepAnswer = {
+    persist: {},
+    arm: { out: "12:00:30 UTC" },
+    restore4: {},
+    restore6: { code: 2, err: "ip6tables-restore: line 2 failed" },
+    save4: { out: withRule(4, 3, both) },
+    save6: { out: guide(6) },
+  };
+
+  it("undoes the first family, and says so only once a listing shows it; cancels the rollback", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4), save6: guide(6) }),
+      refused,
+      { restore4: {}, save4: { out: guide(4) }, save6: { out: guide(6) } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const e = await failure(agentOn(host).change(insert(both)));
+    expect(e.isRestoreRefused()).toBe(true);
+    expect(e.message).toMatch(
+      /ip6tables-restore on root@198\.18\.0\.10:22 refused the change: .*line 2 failed; the IPv4 half was undone, and a listing shows none of it on the host/,
+    );
+    expect(stable(host.scripts.slice(2))).toMatchSnapshot();
+    expectValidShell(host);
+  });
+
+  it("when the listing still shows the first family: says so, and leaves the rollback armed", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4), save6: guide(6) }),
+      refused,
+      { restore4: { code: 1, err: "xtables lock" }, save4: { out: withRule(4, 3, both) }, save6: { out: guide(6) } },
+    ]);
+    const e = await failure(agentOn(host).change(insert(both)));
+    expect(e.message).toMatch(/undoing it did not take: .*--dport 2222 .* is still on the host/);
+    expect(e.message).toMatch(/the host reverts it by itself within 30s after this connection ends/);
+    expect(e.message).not.toMatch(/none of it|was undone/);
+    expect(host.scripts).toHaveLength(3); // no cancel
+  });
+});
+
+describe("the boot files", () => {
+  const persisted = { persist: true };
+  it("are saved only after the confirmation; a failed save undoes the change, checked by a listing", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }, { owner: {} }),
+      { arm: {}, restore4: {}, save4: { out: withRule(4, 3, persisted) } },
+      { confirm: { out: "confirmed" } },
+      { persist: { code: 1, err: "mv: cannot move: Read-only file system" } },
+      { restore4: {}, save4: { out: guide(4) } },
+      { persist: {} },
+    ]);
+    const e = await failure(agentOn(host).change(insert(persisted)));
+    expect(e.message).toMatch(/Read-only file system, so the change was undone \(a listing shows it\)/);
+    const order = host.scripts.map((s) =>
+      /pulumi-iptables\.tx.*\n[\s\S]*restore/.test(s)
+        ? "apply"
+        : /confirmed/.test(s)
+          ? "confirm"
+          : /write\(\)/.test(s)
+            ? "save"
+            : "other",
+    );
+    expect(order.slice(1, 4)).toEqual(["apply", "confirm", "save"]);
+    expectValidShell(host);
+  });
+});
+
+describe("deadlines and lost connections", () => {
+  it("a step that never answers fails at its deadline, says what may be on the host and when it reverts", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const host = new FakeHost([first({ save4: guide(4) }), "hang"]);
+    const p = failure(agentOn(host).change(insert()));
+    // Let the first step answer (the fake answers on setImmediate, which is not faked), then wait.
+    for (let i = 0; i < 20; i++) {
+      await vi.advanceTimersByTimeAsync(5);
+      await new Promise((r) => setImmediate(r));
+    }
+    await vi.advanceTimersByTimeAsync(60_000);
+    const e = await p;
+    expect(e.isInterrupted()).toBe(true);
+    expect(e.message).toMatch(
+      /applying the change on root@198\.18\.0\.10:22 did not finish within 7s: the change may be on the host, not confirmed: the host reverts it by itself within 30s/,
+    );
+    expect(host.released).toBe(1);
+  });
+
+  it("a connection lost while confirming: may or may not be confirmed, taken over by the next up if it stays", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
+      "drop",
+    ]);
+    const e = await failure(agentOn(host).change(insert()));
+    expect(e.message).toMatch(
+      /ended in the middle of a step: the change is on the host and may or may not be confirmed/,
+    );
+    expect(e.message).toMatch(/the next pulumi up takes it over/);
+  });
+
+  it("a lost connection before anything was sent says so", async () => {
+    const host = new FakeHost(["drop"]);
+    const e = await failure(agentOn(host).change(insert()));
+    expect(e.message).toMatch(/nothing had been sent to change the host yet/);
+  });
+});
+
+describe("a change that may cut off new SSH connections", () => {
+  const drop22 = { port: 22, action: "DROP", allowLockout: true };
+  it("is confirmed over a fresh connection, not the transaction's shell", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4, 1, drop22) } },
+    ]);
+    const fresh = new FakeHost([], [{ confirm: { out: "confirmed" } }]);
+    const res = await agentOn(host, fresh).change(insert(drop22, { position: "top", freshConfirm: true }));
+    expect(res.families[4]?.line).toBe(1);
+    expect(host.scripts.some((s) => /confirmed/.test(s))).toBe(false);
+    expect(stable(fresh.runs)).toMatchSnapshot();
+    expectValidShell(fresh);
+  });
+
+  it("that cannot connect: not confirmed, the host reverts it", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4, 1, drop22) } },
+    ]);
+    const fresh = new FakeHost([], ["drop"]);
+    const e = await failure(agentOn(host, fresh).change(insert(drop22, { position: "top", freshConfirm: true })));
+    expect(e.message).toMatch(/may cut off new SSH connections .* a fresh connection could not confirm it/);
+    expect(e.message).toMatch(/if not, the host reverts it by itself within 30s/);
+  });
+});
