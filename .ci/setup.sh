@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine (as root) for the demo and the tests: the Debian packages the
-# lab needs, the npm dependencies, the real Pulumi CLI (built from Go modules, cached) and the root
+# lab needs, the npm dependencies, the real Pulumi CLI and Toxiproxy (built from Go modules, cached) and the root
 # filesystems of the lab's other userlands (scripts/rootfs.sh, cached).
 # Safe to run again: what is there already is kept.
 set -euo pipefail
