@@ -191,7 +191,7 @@ const FAULTS: Fault[] = [
       ),
     repair: (c) => c.h.sh("umount /etc/iptables"),
     // netfilter-persistent itself exits 0 on a full disk: the check of the files is what fails.
-    says: /saving the ruleset .* failed: .*(No space left on device|the rules files do not hold).*the change was undone \(a listing shows it\)/s,
+    says: /saving the ruleset .* failed: .*(No space left on device|does not hold the ip6?tables rule).*the change was undone \(a listing shows it\)/s,
   },
   {
     name: "rules directory read-only",
