@@ -245,15 +245,17 @@ function covers(inputs: RuleInputs, port: number): boolean {
 
 /**
  * Could this change cut off new SSH connections from the provider, beyond what the lockout guard
- * rules out? A DROP/REJECT on INPUT (or a user chain) that the guard let through (allowLockout) or
- * that covers the SSH port (the guard reads the existing connection, not new ones), and the delete
- * of an ACCEPT of the SSH port. Such changes are confirmed over a fresh SSH connection.
+ * rules out? A DROP/REJECT on INPUT (or a user chain) that covers the SSH port (the guard reads the
+ * existing connection, not new ones), and the delete of an ACCEPT of the SSH port. Such changes are
+ * confirmed over a fresh SSH connection, so one that locks the provider out reverts itself. Not
+ * with allowLockout: the operator has said the lockout is meant (access moves elsewhere), and the
+ * change is confirmed over the transaction's own connection, so it stays.
  */
 export function mayLockOut(inputs: RuleInputs, change: "insert" | "delete"): boolean {
-  if (["FORWARD", "OUTPUT", DOCKER_USER].includes(inputs.chain)) return false;
+  if (inputs.allowLockout || ["FORWARD", "OUTPUT", DOCKER_USER].includes(inputs.chain)) return false;
   const ssh = inputs.protocol === "tcp" && covers(inputs, inputs.connection.port);
   if (change === "delete") return inputs.action === "ACCEPT" && ssh;
-  return inputs.action !== "ACCEPT" && (inputs.allowLockout || ssh);
+  return inputs.action !== "ACCEPT" && ssh;
 }
 
 /** Whether anything listens on the rule's ports; undefined when the host cannot tell. */

@@ -104,11 +104,12 @@ describe("mayLockOut: which changes are confirmed over a fresh SSH connection", 
   it.each([
     ["a DROP of the SSH port on INPUT", { port: 22, action: "DROP" }, "insert", true],
     ["a DROP of another port", { port: 8080, action: "DROP" }, "insert", false],
-    ["a DROP of another port with allowLockout", { port: 8080, action: "DROP", allowLockout: true }, "insert", true],
+    ["a DROP of 22 with allowLockout (meant)", { port: 22, action: "DROP", allowLockout: true }, "insert", false],
     ["a REJECT of a range holding 22", { port: "20-30", action: "REJECT" }, "insert", true],
     ["a DROP of 22 on FORWARD", { port: 22, action: "DROP", chain: "FORWARD" }, "insert", false],
     ["an ACCEPT of 22", { port: 22 }, "insert", false],
     ["the delete of an ACCEPT of 22", { port: 22 }, "delete", true],
+    ["the delete of an ACCEPT of 22 with allowLockout (meant)", { port: 22, allowLockout: true }, "delete", false],
     ["the delete of a DROP of 22", { port: 22, action: "DROP" }, "delete", false],
     ["a udp DROP of 22", { port: 22, action: "DROP", protocol: "udp" }, "insert", false],
   ] as const)("%s: %s", async (_what, args, change, expected) => {
