@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { HostAgent } from "../../../provider/host/agent";
 import type { HostError, InsertRequest } from "../../../provider/host/agent";
-import { insertRuleText } from "../../../provider/host/ruleset-text";
+import { insertRuleText } from "../../fixtures/listing";
 import { renderRule, ruleText } from "../../../provider/rules";
 import { check } from "../../../provider/rules";
 import { readFamilyFile } from "../../fixtures/captures";
