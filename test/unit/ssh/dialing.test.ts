@@ -2,28 +2,15 @@
 // the server's side: ssh2's in-process SSH server counts the connections that are not authenticated
 // yet, as sshd's MaxStartups does. No root, no lab, no IP traffic: each fake host listens on a Unix
 // socket, and the Session's TCP connect is pointed at it (the port it was given picks the socket).
-import { mkdtempSync, rmSync } from "node:fs";
 import * as net from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Server, utils } from "ssh2";
-import type { Connection as ServerConnection } from "ssh2";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { connection, fakeServer, newPort, PASSWORD, removeSockets, socketOf } from "./fake-host";
 
-const SOCKETS = mkdtempSync(join(tmpdir(), "pit-unit-dial-"));
-const socketOf = (port: number) => join(SOCKETS, `${port}.sock`);
-afterAll(() => rmSync(SOCKETS, { recursive: true, force: true }));
-
-vi.mock("node:net", async (importOriginal) => {
-  const net = await importOriginal<typeof import("node:net")>();
-  const connect = (opts: { port?: number }) => net.connect({ path: socketOf(Number(opts.port)) });
-  return { ...net, default: { ...net, connect, createConnection: connect }, connect, createConnection: connect };
-});
+afterAll(removeSockets);
+vi.mock("node:net", async (original) => (await import("./fake-host")).viaSockets(await original()));
 import { MAX_DIALS, UNKNOWN } from "../../../provider/rules";
 import type { CheckedConnection } from "../../../provider/rules";
 import { closeAll, dialForeseen, dials, foresee, foreseenCount, getSession, Session } from "../../../provider/ssh";
-
-const PASSWORD = "in-process-secret-2";
 
 /** Handshakes not authenticated yet, over every fake host, and the most there ever were. */
 const everywhere = { preauth: 0, max: 0 };
@@ -39,25 +26,14 @@ interface FakeHost {
   close(): Promise<void>;
 }
 
-let nextPort = 41001;
-
 /**
  * An SSH server that accepts PASSWORD for any user, `authDelayMs` after it is offered (so handshakes
  * overlap), runs every command as `true`, and forwards direct-tcpip channels (a jump host) to the
  * fake host whose port they name.
  */
 async function fakeHost(opts: { authDelayMs?: number } = {}): Promise<FakeHost> {
-  const keys = utils.generateKeyPairSync("ed25519");
-  const host: FakeHost = {
-    port: nextPort++,
-    connections: 0,
-    users: [],
-    preauth: 0,
-    maxPreauth: 0,
-  } as unknown as FakeHost;
-  const clients = new Set<ServerConnection>();
-  const server = new Server({ hostKeys: [keys.private] }, (client) => {
-    clients.add(client);
+  const host = { connections: 0, users: [] as string[], preauth: 0, maxPreauth: 0 };
+  const server = await fakeServer((client) => {
     host.connections++;
     let authenticated = false;
     const preauth = (by: 1 | -1) => {
@@ -67,9 +43,7 @@ async function fakeHost(opts: { authDelayMs?: number } = {}): Promise<FakeHost> 
       everywhere.max = Math.max(everywhere.max, everywhere.preauth);
     };
     preauth(1);
-    client.on("error", () => {});
     client.on("close", () => {
-      clients.delete(client);
       if (!authenticated) preauth(-1);
     });
     client.on("authentication", (ctx) => {
@@ -97,26 +71,8 @@ async function fakeHost(opts: { authDelayMs?: number } = {}): Promise<FakeHost> 
       });
     });
   });
-  await new Promise<void>((resolve) => server.listen(socketOf(host.port), resolve));
-  host.close = () =>
-    new Promise<void>((resolve) => {
-      for (const c of clients) c.end();
-      server.close(() => resolve());
-    });
-  return host;
+  return Object.assign(host, { port: server.port, close: server.close });
 }
-
-const connection = (port: number, extra: Partial<CheckedConnection> = {}): CheckedConnection => ({
-  host: "198.18.255.1",
-  port,
-  user: "root",
-  password: PASSWORD,
-  dialErrorLimit: 1,
-  perDialTimeout: 5,
-  maxConcurrentDials: 8,
-  sudo: false,
-  ...extra,
-});
 
 const hosts: FakeHost[] = [];
 const sessions: Session[] = [];
@@ -180,7 +136,7 @@ describe("bounded handshakes", () => {
   it("a handshake that fails or times out frees its slot: the next dial to that host goes ahead", async () => {
     const h = await host();
     // A host that accepts TCP and never says a word: the handshake times out (perDialTimeout).
-    const silentPort = nextPort++;
+    const silentPort = newPort();
     const silent = net.createServer(() => undefined);
     await new Promise<void>((r) => silent.listen(socketOf(silentPort), r));
     try {
@@ -189,7 +145,7 @@ describe("bounded handshakes", () => {
       expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
       expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/no SSH handshake within 0.3s/);
       // Nothing listens: the dial fails at once.
-      await expect(session(connection(nextPort++, { maxConcurrentDials: 1 })).connect()).rejects.toThrow(
+      await expect(session(connection(newPort(), { maxConcurrentDials: 1 })).connect()).rejects.toThrow(
         /cannot connect/,
       );
       expect(dials.active()).toBe(0);

@@ -1,27 +1,16 @@
 // Session against ssh2's own in-process SSH server (the way pulumi-command tests its controller): no
 // root, no lab, no IP traffic. The server listens on a Unix socket in a temporary directory, and the
 // Session's TCP connect is pointed at it (the host name and port it was given pick the socket).
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Server, utils } from "ssh2";
-import type { Connection as ServerConnection, ServerChannel } from "ssh2";
+import { utils } from "ssh2";
+import type { ServerChannel } from "ssh2";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { connection, fakeServer, PASSWORD, removeSockets } from "./fake-host";
 
-const SOCKETS = mkdtempSync(join(tmpdir(), "pit-unit-ssh-"));
-const socketOf = (port: number) => join(SOCKETS, `${port}.sock`);
-afterAll(() => rmSync(SOCKETS, { recursive: true, force: true }));
-
+afterAll(removeSockets);
 // Every TCP connect of the code under test goes to the Unix socket of the fake host with that "port".
-vi.mock("node:net", async (importOriginal) => {
-  const net = await importOriginal<typeof import("node:net")>();
-  const connect = (opts: { port?: number }) => net.connect({ path: socketOf(Number(opts.port)) });
-  return { ...net, default: { ...net, connect, createConnection: connect }, connect, createConnection: connect };
-});
+vi.mock("node:net", async (original) => (await import("./fake-host")).viaSockets(await original()));
 import type { CheckedConnection } from "../../../provider/rules";
 import { describeHostKey, HostKeyError, RemoteError, Session } from "../../../provider/ssh";
-
-const PASSWORD = "in-process-secret-1";
 
 interface FakeHost {
   port: number;
@@ -38,38 +27,11 @@ interface FakeHost {
 
 type Exec = (command: string, stdin: string) => { stdout?: string; stderr?: string; code: number };
 
-/** A made-up port per fake host: it only names the host's socket. */
-let nextPort = 40001;
-
 /** An SSH server that accepts PASSWORD for root and answers each exec with `exec`. */
 async function fakeHost(exec: Exec, opts: { refuseChannels?: number } = {}): Promise<FakeHost> {
-  const keys = utils.generateKeyPairSync("ed25519");
-  const parsed = utils.parseKey(keys.public);
-  if (parsed instanceof Error) throw parsed;
-  const host: Partial<FakeHost> = { commands: [], auths: [], refused: 0 };
-  const clients = new Set<ServerConnection>();
-  const server = new Server({ hostKeys: [keys.private] }, (client) => {
-    clients.add(client);
-    client.on("error", () => {});
-    client.on("close", () => clients.delete(client));
-    client.on("authentication", (ctx) => {
-      host.auths!.push(ctx.method);
-      if (ctx.method === "password" && ctx.username === "root" && ctx.password === PASSWORD) ctx.accept();
-      else ctx.reject(["password"]);
-    });
-    client.on("ready", () => {
-      client.on("session", (accept, reject) => {
-        if (host.refused! < (opts.refuseChannels ?? 0)) {
-          host.refused!++;
-          reject();
-          return;
-        }
-        accept().on("exec", (acceptExec, _reject, info) => answer(acceptExec(), info.command));
-      });
-    });
-  });
+  const host = { commands: [] as string[], auths: [] as string[], refused: 0 };
   const answer = (ch: ServerChannel, command: string) => {
-    host.commands!.push(command);
+    host.commands.push(command);
     let stdin = "";
     ch.on("data", (d: Buffer) => {
       stdin += d.toString("utf8");
@@ -82,30 +44,29 @@ async function fakeHost(exec: Exec, opts: { refuseChannels?: number } = {}): Pro
       ch.end();
     });
   };
-  const port = nextPort++;
-  await new Promise<void>((resolve) => server.listen(socketOf(port), resolve));
+  const server = await fakeServer((client) => {
+    client.on("authentication", (ctx) => {
+      host.auths.push(ctx.method);
+      if (ctx.method === "password" && ctx.username === "root" && ctx.password === PASSWORD) ctx.accept();
+      else ctx.reject(["password"]);
+    });
+    client.on("ready", () => {
+      client.on("session", (accept, reject) => {
+        if (host.refused < (opts.refuseChannels ?? 0)) {
+          host.refused++;
+          reject();
+          return;
+        }
+        accept().on("exec", (acceptExec, _reject, info) => answer(acceptExec(), info.command));
+      });
+    });
+  });
   return Object.assign(host, {
-    port,
-    publicKey: describeHostKey(parsed.getPublicSSH()).publicKey,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const c of clients) c.end();
-        server.close(() => resolve());
-      }),
-  }) as FakeHost;
+    port: server.port,
+    publicKey: describeHostKey(server.hostKey).publicKey,
+    close: server.close,
+  });
 }
-
-const connection = (port: number, extra: Partial<CheckedConnection> = {}): CheckedConnection => ({
-  host: "198.18.255.1",
-  port,
-  user: "root",
-  password: PASSWORD,
-  dialErrorLimit: 1,
-  perDialTimeout: 5,
-  maxConcurrentDials: 8,
-  sudo: false,
-  ...extra,
-});
 
 const open: { host?: FakeHost; session?: Session }[] = [];
 afterEach(async () => {
