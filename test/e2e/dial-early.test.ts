@@ -2,7 +2,8 @@
 // `pulumi preview` and an `up` with no changes open no SSH connection; in an `up`, each host gets one
 // connection, and at --parallel 1 (the engine creates the rules one at a time, in an order of its own)
 // the host whose first rule comes last was connected before that rule's create began: it was dialled
-// at the run's first create, as soon as Check had seen its rule. Connections are seen by each host's
+// at the run's first create, as soon as Check had seen its rule (its host key given: hosts whose key is
+// not known yet are not dialled early). Connections are seen by each host's
 // sshd (LogLevel VERBOSE logs every connection it accepts), polled by this test with its clock; each
 // create's start (and its host) is recorded inside the provider's process by a preload.
 import { readFileSync, writeFileSync } from "node:fs";
@@ -51,7 +52,8 @@ describe("SSH connections of a run", () => {
     const placed = [0, 0, 0, 1, 2];
     const rules = placed.map((k, i) => ({
       name: `r${i}`,
-      connection: { ...hosts[k].connection() },
+      // Host keys given: only a host whose key is known is dialled before its own first batch.
+      connection: { ...hosts[k].connection(), hostKey: hosts[k].hostKey },
       args: { port: 9100 + i, action: "ACCEPT" },
     }));
     const p = await createProject("dialearly", {

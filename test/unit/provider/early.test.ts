@@ -18,11 +18,13 @@ vi.mock("node:net", async (importOriginal) => {
 import { check, create, diff, remove, update } from "../../../provider/provider";
 import type { PortRuleState } from "../../../provider/provider";
 import { UNKNOWN } from "../../../provider/rules";
-import { closeAll, dials, foreseenCount } from "../../../provider/ssh";
+import { closeAll, dialForeseen, dials, foreseenCount, pinHostKey } from "../../../provider/ssh";
 
 const identity = { project: "web", stack: "prod", name: "r" };
-const rule = (host: string, port = 2222) => ({
-  connection: { host, password: "early-test-password", dialErrorLimit: 1 },
+/** A host key fingerprint as given in `hostKey` (this one never answers). */
+const KEY = `SHA256:${"A".repeat(43)}`;
+const rule = (host: string, port = 2222, key: { hostKey?: string } = {}) => ({
+  connection: { host, password: "early-test-password", dialErrorLimit: 1, ...key },
   port,
   action: "ACCEPT",
   identity,
@@ -61,21 +63,33 @@ describe("dialling early", () => {
     expect(connects).toEqual([]);
   });
 
-  it.each(["create", "update", "delete"] as const)("the first %s dials every host remembered", async (op) => {
-    await checked(rule("198.18.8.1"));
-    await checked(rule("198.18.8.2"));
-    expect(connects).toEqual([]);
-    // The operation's own host: a failed dial is its error, after the early dials began.
-    const mine = (await checked(rule("198.18.8.9"))) as PortRuleState & { unique: string };
-    const call =
-      op === "create"
-        ? create({ ...mine, identity: undefined })
-        : op === "update"
-          ? update("id", { ...mine, tag: "t", rules: {} } as PortRuleState, mine)
-          : remove("id", { ...mine, tag: "t" } as PortRuleState);
-    await call.catch(() => undefined);
-    await settle();
-    expect(foreseenCount()).toBe(0);
-    expect(connects).toEqual(expect.arrayContaining(["198.18.8.1", "198.18.8.2"]));
-  });
+  it.each(["create", "update", "delete"] as const)(
+    "the first %s dials every host remembered whose key is known",
+    async (op) => {
+      // Hosts of their own per operation: pins outlive a test.
+      const net = `198.18.${{ create: 11, update: 12, delete: 13 }[op]}`;
+      await checked(rule(`${net}.1`, 2222, { hostKey: KEY })); // given
+      await checked(rule(`${net}.2`));
+      pinHostKey(`${net}.2:22`, KEY, "state"); // pinned from state (another rule's Diff)
+      await checked(rule(`${net}.3`)); // not known yet: must not be trusted on first sight before its pin loads
+      expect(connects).toEqual([]);
+      // The operation's own host: a failed dial is its error, after the early dials began.
+      const mine = (await checked(rule(`${net}.9`))) as PortRuleState & { unique: string };
+      const call =
+        op === "create"
+          ? create({ ...mine, identity: undefined })
+          : op === "update"
+            ? update("id", { ...mine, tag: "t", rules: {} } as PortRuleState, mine)
+            : remove("id", { ...mine, tag: "t" } as PortRuleState);
+      await call.catch(() => undefined);
+      await settle();
+      expect(connects).toEqual(expect.arrayContaining([`${net}.1`, `${net}.2`]));
+      expect(connects).not.toContain(`${net}.3`);
+      // It stays foreseen: a later call dials it once a pin is loaded.
+      pinHostKey(`${net}.3:22`, KEY, "state");
+      dialForeseen();
+      await settle();
+      expect(connects).toContain(`${net}.3`);
+    },
+  );
 });
