@@ -31,6 +31,22 @@ export function useLab(setup: (lab: Lab) => void | Promise<void>, timeoutMs?: nu
   });
 }
 
+/** Runs the functions given to it at most `n` at a time (each test runs the CLI and a provider; 2 cores). */
+export function atMost(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (fn) => {
+    if (running >= n) await new Promise<void>((r) => waiting.push(r));
+    running++;
+    try {
+      return await fn();
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
+}
+
 /** What a CLI run printed, stdout then stderr. */
 export const all = (r: CliResult) => r.stdout + r.stderr;
 

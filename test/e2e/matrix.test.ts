@@ -8,7 +8,7 @@
 //   bash test/lab/in-lab.sh npx vitest run test/e2e/matrix.test.ts
 import { afterAll, describe, expect, it } from "vitest";
 import type { Backend, Family, HostOptions, Lab, LabHost, Userland } from "../lab/lab";
-import { ALLOW_GUIDE, EMPTY, FAMILIES, ok, rulesets, stateOf, useLab } from "./harness";
+import { ALLOW_GUIDE, atMost, EMPTY, FAMILIES, ok, rulesets, stateOf, useLab } from "./harness";
 import { programProject, setRules } from "./program";
 
 const fam = (f: Family) => (f === 4 ? "ipv4" : "ipv6");
@@ -66,18 +66,7 @@ async function step(host: string, name: string, fn: () => Promise<void>): Promis
 }
 
 /** At most two hosts at a time: the machine has 2 cores, and each step runs the CLI and a provider. */
-let running = 0;
-const waiting: (() => void)[] = [];
-async function slot<T>(fn: () => Promise<T>): Promise<T> {
-  if (running >= 2) await new Promise<void>((r) => waiting.push(r));
-  running++;
-  try {
-    return await fn();
-  } finally {
-    running--;
-    waiting.shift()?.();
-  }
-}
+const slot = atMost(2);
 
 let lab: Lab;
 useLab((l) => {

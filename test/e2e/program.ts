@@ -36,9 +36,17 @@ export async function createProject(name: string, opts: ProjectOptions): Promise
 }
 
 /** A Pulumi project that runs PROGRAM on `host` (the npm-packed package installed, unless told otherwise). */
-export function programProject(
+export const programProject = (
   name: string,
   host: LabHost,
+  rules: ProgramRule[],
+  withPackage: boolean | string = true,
+) => programProjectVia(name, host.connection(), rules, withPackage);
+
+/** A Pulumi project that runs PROGRAM with `connection` as its `connection` config. */
+export function programProjectVia(
+  name: string,
+  connection: object,
   rules: ProgramRule[],
   withPackage: boolean | string = true,
 ): Promise<PulumiProject> {
@@ -46,7 +54,7 @@ export function programProject(
     files: { "index.js": PROGRAM },
     withPackage,
     config: {
-      [`${name}:connection`]: { value: JSON.stringify(host.connection()), secret: true },
+      [`${name}:connection`]: { value: JSON.stringify(connection), secret: true },
       [`${name}:rules`]: JSON.stringify(rules),
     },
   });

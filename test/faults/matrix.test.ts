@@ -5,14 +5,13 @@
 // and after the next `pulumi up` and `pulumi refresh` the host holds exactly what state holds, with
 // the boot files holding exactly the persisted rules. Prints the matrix and the counts.
 //   npm run build && bash test/lab/in-lab.sh npx vitest run test/faults
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PROGRAM } from "../e2e/program";
-import { Lab } from "../lab/lab";
-import type { HostOptions, LabHost, LabUser } from "../lab/lab";
+import { afterAll, describe, expect, it } from "vitest";
+import { atMost, useLab } from "../e2e/harness";
+import { programProjectVia, setRules } from "../e2e/program";
+import type { HostOptions, Lab, LabHost, LabUser } from "../lab/lab";
 import { Toxiproxy } from "../lab/toxiproxy";
 import type { SshProxy } from "../lab/toxiproxy";
-import { PulumiProject } from "../pulumi";
-import type { CliResult } from "../pulumi";
+import type { CliResult, PulumiProject } from "../pulumi";
 import {
   differences,
   fired,
@@ -295,17 +294,13 @@ const rows: Row[] = [];
 
 let lab: Lab;
 let toxi: Toxiproxy;
-const projects: PulumiProject[] = [];
-
-beforeAll(async () => {
-  lab = await Lab.create();
+useLab(async (l) => {
+  lab = l;
   toxi = await Toxiproxy.start(lab.dir);
 });
 
-afterAll(async () => {
+afterAll(() => {
   toxi?.stop();
-  for (const p of projects) p.remove();
-  await lab?.destroy();
   const line = (r: Row) =>
     `| ${r.fault} | ${r.said.replace(/\|/g, "/")} | ${r.seconds.toFixed(1)} | ${r.lockFree} | ${r.reverted} | ${r.equal ? "yes" : "NO"} |`;
   const table = [
@@ -341,15 +336,7 @@ async function setUp(f: Fault): Promise<Ctx> {
     ...(f.user === "sudo" ? { sudo: true } : {}),
     ...f.connection,
   };
-  const p = await PulumiProject.create(project, {
-    files: { "index.js": PROGRAM },
-    withPackage: true,
-    config: {
-      [`${project}:connection`]: { value: JSON.stringify(connection), secret: true },
-      [`${project}:rules`]: JSON.stringify(f.rules),
-    },
-  });
-  projects.push(p);
+  const p = await programProjectVia(project, connection, f.rules);
   const c: Ctx = {
     lab,
     h,
@@ -359,7 +346,7 @@ async function setUp(f: Fault): Promise<Ctx> {
     rules: f.rules,
     state: {},
     setRules: async (rules) => {
-      await p.must(["config", "set", `${project}:rules`, "--", JSON.stringify(rules)]);
+      await setRules(p, project, rules);
     },
   };
   return c;
@@ -372,20 +359,8 @@ const cli = (p: PulumiProject, command: "up" | "refresh") =>
 const only = process.env.PIT_FAULTS?.split(",");
 const selected = only ? FAULTS.filter((f) => only.some((w) => f.name.includes(w))) : FAULTS;
 
-/** At most this many faults at once: each runs the real CLI, and the machine has 2 cores. */
-const AT_ONCE = 4;
-let running = 0;
-const waiting: (() => void)[] = [];
-async function turn<T>(fn: () => Promise<T>): Promise<T> {
-  if (running >= AT_ONCE) await new Promise<void>((r) => waiting.push(r));
-  running++;
-  try {
-    return await fn();
-  } finally {
-    running--;
-    waiting.shift()?.();
-  }
-}
+/** At most four faults at once: each runs the real CLI, and the machine has 2 cores. */
+const turn = atMost(4);
 
 describe.concurrent("fault matrix", () => {
   it.each(selected.map((f) => [f.name, f] as const))("%s", { timeout: 900_000 }, (_name, f) => turn(() => runFault(f)));

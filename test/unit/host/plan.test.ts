@@ -32,8 +32,10 @@ function insert(n: number, args: Record<string, unknown> = {}): InsertRequest {
 }
 /** The insert's rule under another tag. */
 const renderWith = (r: InsertRequest, t: string) => r.specs[4]!.map((x) => x.replace(r.tag, t));
-const listed = (scenario: string) =>
-  new Map([[4 as const, parseRuleset(readFamilyFile("legacy", 4, `${scenario}/save-c.txt`))]]);
+const listing = (scenario: string) => parseRuleset(readFamilyFile("legacy", 4, `${scenario}/save-c.txt`));
+const listed = (scenario: string) => new Map([[4 as const, listing(scenario)]]);
+/** The allow guide's listing with `text` as rule `line` of INPUT. */
+const guideWith = (line: number, text: string) => withInserted(listing("allow-guide"), "filter", "INPUT", line, text);
 
 describe("planBatch", () => {
   it("places each insert against the listing as the earlier ones leave it", () => {
@@ -52,13 +54,7 @@ describe("planBatch", () => {
     const a = insert(1);
     const req = { ...a, successors: [{ tag: tag(7), specs: { 4: renderWith(a, tag(7)) } }] };
     const old = ruleText("INPUT", a.specs[4]!);
-    const save = withInserted(
-      parseRuleset(readFamilyFile("legacy", 4, "allow-guide/save-c.txt")),
-      "filter",
-      "INPUT",
-      2,
-      old,
-    );
+    const save = guideWith(2, old);
     const { plans, resolved } = planBatch([req], new Map([[4, save]]), ctx);
     const r = resolved.get(req)!;
     expect(r.tag).toBe(tag(7));
@@ -82,13 +78,7 @@ describe("planBatch", () => {
     const taken = { ...insert(2), tag: tag(1) };
     const guarded = { ...insert(3), guard: () => "would cut off the provider" };
     const owned = insert(4, { persist: true });
-    const save = withInserted(
-      parseRuleset(readFamilyFile("legacy", 4, "allow-guide/save-c.txt")),
-      "filter",
-      "INPUT",
-      1,
-      ruleText("INPUT", a.specs[4]!),
-    );
+    const save = guideWith(1, ruleText("INPUT", a.specs[4]!));
     const { plans, failed } = planBatch([taken, guarded, owned, insert(5)], new Map([[4, save]]), {
       ...ctx,
       facts: { ...facts, owner: "ufw" },
@@ -104,13 +94,7 @@ describe("planBatch", () => {
   it("plans a delete at the rule's line with an undo that puts it back there; a gone rule is no change", () => {
     const a = insert(1);
     const text = ruleText("INPUT", a.specs[4]!);
-    const save = withInserted(
-      parseRuleset(readFamilyFile("legacy", 4, "allow-guide/save-c.txt")),
-      "filter",
-      "INPUT",
-      2,
-      text,
-    );
+    const save = guideWith(2, text);
     const del: ChangeRequest = {
       kind: "delete",
       table: "filter",
