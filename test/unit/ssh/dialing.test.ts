@@ -10,13 +10,24 @@ afterAll(removeSockets);
 vi.mock("node:net", async (original) => (await import("./fake-host")).viaSockets(await original()));
 import { MAX_DIALS, UNKNOWN } from "../../../provider/rules";
 import type { CheckedConnection } from "../../../provider/rules";
-import { closeAll, dialForeseen, dials, foresee, foreseenCount, getSession, Session } from "../../../provider/ssh";
+import {
+  closeAll,
+  describeHostKey,
+  dialForeseen,
+  dials,
+  foresee,
+  foreseenCount,
+  getSession,
+  Session,
+} from "../../../provider/ssh";
 
 /** Handshakes not authenticated yet, over every fake host, and the most there ever were. */
 const everywhere = { preauth: 0, max: 0 };
 
 interface FakeHost {
   port: number;
+  /** "ssh-ed25519 AAAA...": only hosts whose key is known are dialled in advance. */
+  publicKey: string;
   /** Connections accepted, and the users that authenticated, in order. */
   connections: number;
   users: string[];
@@ -71,7 +82,11 @@ async function fakeHost(opts: { authDelayMs?: number } = {}): Promise<FakeHost> 
       });
     });
   });
-  return Object.assign(host, { port: server.port, close: server.close });
+  return Object.assign(host, {
+    port: server.port,
+    publicKey: describeHostKey(server.hostKey).publicKey,
+    close: server.close,
+  });
 }
 
 const hosts: FakeHost[] = [];
@@ -166,7 +181,7 @@ describe("bounded handshakes", () => {
 describe("dialling in advance", () => {
   it("foreseeing a host opens nothing; the first change dials it, and its first command uses that connection", async () => {
     const h = await host();
-    const conn = connection(h.port);
+    const conn = connection(h.port, { hostKey: h.publicKey });
     foresee(conn);
     foresee({ ...conn, host: UNKNOWN }); // not known yet (preview): left out
     foresee(undefined);
@@ -184,7 +199,7 @@ describe("dialling in advance", () => {
 
   it("a dial made in advance yields its turn to a dial that someone waits for", async () => {
     const h = await host({ authDelayMs: 20 });
-    const at = (user: string) => connection(h.port, { user, maxConcurrentDials: 1 });
+    const at = (user: string) => connection(h.port, { user, maxConcurrentDials: 1, hostKey: h.publicKey });
     for (const u of ["early1", "early2", "early3"]) foresee(at(u));
     dialForeseen();
     const urgent = getSession(at("urgent")).connect();
@@ -197,7 +212,7 @@ describe("dialling in advance", () => {
 
   it("a dial made in advance that someone then asks for goes first from then on", async () => {
     const h = await host({ authDelayMs: 20 });
-    const at = (user: string) => connection(h.port, { user, maxConcurrentDials: 1 });
+    const at = (user: string) => connection(h.port, { user, maxConcurrentDials: 1, hostKey: h.publicKey });
     for (const u of ["early1", "early2", "early3"]) foresee(at(u));
     dialForeseen();
     await getSession(at("early3")).run("true");
