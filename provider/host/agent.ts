@@ -11,11 +11,19 @@ import { FAMILIES, iptables, limitsFor, parseSections, preamble, section } from 
 import type { Family, Sections } from "./protocol";
 import { Facts, listing, rulesetOf, withDeadline } from "./facts";
 import { freshSession, runTransaction } from "./transaction";
-import type { FreshSession, Op, Outcome } from "./transaction";
+import type { Conversation, FreshSession, Op, Outcome, TransactionResult } from "./transaction";
 import type { ChangeRequest, ChangeResult, ReadResult } from "./types";
 
 export type * from "./types";
 export { HostError } from "./errors";
+
+/** Milliseconds the operations the engine starts together get to join one batch. */
+const BATCH_MS = 2;
+
+/** Milliseconds a finished batch's conversation (and the host's lock) waits for the next batch. */
+export const IDLE_MS = 20;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Seconds after which the host undoes an unconfirmed change, unless a request says otherwise. */
 export const DEFAULT_ROLLBACK_AFTER = 30;
@@ -36,6 +44,9 @@ export function hostAgent(conn: CheckedConnection, log: Logger): HostAgent {
 export class HostAgent {
   private queue: Op[] = [];
   private draining = false;
+  private drained: Promise<void> = Promise.resolve();
+  /** Set while a kept conversation waits for the next operation. */
+  private arrived?: () => void;
   private pendingRead?: { families: Set<Family>; table: string; result: Promise<Sections> };
   readonly facts: Facts;
 
@@ -146,37 +157,71 @@ export class HostAgent {
 
   private enqueue(op: Op): void {
     this.queue.push(op);
+    this.arrived?.();
     if (this.draining) return;
     this.draining = true;
     // The engine starts many operations within a millisecond or two: let them join one batch.
-    setTimeout(() => void this.drain(), 2);
+    this.drained = new Promise<void>((r) => setTimeout(r, BATCH_MS)).then(() => this.drain());
   }
 
-  /** Runs the queue's batches, one table at a time, and settles every operation's outcome here. */
+  /** Resolves once the queue is empty and the conversation kept for it is closed (the lock free). */
+  settled(): Promise<void> {
+    return this.drained;
+  }
+
+  /**
+   * Runs the queue's batches, one table at a time, and settles every operation's outcome here, as
+   * soon as its batch is done. A batch's conversation (its shell, the lock, the listing it left) is
+   * kept for the next batch while batches keep arriving within IDLE_MS, and closed at once otherwise.
+   */
   private async drain(): Promise<void> {
-    while (this.queue.length) {
+    let kept: Conversation | undefined;
+    for (;;) {
+      if (!this.queue.length && kept && (await this.arrival(IDLE_MS))) await sleep(BATCH_MS);
+      if (!this.queue.length) break;
       const table = this.queue[0].req.table;
       const batch = this.queue.filter((op) => op.req.table === table);
       this.queue = this.queue.filter((op) => op.req.table !== table);
-      const outcomes = await this.outcomes(table, batch);
+      const { outcomes, conversation } = await this.outcomes(table, batch, kept);
+      kept = conversation;
       for (const op of batch) op.done(outcomes.get(op) ?? { error: new Error("no outcome (a bug)") });
     }
     this.draining = false;
+    await kept?.shell.close();
   }
 
-  private async outcomes(table: string, batch: Op[]): Promise<Map<Op, Outcome>> {
-    const run = (ops: Op[]): Promise<Map<Op, Outcome>> =>
-      runTransaction(this.session, this.facts, table, ops, this.fresh).catch(
-        (error: unknown) => new Map(ops.map((op): [Op, Outcome] => [op, { error: asError(error) }])),
-      );
-    const outcomes = await run(batch);
+  /** Resolves true when an operation is queued within `ms`, false otherwise. */
+  private arrival(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.arrived = undefined;
+        resolve(false);
+      }, ms);
+      this.arrived = () => {
+        clearTimeout(timer);
+        this.arrived = undefined;
+        resolve(true);
+      };
+    });
+  }
+
+  private async outcomes(table: string, batch: Op[], kept?: Conversation): Promise<TransactionResult> {
+    const run = (ops: Op[], conv?: Conversation): Promise<TransactionResult> =>
+      runTransaction(this.session, this.facts, table, ops, this.fresh, conv).catch((error: unknown) => ({
+        outcomes: new Map(ops.map((op): [Op, Outcome] => [op, { error: asError(error) }])),
+      }));
+    const result = await run(batch, kept);
     const refused = (o?: Outcome) => !!o && "error" in o && o.error instanceof HostError && o.error.isRestoreRefused();
-    if (batch.length === 1 || !batch.some((op) => refused(outcomes.get(op)))) return outcomes;
+    if (batch.length === 1 || !batch.some((op) => refused(result.outcomes.get(op)))) return result;
     // iptables refused the batch as a whole (a listing showed none of it applied): one operation
     // at a time, so one bad rule fails alone.
-    for (const op of batch.filter((o) => refused(outcomes.get(o))))
-      for (const [k, v] of await run([op])) outcomes.set(k, v);
-    return outcomes;
+    let conversation: Conversation | undefined;
+    for (const op of batch.filter((o) => refused(result.outcomes.get(o)))) {
+      const one = await run([op], conversation);
+      conversation = one.conversation;
+      for (const [k, v] of one.outcomes) result.outcomes.set(k, v);
+    }
+    return { outcomes: result.outcomes, conversation };
   }
 }
 

@@ -4,8 +4,11 @@
 //   plan     (pure, plan.ts) each change against the listing;
 //   apply    arm the rollback (commit.ts), one atomic iptables-restore per family, list;
 //   review   (pure, confirm.ts) put back what another writer moved, drop what it removed, list;
-//   commit   confirm (over a fresh SSH connection where the change may cut off new ones);
-//   save     the boot files, only after confirming.
+//   commit   confirm (over a fresh SSH connection where the change may cut off new ones), and in the
+//            same step save the boot files, only once confirmed.
+// A transaction that succeeds hands its conversation on: the next batch for the host, if it comes
+// within a short idle window, runs in the same shell under the same lock and is planned against the
+// listing this one left (no new shell, no `begin`), so a batch costs two round trips: apply, commit.
 // A failure before `commit` leaves the rollback armed: the host undoes the change by itself within
 // rollbackAfter. Undoing is always checked by a listing before anything is said about it.
 import { randomBytes } from "node:crypto";
@@ -29,6 +32,31 @@ import type { Shell } from "./shell";
 import type { ChangeRequest, ChangeResult, GuardOrigin, HostFacts, Placement } from "./types";
 
 export type Outcome = { result: ChangeResult } | { error: Error };
+
+/** What a listing was asked to include beside the rulesets. */
+interface Want {
+  listening: boolean;
+  owner: boolean;
+  beside: boolean;
+}
+
+/** A conversation kept from one batch to the next: its shell holds the host's lock, and `listed` is
+ * the host's ruleset as the last batch left it (confirmed). */
+export interface Conversation {
+  readonly shell: Shell;
+  readonly table: string;
+  readonly families: readonly Family[];
+  readonly want: Want;
+  readonly first: Sections;
+  readonly host: HostFacts;
+  readonly listed: Listings;
+}
+
+export interface TransactionResult {
+  outcomes: Map<Op, Outcome>;
+  /** The conversation to go on with, when the transaction succeeded (the caller closes it). */
+  conversation?: Conversation;
+}
 export interface Op {
   req: ChangeRequest;
   rollbackAfter: number;
@@ -51,8 +79,9 @@ export function runTransaction(
   table: string,
   ops: Op[],
   fresh: FreshSession = freshSession,
-): Promise<Map<Op, Outcome>> {
-  return new Transaction(session, facts, table, ops, fresh).run();
+  kept?: Conversation,
+): Promise<TransactionResult> {
+  return new Transaction(session, facts, table, ops, fresh).run(kept);
 }
 
 const restoreStep = (f: Family, table: string, lines: string[], limits: Limits) =>
@@ -85,6 +114,8 @@ class Transaction {
   private host?: HostFacts;
   /** The first step's answer: what is beside the chain (Docker, nft) comes from it. */
   private first: Sections = {};
+  /** What that answer includes. */
+  private listedWant: Want = { listening: false, owner: false, beside: false };
 
   constructor(
     private readonly session: Session,
@@ -100,26 +131,71 @@ class Transaction {
     this.limits = limitsFor(session.args.perDialTimeout, rollbackAfter);
   }
 
-  async run(): Promise<Map<Op, Outcome>> {
-    const origin = await this.origin();
-    const shell = await this.openShell();
+  async run(kept?: Conversation): Promise<TransactionResult> {
+    const resumed = kept && this.fits(kept) ? kept : undefined;
+    if (kept && !resumed) await kept.shell.close();
+    let shell = resumed?.shell;
     try {
-      const listed = await this.begin(shell);
+      const origin = await this.origin();
+      shell ??= await this.openShell();
+      let listed = resumed ? this.resume(resumed) : await this.begin(shell);
       this.plan(listed, origin);
+      let saved = true;
       if (this.live.length) {
         const applied = await this.apply(shell, listed);
-        await this.review(shell, applied);
-        await this.commit(shell);
-        await this.save(shell);
+        listed = await this.review(shell, applied);
+        saved = await this.save(shell, await this.commit(shell));
       }
       for (const op of this.live) this.succeed(op);
+      // After a failed save the undo changed the ruleset: the next batch starts afresh.
+      if (saved) return { outcomes: this.outcomes, conversation: this.conversation(shell, listed, resumed) };
     } catch (err) {
       const error = this.explain(err);
       for (const op of this.live) this.fail(op, error);
-    } finally {
-      await shell.close();
     }
-    return this.outcomes;
+    await shell?.close();
+    return { outcomes: this.outcomes };
+  }
+
+  /** What this batch's listing must include beside the rulesets. */
+  private want(): Want {
+    const reqs = this.live.map((op) => op.req);
+    return {
+      listening: reqs.some((r) => r.kind === "insert"),
+      owner: reqs.some((r) => r.persist && r.kind !== "delete"),
+      beside: this.table === "filter" && reqs.some((r) => r.kind === "insert"),
+    };
+  }
+
+  /** Can this batch go on in the kept conversation (same table, and its listing has all it needs)? */
+  private fits(kept: Conversation): boolean {
+    const want = this.want();
+    return (
+      kept.table === this.table &&
+      this.families.every((f) => kept.families.includes(f)) &&
+      (Object.keys(want) as (keyof Want)[]).every((k) => !want[k] || kept.want[k])
+    );
+  }
+
+  /** Goes on where the last batch left: its lock, facts and listing. */
+  private resume(kept: Conversation): Listings {
+    this.host = kept.host;
+    this.first = kept.first;
+    return new Map(this.families.map((f) => [f, kept.listed.get(f)!]));
+  }
+
+  /** The conversation to hand on; families this batch did not list keep the kept listing. */
+  private conversation(shell: Shell, listed: Listings, kept?: Conversation): Conversation {
+    const all = new Map([...(kept?.listed ?? []), ...listed]);
+    return {
+      shell,
+      table: this.table,
+      families: [...all.keys()],
+      want: this.listedWant,
+      first: this.first,
+      host: this.host!,
+      listed: all,
+    };
   }
 
   private succeed(op: Op): void {
@@ -169,12 +245,7 @@ class Transaction {
 
   /** Lock, revert what earlier runs left unconfirmed, list. */
   private async begin(shell: Shell): Promise<Listings> {
-    const reqs = this.live.map((op) => op.req);
-    const want = {
-      listening: reqs.some((r) => r.kind === "insert"),
-      owner: reqs.some((r) => r.persist && r.kind !== "delete"),
-      beside: this.table === "filter" && reqs.some((r) => r.kind === "insert"),
-    };
+    const want = this.want();
     const script = [
       preamble(this.limits) + lock(this.limits),
       REAP,
@@ -203,6 +274,7 @@ class Transaction {
       );
     this.host = this.facts.of(first, this.families);
     this.first = first;
+    this.listedWant = want;
     return listings(first, this.families, this.target);
   }
 
@@ -317,11 +389,11 @@ class Transaction {
   }
 
   /** Put back what another writer moved, drop what it removed; until the listing confirms the batch. */
-  private async review(shell: Shell, listed: Listings): Promise<void> {
+  private async review(shell: Shell, listed: Listings): Promise<Listings> {
     for (let attempt = 0; ; attempt++) {
       const r: Review = review(listed, this.reqs(), this.plans, attempt, this.target, this.expected);
       for (const [req, error] of r.dropped) this.failWhere((q) => q === req, error);
-      if (!r.fixes.size) return;
+      if (!r.fixes.size) return listed;
       if (attempt >= 10)
         throw new HostError(`the chain on ${this.target} keeps changing under another writer that ignores the lock`, {
           kind: "refusal",
@@ -336,15 +408,28 @@ class Transaction {
     }
   }
 
-  /** Confirm: the watchdog stopped, the rollback removed. Over a fresh connection where the change
-   * may cut off new SSH connections. */
-  private async commit(shell: Shell): Promise<void> {
-    if (!this.armed) return;
+  /**
+   * Confirm: the watchdog stopped, the rollback removed; then, in the same step, the save of the boot
+   * files where the batch asks for one (only if the confirmation succeeded). Over a fresh connection
+   * where the change may cut off new SSH connections (the save then follows in the shell). Returns
+   * the answer that holds the save's section, if there is a save.
+   */
+  private async commit(shell: Shell): Promise<Sections | undefined> {
+    const change = persistChange(this.reqs());
+    const saving = change && saveScript(this.host!.persistence, change);
+    const saveAlone = () => (saving ? shell.step("saving the ruleset", saving) : undefined);
+    if (!this.armed) return saveAlone();
     this.phase = "committing";
     const fresh = this.live.some((op) => op.req.freshConfirm);
-    const answer = fresh ? await this.confirmFresh() : await shell.step("confirming the change", confirmStep(this.id));
+    const answer = fresh
+      ? await this.confirmFresh()
+      : await shell.step(
+          saving ? "confirming the change and saving the ruleset" : "confirming the change",
+          saving ? `${confirmStep(this.id)}\n${ifOk(saving)}` : confirmStep(this.id),
+        );
     out(answer, "confirm", "confirming the change", this.target);
     this.phase = "committed";
+    return fresh ? saveAlone() : answer;
   }
 
   /** Cancels the armed rollback once a listing shows the host as it was. */
@@ -387,14 +472,14 @@ class Transaction {
     }
   }
 
-  /** The boot files, after confirming. A failed save undoes the runtime change of the requests that
-   * asked for it (checked by a listing), then saves again from what is live. */
-  private async save(shell: Shell): Promise<void> {
-    const change = persistChange(this.reqs());
-    if (!change) return;
+  /** The save's outcome (in `answer`, see commit): a failed save undoes the runtime change of the
+   * requests that asked for it (checked by a listing), then saves again from what is live. Returns
+   * whether the ruleset is as the batch left it (no save, or the save succeeded). */
+  private async save(shell: Shell, answer?: Sections): Promise<boolean> {
+    if (!persistChange(this.reqs())) return true;
     const persistence = this.host!.persistence;
-    const saved = (await shell.step("saving the ruleset", saveScript(persistence, change))).persist;
-    if (saved?.code === 0) return;
+    const saved = answer?.persist;
+    if (saved?.code === 0) return true;
     const savers = this.reqs().filter(asksSave);
     const failed = savers.length ? savers : this.reqs();
     const why = (saved?.err ?? "no answer")
@@ -407,11 +492,11 @@ class Transaction {
       const lines = linesOf(plans, f).undo;
       return lines.length ? [restoreStep(f, this.table, lines, this.limits)] : [];
     });
-    const answer = await shell.step(
+    const undone = await shell.step(
       "undoing the change after the failed save",
       [...undo, saves(this.families, this.table)].join("\n"),
     );
-    const left = this.notUndone(listings(answer, this.families, this.target), failed);
+    const left = this.notUndone(listings(undone, this.families, this.target), failed);
     if (savers.length) {
       const again = { transient: [], persistent: [], save: true, present: [], absent: [] };
       await shell.step("saving the ruleset again", saveScript(persistence, again));
@@ -426,6 +511,7 @@ class Transaction {
       stderr: why,
     });
     this.failWhere((r) => failed.includes(r), error);
+    return false;
   }
 
   /** The error, with what may be on the host now and what the host does about it by itself. */

@@ -79,10 +79,13 @@ describe("a create", () => {
       { persist: {}, arm: { out: "12:00:30 UTC" }, restore4: {}, save4: { out: withRule(4) } },
       { confirm: { out: "confirmed" } },
     ]);
-    const res = await agentOn(host).change(insert());
+    const agent = agentOn(host);
+    const res = await agent.change(insert());
     expect(res.families[4]).toMatchObject({ line: 3, rule: text(4) });
     expect(res.families[4]?.tookOver).toBeUndefined();
     expect(stable(host.scripts)).toMatchSnapshot();
+    // The conversation is kept for a next batch a moment longer, then closed: the lock is free.
+    await agent.settled();
     expect(host.ends).toEqual(["exit 0\n"]);
     expect(host.released).toBe(1);
     expectValidShell(host);
@@ -173,8 +176,7 @@ describe("the boot files", () => {
     const host = new FakeHost([
       first({ save4: guide(4) }, { owner: {} }),
       { arm: {}, restore4: {}, save4: { out: withRule(4, 3, persisted) } },
-      { confirm: { out: "confirmed" } },
-      { persist: { code: 1, err: "mv: cannot move: Read-only file system" } },
+      { confirm: { out: "confirmed" }, persist: { code: 1, err: "mv: cannot move: Read-only file system" } },
       { restore4: {}, save4: { out: guide(4) } },
       { persist: {} },
     ]);
@@ -189,7 +191,11 @@ describe("the boot files", () => {
             ? "save"
             : "other",
     );
-    expect(order.slice(1, 4)).toEqual(["apply", "confirm", "save"]);
+    expect(order.slice(1, 4)).toEqual(["apply", "confirm", "other"]);
+    // One step confirms, then saves only if the confirmation succeeded.
+    const commit = host.scripts[2];
+    expect(commit.indexOf("write()")).toBeGreaterThan(commit.indexOf("echo confirmed"));
+    expect(commit).toMatch(/if \[ "\$c" = 0 \]; then\n\S+ '@@pit-begin %s\\n' persist\n/);
     expectValidShell(host);
   });
 });
@@ -257,5 +263,76 @@ describe("a change that may cut off new SSH connections", () => {
     const e = await failure(agentOn(host, fresh).change(insert(drop22, { position: "top", freshConfirm: true })));
     expect(e.message).toMatch(/may cut off new SSH connections .* a fresh connection could not confirm it/);
     expect(e.message).toMatch(/if not, the host reverts it by itself within 30s/);
+  });
+});
+
+describe("batches that keep arriving", () => {
+  const TAG2 = "pulumi-iptables:web/prod/app2/0123456789ab";
+  const second = (): InsertRequest => {
+    const i = inputs({ port: 2223, ipVersion: "ipv4" });
+    return { ...insert({ ipVersion: "ipv4" }), specs: { 4: renderRule(i, 4, TAG2) }, tag: TAG2 };
+  };
+  const takesLock = (script: string) => /'@@pit-begin %s\\n' lock\n/.test(script);
+  const both = () => insertRuleText(withRule(4), "filter", "INPUT", 4, ruleText("INPUT", second().specs[4]!));
+
+  it("go on in the same shell under the same lock, planned against the listing the last one left", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
+      { confirm: { out: "confirmed" } },
+      { persist: {}, arm: {}, restore4: {}, save4: { out: both() } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const agent = agentOn(host);
+    await agent.change(insert({ ipVersion: "ipv4" }));
+    const res = await agent.change(second());
+    await agent.settled();
+    // Planned against the first batch's confirming listing: below the first rule, no new listing.
+    expect(res.families[4]).toMatchObject({ line: 4, rule: ruleText("INPUT", second().specs[4]!) });
+    expect(host.channels).toBe(1);
+    expect(host.scripts).toHaveLength(5);
+    expect(host.scripts.filter(takesLock)).toHaveLength(1);
+    expect(host.scripts[3]).toMatch(/pulumi-iptables\.tx/);
+    expect(host.ends).toEqual(["exit 0\n"]);
+    expect(host.released).toBe(1);
+    expectValidShell(host);
+  });
+
+  it("start afresh where the kept listing lacks what the batch needs (another family)", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
+      { confirm: { out: "confirmed" } },
+      first({ save4: withRule(4), save6: guide(6) }),
+      // A delete takes its tag off the list of rules kept out of the boot files.
+      { persist: {} },
+    ]);
+    const agent = agentOn(host);
+    await agent.change(insert({ ipVersion: "ipv4" }));
+    const del = { kind: "delete" as const, table: "filter", chain: "INPUT", families: [4, 6] as (4 | 6)[] };
+    await agent.change({ ...del, tag: TAG2, persist: false });
+    await agent.settled();
+    // The first conversation was closed (its lock released) before the second took the lock again.
+    expect(host.channels).toBe(2);
+    expect(host.ends).toEqual(["exit 0\n", "exit 0\n"]);
+    expect(host.scripts.filter(takesLock)).toHaveLength(2);
+  });
+
+  it("end the conversation once none arrives within the idle window", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
+      { confirm: { out: "confirmed" } },
+      first({ save4: withRule(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: both() } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const agent = agentOn(host);
+    await agent.change(insert({ ipVersion: "ipv4" }));
+    await agent.settled();
+    expect(host.ends).toEqual(["exit 0\n"]);
+    await agent.change(second());
+    await agent.settled();
+    expect(host.channels).toBe(2);
   });
 });
