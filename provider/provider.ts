@@ -431,7 +431,7 @@ export async function read(id: string, props: PortRuleState) {
 async function readRule(id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
   const fams = families(props.ipVersion);
-  const live: ReadResult = await agent.read(props.table, props.chain, props.tag, fams);
+  const live: ReadResult = await agent.read(props.table, props.chain, props.tag, fams, props.action);
   await agent.refuseIfSwitched(
     props.table,
     props.chain,

@@ -2,7 +2,8 @@
 // queue, and the changes that arrive together share one remote transaction (transaction.ts). Reads
 // that arrive together share one listing.
 import { findByTag, parseRuleset, shadowing } from "../rules";
-import { judgeBeside } from "./beside";
+import { besideWant, judgeBeside } from "./beside";
+import type { BesideWant } from "./beside";
 import type { CheckedConnection } from "../rules";
 import { getSession } from "../ssh";
 import type { Logger, Session } from "../ssh";
@@ -47,7 +48,7 @@ export class HostAgent {
   private drained: Promise<void> = Promise.resolve();
   /** Set while a kept conversation waits for the next operation. */
   private arrived?: () => void;
-  private pendingRead?: { families: Set<Family>; table: string; result: Promise<Sections> };
+  private pendingRead?: { families: Set<Family>; table: string; want: BesideWant; result: Promise<Sections> };
   readonly facts: Facts;
 
   constructor(
@@ -65,9 +66,11 @@ export class HostAgent {
     });
   }
 
-  /** Live state of the rule with this tag, per family; undefined where it is gone. */
-  async read(table: string, chain: string, tag: string, families: Family[]): Promise<ReadResult> {
-    const sections = await this.list(table, families);
+  /** Live state of the rule with this tag, per family; undefined where it is gone. `target`, the
+   * rule's -j, says what of the host beside the chain the judgement needs. */
+  async read(table: string, chain: string, tag: string, families: Family[], target: string): Promise<ReadResult> {
+    const beside = table === "filter" ? besideWant([{ chain, target }]) : {};
+    const sections = await this.list(table, families, beside);
     const result: ReadResult = { facts: this.facts.of(sections, families), families: {} };
     for (const f of families) {
       const rs = rulesetOf(sections, f, this.session.target);
@@ -130,11 +133,13 @@ export class HostAgent {
     );
   }
 
-  /** One listing for every read of the same table that arrives while it is being gathered. */
-  private list(table: string, families: Family[]): Promise<Sections> {
+  /** One listing for every read of the same table that arrives while it is being gathered, with
+   * what each of them needs beside the chain. */
+  private list(table: string, families: Family[], beside: BesideWant): Promise<Sections> {
     let p = this.pendingRead;
     if (!p || p.table !== table) {
       const fams = new Set<Family>();
+      const want: BesideWant = {};
       const limits = limitsFor(this.session.args.perDialTimeout, DEFAULT_ROLLBACK_AFTER);
       const result = new Promise<void>((r) => setTimeout(r, 2)).then(async () => {
         if (this.pendingRead === p) this.pendingRead = undefined;
@@ -144,14 +149,16 @@ export class HostAgent {
             this.facts.known,
             FAMILIES.filter((f) => fams.has(f)),
             table,
-            { beside: table === "filter" },
+            want,
           );
         const r = await withDeadline(this.session.run(script), limits.step, "listing the rules", this.session.target);
         return parseSections(r.stdout);
       });
-      p = this.pendingRead = { families: fams, table, result };
+      p = this.pendingRead = { families: fams, table, want, result };
     }
     for (const f of families) p.families.add(f);
+    p.want.nat ||= beside.nat;
+    p.want.nft ||= beside.nft;
     return p.result;
   }
 

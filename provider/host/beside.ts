@@ -17,22 +17,62 @@ function once<T>(section: Section, parse: (text: string) => T): T {
 /** Exit status of the nft section on a host without nft. */
 const NO_NFT = 127;
 
+/** What of the host beside iptables' filter table a listing includes. */
+export interface BesideWant {
+  /** Docker's DNAT (the nat table's PREROUTING and DOCKER chains): for rules on INPUT. */
+  nat?: boolean;
+  /** The nft tables: for ACCEPT rules on INPUT (a DROP or REJECT in iptables drops whatever nft says). */
+  nft?: boolean;
+}
+
+/** What a batch of rules (chain and target) needs of besideListing. */
+export const besideWant = (rules: { chain: string; target?: string }[]): BesideWant => ({
+  nat: rules.some((r) => r.chain === "INPUT"),
+  nft: rules.some((r) => r.chain === "INPUT" && r.target === "ACCEPT"),
+});
+
+/** sed expressions that turn `iptables -S` lines into iptables-save's: "-P CHAIN POLICY" and "-N CHAIN"
+ * become ":CHAIN POLICY [0:0]" and ":CHAIN - [0:0]". */
+const AS_SAVE = String.raw`-e 's/^-P \([^ ]*\) \([^ ]*\)$/:\1 \2 [0:0]/' -e 's/^-N \([^ ]*\)$/:\1 - [0:0]/'`;
+
+/** iptables-nft's own tables (iptables-save lists them): on such a host nft lists only the others. */
+const IPTABLES_NFT_TABLES = ["filter", "nat", "mangle", "raw", "security"].flatMap((t) => [`ip:${t}`, `ip6:${t}`]);
+
 /**
- * The listing of what is beside iptables' filter table: the nft ruleset (where nft exists) and, per
- * family, the nat table. A legacy host lists nat only if it is loaded (listing would load it).
+ * The listing of what is beside iptables' filter table, only as much as `want` asks for: the nft
+ * tables (where nft exists; on an iptables-nft host only those that are not iptables' own, which the
+ * iptables model judges and which on a Kubernetes node hold every kube-proxy rule), one JSON document
+ * per line; and per family the nat table's PREROUTING and DOCKER chains in iptables-save's form. A
+ * legacy host lists nat only if it is loaded (listing would load it).
  */
-export function besideListing(families: readonly Family[]): string {
-  const nat = (f: Family) =>
-    section(`nat${f}`, {
-      script: `if [ "$(${iptables(f)} --version 2>/dev/null | grep -c nf_tables)" = 1 ] || grep -qx nat /proc/net/${f === 4 ? "ip" : "ip6"}_tables_names 2>/dev/null; then ${iptables(f)}-save -t nat; fi`,
+export function besideListing(families: readonly Family[], want: BesideWant = { nat: true, nft: true }): string {
+  const nat = (f: Family) => {
+    const ipt = `${iptables(f)} -w 5 -t nat -S`;
+    return section(`nat${f}`, {
+      script: `if [ "$(${iptables(f)} --version 2>/dev/null | grep -c nf_tables)" = 1 ] || grep -qx nat /proc/net/${f === 4 ? "ip" : "ip6"}_tables_names 2>/dev/null; then
+  pre=$(${ipt} PREROUTING) || exit 1
+  docker=$(${ipt} DOCKER 2>/dev/null)
+  { echo '*nat'; printf '%s\\n' "$pre"; [ -z "$docker" ] || printf '%s\\n' "$docker"; echo COMMIT; } | sed ${AS_SAVE}
+fi`,
     });
-  return [
-    // No exit here: a section runs in the conversation's own shell, which exit would end.
-    section("nft", {
-      script: `if command -v nft >/dev/null 2>&1; then nft -j list ruleset; else (exit ${NO_NFT}); fi`,
-    }),
-    ...families.map(nat),
-  ].join("\n");
+  };
+  const skip = IPTABLES_NFT_TABLES.join("|");
+  const parts: string[] = [];
+  if (want.nft)
+    parts.push(
+      section("nft", {
+        script: `if ! command -v nft >/dev/null 2>&1; then exit ${NO_NFT}; fi
+if [ "$(iptables --version 2>/dev/null | grep -c nf_tables)" = 1 ]; then
+  tables=$(nft list tables) || exit 1
+  printf '%s\\n' "$tables" | while read -r _ fam name; do
+    case "$fam:$name" in ${skip}|:) continue ;; esac
+    nft -j list table "$fam" "$name" || exit 1
+  done
+else nft -j list ruleset; fi`,
+      }),
+    );
+  if (want.nat) parts.push(...families.map(nat));
+  return parts.join("\n");
 }
 
 /** What the host beside the chain does to one rule in one family. */

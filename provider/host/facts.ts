@@ -5,6 +5,7 @@ import type { Ruleset } from "../rules";
 import type { Session } from "../ssh";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
+import type { BesideWant } from "./beside";
 import { DETECT, OWNER, ownerOf, parsePersistence } from "./persist";
 import { iptables, KILLED, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
@@ -21,12 +22,12 @@ export function listing(
   known: boolean,
   families: readonly Family[],
   table: string,
-  want: { listening?: boolean; owner?: boolean; beside?: boolean } = {},
+  want: { listening?: boolean; owner?: boolean } & BesideWant = {},
 ): string {
   const parts = known ? [] : [section("version", ["iptables", "--version"]), DETECT];
   if (want.listening) parts.push(section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]));
   if (want.owner) parts.push(OWNER);
-  if (want.beside) parts.push(besideListing(families));
+  if (want.nat || want.nft) parts.push(besideListing(families, want));
   return [...parts, saves(families, table)].join("\n");
 }
 

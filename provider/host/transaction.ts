@@ -15,7 +15,7 @@ import { randomBytes } from "node:crypto";
 import { parseSpec } from "../rules";
 import type { Ruleset } from "../rules";
 import { Session } from "../ssh";
-import { judgeBeside } from "./beside";
+import { besideWant, judgeBeside } from "./beside";
 import { armStep, confirmStep, REAP, restoreInput } from "./commit";
 import { present, review } from "./confirm";
 import type { Review } from "./confirm";
@@ -29,7 +29,7 @@ import { iptables, LOCK_UNAVAILABLE, limitsFor, lock, parseSections, preamble, s
 import type { Family, Limits, Sections } from "./protocol";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
-import type { ChangeRequest, ChangeResult, GuardOrigin, HostFacts, Placement } from "./types";
+import type { ChangeRequest, ChangeResult, GuardOrigin, HostFacts, InsertRequest, Placement } from "./types";
 
 export type Outcome = { result: ChangeResult } | { error: Error };
 
@@ -37,7 +37,8 @@ export type Outcome = { result: ChangeResult } | { error: Error };
 interface Want {
   listening: boolean;
   owner: boolean;
-  beside: boolean;
+  nat: boolean;
+  nft: boolean;
 }
 
 /** A conversation kept from one batch to the next: its shell holds the host's lock, and `listed` is
@@ -97,6 +98,12 @@ const ifOk = (then: string) => `if [ "$c" = 0 ]; then\n${then}\nfi`;
 const placements = (plan: Plan): Partial<Record<Family, Placement>> =>
   Object.fromEntries(Object.entries(plan).map(([f, { apply: _a, undo: _u, ...placement }]) => [f, placement]));
 
+/** An insert's target (its spec's -j). */
+const targetOf = (r: InsertRequest) => {
+  const spec = r.specs[4] ?? r.specs[6] ?? [];
+  return spec[spec.indexOf("-j") + 1];
+};
+
 const utc = (ms: number) => `${new Date(ms).toISOString().slice(11, 19)} UTC`;
 
 class Transaction {
@@ -115,7 +122,7 @@ class Transaction {
   /** The first step's answer: what is beside the chain (Docker, nft) comes from it. */
   private first: Sections = {};
   /** What that answer includes. */
-  private listedWant: Want = { listening: false, owner: false, beside: false };
+  private listedWant: Want = { listening: false, owner: false, nat: false, nft: false };
 
   constructor(
     private readonly session: Session,
@@ -160,10 +167,15 @@ class Transaction {
   /** What this batch's listing must include beside the rulesets. */
   private want(): Want {
     const reqs = this.live.map((op) => op.req);
+    const inserts = reqs.flatMap((r) => (r.kind === "insert" ? [r] : []));
+    const beside = besideWant(
+      this.table === "filter" ? inserts.map((r) => ({ chain: r.chain, target: targetOf(r) })) : [],
+    );
     return {
-      listening: reqs.some((r) => r.kind === "insert"),
+      listening: inserts.length > 0,
       owner: reqs.some((r) => r.persist && r.kind !== "delete"),
-      beside: this.table === "filter" && reqs.some((r) => r.kind === "insert"),
+      nat: !!beside.nat,
+      nft: !!beside.nft,
     };
   }
 

@@ -62,20 +62,32 @@ export interface NftRuleset {
 const key = (family: string, table: string, name: string) => `${family} ${table} ${name}`;
 const isObject = (v: Json): v is Record<string, Json> => typeof v === "object" && v !== null && !Array.isArray(v);
 
+/** The items of nft's JSON documents, one per line (`nft -j list table` per table; none: no tables). */
+function nftItems(text: string): Json[] {
+  return text
+    .split("\n")
+    .filter((line) => line.trim())
+    .flatMap((line) => {
+      let doc: Json;
+      try {
+        doc = JSON.parse(line);
+      } catch (e) {
+        throw new NftParseError((e as Error).message);
+      }
+      const items = isObject(doc) ? doc.nftables : undefined;
+      if (!Array.isArray(items)) throw new NftParseError('no "nftables" array');
+      return items;
+    });
+}
+
 /**
- * Reads `nft -j list ruleset`.
+ * Reads `nft -j list ruleset`, or the output of `nft -j list table` for several tables (one JSON
+ * document per line).
  * @throws NftParseError when the text is not nft's JSON.
  * @example parseNft('{"nftables": [{"metainfo": {"version": "1.0.6"}}]}').chains // []
  */
 export function parseNft(text: string): NftRuleset {
-  let doc: Json;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    throw new NftParseError((e as Error).message);
-  }
-  const items = isObject(doc) ? doc.nftables : undefined;
-  if (!Array.isArray(items)) throw new NftParseError('no "nftables" array');
+  const items = nftItems(text);
   const rs: NftRuleset = { chains: [], sets: new Map() };
   const chains = new Map<string, NftChain>();
   for (const item of items) {

@@ -1,7 +1,10 @@
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { besideListing, judgeBeside } from "../../../provider/host/beside";
+import { besideListing, besideWant, judgeBeside } from "../../../provider/host/beside";
+import { limitsFor, parseSections, preamble } from "../../../provider/host/protocol";
 import type { Sections } from "../../../provider/host/protocol";
 import { parseSpec } from "../../../provider/rules";
 import { ROOT, readFamilyFile } from "../../fixtures/captures";
@@ -20,7 +23,58 @@ describe("judgeBeside: Docker and the host's nft tables, from what besideListing
     const script = besideListing([4, 6]);
     expect(script).toContain("nft -j list ruleset");
     expect(script).toContain("grep -qx nat /proc/net/ip6_tables_names");
-    expect(script).toContain("ip6tables-save -t nat");
+    expect(script).toContain("ip6tables -w 5 -t nat -S DOCKER");
+    // Only what is asked for: nat alone for a DROP on INPUT, nothing for other chains.
+    expect(besideListing([4], besideWant([{ chain: "INPUT", target: "DROP" }]))).not.toContain("nft");
+    expect(besideListing([4], besideWant([{ chain: "FORWARD", target: "ACCEPT" }]))).toBe("");
+  });
+
+  it("on an iptables-nft host lists the nft tables but iptables' own, and Docker's two nat chains", () => {
+    // Commands that answer as an iptables-nft host with Docker and an inet table that drops would.
+    const bin = mkdtempSync(join(tmpdir(), "pit-beside-"));
+    const calls = join(bin, "calls");
+    const fake = (name: string, body: string) => {
+      writeFileSync(join(bin, name), `#!/bin/sh\necho "${name} $*" >> ${calls}\n${body}`);
+      chmodSync(join(bin, name), 0o755);
+    };
+    try {
+      const drop = nft("inet-filter-drop").out.trim().replace(/\n/g, "");
+      fake(
+        "iptables",
+        `case "$*" in
+  --version) echo "iptables v1.8.9 (nf_tables)" ;;
+  *PREROUTING) printf '%s\\n' '-P PREROUTING ACCEPT' '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER' ;;
+  *DOCKER) printf '%s\\n' '-N DOCKER' '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80' ;;
+esac`,
+      );
+      fake(
+        "nft",
+        `case "$*" in
+  "list tables") printf '%s\\n' 'table ip filter' 'table ip nat' 'table ip6 filter' 'table inet filter' ;;
+  "-j list table inet filter") cat <<'EOF2'
+${drop}
+EOF2
+;;
+  *) echo "unexpected: $*" >&2; exit 9 ;;
+esac`,
+      );
+      const script = `${preamble(limitsFor(10, 30))}${besideListing([4])}`;
+      const out = execFileSync("/bin/sh", ["-c", script], { encoding: "utf8", env: { PATH: `${bin}:/usr/bin:/bin` } });
+      const sections = parseSections(out);
+      expect(sections.nft.code, sections.nft.err).toBe(0);
+      const b = judge(sections);
+      expect(b.blockedBy).toMatch(
+        /^nat PREROUTING -> DOCKER: -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT/,
+      );
+      expect(b.warnings.join("\n")).toMatch(/nft inet filter input \(hook input\) drops/);
+      // iptables' own tables are never listed through nft (on a Kubernetes node they hold every rule).
+      const made = readFileSync(calls, "utf8");
+      expect(made).toContain("nft -j list table inet filter");
+      expect(made).not.toMatch(/nft -j list (ruleset|table ip6? (filter|nat))/);
+      expect(made).not.toMatch(/iptables-save/);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 
   it("an nft table with policy drop: an ACCEPT is not effective, naming the table and chain", () => {
