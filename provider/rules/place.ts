@@ -400,7 +400,42 @@ interface Walk {
   /** The rule being judged, as if inserted before rule `index` (0-based) of `chain`. */
   at: { chain: string; index: number; verdict: string };
   memo: Map<string, ChainResult>;
+  /** Results of chains that cannot reach `at.chain`, shared by every walk of this table and packet. */
+  shared: Map<string, ChainResult>;
   active: Set<string>;
+}
+
+/**
+ * What a chain that cannot reach the judged rule's chain does to some ordinary packets does not
+ * depend on where the rule is judged: such results are kept per table (a table is never changed in
+ * place: an edit makes a new one) and per packet, so placing a rule walks a Kubernetes node's
+ * thousands of KUBE-* rules once, not once per line tried, and judging a batch's rules shares them.
+ */
+const sharedResults = new WeakMap<Table, Map<string, Map<string, ChainResult>>>();
+function sharedFor(table: Table, o: Ordinary): Map<string, ChainResult> {
+  const byPacket = sharedResults.get(table) ?? sharedResults.set(table, new Map()).get(table)!;
+  const key = JSON.stringify(o);
+  return byPacket.get(key) ?? byPacket.set(key, new Map()).get(key)!;
+}
+
+/** The chains each chain of the table can reach by jumps and gotos (itself included), per table. */
+const reachable = new WeakMap<Table, Map<string, Set<string>>>();
+function reaches(table: Table, from: string, to: string): boolean {
+  const byChain = reachable.get(table) ?? reachable.set(table, new Map()).get(table)!;
+  let set = byChain.get(from);
+  if (!set) {
+    set = new Set([from]);
+    const todo = [from];
+    while (todo.length) {
+      for (const r of table.chains.get(todo.pop()!)?.rules ?? [])
+        if (r.target && table.chains.has(r.target) && !set.has(r.target)) {
+          set.add(r.target);
+          todo.push(r.target);
+        }
+    }
+    byChain.set(from, set);
+  }
+  return set.has(to);
 }
 
 const prefixed = (hop: Hop, outs: Outcome[]) => outs.map((d) => ({ ...d, hops: [hop, ...d.hops] }));
@@ -421,7 +456,8 @@ function target(w: Walk, rule: Rule): { decided: Outcome[]; cont: boolean; leave
 }
 
 function walkChain(w: Walk, name: string): ChainResult {
-  const known = w.memo.get(name);
+  const independent = !reaches(w.table, name, w.at.chain);
+  const known = w.memo.get(name) ?? (independent ? w.shared.get(name) : undefined);
   if (known) return known;
   const chain = w.table.chains.get(name)!;
   w.active.add(name);
@@ -447,12 +483,13 @@ function walkChain(w: Walk, name: string): ChainResult {
   w.active.delete(name);
   const result = { decided, leave };
   w.memo.set(name, result);
+  if (independent) w.shared.set(name, result);
   return result;
 }
 
 /** Every way the ordinary packets can go from the top of `start`, with the judged rule in place. */
 function outcomes(table: Table, start: string, o: Ordinary, at: Walk["at"]): Outcome[] {
-  const w: Walk = { table, o, at, memo: new Map(), active: new Set() };
+  const w: Walk = { table, o, at, memo: new Map(), shared: sharedFor(table, o), active: new Set() };
   const r = walkChain(w, start);
   const policy = table.chains.get(start)!.policy;
   if (!r.leave) return r.decided;
@@ -512,17 +549,29 @@ function portPieces(table: Table, spec: RuleSpec): (number | undefined)[] {
   const own = spec.match.dport ?? spec.match.dports ?? spec.match.ctorigdstport;
   const ranges = own && !own.negated ? portRanges(own.value) : undefined;
   if (!ranges) return [undefined];
-  const cuts = new Set<number>();
-  for (const chain of table.chains.values())
-    for (const r of chain.rules)
-      for (const m of [r.match.dport, r.match.dports, r.match.ports, r.match.ctorigdstport])
-        for (const [a, b] of (m && portRanges(m.value)) ?? []) cuts.add(a).add(b + 1);
   const out: number[] = [];
   for (const [lo, hi] of ranges) {
     out.push(lo);
-    for (const c of cuts) if (c > lo && c <= hi) out.push(c);
+    // A single port is one piece; a range is cut where any rule's ports begin or end.
+    if (hi > lo)
+      for (const chain of table.chains.values()) for (const c of cutsOf(chain)) if (c > lo && c <= hi) out.push(c);
   }
   return [...new Set(out)].sort((a, b) => a - b);
+}
+
+/** Where the port ranges of a chain's rules begin and end (one past), per chain (chains are never
+ * changed in place: an edit makes a new one). */
+const cuts = new WeakMap<Chain, number[]>();
+function cutsOf(chain: Chain): number[] {
+  let out = cuts.get(chain);
+  if (!out) {
+    out = [];
+    for (const r of chain.rules)
+      for (const m of [r.match.dport, r.match.dports, r.match.ports, r.match.ctorigdstport])
+        for (const [a, b] of (m && portRanges(m.value)) ?? []) out.push(a, b + 1);
+    cuts.set(chain, out);
+  }
+  return out;
 }
 
 function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined): Ordinary {
@@ -731,10 +780,25 @@ export function findByTag(ruleset: Ruleset, table: string, chain: string, tag: s
     (a, b) => Number(b.name === chain) - Number(a.name === chain),
   );
   for (const c of chains) {
-    const found = c.rules.find((r) => tagOf(r) === tag);
+    const found = tagsOf(c).get(tag);
     if (found) return found;
   }
   return undefined;
+}
+
+/** The first rule of each tag in a chain, per chain (an edit makes a new chain). */
+const tagIndex = new WeakMap<Chain, Map<string, Rule>>();
+function tagsOf(chain: Chain): Map<string, Rule> {
+  let index = tagIndex.get(chain);
+  if (!index) {
+    index = new Map();
+    for (const r of chain.rules) {
+      const t = tagOf(r);
+      if (t !== undefined && !index.has(t)) index.set(t, r);
+    }
+    tagIndex.set(chain, index);
+  }
+  return index;
 }
 
 /** A packet, as far as the caller knows it; left-out fields may be anything. */
