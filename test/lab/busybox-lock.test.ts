@@ -50,7 +50,9 @@ describe("the lock on a host without flock", () => {
     const events: string[] = [];
     const holder = spawn("nsenter", [
       ...["-t", String(h.pid), "-n", "-m", "-r", "-w", "--"],
-      ...["sh", "-c", `ln -s $$ ${LINK} && echo held && sleep 3 && rm -f ${LINK}`],
+      // It waits its turn like any taker: the provider's last conversation may hold the link a moment
+      // longer (it is kept for a next batch), then releases it.
+      ...["sh", "-c", `until ln -s $$ ${LINK} 2>/dev/null; do sleep 0.1; done; echo held && sleep 3 && rm -f ${LINK}`],
     ]);
     const exited = new Promise<void>((r) =>
       holder.on("exit", () => {
