@@ -182,19 +182,22 @@ export class HostAgent {
    * kept for the next batch while batches keep arriving within IDLE_MS, and closed at once otherwise.
    */
   private async drain(): Promise<void> {
-    let kept: Conversation | undefined;
-    for (;;) {
-      if (!this.queue.length && kept && (await this.arrival(IDLE_MS))) await sleep(BATCH_MS);
-      if (!this.queue.length) break;
-      const table = this.queue[0].req.table;
-      const batch = this.queue.filter((op) => op.req.table === table);
-      this.queue = this.queue.filter((op) => op.req.table !== table);
-      const { outcomes, conversation } = await this.outcomes(table, batch, kept);
-      kept = conversation;
-      for (const op of batch) op.done(outcomes.get(op) ?? { error: new Error("no outcome (a bug)") });
+    // Operations queued while the last conversation closes are run after it (its lock released).
+    while (this.queue.length) {
+      let kept: Conversation | undefined;
+      for (;;) {
+        if (!this.queue.length && kept && (await this.arrival(IDLE_MS))) await sleep(BATCH_MS);
+        if (!this.queue.length) break;
+        const table = this.queue[0].req.table;
+        const batch = this.queue.filter((op) => op.req.table === table);
+        this.queue = this.queue.filter((op) => op.req.table !== table);
+        const { outcomes, conversation } = await this.outcomes(table, batch, kept);
+        kept = conversation;
+        for (const op of batch) op.done(outcomes.get(op) ?? { error: new Error("no outcome (a bug)") });
+      }
+      await kept?.shell.close();
     }
     this.draining = false;
-    await kept?.shell.close();
   }
 
   /** Resolves true when an operation is queued within `ms`, false otherwise. */

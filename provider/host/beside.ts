@@ -51,7 +51,8 @@ export function besideListing(families: readonly Family[], want: BesideWant = { 
     return section(`nat${f}`, {
       script: `if [ "$(${iptables(f)} --version 2>/dev/null | grep -c nf_tables)" = 1 ] || grep -qx nat /proc/net/${f === 4 ? "ip" : "ip6"}_tables_names 2>/dev/null; then
   pre=$(${ipt} PREROUTING) || exit 1
-  docker=$(${ipt} DOCKER 2>/dev/null)
+  # No DOCKER chain is no Docker; any other failure (the xtables lock) is one.
+  docker=$(${ipt} DOCKER 2>&1) || case "$docker" in *"No chain"*|*"does not exist"*) docker= ;; *) echo "$docker" >&2; exit 1 ;; esac
   { echo '*nat'; printf '%s\\n' "$pre"; [ -z "$docker" ] || printf '%s\\n' "$docker"; echo COMMIT; } | sed ${AS_SAVE}
 fi`,
     });
@@ -66,7 +67,8 @@ if [ "$(iptables --version 2>/dev/null | grep -c nf_tables)" = 1 ]; then
   tables=$(nft list tables) || exit 1
   printf '%s\\n' "$tables" | while read -r _ fam name; do
     case "$fam:$name" in ${skip}|:) continue ;; esac
-    nft -j list table "$fam" "$name" || exit 1
+    # A table removed since it was listed (a firewall manager reloading) is not an error.
+    nft -j list table "$fam" "$name" || ! nft list tables | grep -qx "table $fam $name" || exit 1
   done
 else nft -j list ruleset; fi`,
       }),

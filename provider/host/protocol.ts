@@ -82,14 +82,16 @@ export function preamble(limits: Limits): string {
   return [
     "PIT_ERR=$(mktemp) || exit 70",
     "PIT_HOLDS=",
-    `trap 'rm -f "$PIT_ERR"; [ -z "$PIT_REAPER" ] || kill "$PIT_REAPER" 2>/dev/null; [ -z "$PIT_HOLDS" ] || rm -f "$PIT_HOLDS"' EXIT`,
+    // The lock link goes only while it is still this shell's (a taker may have broken it as stale).
+    `trap 'rm -f "$PIT_ERR"; [ -z "$PIT_REAPER" ] || kill "$PIT_REAPER" 2>/dev/null; [ -z "$PIT_HOLDS" ] || [ "$(readlink "$PIT_HOLDS" 2>/dev/null)" != "$$" ] || rm -f "$PIT_HOLDS"' EXIT`,
     "trap 'exit 129' HUP",
     "trap 'exit 143' TERM",
     `if timeout -s KILL ${n} true 2>/dev/null; then PIT_DL="timeout -s KILL ${n}"`,
     `elif timeout -s KILL -t ${n} true 2>/dev/null; then PIT_DL="timeout -s KILL -t ${n}"`,
     "else PIT_DL=; fi",
     `pit_idle() { [ -z "$PIT_REAPER" ] || kill "$PIT_REAPER" 2>/dev/null; PIT_REAPER=`,
-    `  [ "$1" = 0 ] || { sh -c "sleep $1; kill -9 $$" </dev/null >/dev/null 2>&1 9>&- & PIT_REAPER=$!; }; }`,
+    // kill -9 skips the EXIT trap: the reaper removes this shell's lock link itself.
+    `  [ "$1" = 0 ] || { sh -c "sleep $1; kill -9 $$; [ \\"\\$(readlink ${LOCK_LINK} 2>/dev/null)\\" != $$ ] || rm -f ${LOCK_LINK}" </dev/null >/dev/null 2>&1 9>&- & PIT_REAPER=$!; }; }`,
     "",
   ].join("\n");
 }
@@ -105,6 +107,9 @@ export const idleGuard = (idleSec: number) => ({
  * symlink, whose target is the holder's pid. Creating a symlink is atomic and fails when it exists;
  * a link whose holder is gone (killed before its cleanup ran) is removed by the next taker. */
 export const LOCK_LINK = `${LOCK_FILE}-pid`;
+
+/** Held while a stale LOCK_LINK is broken (see takeLock). */
+const BREAK_LINK = `${LOCK_FILE}-break`;
 
 /** The lock section's exit status when the lock cannot be had at all (not: another holder has it). */
 export const LOCK_UNAVAILABLE = 3;
@@ -135,7 +140,20 @@ else
       [ "$pit_fails" -lt 3 ] && continue
       echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; pit_rc=${LOCK_UNAVAILABLE}; break
     fi
-    if [ ! -d "/proc/$pit_holder" ]; then rm -f ${LOCK_LINK}; continue; fi${timedOut}
+    pit_fails=0
+    if [ ! -d "/proc/$pit_holder" ]; then
+      # A stale link is broken under ${BREAK_LINK}, and only while it still names the dead holder: two
+      # takers that saw the same dead holder must not both break it (the second would remove the
+      # first's fresh link, and both would hold the lock).
+      if ln -s $$ ${BREAK_LINK} 2>/dev/null; then
+        [ "$(readlink ${LOCK_LINK} 2>/dev/null)" != "$pit_holder" ] || rm -f ${LOCK_LINK}
+        rm -f ${BREAK_LINK}
+      else
+        pit_breaker=$(readlink ${BREAK_LINK} 2>/dev/null)
+        [ -z "$pit_breaker" ] || [ -d "/proc/$pit_breaker" ] || rm -f ${BREAK_LINK}
+      fi
+      continue
+    fi${timedOut}
     sleep 0.1 2>/dev/null || sleep 1
   done
   [ -n "$PIT_HOLDS" ] || (exit $pit_rc)

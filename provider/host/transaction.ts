@@ -48,6 +48,8 @@ export interface Conversation {
   readonly table: string;
   readonly families: readonly Family[];
   readonly want: Want;
+  /** When its shell took the lock (ms). */
+  readonly lockedAt: number;
   readonly first: Sections;
   readonly host: HostFacts;
   readonly listed: Listings;
@@ -121,6 +123,8 @@ class Transaction {
   private host?: HostFacts;
   /** The first step's answer: what is beside the chain (Docker, nft) comes from it. */
   private first: Sections = {};
+  /** When the shell took the lock (ms). */
+  private lockedAt = 0;
   /** What that answer includes. */
   private listedWant: Want = { listening: false, owner: false, nat: false, nft: false };
 
@@ -179,20 +183,24 @@ class Transaction {
     };
   }
 
-  /** Can this batch go on in the kept conversation (same table, and its listing has all it needs)? */
+  /** Can this batch go on in the kept conversation (same table, its listing has all it needs, and the
+   * lock has not been held for half of what others wait for it: they get their turn)? */
   private fits(kept: Conversation): boolean {
     const want = this.want();
     return (
       kept.table === this.table &&
+      Date.now() - kept.lockedAt < (this.limits.lockWait * 1000) / 2 &&
       this.families.every((f) => kept.families.includes(f)) &&
       (Object.keys(want) as (keyof Want)[]).every((k) => !want[k] || kept.want[k])
     );
   }
 
-  /** Goes on where the last batch left: its lock, facts and listing. */
+  /** Goes on where the last batch left: its lock, facts and listing (and what that listing holds). */
   private resume(kept: Conversation): Listings {
     this.host = kept.host;
     this.first = kept.first;
+    this.listedWant = kept.want;
+    this.lockedAt = kept.lockedAt;
     return new Map(this.families.map((f) => [f, kept.listed.get(f)!]));
   }
 
@@ -204,6 +212,7 @@ class Transaction {
       table: this.table,
       families: [...all.keys()],
       want: this.listedWant,
+      lockedAt: this.lockedAt,
       first: this.first,
       host: this.host!,
       listed: all,
@@ -287,6 +296,7 @@ class Transaction {
     this.host = this.facts.of(first, this.families);
     this.first = first;
     this.listedWant = want;
+    this.lockedAt = Date.now();
     return listings(first, this.families, this.target);
   }
 

@@ -298,6 +298,32 @@ describe("batches that keep arriving", () => {
     expectValidShell(host);
   });
 
+  it("go on for a third batch too: what the kept listing holds is handed on with it", async () => {
+    const TAG3 = "pulumi-iptables:web/prod/app3/0123456789ab";
+    const third = (): InsertRequest => {
+      const i = inputs({ port: 2224, ipVersion: "ipv4" });
+      return { ...insert({ ipVersion: "ipv4" }), specs: { 4: renderRule(i, 4, TAG3) }, tag: TAG3 };
+    };
+    const all3 = () => insertRuleText(both(), "filter", "INPUT", 5, ruleText("INPUT", third().specs[4]!));
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
+      { confirm: { out: "confirmed" } },
+      { persist: {}, arm: {}, restore4: {}, save4: { out: both() } },
+      { confirm: { out: "confirmed" } },
+      { persist: {}, arm: {}, restore4: {}, save4: { out: all3() } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const agent = agentOn(host);
+    await agent.change(insert({ ipVersion: "ipv4" }));
+    await agent.change(second());
+    const res = await agent.change(third());
+    await agent.settled();
+    expect(res.families[4]?.line).toBe(5);
+    expect(host.channels).toBe(1);
+    expect(host.scripts.filter(takesLock)).toHaveLength(1);
+  });
+
   it("start afresh where the kept listing lacks what the batch needs (another family)", async () => {
     const host = new FakeHost([
       first({ save4: guide(4) }),
