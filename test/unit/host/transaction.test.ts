@@ -272,16 +272,19 @@ describe("batches that keep arriving", () => {
     const i = inputs({ port: 2223, ipVersion: "ipv4" });
     return { ...insert({ ipVersion: "ipv4" }), specs: { 4: renderRule(i, 4, TAG2) }, tag: TAG2 };
   };
+  /** The answers of a batch's apply step (the listing after it) and of its commit step. */
+  const applied = (save: string): StepAnswer => ({ persist: {}, arm: {}, restore4: {}, save4: { out: save } });
+  const CONFIRMED: StepAnswer = { confirm: { out: "confirmed" } };
   const takesLock = (script: string) => /'@@pit-begin %s\\n' lock\n/.test(script);
   const both = () => insertRuleText(withRule(4), "filter", "INPUT", 4, ruleText("INPUT", second().specs[4]!));
 
   it("go on in the same shell under the same lock, planned against the listing the last one left", async () => {
     const host = new FakeHost([
       first({ save4: guide(4) }),
-      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
-      { confirm: { out: "confirmed" } },
-      { persist: {}, arm: {}, restore4: {}, save4: { out: both() } },
-      { confirm: { out: "confirmed" } },
+      applied(withRule(4)),
+      CONFIRMED,
+      applied(both()),
+      CONFIRMED,
     ]);
     const agent = agentOn(host);
     await agent.change(insert({ ipVersion: "ipv4" }));
@@ -307,12 +310,12 @@ describe("batches that keep arriving", () => {
     const all3 = () => insertRuleText(both(), "filter", "INPUT", 5, ruleText("INPUT", third().specs[4]!));
     const host = new FakeHost([
       first({ save4: guide(4) }),
-      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
-      { confirm: { out: "confirmed" } },
-      { persist: {}, arm: {}, restore4: {}, save4: { out: both() } },
-      { confirm: { out: "confirmed" } },
-      { persist: {}, arm: {}, restore4: {}, save4: { out: all3() } },
-      { confirm: { out: "confirmed" } },
+      applied(withRule(4)),
+      CONFIRMED,
+      applied(both()),
+      CONFIRMED,
+      applied(all3()),
+      CONFIRMED,
     ]);
     const agent = agentOn(host);
     await agent.change(insert({ ipVersion: "ipv4" }));
@@ -327,8 +330,8 @@ describe("batches that keep arriving", () => {
   it("start afresh where the kept listing lacks what the batch needs (another family)", async () => {
     const host = new FakeHost([
       first({ save4: guide(4) }),
-      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
-      { confirm: { out: "confirmed" } },
+      applied(withRule(4)),
+      CONFIRMED,
       first({ save4: withRule(4), save6: guide(6) }),
       // A delete takes its tag off the list of rules kept out of the boot files.
       { persist: {} },
@@ -347,11 +350,11 @@ describe("batches that keep arriving", () => {
   it("end the conversation once none arrives within the idle window", async () => {
     const host = new FakeHost([
       first({ save4: guide(4) }),
-      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
-      { confirm: { out: "confirmed" } },
+      applied(withRule(4)),
+      CONFIRMED,
       first({ save4: withRule(4) }),
-      { persist: {}, arm: {}, restore4: {}, save4: { out: both() } },
-      { confirm: { out: "confirmed" } },
+      applied(both()),
+      CONFIRMED,
     ]);
     const agent = agentOn(host);
     await agent.change(insert({ ipVersion: "ipv4" }));
