@@ -397,6 +397,20 @@ async function createRule(inputs: RuleInputs & { unique: string }) {
   return { id: chosen.tag, outs: state };
 }
 
+/**
+ * The rule per family exactly as it was rendered and recorded in state at create (`rules`): the only
+ * listed rule that refresh reads and update or delete act on. State written before `rules` was
+ * recorded gets the rule rendered from its inputs and tag, as create rendered it.
+ */
+function recordedRules(props: PortRuleState): Partial<Record<Family, string>> {
+  return Object.fromEntries(
+    families(props.ipVersion).map((f) => [
+      f,
+      props.rules?.[familyName(f)] ?? ruleText(props.chain, renderRule(props, f, props.tag)),
+    ]),
+  );
+}
+
 /** The rules files that hold a rule of these families. */
 const filesOf = (files: [string, string], fams: Family[]) => fams.map((f) => files[f === 4 ? 0 : 1]);
 
@@ -431,11 +445,13 @@ export async function read(id: string, props: PortRuleState) {
 async function readRule(id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
   const fams = families(props.ipVersion);
-  const live: ReadResult = await agent.read(props.table, props.chain, props.tag, fams, props.action);
+  const rules = recordedRules(props);
+  const live: ReadResult = await agent.read(props.table, props.chain, props.tag, rules, props.action);
   await agent.refuseIfSwitched(
     props.table,
     props.chain,
     props.tag,
+    rules,
     fams.filter((f) => !live.families[f]),
   );
   if (fams.every((f) => !live.families[f])) return { id: "", props: {} };
@@ -502,6 +518,7 @@ async function updateRule(_id: string, olds: PortRuleState, news: RuleInputs & {
       chain: olds.chain,
       families: fams,
       tag: olds.tag,
+      rules: recordedRules(olds),
       persist: news.persist,
     });
     outs.persisted = news.persist
@@ -518,12 +535,14 @@ export async function remove(id: string, props: PortRuleState) {
 
 async function removeRule(_id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
+  const rules = recordedRules(props);
   const { families: deleted } = await agent.change({
     kind: "delete",
     table: props.table,
     chain: props.chain,
     families: families(props.ipVersion),
     tag: props.tag,
+    rules,
     persist: props.persist,
     guard: deleteGuard(props, logger()),
     freshConfirm: mayLockOut(props, "delete"),
@@ -531,5 +550,5 @@ async function removeRule(_id: string, props: PortRuleState) {
   });
   // Gone from the tables iptables uses now, but maybe still in the other backend's: say so.
   const absent = families(props.ipVersion).filter((f) => !deleted[f]);
-  await agent.refuseIfSwitched(props.table, props.chain, props.tag, absent);
+  await agent.refuseIfSwitched(props.table, props.chain, props.tag, rules, absent);
 }

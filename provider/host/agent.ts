@@ -1,16 +1,17 @@
 // One agent per host connection per provider process. Every change of the host goes through its
 // queue, and the changes that arrive together share one remote transaction (transaction.ts). Reads
 // that arrive together share one listing.
-import { findByTag, parseRuleset, shadowing } from "../rules";
+import { findRule, parseRuleset, shadowing } from "../rules";
 import { besideWant, judgeBeside } from "./beside";
 import type { BesideWant } from "./beside";
 import type { CheckedConnection } from "../rules";
 import { getSession } from "../ssh";
 import type { Logger, Session } from "../ssh";
 import { HostError } from "./errors";
-import { FAMILIES, iptables, limitsFor, parseSections, preamble, section } from "./protocol";
+import { FAMILIES, framed, iptables, limitsFor, preamble, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
 import { Facts, listing, rulesetOf, withDeadline } from "./facts";
+import { impostorWarnings } from "./plan";
 import { freshSession, runTransaction } from "./transaction";
 import type { Conversation, FreshSession, Op, Outcome, TransactionResult } from "./transaction";
 import type { ChangeRequest, ChangeResult, ReadResult } from "./types";
@@ -66,15 +67,24 @@ export class HostAgent {
     });
   }
 
-  /** Live state of the rule with this tag, per family; undefined where it is gone. `target`, the
-   * rule's -j, says what of the host beside the chain the judgement needs. */
-  async read(table: string, chain: string, tag: string, families: Family[], target: string): Promise<ReadResult> {
+  /** Live state of the rule, per family, found by its exact text (`rules`, as rendered and recorded);
+   * undefined where it is gone. `target`, the rule's -j, says what of the host beside the chain the
+   * judgement needs. Rules that carry its tag but are not it are named in a warning, never read. */
+  async read(
+    table: string,
+    chain: string,
+    tag: string,
+    rules: Partial<Record<Family, string>>,
+    target: string,
+  ): Promise<ReadResult> {
+    const families = FAMILIES.filter((f) => rules[f] !== undefined);
     const beside = table === "filter" ? besideWant([{ chain, target }]) : {};
     const sections = await this.list(table, families, beside);
     const result: ReadResult = { facts: this.facts.of(sections, families), families: {} };
     for (const f of families) {
       const rs = rulesetOf(sections, f, this.session.target);
-      const found = findByTag(rs, table, chain, tag);
+      for (const w of impostorWarnings(rs, table, tag, rules[f]!, this.session.target)) this.session.log.warn?.(w);
+      const found = findRule(rs, table, chain, rules[f]!);
       if (found) {
         result.families[f] = {
           line: found.line,
@@ -100,26 +110,33 @@ export class HostAgent {
    * and dropping it from state would let the next up add a second copy. Reads the other backend's
    * tables with its own -save tools, where the host has them (nothing is loaded or created).
    */
-  async refuseIfSwitched(table: string, chain: string, tag: string, families: Family[]): Promise<void> {
+  async refuseIfSwitched(
+    table: string,
+    chain: string,
+    tag: string,
+    rules: Partial<Record<Family, string>>,
+    families: Family[],
+  ): Promise<void> {
     const now = this.facts.iptables;
     if (!now || !families.length) return;
     const other = now.backend === "nf_tables" ? "legacy" : "nf_tables";
     const short = (b: string) => (b === "legacy" ? "legacy" : "nft");
     const tool = (f: Family) => `${iptables(f)}-${short(other)}-save`;
     const limits = limitsFor(this.session.args.perDialTimeout, DEFAULT_ROLLBACK_AFTER);
-    const script =
+    const script = framed(
       preamble(limits) +
-      families
-        .map((f) =>
-          section(`other${f}`, { script: `if command -v ${tool(f)} >/dev/null 2>&1; then ${tool(f)} -c; fi` }),
-        )
-        .join("\n");
+        families
+          .map((f) =>
+            section(`other${f}`, { script: `if command -v ${tool(f)} >/dev/null 2>&1; then ${tool(f)} -c; fi` }),
+          )
+          .join("\n"),
+    );
     const what = "reading the other iptables backend's tables";
-    const r = await withDeadline(this.session.run(script), limits.step, what, this.session.target);
-    const sections = parseSections(r.stdout);
+    const r = await withDeadline(this.session.run(script.script), limits.step, what, this.session.target);
+    const sections = script.parse(r.stdout);
     const there = families.filter((f) => {
       const s = sections[`other${f}`];
-      return s?.code === 0 && !!findByTag(parseRuleset(s.out), table, chain, tag);
+      return s?.code === 0 && !!rules[f] && !!findRule(parseRuleset(s.out), table, chain, rules[f]);
     });
     if (!there.length) return;
     throw new HostError(
@@ -143,16 +160,22 @@ export class HostAgent {
       const limits = limitsFor(this.session.args.perDialTimeout, DEFAULT_ROLLBACK_AFTER);
       const result = new Promise<void>((r) => setTimeout(r, 2)).then(async () => {
         if (this.pendingRead === p) this.pendingRead = undefined;
-        const script =
+        const script = framed(
           preamble(limits) +
-          listing(
-            this.facts.known,
-            FAMILIES.filter((f) => fams.has(f)),
-            table,
-            want,
-          );
-        const r = await withDeadline(this.session.run(script), limits.step, "listing the rules", this.session.target);
-        return parseSections(r.stdout);
+            listing(
+              this.facts.known,
+              FAMILIES.filter((f) => fams.has(f)),
+              table,
+              want,
+            ),
+        );
+        const r = await withDeadline(
+          this.session.run(script.script),
+          limits.step,
+          "listing the rules",
+          this.session.target,
+        );
+        return script.parse(r.stdout);
       });
       p = this.pendingRead = { families: fams, table, want, result };
     }

@@ -6,7 +6,7 @@
 // a pending directory found by a later transaction (which holds the lock) belongs to a transaction
 // that can no longer be confirmed, and is reverted at once.
 import { shellQuote } from "../ssh";
-import { FAMILIES, iptables, section, takeLock } from "./protocol";
+import { FAMILIES, heredoc, iptables, section, takeLock } from "./protocol";
 import type { Family, Limits } from "./protocol";
 
 /** Pending transactions: one directory each, named by its id. */
@@ -56,7 +56,7 @@ function watchdogScript(id: string, limits: Limits): string {
   ].join("\n");
 }
 
-const heredoc = (file: string, text: string) => `cat >${file} <<'@@PIT_TX'\n${text}@@PIT_TX`;
+const written = (file: string, text: string) => `cat >${file} ${heredoc(text)}`;
 
 /**
  * Arms the rollback of a transaction: writes its undo lines and scripts, starts the watchdog
@@ -67,11 +67,11 @@ export function armStep(id: string, table: string, undo: Partial<Record<Family, 
   const parts = [`d=${d}`, `mkdir -p ${TX_DIR} && mkdir "$d" || exit 1`];
   for (const f of FAMILIES) {
     const lines = undo[f];
-    if (lines?.length) parts.push(heredoc(`"$d/undo${f}"`, restoreInput(table, lines)));
+    if (lines?.length) parts.push(written(`"$d/undo${f}"`, restoreInput(table, lines)));
   }
   parts.push(
-    heredoc(`"$d/revert"`, revertScript(id, table, limits)),
-    heredoc(`"$d/watchdog"`, watchdogScript(id, limits)),
+    written(`"$d/revert"`, revertScript(id, table, limits)),
+    written(`"$d/watchdog"`, watchdogScript(id, limits)),
     `if command -v setsid >/dev/null 2>&1; then s=setsid; else s=nohup; fi`,
     `$s sh "$d/watchdog" </dev/null >/dev/null 2>&1 &`,
     `date -u -d "@$(( $(date +%s) + ${limits.rollbackAfter} ))" '+%H:%M:%S UTC' 2>/dev/null || date -u '+%H:%M:%S UTC (+${limits.rollbackAfter}s)'`,

@@ -5,12 +5,12 @@
 // placement says (a few times at most); one that another rule of the same batch shadows, as planned,
 // stays. A deleted rule that is back is deleted again. A request whose rule someone removed, or that
 // cannot be kept in place, is dropped, and its rules (every family) are removed.
-import { findByTag, placeRule, shadowing } from "../rules";
+import { placeRule, shadowing } from "../rules";
 import type { Ruleset } from "../rules";
 import { HostError } from "./errors";
 import { LOCK_FILE } from "./protocol";
 import type { Family } from "./protocol";
-import { asDelete, asInsert } from "./plan";
+import { asDelete, asInsert, ownRule } from "./plan";
 import type { Plan } from "./plan";
 import { withDeleted } from "./ruleset-text";
 import type { ChangeRequest } from "./types";
@@ -40,15 +40,15 @@ export function review(
 ): Review {
   const effectiveAsPlanned = (f: Family, req: ChangeRequest) => {
     const rs = expected.get(f);
-    const mine = rs ? findByTag(rs, req.table, req.chain, req.tag) : undefined;
+    const mine = rs ? ownRule(rs, req, f) : undefined;
     return !!rs && !!mine && !shadowing(rs, { table: req.table, chain: mine.chain, line: mine.line });
   };
   const fixes = new Map<Family, string[]>();
   const fix = (f: Family, ...lines: string[]) => fixes.set(f, [...(fixes.get(f) ?? []), ...lines]);
   const dropped = new Map<ChangeRequest, HostError>();
   for (const req of reqs) {
-    const { table, chain, tag } = req;
-    const found = (f: Family) => findByTag(rulesets.get(f)!, table, chain, tag);
+    const { table, chain } = req;
+    const found = (f: Family) => ownRule(rulesets.get(f)!, req, f);
     const plan = plans.get(req) ?? {};
     let problem: string | undefined;
     for (const [f, planned] of Object.entries(plan).map(([k, v]) => [Number(k) as Family, v] as const)) {
@@ -92,17 +92,8 @@ export function review(
   return { fixes, dropped };
 }
 
-/** The tags (of `tags`) that a listing still shows, per family. */
-export function present(
-  rulesets: ReadonlyMap<Family, Ruleset>,
-  table: string,
-  chain: string,
-  tags: string[],
-): Map<Family, string[]> {
-  const out = new Map<Family, string[]>();
-  for (const [f, rs] of rulesets) {
-    const there = tags.filter((t) => findByTag(rs, table, chain, t));
-    if (there.length) out.set(f, there);
-  }
-  return out;
-}
+/** Does a listing show the request's own rule in this family? */
+export const shows = (rulesets: ReadonlyMap<Family, Ruleset>, req: ChangeRequest, f: Family): boolean => {
+  const rs = rulesets.get(f);
+  return !!rs && !!ownRule(rs, req, f);
+};

@@ -4,7 +4,7 @@
 // under /run, which disappears at reboot together with the rules themselves.
 import type { Ruleset } from "../rules";
 import { shellQuote } from "../ssh";
-import { iptables, section } from "./protocol";
+import { heredoc, iptables, section } from "./protocol";
 import type { Family } from "./protocol";
 
 export type Mechanism = "netfilter-persistent" | "iptables-services" | "iptables-save";
@@ -85,7 +85,7 @@ export interface PersistChange {
 }
 
 export function saveScript(p: Persistence, change: PersistChange): string {
-  const list = (tags: string[]) => `<<'@@PIT_TAGS'\n${tags.join("\n")}\n@@PIT_TAGS`;
+  const list = (tags: string[]) => heredoc(tags.join("\n"));
   const lines: string[] = [`T=${TRANSIENT}`, `touch "$T"`];
   if (change.transient.length) lines.push(`cat >> "$T" ${list(change.transient)}`);
   if (change.persistent.length)

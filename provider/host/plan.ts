@@ -3,7 +3,7 @@
 // as the earlier requests of the batch leave it. A create that finds its own identical rule (a tag of
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
-import { findByTag, placeRule, ruleText } from "../rules";
+import { findRule, impostors, placeRule, ruleText, shown } from "../rules";
 import type { Ruleset } from "../rules";
 import { adoptLines, findTwin } from "./adopt";
 import { HostError } from "./errors";
@@ -31,6 +31,24 @@ export interface PlanContext {
 export const asInsert = (text: string, line: number) => text.replace(/^-A (\S+) /, `-I $1 ${line} `);
 export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
 
+/** The request's rule in this family exactly as rendered (tag included): the only listed rule it acts on. */
+export const textOf = (req: ChangeRequest, f: Family): string | undefined =>
+  req.kind === "insert" ? req.specs[f] && ruleText(req.chain, req.specs[f]) : req.rules[f];
+
+/** The request's own rule in a listing: exactly its text, in its chain. */
+export const ownRule = (rs: Ruleset, req: ChangeRequest, f: Family) => {
+  const text = textOf(req, f);
+  return text === undefined ? undefined : findRule(rs, req.table, req.chain, text);
+};
+
+/** Warnings naming, escaped, the rules of a listing that carry `tag` but are not exactly `text`. */
+export const impostorWarnings = (rs: Ruleset, table: string, tag: string, text: string, target: string) =>
+  impostors(rs, table, tag, text).map(
+    (r) =>
+      `${target}: ${r.chain}:${r.line} carries the tag ${tag} but is not the rule made with it (${text}): ` +
+      `left alone, neither read nor changed: ${shown(r.text)}`,
+  );
+
 /** Does the request concern this family? */
 export const wants = (req: ChangeRequest, f: Family) =>
   req.kind === "insert" ? req.specs[f] !== undefined : req.families.includes(f);
@@ -50,7 +68,7 @@ export function planOne(
   if (req.persist && req.kind !== "delete" && ctx.facts.owner)
     throw refusal(ownerError(ctx.facts.owner, ctx.target), ctx);
   const { table, chain, tag } = req;
-  const found = findByTag(rs, table, chain, tag);
+  const found = ownRule(rs, req, f);
   if (req.kind === "persist") {
     if (!found) throw refusal(`the rule tagged ${tag} is not on ${ctx.target} (run pulumi refresh)`, ctx);
     return { next: rs };
@@ -70,21 +88,25 @@ export function planOne(
     return { planned, next };
   }
   const text = ruleText(chain, req.specs[f]!);
-  if (found) throw tagTaken(req, found.text, ctx);
+  if (found)
+    throw new HostError(`${text} is on ${ctx.target} already (a bug: planning chose a tag in use)`, {
+      kind: "tag-taken",
+      target: ctx.target,
+    });
   const taken = (req.takeover ?? [])
-    .flatMap((t) => findByTag(rs, table, chain, t) ?? [])
+    .flatMap((t) => findRule(rs, table, chain, t[f] ?? "") ?? [])
     .sort((a, b) => a.line - b.line);
   if (taken.length) {
     const line = taken[0].line;
     let next = rs;
     for (const r of [...taken].reverse()) next = withDeleted(next, table, r.chain, r.line);
-    const tags = req.takeover!.join(", ");
+    const tags = req.tookOver!.join(", ");
     return {
       planned: {
         line,
         reason: `took over its own identical rule already on the host (${tags}): replaced in place under a new tag`,
         rule: text,
-        tookOver: req.takeover,
+        tookOver: req.tookOver,
         apply: [asInsert(text, line), ...taken.map((r) => asDelete(r.text))],
         undo: [asDelete(text), ...taken.map((r) => asInsert(r.text, r.line))],
       },
@@ -119,16 +141,10 @@ export function planOne(
   };
 }
 
-const tagTaken = (req: ChangeRequest, found: string, ctx: PlanContext) =>
-  new HostError(
-    `a rule tagged ${req.tag} but different from this one is on ${ctx.target} (${found}): ` +
-      `it is not this resource's; remove it by hand (iptables -D ...) and run pulumi up again`,
-    { kind: "tag-taken", target: ctx.target },
-  );
-
 /**
  * Chooses an insert's tag from its lineage: the first one on the host in no family. The lineage's
- * tags that are on the host (with the identical rule: this resource's own) are taken over.
+ * rules that are on the host exactly as rendered (this resource's own) are taken over. A rule that
+ * only carries a lineage tag is not this resource's: it is left alone.
  */
 export function resolveLineage(
   req: InsertRequest,
@@ -137,13 +153,10 @@ export function resolveLineage(
 ): InsertRequest {
   const lineage = [{ tag: req.tag, specs: req.specs }, ...(req.successors ?? [])];
   const rulesets = [...listed].filter(([f]) => wants(req, f));
-  const present = lineage.filter(({ tag, specs }) =>
-    rulesets.some(([f, rs]) => {
-      const found = findByTag(rs, req.table, req.chain, tag);
-      if (found && (found.chain !== req.chain || found.text !== ruleText(req.chain, specs[f]!)))
-        throw tagTaken({ ...req, tag }, found.text, ctx);
-      return !!found;
-    }),
+  const texts = (specs: InsertRequest["specs"]) =>
+    Object.fromEntries(rulesets.map(([f]) => [f, ruleText(req.chain, specs[f]!)])) as Partial<Record<Family, string>>;
+  const present = lineage.filter(({ specs }) =>
+    rulesets.some(([f, rs]) => !!findRule(rs, req.table, req.chain, texts(specs)[f]!)),
   );
   if (!present.length) return req;
   const free = lineage.find((c) => !present.includes(c));
@@ -152,7 +165,14 @@ export function resolveLineage(
       `${lineage.length} generations of this rule (${lineage.map((c) => c.tag).join(", ")}) are on ${ctx.target} already: remove them by hand and run pulumi up again`,
       { kind: "tag-taken", target: ctx.target },
     );
-  return { ...req, tag: free.tag, specs: free.specs, successors: undefined, takeover: present.map((c) => c.tag) };
+  return {
+    ...req,
+    tag: free.tag,
+    specs: free.specs,
+    successors: undefined,
+    takeover: present.map((c) => texts(c.specs)),
+    tookOver: present.map((c) => c.tag),
+  };
 }
 
 /**
@@ -220,7 +240,7 @@ export function persistChange(reqs: ChangeRequest[]): PersistChange | undefined 
     .filter((r) => r.kind !== "delete" && r.persist)
     .map((r) => ({ tag: r.tag, families: FAMILIES.filter((f) => wants(r, f)) }));
   // A persisted takeover's files must lose the tag it took over.
-  const takenOver = reqs.flatMap((r) => (r.kind === "insert" ? (r.takeover ?? []) : []));
+  const takenOver = reqs.flatMap((r) => (r.kind === "insert" ? (r.tookOver ?? []) : []));
   const absent = [...transientTags(reqs), ...tags(savers.filter((r) => r.kind === "delete")), ...takenOver];
   return { transient: [], persistent, save: savers.length > 0, present, absent };
 }

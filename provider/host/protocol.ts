@@ -1,5 +1,6 @@
 // The remote side of a host transaction, as text: shell snippets that frame each command's output,
 // exit status and stderr in sections, and the parser for what comes back. Pure: no I/O here.
+import { randomBytes } from "node:crypto";
 import { shellJoin } from "../ssh";
 
 import type { Family, FamilyName } from "../rules";
@@ -40,8 +41,11 @@ export interface Section {
 export type Sections = Record<string, Section>;
 
 const BEGIN = "@@pit-begin ";
-const ERR = "@@pit-stderr";
+const ERR = "@@pit-stderr ";
 const END = "@@pit-end ";
+
+/** A random mark, fresh for each script: what a host prints cannot forge the script's framing. */
+const randomMark = () => randomBytes(8).toString("hex");
 
 /** The exit status of a command the host killed at its deadline (`timeout -s KILL`). */
 export const KILLED = 137;
@@ -49,25 +53,49 @@ export const KILLED = 137;
 /**
  * A shell snippet that runs argv (or a script, in its own `sh -c`) and frames its stdout, stderr and
  * exit status. The command runs under the host-side deadline ($PIT_DL, set by the preamble) and
- * without the lock's descriptor, so a hung command is killed and never keeps the lock.
+ * without the lock's descriptor, so a hung command is killed and never keeps the lock. The framing
+ * marks carry the script's own random mark ($PIT_M, see `framed`).
  */
 export function section(name: string, command: string[] | { script: string }, stdin?: string): string {
   const cmd = "script" in command ? shellJoin(["sh", "-c", command.script]) : shellJoin(command);
-  return frame(name, `$PIT_DL ${cmd}`, `9>&- ${input(stdin)}`);
+  return frame(name, `$PIT_DL ${cmd}`, `9>&- ${stdin === undefined ? "</dev/null" : heredoc(stdin)}`);
 }
 
-function input(stdin?: string): string {
-  return stdin === undefined
-    ? "</dev/null"
-    : `<<'@@PIT_INPUT'\n${stdin.endsWith("\n") ? stdin : `${stdin}\n`}@@PIT_INPUT`;
+/**
+ * A here-document of `text` (which is never expanded) under a random terminator, checked not to occur
+ * in the text: data cannot end it early and run as script.
+ */
+export function heredoc(text: string): string {
+  const end = `@@PIT_${randomMark()}`;
+  const body = text.endsWith("\n") ? text : `${text}\n`;
+  if (body.includes(end)) throw new Error("here-document data holds its own terminator");
+  return `<<'${end}'\n${body}${end}`;
 }
 
 function frame(name: string, cmd: string, redirections: string): string {
   return [
-    `printf '${BEGIN}%s\\n' ${name}`,
+    `printf '${BEGIN}%s %s\\n' "$PIT_M" ${name}`,
     `{ ${cmd}\n} 2>"$PIT_ERR" ${redirections}`,
-    `c=$?; printf '\\n${ERR}\\n'; cat "$PIT_ERR"; printf '\\n${END}%s %d\\n' ${name} $c`,
+    `c=$?; printf '\\n${ERR}%s\\n' "$PIT_M"; cat "$PIT_ERR"; printf '\\n${END}%s %s %d\\n' "$PIT_M" ${name} $c`,
   ].join("\n");
+}
+
+/** A script with its framing mark, the step's end marker, and the parser of what it prints. */
+export interface Framed {
+  script: string;
+  /** What the shell prints once the whole step is done (see shell.ts). */
+  done: string;
+  parse: (stdout: string) => Sections;
+}
+
+/** Gives a script (made of sections) a fresh random mark, set as $PIT_M before it runs. */
+export function framed(script: string): Framed {
+  const mark = randomMark();
+  return {
+    script: `PIT_M=${mark}\n${script}`,
+    done: `@@pit-step-done ${mark}`,
+    parse: (out) => parseSections(out, mark),
+  };
 }
 
 /**
@@ -164,28 +192,33 @@ fi`;
  * lock until it exits; no command it starts inherits the descriptor (section closes fd 9). */
 export const lock = (limits: Limits) => frame("lock", takeLock(limits.lockWait), "</dev/null");
 
-/** Parses the sections of a remote script's stdout. Text outside sections is ignored. */
-export function parseSections(stdout: string): Sections {
+/**
+ * Parses the sections of a remote script's stdout, framed with `mark`. Text outside sections is
+ * ignored; a framing line out of place (which only the script itself can print) is refused.
+ */
+export function parseSections(stdout: string, mark: string): Sections {
+  const [begin, err, end] = [`${BEGIN}${mark} `, `${ERR}${mark}`, `${END}${mark} `];
+  const forged = (line: string) =>
+    new Error(`the host's output holds a framing line out of place: ${JSON.stringify(line)}`);
   const out: Sections = {};
-  const lines = stdout.split("\n");
   let name: string | undefined;
   let buf: string[] = [];
   let errAt = -1;
-  for (const line of lines) {
+  for (const line of stdout.split("\n")) {
     if (name === undefined) {
-      if (line.startsWith(BEGIN)) {
-        name = line.slice(BEGIN.length);
+      if (line.startsWith(begin)) {
+        name = line.slice(begin.length);
         buf = [];
         errAt = -1;
-      }
+      } else if (line.includes(mark)) throw forged(line);
       continue;
     }
-    if (line === ERR && errAt < 0) {
+    if (line === err && errAt < 0) {
       errAt = buf.length;
       continue;
     }
-    if (line.startsWith(`${END + name} `)) {
-      const code = Number(line.slice(END.length + name.length + 1));
+    if (line.startsWith(`${end}${name} `)) {
+      const code = Number(line.slice(end.length + name.length + 1));
       const o = buf.slice(0, errAt < 0 ? buf.length : errAt);
       const e = errAt < 0 ? [] : buf.slice(errAt);
       // Each framed part gets one extra newline from the printf before the marker.
@@ -193,6 +226,7 @@ export function parseSections(stdout: string): Sections {
       name = undefined;
       continue;
     }
+    if (line.includes(mark)) throw forged(line);
     buf.push(line);
   }
   return out;

@@ -6,7 +6,7 @@
 // is free.
 import type { Session } from "../ssh";
 import { HostError } from "./errors";
-import { idleGuard, parseSections } from "./protocol";
+import { framed, idleGuard } from "./protocol";
 import type { Sections } from "./protocol";
 
 export interface Shell {
@@ -21,7 +21,6 @@ export async function openShell(session: Session, deadlineSec: number): Promise<
   let waiter: { marker: string; resolve: (s: string) => void; reject: (e: Error) => void } | undefined;
   let closed: Error | undefined;
   let stderr = "";
-  let n = 0;
 
   const settle = () => {
     if (!waiter) return;
@@ -58,7 +57,8 @@ export async function openShell(session: Session, deadlineSec: number): Promise<
   return {
     step(name: string, script: string): Promise<Sections> {
       if (closed) return Promise.reject(closed);
-      const marker = `@@pit-step-done ${++n}\n`;
+      const step = framed(script);
+      const marker = `${step.done}\n`;
       return new Promise<string>((resolve, reject) => {
         const timer = setTimeout(() => {
           closed = new HostError(`${name} on ${session.target} did not finish within ${deadlineSec}s`, {
@@ -83,8 +83,8 @@ export async function openShell(session: Session, deadlineSec: number): Promise<
           },
         };
         const idle = idleGuard(2 * deadlineSec);
-        channel.write(`${idle.before}\n${script}\n${idle.after}\nprintf '${marker.trimEnd()}\\n'\n`);
-      }).then(parseSections);
+        channel.write(`${idle.before}\n${step.script}\n${idle.after}\nprintf '${step.done}\\n'\n`);
+      }).then(step.parse);
     },
     async close(): Promise<void> {
       if (closed) return;

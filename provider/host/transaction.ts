@@ -17,15 +17,24 @@ import type { Ruleset } from "../rules";
 import { Session } from "../ssh";
 import { besideWant, judgeBeside } from "./beside";
 import { armStep, confirmStep, REAP, restoreInput } from "./commit";
-import { present, review } from "./confirm";
+import { review, shows } from "./confirm";
 import type { Review } from "./confirm";
 import { HostError } from "./errors";
 import { listing, listings, out, saves, withDeadline } from "./facts";
 import type { Facts } from "./facts";
 import { saveScript } from "./persist";
-import { asksSave, familiesOf, linesOf, persistChange, planBatch, transientTags } from "./plan";
+import {
+  asksSave,
+  familiesOf,
+  linesOf,
+  persistChange,
+  impostorWarnings,
+  planBatch,
+  textOf,
+  transientTags,
+} from "./plan";
 import type { Plan } from "./plan";
-import { iptables, LOCK_UNAVAILABLE, limitsFor, lock, parseSections, preamble, section } from "./protocol";
+import { framed, iptables, LOCK_UNAVAILABLE, limitsFor, lock, preamble, section } from "./protocol";
 import type { Family, Limits, Sections } from "./protocol";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
@@ -301,6 +310,12 @@ class Transaction {
   }
 
   private plan(listed: Listings, origin?: GuardOrigin): void {
+    for (const { req } of this.live)
+      for (const [f, rs] of listed) {
+        const text = textOf(req, f);
+        if (text === undefined) continue;
+        for (const w of impostorWarnings(rs, this.table, req.tag, text, this.target)) this.session.log.warn?.(w);
+      }
     const { plans, failed, resolved, expected } = planBatch(
       this.live.map((op) => op.req),
       listed,
@@ -400,11 +415,10 @@ class Transaction {
       const plan = this.plans.get(req) ?? {};
       const applied = Object.entries(plan).filter(([, p]) => p.apply.length);
       if (!applied.length) continue;
-      const there = present(listed, this.table, req.chain, [req.tag]);
       for (const [f, p] of applied) {
-        const shows = there.get(Number(f) as Family)?.length === 1;
-        if (req.kind === "insert" && shows) left.push(`${p.rule} is still on the host`);
-        if (req.kind === "delete" && !shows) left.push(`${p.rule} is still deleted`);
+        const there = shows(listed, req, Number(f) as Family);
+        if (req.kind === "insert" && there) left.push(`${p.rule} is still on the host`);
+        if (req.kind === "delete" && !there) left.push(`${p.rule} is still deleted`);
       }
     }
     return left;
@@ -475,13 +489,9 @@ class Transaction {
     );
     try {
       const what = "confirming the change over a fresh SSH connection";
-      const r = await withDeadline(
-        fresh.run(preamble(this.limits) + confirmStep(this.id)),
-        this.limits.step,
-        what,
-        this.target,
-      );
-      return parseSections(r.stdout);
+      const script = framed(preamble(this.limits) + confirmStep(this.id));
+      const r = await withDeadline(fresh.run(script.script), this.limits.step, what, this.target);
+      return script.parse(r.stdout);
     } catch (err) {
       throw new HostError(
         `the change may cut off new SSH connections to ${this.target}, and a fresh connection could not confirm it ` +

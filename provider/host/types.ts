@@ -32,8 +32,10 @@ export interface InsertRequest {
   /** The next tags of this rule's lineage (and their specs): used in turn when a rule with the tag
    * before is on the host already, which the create then takes over (see provider.ts, lineage). */
   successors?: { tag: string; specs: Partial<Record<Family, string[]>> }[];
-  /** Set by planning: tags of this rule's own earlier rules on the host that it replaces in place. */
-  takeover?: string[];
+  /** Set by planning: this rule's own earlier rules on the host (their exact texts per family) that it
+   * replaces in place, and their tags. */
+  takeover?: Partial<Record<Family, string>>[];
+  tookOver?: string[];
 }
 
 export interface DeleteRequest {
@@ -42,6 +44,8 @@ export interface DeleteRequest {
   chain: string;
   families: Family[];
   tag: string;
+  /** The rule per family exactly as rendered and recorded at create (tag included): the only rule acted on. */
+  rules: Partial<Record<Family, string>>;
   /** Save the ruleset afterwards, so the rules files no longer hold the rule. */
   persist: boolean;
   /** Says why the rule must not go (removing it would cut off this provider), or nothing; given the
@@ -57,6 +61,8 @@ export interface PersistRequest {
   chain: string;
   families: Family[];
   tag: string;
+  /** As DeleteRequest's. */
+  rules: Partial<Record<Family, string>>;
   persist: boolean;
   freshConfirm?: undefined;
 }

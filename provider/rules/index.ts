@@ -34,7 +34,8 @@ export {
 } from "./render";
 export { chainOf, listingLines, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "./parse";
 export type { Chain, Counters, IptablesVersion, MatchOption, Rule, RuleSpec, Ruleset, Table } from "./parse";
-export { findByTag, matchesPacket, placeRule, PlacementError, shadowing } from "./place";
+export { findByTag, findRule, impostors, shown } from "./identity";
+export { matchesPacket, placeRule, PlacementError, shadowing } from "./place";
 export type { Packet } from "./place";
 export { NftParseError, nftVerdicts, parseNft } from "./nft";
 export type { NftJudgement, NftPackets, NftRuleset } from "./nft";

@@ -10,7 +10,6 @@ import {
   type Ruleset,
   type Table,
 } from "./parse";
-import { tagOf } from "./render";
 import type { Position } from "./types";
 
 /** A placement request that cannot be honoured (missing chain, line out of range). */
@@ -769,36 +768,6 @@ export function shadowing(ruleset: Ruleset, at: { table: string; chain: string; 
   if (!ours) throw new PlacementError(`${chain.name} has no line ${at.line} (it has ${chain.rules.length} rules)`);
   if (!ours.target || !VERDICTS.has(ours.target) || ours.goto) return undefined;
   return judge(table, chain.name, ours, at.line).shadow;
-}
-
-/**
- * The rule carrying this identity tag: looked up in `chain` first, then in every chain of the table.
- * @example findByTag(rs, "filter", "INPUT", "pulumi-iptables:web/prod/allow-ssh/k3x9q2ab")?.counters
- */
-export function findByTag(ruleset: Ruleset, table: string, chain: string, tag: string): Rule | undefined {
-  const chains = [...(ruleset.tables.get(table)?.chains.values() ?? [])].sort(
-    (a, b) => Number(b.name === chain) - Number(a.name === chain),
-  );
-  for (const c of chains) {
-    const found = tagsOf(c).get(tag);
-    if (found) return found;
-  }
-  return undefined;
-}
-
-/** The first rule of each tag in a chain, per chain (an edit makes a new chain). */
-const tagIndex = new WeakMap<Chain, Map<string, Rule>>();
-function tagsOf(chain: Chain): Map<string, Rule> {
-  let index = tagIndex.get(chain);
-  if (!index) {
-    index = new Map();
-    for (const r of chain.rules) {
-      const t = tagOf(r);
-      if (t !== undefined && !index.has(t)) index.set(t, r);
-    }
-    tagIndex.set(chain, index);
-  }
-  return index;
 }
 
 /** A packet, as far as the caller knows it; left-out fields may be anything. */

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { besideListing, besideWant, judgeBeside } from "../../../provider/host/beside";
-import { limitsFor, parseSections, preamble } from "../../../provider/host/protocol";
+import { framed, limitsFor, preamble } from "../../../provider/host/protocol";
 import type { Sections } from "../../../provider/host/protocol";
 import { parseSpec } from "../../../provider/rules";
 import { ROOT, readFamilyFile } from "../../fixtures/captures";
@@ -58,9 +58,9 @@ EOF2
   *) echo "unexpected: $*" >&2; exit 9 ;;
 esac`,
       );
-      const script = `${preamble(limitsFor(10, 30))}${besideListing([4])}`;
-      const out = execFileSync("/bin/sh", ["-c", script], { encoding: "utf8", env: { PATH: `${bin}:/usr/bin:/bin` } });
-      const sections = parseSections(out);
+      const script = framed(`${preamble(limitsFor(10, 30))}${besideListing([4])}`);
+      const env = { PATH: `${bin}:/usr/bin:/bin` };
+      const sections = script.parse(execFileSync("/bin/sh", ["-c", script.script], { encoding: "utf8", env }));
       expect(sections.nft.code, sections.nft.err).toBe(0);
       const b = judge(sections);
       expect(b.blockedBy).toMatch(

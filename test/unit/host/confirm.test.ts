@@ -2,7 +2,7 @@
 // another writer removed drops its request (and its other families), an `auto` rule a new rule above
 // shadows is moved back, a deleted rule that is back is deleted again.
 import { describe, expect, it } from "vitest";
-import { present, review } from "../../../provider/host/confirm";
+import { review, shows } from "../../../provider/host/confirm";
 import { asDelete, planBatch } from "../../../provider/host/plan";
 import { withDeleted, withInserted } from "../../../provider/host/ruleset-text";
 import type { ChangeRequest, HostFacts, InsertRequest } from "../../../provider/host/types";
@@ -92,6 +92,7 @@ describe("review", () => {
       chain: "INPUT",
       families: [4],
       tag: TAG,
+      rules: { 4: text },
       persist: false,
     };
     const { plans, expected } = planBatch([del], new Map([[4, save]]), { target, facts });
@@ -102,19 +103,16 @@ describe("review", () => {
   });
 });
 
-describe("present", () => {
-  it("names the tags a listing still shows, per family", () => {
+describe("shows", () => {
+  it("finds the request's own rule by its exact text, per family: a rule that only carries its tag is not it", () => {
     const save = withInserted(base(), "filter", "INPUT", 1, text);
-    expect(
-      present(
-        new Map([
-          [4, save],
-          [6, six()],
-        ]),
-        "filter",
-        "INPUT",
-        [TAG, "other"],
-      ),
-    ).toEqual(new Map([[4, [TAG]]]));
+    const listed = new Map([
+      [4, save],
+      [6, six()],
+    ] as const);
+    expect(shows(listed, req, 4)).toBe(true);
+    expect(shows(listed, req, 6)).toBe(false);
+    const copy = withInserted(base(), "filter", "INPUT", 1, text.replace("--dport 2222", "--dport 8443"));
+    expect(shows(new Map([[4, copy]]), req, 4)).toBe(false);
   });
 });

@@ -13,14 +13,18 @@ export interface SectionAnswer {
 /** One step's answer: sections by name; `hang` never answers; `drop` ends the channel. */
 export type StepAnswer = Record<string, SectionAnswer> | "hang" | "drop";
 
-export function frame(sections: Record<string, SectionAnswer>): string {
+/** Sections as a script framed with `mark` (its $PIT_M) prints them. */
+export function frame(sections: Record<string, SectionAnswer>, mark: string): string {
   return Object.entries(sections)
     .map(
       ([name, s]) =>
-        `@@pit-begin ${name}\n${s.out ?? ""}\n@@pit-stderr\n${s.err ?? ""}\n@@pit-end ${name} ${s.code ?? 0}\n`,
+        `@@pit-begin ${mark} ${name}\n${s.out ?? ""}\n@@pit-stderr ${mark}\n${s.err ?? ""}\n@@pit-end ${mark} ${name} ${s.code ?? 0}\n`,
     )
     .join("");
 }
+
+/** The framing mark a script sets ($PIT_M, see protocol.ts framed). */
+export const markOf = (script: string) => /^PIT_M=([0-9a-f]+)$/m.exec(script)?.[1] ?? "no-mark";
 
 class FakeChannel extends EventEmitter {
   readonly stderr = new EventEmitter();
@@ -29,8 +33,8 @@ class FakeChannel extends EventEmitter {
     super();
   }
   write(text: string): boolean {
-    const marker = /printf '(@@pit-step-done \d+)\\n'\n$/.exec(text);
-    const script = text.replace(/\nprintf '@@pit-step-done \d+\\n'\n$/, "");
+    const marker = /printf '(@@pit-step-done [0-9a-f]+)\\n'\n$/.exec(text);
+    const script = text.replace(/\nprintf '@@pit-step-done [0-9a-f]+\\n'\n$/, "");
     this.host.scripts.push(script);
     const answer = this.host.answers.shift() ?? "drop";
     if (answer === "hang") return true;
@@ -38,7 +42,8 @@ class FakeChannel extends EventEmitter {
       setImmediate(() => this.close());
       return true;
     }
-    setImmediate(() => this.emit("data", Buffer.from(frame(answer) + (marker ? `${marker[1]}\n` : ""))));
+    const framed = frame(answer, markOf(text)) + (marker ? `${marker[1]}\n` : "");
+    setImmediate(() => this.emit("data", Buffer.from(framed)));
     return true;
   }
   end(text?: string): void {
@@ -93,7 +98,7 @@ export class FakeHost {
         const a = host.runAnswers.shift() ?? "drop";
         if (a === "hang") return new Promise(() => undefined);
         if (a === "drop") throw new Error("connection lost");
-        return { code: 0, stdout: frame(a), stderr: "" };
+        return { code: 0, stdout: frame(a, markOf(script)), stderr: "" };
       },
       sudoFailure: () => undefined,
       async close() {},
@@ -107,6 +112,8 @@ export const stable = (scripts: string[]) =>
   scripts.map((s) =>
     s
       .replace(/pulumi-iptables\.tx\/[0-9a-f]{12}/g, "pulumi-iptables.tx/<id>")
+      .replace(/^PIT_M=[0-9a-f]+$/gm, "PIT_M=<mark>")
+      .replace(/@@PIT_[0-9a-f]{16}/g, "@@PIT_<end>")
       .replace(/transaction [0-9a-f]{12}/g, "transaction <id>"),
   );
 

@@ -73,7 +73,7 @@ describe("planBatch", () => {
     });
   });
 
-  it("fails alone a request with its tag on another rule, a guard refusal, an owner refusal", () => {
+  it("fails alone a guard refusal and an owner refusal; a rule that only carries the tag is not in the way", () => {
     const a = insert(1);
     const taken = { ...insert(2), tag: tag(1) };
     const guarded = { ...insert(3), guard: () => "would cut off the provider" };
@@ -84,11 +84,13 @@ describe("planBatch", () => {
       facts: { ...facts, owner: "ufw" },
       origin: { clientAddress: "198.18.0.1", serverPort: 22 },
     });
-    expect([...failed.keys()]).toEqual([taken, guarded, owned]);
-    expect(failed.get(taken)?.message).toMatch(/different from this one/);
+    expect([...failed.keys()]).toEqual([guarded, owned]);
     expect(failed.get(guarded)?.message).toBe("would cut off the provider");
     expect(failed.get(owned)?.message).toMatch(/ufw owns the firewall policy/);
-    expect(plans.size).toBe(1);
+    expect(plans.size).toBe(2);
+    // The listed rule with tag(1) but another spec is neither taken over nor deleted.
+    const apply = plans.get(taken)?.[4]?.apply ?? [];
+    expect(apply).toEqual([asInsert(ruleText("INPUT", taken.specs[4]!), plans.get(taken)![4]!.line)]);
   });
 
   it("plans a delete at the rule's line with an undo that puts it back there; a gone rule is no change", () => {
@@ -101,9 +103,10 @@ describe("planBatch", () => {
       chain: "INPUT",
       families: [4],
       tag: tag(1),
+      rules: { 4: text },
       persist: false,
     };
-    const gone: ChangeRequest = { ...del, tag: tag(9) };
+    const gone: ChangeRequest = { ...del, tag: tag(9), rules: { 4: text.replace(tag(1), tag(9)) } };
     const { plans } = planBatch([del, gone], new Map([[4, save]]), ctx);
     expect(plans.get(del)?.[4]).toMatchObject({ apply: [asDelete(text)], undo: [asInsert(text, 2)] });
     expect(plans.get(gone)).toEqual({});
@@ -120,6 +123,7 @@ describe("persistence", () => {
       chain: "INPUT",
       families: [4],
       tag: tag(3),
+      rules: {},
       persist: true,
     };
     expect(transientTags([keepOut, saved, del])).toEqual([tag(1)]);

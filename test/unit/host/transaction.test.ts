@@ -111,13 +111,23 @@ describe("a create", () => {
     expectValidShell(host);
   });
 
-  it("refuses a rule with its tag but another spec (not its own)", async () => {
-    const other = insertRuleText(guide(4), "filter", "INPUT", 3, text(4, { port: 2223 }));
-    const host = new FakeHost([first({ save4: other })]);
-    const e = await failure(agentOn(host).change(insert()));
-    expect(e.isTagTaken()).toBe(true);
-    expect(e.message).toMatch(/different from this one/);
-    expect(host.scripts).toHaveLength(1);
+  it("leaves alone a rule with its tag but another spec (not its own), and names it in a warning", async () => {
+    const copy = text(4, { port: 2223 });
+    const other = insertRuleText(guide(4), "filter", "INPUT", 3, copy);
+    const host = new FakeHost([
+      first({ save4: other }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: insertRuleText(other, "filter", "INPUT", 3, text(4)) } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const warn = vi.fn();
+    const session = host.session();
+    session.log.warn = warn;
+    await new HostAgent(session).change(insert());
+    expect(host.scripts[1]).toMatch(
+      /\n-I INPUT \d -p tcp -m tcp --dport 2222 .*pulumi-iptables:web\/prod\/app\/0123456789ab/,
+    );
+    expect(host.scripts.join("\n")).not.toContain("2223");
+    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/INPUT:3 carries the tag .* left alone/));
   });
 
   it("fails at once when another run holds the lock, and says so", async () => {
@@ -195,7 +205,7 @@ describe("the boot files", () => {
     // One step confirms, then saves only if the confirmation succeeded.
     const commit = host.scripts[2];
     expect(commit.indexOf("write()")).toBeGreaterThan(commit.indexOf("echo confirmed"));
-    expect(commit).toMatch(/if \[ "\$c" = 0 \]; then\n\S+ '@@pit-begin %s\\n' persist\n/);
+    expect(commit).toMatch(/if \[ "\$c" = 0 \]; then\n\S+ '@@pit-begin %s %s\\n' "\$PIT_M" persist\n/);
     expectValidShell(host);
   });
 });
@@ -275,7 +285,7 @@ describe("batches that keep arriving", () => {
   /** The answers of a batch's apply step (the listing after it) and of its commit step. */
   const applied = (save: string): StepAnswer => ({ persist: {}, arm: {}, restore4: {}, save4: { out: save } });
   const CONFIRMED: StepAnswer = { confirm: { out: "confirmed" } };
-  const takesLock = (script: string) => /'@@pit-begin %s\\n' lock\n/.test(script);
+  const takesLock = (script: string) => /'@@pit-begin %s %s\\n' "\$PIT_M" lock\n/.test(script);
   const both = () => insertRuleText(withRule(4), "filter", "INPUT", 4, ruleText("INPUT", second().specs[4]!));
 
   it("go on in the same shell under the same lock, planned against the listing the last one left", async () => {
@@ -339,7 +349,7 @@ describe("batches that keep arriving", () => {
     const agent = agentOn(host);
     await agent.change(insert({ ipVersion: "ipv4" }));
     const del = { kind: "delete" as const, table: "filter", chain: "INPUT", families: [4, 6] as (4 | 6)[] };
-    await agent.change({ ...del, tag: TAG2, persist: false });
+    await agent.change({ ...del, tag: TAG2, rules: { 4: text(4).replace(TAG, TAG2) }, persist: false });
     await agent.settled();
     // The first conversation was closed (its lock released) before the second took the lock again.
     expect(host.channels).toBe(2);
