@@ -1,6 +1,6 @@
 // The lockout guard: would a change stop the host from accepting the provider's own SSH connections?
 // Pure: it reads the ruleset before and after the change with the rule core's placement semantics.
-import { chainOf, ruleText, shadowing } from "./rules";
+import { chainOf, ruleText, shadowing, shown } from "./rules";
 import type { Ruleset } from "./rules";
 import { possibleVerdicts } from "./rules/place";
 import { withInserted } from "./host/ruleset-text";
@@ -48,7 +48,7 @@ export function sshFate(rs: Ruleset, origin: SshOrigin): SshFate {
   }).flatMap((p) => p.verdicts);
   const accepted = verdicts.length > 0 && verdicts.every((v) => v === "ACCEPT");
   const decider = shadowing(withProbe(accepted ? "DROP" : "ACCEPT"), { table: "filter", chain: "INPUT", line });
-  return { accepted, by: decider && decider.line > 0 ? decider.text : `the INPUT policy ${policy}` };
+  return { accepted, by: decider && decider.line > 0 ? shown(decider.text) : `the INPUT policy ${policy}` };
 }
 
 /**

@@ -10,7 +10,7 @@ import type { Ruleset } from "../rules";
 import { HostError } from "./errors";
 import { LOCK_FILE } from "./protocol";
 import type { Family } from "./protocol";
-import { asDelete, asInsert, ownRule } from "./plan";
+import { asDelete, asInsert, ownRule, textOf } from "./plan";
 import type { Plan } from "./plan";
 import { withDeleted } from "./ruleset-text";
 import type { ChangeRequest } from "./types";
@@ -49,13 +49,15 @@ export function review(
   for (const req of reqs) {
     const { table, chain } = req;
     const found = (f: Family) => ownRule(rulesets.get(f)!, req, f);
+    // Restore lines carry the request's own text (which a found rule is exactly), never listed text.
+    const text = (f: Family) => textOf(req, f)!;
     const plan = plans.get(req) ?? {};
     let problem: string | undefined;
     for (const [f, planned] of Object.entries(plan).map(([k, v]) => [Number(k) as Family, v] as const)) {
       if (!rulesets.has(f)) continue;
       const rule = found(f);
       if (req.kind === "delete") {
-        if (rule) fix(f, asDelete(rule.text));
+        if (rule) fix(f, asDelete(text(f)));
         continue;
       }
       if (req.kind !== "insert") continue;
@@ -77,15 +79,14 @@ export function review(
       }
       const without = withDeleted(rs, table, rule.chain, rule.line);
       const { line, reason } = placeRule(without, { table, chain, rule: req.specs[f]!, position: "auto" });
-      fix(f, asDelete(rule.text), asInsert(rule.text, line));
+      fix(f, asDelete(text(f)), asInsert(text(f), line));
       planned.line = line;
       planned.reason = `${reason} (moved back: another writer changed the chain while it was inserted)`;
     }
     if (problem) {
       dropped.set(req, new HostError(problem, { kind: "refusal", target }));
       for (const f of rulesets.keys()) {
-        const rule = found(f);
-        if (rule) fix(f, asDelete(rule.text));
+        if (found(f)) fix(f, asDelete(text(f)));
       }
     }
   }

@@ -75,12 +75,14 @@ export function planOne(
   }
   if (req.kind === "delete") {
     if (!found) return { next: rs }; // already gone: success
+    // The restore lines are the recorded text (which the listed rule is exactly), never listed text.
+    const text = textOf(req, f)!;
     const planned = {
       line: found.line,
       reason: "delete",
-      rule: found.text,
-      apply: [asDelete(found.text)],
-      undo: [asInsert(found.text, found.line)],
+      rule: text,
+      apply: [asDelete(text)],
+      undo: [asInsert(text, found.line)],
     };
     const next = withDeleted(rs, table, found.chain, found.line);
     const refused = ctx.origin && req.guard?.(ctx.origin, f, rs, next);
@@ -94,12 +96,15 @@ export function planOne(
       target: ctx.target,
     });
   const taken = (req.takeover ?? [])
-    .flatMap((t) => findRule(rs, table, chain, t[f] ?? "") ?? [])
+    .flatMap((t) => {
+      const r = t[f] === undefined ? undefined : findRule(rs, table, chain, t[f]);
+      return r ? [{ text: t[f]!, line: r.line }] : [];
+    })
     .sort((a, b) => a.line - b.line);
   if (taken.length) {
     const line = taken[0].line;
     let next = rs;
-    for (const r of [...taken].reverse()) next = withDeleted(next, table, r.chain, r.line);
+    for (const r of [...taken].reverse()) next = withDeleted(next, table, chain, r.line);
     const tags = req.tookOver!.join(", ");
     return {
       planned: {

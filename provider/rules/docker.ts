@@ -6,6 +6,7 @@
  * which FORWARD jumps to first; there the packet already carries the container's port, so a rule
  * matches the port the client asked for with `-m conntrack --ctorigdstport 8080 --ctdir ORIGINAL`.
  */
+import { shown } from "./identity";
 import type { Rule, Ruleset } from "./parse";
 import type { RuleInputs } from "./types";
 
@@ -69,7 +70,7 @@ function published(r: Rule): Published {
   const at = r.targetArgs.indexOf("--to-destination");
   const d = r.match.destination;
   return {
-    rule: r.text,
+    rule: shown(r.text),
     to: at >= 0 ? (r.targetArgs[at + 1] ?? "") : "",
     address: d && !d.negated ? d.value : undefined,
   };

@@ -1,3 +1,4 @@
+import { shown } from "./identity";
 import ipaddr from "ipaddr.js";
 import { BUILTIN_CHAINS, NON_TERMINATING, VERDICTS, type MatchKey, type Neg, type RuleMatch } from "./flags";
 import {
@@ -529,7 +530,7 @@ function shadowOf(table: Table, start: string, out: Outcome, packets: string): S
     : out.verdict === "RETURN"
       ? `returns ${packets} from ${start}`
       : `hands ${packets} to ${out.verdict}`;
-  return { ...rule, path, verdict: out.verdict, packets, why: `${path} (${rule.text}) ${what}` };
+  return { ...rule, path, verdict: out.verdict, packets, why: shown(`${path} (${rule.text}) ${what}`) };
 }
 
 interface Judgement {
@@ -712,7 +713,7 @@ export function placeRule(
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
   const position = request.position ?? "auto";
   const end = chain.rules.length + 1;
-  const ruleAt = (line: number) => `line ${line} (${chain.rules[line - 1].text})`;
+  const ruleAt = (line: number) => `line ${line} (${shown(chain.rules[line - 1].text)})`;
   if (position === "auto") {
     if (!spec.target || !VERDICTS.has(spec.target) || spec.goto)
       return { line: end, reason: "end of chain: the rule gives no verdict of its own", effective: true };
