@@ -152,7 +152,7 @@ describe("an update after a host key change (issue 20.4): the rule is verified, 
       hostKeyFingerprint: OLD_KEY,
       persisted: false,
       adopted: {},
-    } as PortRuleState;
+    } as unknown as PortRuleState;
   }
   const listing = (families: ReadResult["families"]): ReadResult => ({
     facts: {
