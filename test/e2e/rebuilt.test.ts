@@ -1,0 +1,78 @@
+// Issue 20.4 under the real pulumi CLI: the host a PortRule is on is rebuilt after `pulumi up` (a new
+// host key, the image's empty tables, fresh rules files). The operator sets hostKey as the error says;
+// the next `pulumi up` must put the rule back on the new host (or say it is missing), never record it
+// as there while the host's listing does not show it.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { Lab, LabHost } from "../lab/lab";
+import { all, EMPTY, ok, stateOf, useLab } from "./harness";
+import { programProject } from "./program";
+
+let lab: Lab;
+let host: LabHost;
+useLab(async (l) => {
+  lab = l;
+  host = await lab.addHost({ rules: { v4: EMPTY, v6: EMPTY } });
+});
+
+/** The host's INPUT chain as `iptables -S` / `ip6tables -S` lists it. */
+const listing = async (h: LabHost, family: 4 | 6) => (await h.iptables(family, ["-S", "INPUT"])).stdout;
+
+describe("issue 20.4: a rebuilt host", () => {
+  it("after hostKey is set as the error says, up puts the rule back on the new host; refresh, preview and destroy agree", async () => {
+    const name = "rebuilt";
+    const rule = { port: 2270, action: "DROP", ipVersion: "both", persist: true };
+    const p = await programProject(name, host, [{ name: "app", args: rule }]);
+    await ok(p.up());
+    const before = await stateOf(p, "app");
+    expect(await listing(host, 4)).toContain(before.rules.ipv4);
+    const oldKey = host.hostKeyFingerprint;
+
+    await host.rebuild();
+    expect(host.hostKeyFingerprint).not.toBe(oldKey);
+    expect(await listing(host, 4)).not.toContain("--dport 2270");
+    expect(await lab.probe(host, 2270, { timeoutSec: 1 })).toBe("refused");
+
+    // The host's new key is refused in the handshake, and the error says what to do.
+    const refused = await p.up(["--refresh"]);
+    expect(refused.code, all(refused)).not.toBe(0);
+    expect(all(refused)).toMatch(/host key verification failed/);
+    expect(all(refused)).toContain(host.hostKeyFingerprint);
+    expect(all(refused)).toMatch(/set\s+hostKey to it/);
+
+    // Done as the error says: the new key (checked on the host itself) as hostKey, then pulumi up.
+    const connection = { ...host.connection(), hostKey: host.hostKeyFingerprint };
+    await p.must(["config", "set", "--secret", `${name}:connection`, "--", JSON.stringify(connection)]);
+    const up = await ok(p.up());
+    expect(all(up)).toMatch(/1 updated/);
+    const after = await stateOf(p, "app");
+    expect(after.missing).toEqual([]);
+    expect(after.hostKeyFingerprint).toBe(host.hostKeyFingerprint);
+    expect(after.tag).toBe(before.tag);
+    // What state says is what the new host lists, in both families, and in its rules files.
+    for (const [f, n] of [
+      [4, "ipv4"],
+      [6, "ipv6"],
+    ] as const) {
+      expect(await listing(host, f)).toContain(after.rules[n]);
+      expect(after.insertedAt[n]).toBe(1);
+      expect(after.line[n]).toBe(1);
+      expect(after.placement[n]).toEqual(expect.any(String));
+    }
+    expect(after.persisted).toMatchObject({ mechanism: "netfilter-persistent" });
+    expect(readFileSync(join(host.etcIptables, "rules.v4"), "utf8")).toContain(after.tag);
+    expect(readFileSync(join(host.etcIptables, "rules.v6"), "utf8")).toContain(after.tag);
+
+    // Nothing left for refresh or preview to change.
+    await ok(p.refresh(["--expect-no-changes"]));
+    await ok(p.preview(["--expect-no-changes"]));
+    // The kernel agrees: the port's packets are dropped (before the rebuild's put-back: refused).
+    expect(await lab.probe(host, 2270, { timeoutSec: 1 })).toBe("timeout");
+
+    await ok(p.destroy());
+    expect(await listing(host, 4)).not.toContain("--dport 2270");
+    expect(await listing(host, 6)).not.toContain("--dport 2270");
+    expect(readFileSync(join(host.etcIptables, "rules.v4"), "utf8")).not.toContain(after.tag);
+  });
+});
