@@ -6,15 +6,33 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../lab/lab";
+import type { PulumiProject } from "../pulumi";
 import { all, EMPTY, ok, stateOf, useLab } from "./harness";
 import { programProject } from "./program";
 
 let lab: Lab;
 let host: LabHost;
+let chained: LabHost;
+/** A filter table whose INPUT jumps to a user chain, PIT-APP: the rebuilt image lacks it. */
+const WITH_CHAIN = EMPTY.replace("COMMIT", ":PIT-APP - [0:0]\n-A INPUT -j PIT-APP\nCOMMIT");
 useLab(async (l) => {
   lab = l;
-  host = await lab.addHost({ rules: { v4: EMPTY, v6: EMPTY } });
+  [host, chained] = await Promise.all([
+    lab.addHost({ rules: { v4: EMPTY, v6: EMPTY } }),
+    lab.addHost({ rules: { v4: WITH_CHAIN } }),
+  ]);
 });
+
+/** Sets the host's key, as a rebuild left it, as the connection's hostKey (what the error tells the operator). */
+const acceptNewKey = (p: PulumiProject, name: string, h: LabHost) =>
+  p.must([
+    "config",
+    "set",
+    "--secret",
+    `${name}:connection`,
+    "--",
+    JSON.stringify({ ...h.connection(), hostKey: h.hostKeyFingerprint }),
+  ]);
 
 /** The host's INPUT chain as `iptables -S` / `ip6tables -S` lists it. */
 const listing = async (h: LabHost, family: 4 | 6) => (await h.iptables(family, ["-S", "INPUT"])).stdout;
@@ -42,8 +60,7 @@ describe("issue 20.4: a rebuilt host", () => {
     expect(all(refused)).toMatch(/set\s+hostKey to it/);
 
     // Done as the error says: the new key (checked on the host itself) as hostKey, then pulumi up.
-    const connection = { ...host.connection(), hostKey: host.hostKeyFingerprint };
-    await p.must(["config", "set", "--secret", `${name}:connection`, "--", JSON.stringify(connection)]);
+    await acceptNewKey(p, name, host);
     const up = await ok(p.up());
     expect(all(up)).toMatch(/1 updated/);
     const after = await stateOf(p, "app");
@@ -74,5 +91,31 @@ describe("issue 20.4: a rebuilt host", () => {
     expect(await listing(host, 4)).not.toContain("--dport 2270");
     expect(await listing(host, 6)).not.toContain("--dport 2270");
     expect(readFileSync(join(host.etcIptables, "rules.v4"), "utf8")).not.toContain(after.tag);
+  });
+
+  it("where the rule cannot go back (its chain is not on the new host), up says so and state records it missing", async () => {
+    const name = "rebuiltchain";
+    const p = await programProject(name, chained, [
+      { name: "app", args: { port: 2271, action: "DROP", chain: "PIT-APP" } },
+    ]);
+    await ok(p.up());
+    const before = await stateOf(p, "app");
+    expect((await chained.iptables(4, ["-S", "PIT-APP"])).stdout).toContain(before.rules.ipv4);
+
+    await chained.rebuild({ v4: EMPTY });
+    await acceptNewKey(p, name, chained);
+    const up = await ok(p.up());
+    expect(all(up)).toMatch(
+      /the rule is not on \S+ \(ipv4: not in a listing after its host key changed\), and putting it back failed/,
+    );
+    expect(all(up)).toMatch(/PIT-APP/);
+    const after = await stateOf(p, "app");
+    expect(after.missing).toEqual(["ipv4"]);
+    expect(after).toMatchObject({ effective: false, line: {}, hostKeyFingerprint: chained.hostKeyFingerprint });
+    expect(await chained.ruleset(4)).not.toContain(before.tag);
+    // The next up replaces it: preview says so.
+    const preview = await ok(p.preview());
+    expect(all(preview)).toMatch(/replace/);
+    await ok(p.destroy());
   });
 });
