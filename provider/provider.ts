@@ -545,15 +545,13 @@ export function putBackState(live: PortRuleState, made: PortRuleState): PortRule
 /**
  * Inserts again, as a create would (placed, guarded, commit-confirmed, saved when persist is set; under
  * the rule's own tag), the families a listing showed gone. When that cannot be done, the state says they
- * are missing (so the next up replaces the rule) and a warning on the resource says why.
+ * are missing (so the next up replaces the rule) and a warning says why.
  */
 async function putBack(agent: HostAgent, state: PortRuleState, log: Logger): Promise<PortRuleState> {
   const gone = families(state.ipVersion).filter((f) => state.missing.includes(familyName(f)));
+  let res: ChangeResult;
   try {
-    const res = await agent.change(insertRequest(state, gone, state.tag, log));
-    const made = createdState(state, state.unique, state.tag, res);
-    reportCreated(made, res, log);
-    return putBackState(state, made);
+    res = await agent.change(insertRequest(state, gone, state.tag, log));
   } catch (err) {
     const why = redactError(err instanceof Error ? err : new Error(String(err)), secretsOf(state.connection));
     log.warn?.(
@@ -562,6 +560,9 @@ async function putBack(agent: HostAgent, state: PortRuleState, log: Logger): Pro
     );
     return { ...state, persisted: false };
   }
+  const made = createdState(state, state.unique, state.tag, res);
+  reportCreated(made, res, log);
+  return putBackState(state, made);
 }
 
 export async function update(id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
