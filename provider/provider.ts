@@ -15,7 +15,15 @@ import {
 } from "./rules";
 import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
 import { hostAgent } from "./host/agent";
-import type { ChangeResult, DeleteRequest, HostFacts, InsertRequest, Placement, ReadResult } from "./host/agent";
+import type {
+  ChangeResult,
+  HostAgent,
+  DeleteRequest,
+  HostFacts,
+  InsertRequest,
+  Placement,
+  ReadResult,
+} from "./host/agent";
 import { familyName } from "./host/protocol";
 import { addressOf, dialForeseen, foresee, pinHostKey, redactError } from "./ssh";
 import type { Logger } from "./ssh";
@@ -273,9 +281,13 @@ function listeningOn(facts: HostFacts, inputs: RuleInputs): boolean | undefined 
   });
 }
 
-/** The state of a rule the host agent just inserted. */
+/** The families of a rule that an insert placed (all of them at create; at an update, those it put back). */
+const placedFamilies = (inputs: RuleInputs, res: ChangeResult) =>
+  families(inputs.ipVersion).filter((f) => res.families[f]);
+
+/** The state of a rule the host agent just inserted (in the families it placed). */
 function createdState(inputs: RuleInputs, unique: string, tag: string, res: ChangeResult): PortRuleState {
-  const fams = families(inputs.ipVersion);
+  const fams = placedFamilies(inputs, res);
   const placed = (pick: (p: Placement) => unknown) =>
     Object.fromEntries(fams.map((f) => [familyName(f), pick(res.families[f]!)]));
   const { facts, persisted } = res;
@@ -308,7 +320,10 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Chan
     // Only for ACCEPT; absent, not undefined, otherwise (the engine's wire format has no undefined).
     // Unknown (no ss on the host) stays out too: the engine's wire format refuses undefined.
     ...(listening === undefined ? {} : { listening }),
-    persisted: persisted ? { mechanism: persisted.mechanism, files: filesOf(persisted.files, fams) } : false,
+    // The save writes every family's rules: the files of each of the rule's families hold it.
+    persisted: persisted
+      ? { mechanism: persisted.mechanism, files: filesOf(persisted.files, families(inputs.ipVersion)) }
+      : false,
     adopts: inputs.adopt ? perFamily(inputs, (f) => twinOf(inputs, f)) : {},
     adopted: Object.fromEntries(
       fams.flatMap((f) => {
@@ -321,7 +336,7 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Chan
 
 /** Tells the operator where each family's rule went and why, and warns of an ACCEPT nobody answers on. */
 function reportCreated(state: PortRuleState, res: ChangeResult, log: Logger): void {
-  for (const f of families(state.ipVersion)) {
+  for (const f of placedFamilies(state, res)) {
     const p = res.families[f]!;
     const verb = p.adopted ? `-R $1 ${p.line}` : `-I $1 ${p.line}`;
     log.info?.(`${p.rule.replace(/^-A (\S+)/, verb)} on ${state.host} (${familyName(f)}): ${p.reason}`);
@@ -356,6 +371,25 @@ async function guarded<T>(conn: Partial<RuleInputs["connection"]> | undefined, s
   }
 }
 
+/** What a create asks of the host: the rule, tagged `tag`, inserted in these families where placement
+ * says, guarded, commit-confirmed, and saved when `persist` is set. */
+function insertRequest(inputs: RuleInputs, fams: Family[], tag: string, log: Logger) {
+  return {
+    kind: "insert" as const,
+    table: inputs.table,
+    chain: inputs.chain,
+    tag,
+    specs: Object.fromEntries(fams.map((f) => [f, renderRule(inputs, f, tag)])),
+    position: inputs.position,
+    persist: inputs.persist,
+    guard: insertGuard(inputs, log),
+    twins: Object.fromEntries(fams.map((f) => [f, twinOf(inputs, f)])),
+    adopt: inputs.adopt,
+    freshConfirm: mayLockOut(inputs, "insert"),
+    rollbackAfter: inputs.rollbackAfter,
+  };
+}
+
 export async function create(inputs: RuleInputs & { unique: string }) {
   dialForeseen();
   return guarded(inputs.connection, () => createRule(inputs));
@@ -375,19 +409,8 @@ async function createRule(inputs: RuleInputs & { unique: string }) {
     return { unique, tag, specs: Object.fromEntries(fams.map((f) => [f, renderRule(inputs, f, tag)])) };
   });
   const res = await agent.change({
-    kind: "insert",
-    table: inputs.table,
-    chain: inputs.chain,
-    tag: candidates[0].tag,
-    specs: candidates[0].specs,
+    ...insertRequest(inputs, fams, candidates[0].tag, log),
     successors: candidates.slice(1).map(({ tag, specs }) => ({ tag, specs })),
-    position: inputs.position,
-    persist: inputs.persist,
-    guard: insertGuard(inputs, log),
-    twins: Object.fromEntries(fams.map((f) => [f, twinOf(inputs, f)])),
-    adopt: inputs.adopt,
-    freshConfirm: mayLockOut(inputs, "insert"),
-    rollbackAfter: inputs.rollbackAfter,
   });
   const chosen = candidates.find((c) => c.tag === res.tag) ?? candidates[0];
   const state = createdState(inputs, chosen.unique, chosen.tag, res);
@@ -444,9 +467,17 @@ export async function read(id: string, props: PortRuleState) {
 
 async function readRule(id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
+  const live = await listed(agent, props);
+  if (families(props.ipVersion).every((f) => !live.families[f])) return { id: "", props: {} };
+  return { id, props: withLive(props, live) };
+}
+
+/** The rule as a listing of the host shows it, per family; a family it does not show is gone (refused
+ * when the rule is in the other iptables backend's tables instead). What refresh reads. */
+async function listed(agent: HostAgent, props: PortRuleState): Promise<ReadResult> {
   const fams = families(props.ipVersion);
   const rules = recordedRules(props);
-  const live: ReadResult = await agent.read(props.table, props.chain, props.tag, rules, props.action);
+  const live = await agent.read(props.table, props.chain, props.tag, rules, props.action);
   await agent.refuseIfSwitched(
     props.table,
     props.chain,
@@ -454,7 +485,12 @@ async function readRule(id: string, props: PortRuleState) {
     rules,
     fams.filter((f) => !live.families[f]),
   );
-  if (fams.every((f) => !live.families[f])) return { id: "", props: {} };
+  return live;
+}
+
+/** The state as a listing shows the rule: its lines, counters and shadowing; the families the listing
+ * does not show are `missing`. Pure. */
+export function withLive(props: PortRuleState, live: ReadResult): PortRuleState {
   const state: PortRuleState = {
     ...props,
     line: {},
@@ -467,7 +503,7 @@ async function readRule(id: string, props: PortRuleState) {
   };
   state.backend = live.facts.backend;
   state.iptablesVersion = live.facts.version;
-  for (const f of fams) {
+  for (const f of families(props.ipVersion)) {
     const n = familyName(f);
     const r = live.families[f];
     if (!r) {
@@ -485,7 +521,64 @@ async function readRule(id: string, props: PortRuleState) {
       state.effective = false;
     }
   }
-  return { id, props: state };
+  return state;
+}
+
+/**
+ * Whether an update must list the rule before it records anything, as a refresh would: the host presented
+ * another key than the one recorded (rebuilt or replaced, so the rule may be gone), or the hostKey given
+ * changed (how an operator accepts a new key after a rebuild). Pure.
+ */
+export function mustVerify(olds: Partial<PortRuleState>, news: RuleInputs, seen: string): boolean {
+  return seen !== olds.hostKeyFingerprint || olds.connection?.hostKey !== news.connection.hostKey;
+}
+
+/** A rule's state once the families a listing did not show are back: those as inserted (`made`), the
+ * others as listed (`live`). Pure. */
+export function putBackState(live: PortRuleState, made: PortRuleState): PortRuleState {
+  const back = new Set(Object.keys(made.rules));
+  const merged = <T>(pick: (s: PortRuleState) => PerFamily<T>): PerFamily<T> => ({
+    ...Object.fromEntries(Object.entries(pick(live)).filter(([n]) => !back.has(n))),
+    ...pick(made),
+  });
+  const shadowedBy = merged((s) => s.shadowedBy);
+  return {
+    ...made,
+    rules: merged((s) => s.rules),
+    insertedAt: merged((s) => s.insertedAt),
+    placement: merged((s) => s.placement),
+    line: merged((s) => s.line),
+    counters: merged((s) => s.counters),
+    shadowedBy,
+    adopted: merged((s) => s.adopted),
+    packets: live.packets + made.packets,
+    bytes: live.bytes + made.bytes,
+    effective: Object.keys(shadowedBy).length === 0,
+    missing: [],
+  };
+}
+
+/**
+ * Inserts again, as a create would (placed, guarded, commit-confirmed, saved when persist is set; under
+ * the rule's own tag), the families a listing showed gone. When that cannot be done, the state says they
+ * are missing (so the next up replaces the rule) and a warning says why.
+ */
+async function putBack(agent: HostAgent, state: PortRuleState, log: Logger): Promise<PortRuleState> {
+  const gone = families(state.ipVersion).filter((f) => state.missing.includes(familyName(f)));
+  let res: ChangeResult;
+  try {
+    res = await agent.change(insertRequest(state, gone, state.tag, log));
+  } catch (err) {
+    const why = redactError(err instanceof Error ? err : new Error(String(err)), secretsOf(state.connection));
+    log.warn?.(
+      `the rule is not on ${state.host} (${state.missing.join(", ")}: not in a listing after its host key changed), ` +
+        `and putting it back failed: ${why.message}. It is recorded as missing; the next pulumi up replaces it`,
+    );
+    return { ...state, persisted: false };
+  }
+  const made = createdState(state, state.unique, state.tag, res);
+  reportCreated(made, res, log);
+  return putBackState(state, made);
 }
 
 export async function update(id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
@@ -496,21 +589,27 @@ export async function update(id: string, olds: PortRuleState, news: RuleInputs &
 async function updateRule(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
   // The new login must work before it goes into state: it connects (the host keys recorded at
   // create, or the hostKey now given, checked in the handshake), and with sudo, `sudo -n` runs a
-  // shell as root. Unless the persist flag changed, that is the whole update.
+  // shell as root. Unless the host key or the persist flag changed, that is the whole update.
+  const log = logger();
   const agent = await agentOf(news.connection, { ...olds, connection: news.connection });
   if (news.connection.sudo) await agent.session.run("true");
   const fams = families(olds.ipVersion);
-  const outs: PortRuleState = {
+  const seen = agent.session.hostKey!.fingerprint;
+  let outs: PortRuleState = {
     ...olds,
     ...news,
     unique: olds.unique,
     tag: olds.tag,
     rules: olds.rules,
-    hostKeyFingerprint: agent.session.hostKey!.fingerprint,
+    hostKeyFingerprint: seen,
   };
   const jump = agent.session.proxy?.hostKey;
   if (jump) outs.proxyHostKeyFingerprint = jump.fingerprint;
   else delete outs.proxyHostKeyFingerprint;
+  if (mustVerify(olds, news, seen)) {
+    outs = withLive(outs, await listed(agent, outs));
+    if (outs.missing.length) return { outs: await putBack(agent, outs, log) };
+  }
   if (news.persist !== olds.persist) {
     const { facts } = await agent.change({
       kind: "persist",

@@ -151,7 +151,8 @@ export class LabHost {
     readonly slot: number,
     readonly dir: string,
     readonly options: Required<Pick<HostOptions, "backend" | "persistence">> & HostOptions,
-    readonly hostKey: string,
+    /** Its public key line; a rebuild gives the host a new one. */
+    public hostKey: string,
   ) {}
 
   get backend(): Backend {
@@ -297,6 +298,24 @@ export class LabHost {
   /** Stops and starts the host's sshd (the host stays), e.g. to make it unreachable. */
   async stopSsh(): Promise<void> {
     await run("kill", [String(this.sshdPid)]);
+  }
+
+  /**
+   * A rebuild (a reinstall from the same image): the same name and addresses, and a new host behind them:
+   * a new host key, the tables it starts with (`rules`, by default the options' rules), pristine /etc
+   * (rules files included) and /run. This machine's own userland only.
+   */
+  async rebuild(rules: HostOptions["rules"] = this.options.rules): Promise<void> {
+    if (this.options.userland) throw new LabError(`${this.name}: rebuild needs a host of this machine's userland`);
+    await this.destroy();
+    // The old host's namespaces go once its processes are gone; its link with them.
+    await this.waitFor(
+      async () => (await run("ip", ["link", "show", `pv${this.slot}`])).code !== 0,
+      "the old link gone",
+    );
+    this.options.rules = rules;
+    this.hostKey = await writeHostFiles(this.dir, this.options, this.lab.publicKey);
+    await this.start();
   }
 
   /** Creates the namespaces and starts sshd. */
