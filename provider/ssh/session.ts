@@ -11,6 +11,8 @@ import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, redactEr
 import { describeHostKey, parseExpectedHostKey, pinHostKey, pinsOf, unmetPin } from "./hostkey";
 import type { Pin } from "./hostkey";
 import { dials } from "./dials";
+import { asksPassword } from "./prompts";
+import type { Prompt } from "./prompts";
 import type { DialSlot } from "./dials";
 
 /** Channels open at once per connection: well below sshd's default MaxSessions of 10. */
@@ -740,15 +742,14 @@ export class Session {
   }
 
   /**
-   * Keyboard-interactive: the password goes to one prompt that asks for a password, once. Anything else
-   * (a one-time code, a question, several prompts, a second round) is declined with empty answers.
+   * Keyboard-interactive: the password goes to one prompt that asks for the password (asksPassword), once.
+   * Anything else (a one-time password or code, a question, several prompts, a second round) is declined
+   * with empty answers, and named in the error if authentication fails.
    */
   private keyboardAnswer(attempt: Attempt) {
     return (_name: string, _instructions: string, _lang: string, prompts: Prompt[], finish: (r: string[]) => void) => {
       if (prompts.length === 0) return finish([]);
-      const asksPassword =
-        prompts.length === 1 && !prompts[0].echo && /pass(word|code)?\b|passwort|mot de passe/i.test(prompts[0].prompt);
-      if (asksPassword && !attempt.answered && this.args.password) {
+      if (asksPassword(prompts) && !attempt.answered && this.args.password) {
         attempt.answered = true;
         return finish([this.args.password]);
       }
@@ -839,12 +840,6 @@ export class Session {
     }
     return new DialFailure(describeDialError(err, this.args.perDialTimeout), err);
   }
-}
-
-/** A keyboard-interactive prompt, as ssh2 hands it over. */
-interface Prompt {
-  prompt: string;
-  echo?: boolean;
 }
 
 /** What one handshake learns along the way, for its outcome and its error messages. */
