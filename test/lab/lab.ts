@@ -7,7 +7,7 @@ import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync, chmodSync, readlinkSync, rmSync, existsSync } from "node:fs";
 import * as net from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { rootfs } from "./rootfs";
 import type { Userland } from "./rootfs";
 
@@ -44,6 +44,9 @@ export interface HostOptions {
   /** Login shells (absolute paths inside the host, e.g. "/usr/bin/fish"): each gets a lab user of its own,
    * `pit-<shell's file name>` (pit-fish), with pit-ops' rights (passwordless sudo for sh). OpenSSH hosts only. */
   loginShells?: string[];
+  /** Files of the host's own /etc, by path under it (e.g. { "pam.d/sshd": "..." }): written into its
+   * private /etc before it starts, so they exist only inside the host. */
+  etc?: Record<string, string>;
 }
 
 export interface ExecResult {
@@ -610,7 +613,7 @@ export class Lab {
  * host writes only into the lab's directory. */
 async function writeHostFiles(
   dir: string,
-  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd" | "loginShells">,
+  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd" | "loginShells" | "etc">,
   clientPublicKey: string,
 ): Promise<string> {
   rmSync(dir, { recursive: true, force: true });
@@ -633,6 +636,7 @@ async function writeHostFiles(
     opts.loginShells,
   );
   writeLayoutFiles(etc, opts.persistence);
+  writeEtcFiles(etc, opts.etc);
   writeFileSync(
     join(dir, "ssh", "sshd_config"),
     sshdConfig({ hostKey: `${dir}/ssh/host_ed25519`, authorizedKeys: `${dir}/ssh/authorized_keys` }, opts.sshd),
@@ -747,6 +751,16 @@ function writeLayoutFiles(etc: string, persistence: NonNullable<HostOptions["per
   if (persistence === "alpine") writeFileSync(join(etc, "os-release"), ALPINE_OS_RELEASE);
 }
 
+/** Writes HostOptions.etc's files under `etc` (the host's private /etc). */
+function writeEtcFiles(etc: string, files: Record<string, string> = {}): void {
+  for (const [path, text] of Object.entries(files)) {
+    const file = join(etc, path);
+    if (!file.startsWith(`${etc}/`)) throw new LabError(`HostOptions.etc: ${path} is not a path under /etc`);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, text);
+  }
+}
+
 /** The lab's sshd_config: keys and passwords, no PAM, quiet; the settings given (HostOptions.sshd) replace
  * or add to its own. */
 function sshdConfig(
@@ -789,7 +803,7 @@ async function writeUserlandFiles(
   dir: string,
   name: string,
   userland: Userland,
-  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd" | "loginShells">,
+  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd" | "loginShells" | "etc">,
   clientPublicKey: string,
 ): Promise<string> {
   const lower = rootfs(userland);
@@ -803,6 +817,7 @@ async function writeUserlandFiles(
     `${readFileSync(join(lower, "etc/hosts"), "utf8").trimEnd()}\n127.0.1.1 ${name}\n`.replace(/^\n/, ""),
   );
   writeLayoutFiles(etc, opts.persistence);
+  writeEtcFiles(etc, opts.etc);
   const hidePersistent = opts.persistence !== "debian" && existsSync(join(lower, "usr/sbin/netfilter-persistent"));
   if (hidePersistent) await must("mknod", [join(up, "usr/sbin/netfilter-persistent"), "c", "0", "0"]);
 
