@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES="iproute2 iptables nftables openssh-server openssh-client netcat-openbsd socat sudo openssl iptables-persistent netfilter-persistent debootstrap busybox-static dropbear-bin zstd"
+PACKAGES="iproute2 iptables nftables openssh-server openssh-client netcat-openbsd socat sudo openssl iptables-persistent netfilter-persistent debootstrap busybox-static dropbear-bin zstd zsh fish libpam-oath"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

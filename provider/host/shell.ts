@@ -16,7 +16,7 @@ export interface Shell {
 }
 
 export async function openShell(session: Session, deadlineSec: number): Promise<Shell> {
-  const { channel, release } = await session.openChannel("sh -s");
+  const { channel, release } = await session.openChannel();
   const received = receiver();
   let waiter: { marker: string; resolve: (s: string) => void; reject: (e: Error) => void } | undefined;
   let closed: Error | undefined;

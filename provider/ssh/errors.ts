@@ -129,7 +129,8 @@ export class RemoteError extends Error {
   override name = "RemoteError";
   constructor(
     message: string,
-    /** The command as sent (secrets redacted). */
+    /** The script run, or for a conversation (Session.openChannel) the command line that started its
+     * shell (secrets redacted). */
     readonly command: string,
     /** The exit status, or null when the command never finished (transport failure). */
     readonly code: number | null,

@@ -10,8 +10,9 @@ import type { HostKeyInfo, Logger, Origin, RunOptions, RunResult, SessionStats }
 import { ConnectionError, HostKeyError, RemoteError, SudoError, redact, redactError, scrubError } from "./errors";
 import { describeHostKey, parseExpectedHostKey, pinHostKey, pinsOf, unmetPin } from "./hostkey";
 import type { Pin } from "./hostkey";
-import { shellQuote } from "./quote";
 import { dials } from "./dials";
+import { asksPassword } from "./prompts";
+import type { Prompt } from "./prompts";
 import type { DialSlot } from "./dials";
 
 /** Channels open at once per connection: well below sshd's default MaxSessions of 10. */
@@ -20,6 +21,18 @@ export const MAX_CHANNELS = 4;
 const CHANNEL_OPEN_RETRIES = 10;
 /** Dial retry delay: 1s, 2s, 3s, ... at most 5s. */
 const dialDelayMs = (failures: number) => Math.min(failures, 5) * 1000;
+
+/**
+ * The command line sent to sshd, which runs it through the user's login shell (`<shell> -c <line>`): a fixed
+ * one, plain words that bash, dash, zsh, fish and busybox ash all read the same, so that no login shell's
+ * quoting rules come between a script and sh. Every script goes to this sh on its stdin.
+ */
+const shellCommand = (sudo: boolean) => (sudo ? "sudo -n -- /bin/sh -s" : "sh -s");
+
+/** What `run` writes to sh's stdin: the script, byte for byte, as one brace group, which sh reads to its
+ * end before it runs any of it (so a command in it that reads stdin finds the end of input, never the
+ * rest of the script). */
+const wholeScript = (script: string) => `{\n${script}\n}\n`;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -200,20 +213,19 @@ export class Session {
   }
 
   /**
-   * Runs `sh -c <script>` (or `sudo -n -- /bin/sh -c <script>`). A non-zero exit is a result, not an
+   * Runs `script` in sh, which reads it on stdin (see shellCommand). A non-zero exit is a result, not an
    * error; a command that could not be started or whose connection was lost is a RemoteError, and a
    * sudo that wants a password (or is not allowed) is a SudoError.
    */
   async run(script: string, opts: RunOptions = {}): Promise<RunResult> {
     const sudo = opts.sudo ?? this.args.sudo;
-    const command = this.commandFor(script, sudo);
     this.ref();
     try {
       await this.acquire();
       try {
-        const { done } = await this.openExec(command, (ch) => ({ done: this.collect(ch, command, opts.stdin) }));
+        const { done } = await this.openExec(shellCommand(sudo), (ch) => ({ done: this.collect(ch, script) }));
         const result = await done;
-        if (sudo && result.code !== 0) this.checkSudo(command, result);
+        if (sudo && result.code !== 0) this.checkSudo(script, result);
         return result;
       } finally {
         this.release();
@@ -224,15 +236,13 @@ export class Session {
   }
 
   /**
-   * Opens a long-lived channel running `sh -c <script>` (through `sudo -n` like `run`), for a conversation
-   * over its stdin/stdout. It holds one of the connection's channel slots, and keeps the process alive,
-   * until `release()` is called (call it once the channel has closed; calling it again does nothing).
+   * Opens a long-lived channel running sh (through `sudo -n` like `run`, see shellCommand), for a
+   * conversation: scripts go to its stdin, their output comes from its stdout. It holds one of the
+   * connection's channel slots, and keeps the process alive, until `release()` is called (call it once
+   * the channel has closed; calling it again does nothing).
    */
-  async openChannel(
-    script: string,
-    opts: { sudo?: boolean } = {},
-  ): Promise<{ channel: ClientChannel; release: () => void }> {
-    const command = this.commandFor(script, opts.sudo ?? this.args.sudo);
+  async openChannel(opts: { sudo?: boolean } = {}): Promise<{ channel: ClientChannel; release: () => void }> {
+    const command = shellCommand(opts.sudo ?? this.args.sudo);
     this.ref();
     try {
       await this.acquire();
@@ -256,23 +266,17 @@ export class Session {
     }
   }
 
-  /** The command line sent to sshd (which runs it with the user's login shell). */
-  private commandFor(script: string, sudo: boolean): string {
-    return sudo ? `sudo -n -- /bin/sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
-  }
-
   /** Like `run`, but a non-zero exit is a RemoteError carrying the command, exit status and output. */
   async mustRun(script: string, opts: RunOptions = {}): Promise<RunResult> {
     const r = await this.run(script, opts);
     if (r.code === 0) return r;
-    const command = redact(this.commandFor(script, opts.sudo ?? this.args.sudo), this.secrets);
     const why = redact(
       r.stderr.trim().split("\n").slice(-3).join("; ") || r.stdout.trim().split("\n").slice(-1)[0] || "no output",
       this.secrets,
     );
     throw new RemoteError(
       `command on ${this.target} exited with status ${r.code}: ${why}`,
-      command,
+      redact(script, this.secrets),
       r.code,
       redact(r.stdout, this.secrets),
       redact(r.stderr, this.secrets),
@@ -437,7 +441,8 @@ export class Session {
     }
   }
 
-  private collect(ch: ClientChannel, command: string, stdin?: string): Promise<RunResult> {
+  /** The result of `script` on a channel that runs sh: the script is written to its stdin (see wholeScript). */
+  private collect(ch: ClientChannel, script: string): Promise<RunResult> {
     return new Promise((resolve, reject) => {
       const out: Buffer[] = [];
       const err: Buffer[] = [];
@@ -459,7 +464,7 @@ export class Session {
             new RemoteError(
               `the connection to ${this.target} was lost while a command ran (it may or may not have completed)` +
                 (cause ? `: ${cause.message}` : ""),
-              redact(command, this.secrets),
+              redact(script, this.secrets),
               null,
               redact(stdout, this.secrets),
               redact(stderr, this.secrets),
@@ -470,8 +475,7 @@ export class Session {
           resolve({ code, stdout, stderr });
         }
       });
-      if (stdin !== undefined) ch.end(stdin);
-      else ch.end();
+      ch.end(wholeScript(script));
     });
   }
 
@@ -738,15 +742,14 @@ export class Session {
   }
 
   /**
-   * Keyboard-interactive: the password goes to one prompt that asks for a password, once. Anything else
-   * (a one-time code, a question, several prompts, a second round) is declined with empty answers.
+   * Keyboard-interactive: the password goes to one prompt that asks for the password (asksPassword), once.
+   * Anything else (a one-time password or code, a question, several prompts, a second round) is declined
+   * with empty answers, and named in the error if authentication fails.
    */
   private keyboardAnswer(attempt: Attempt) {
     return (_name: string, _instructions: string, _lang: string, prompts: Prompt[], finish: (r: string[]) => void) => {
       if (prompts.length === 0) return finish([]);
-      const asksPassword =
-        prompts.length === 1 && !prompts[0].echo && /pass(word|code)?\b|passwort|mot de passe/i.test(prompts[0].prompt);
-      if (asksPassword && !attempt.answered && this.args.password) {
+      if (asksPassword(prompts) && !attempt.answered && this.args.password) {
         attempt.answered = true;
         return finish([this.args.password]);
       }
@@ -837,12 +840,6 @@ export class Session {
     }
     return new DialFailure(describeDialError(err, this.args.perDialTimeout), err);
   }
-}
-
-/** A keyboard-interactive prompt, as ssh2 hands it over. */
-interface Prompt {
-  prompt: string;
-  echo?: boolean;
 }
 
 /** What one handshake learns along the way, for its outcome and its error messages. */

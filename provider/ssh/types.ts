@@ -23,8 +23,6 @@ export interface RunResult {
 }
 
 export interface RunOptions {
-  /** Written to the command's standard input (otherwise stdin is closed at once). */
-  stdin?: string;
   /** Through `sudo -n --`; defaults to the connection's `sudo`. */
   sudo?: boolean;
 }

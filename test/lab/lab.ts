@@ -7,7 +7,7 @@ import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync, chmodSync, readlinkSync, rmSync, existsSync } from "node:fs";
 import * as net from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { rootfs } from "./rootfs";
 import type { Userland } from "./rootfs";
 
@@ -41,6 +41,12 @@ export interface HostOptions {
   /** sshd_config settings that replace the lab's (e.g. { MaxStartups: "4", LogLevel: "VERBOSE" });
    * OpenSSH hosts only. */
   sshd?: Record<string, string>;
+  /** Login shells (absolute paths inside the host, e.g. "/usr/bin/fish"): each gets a lab user of its own,
+   * `pit-<shell's file name>` (pit-fish), with pit-ops' rights (passwordless sudo for sh). OpenSSH hosts only. */
+  loginShells?: string[];
+  /** Files of the host's own /etc, by path under it (e.g. { "pam.d/sshd": "..." }): written into its
+   * private /etc before it starts, so they exist only inside the host. */
+  etc?: Record<string, string>;
 }
 
 export interface ExecResult {
@@ -51,6 +57,8 @@ export interface ExecResult {
 
 export type LabUser = "root" | "sudo" | "nopasswd";
 export const LAB_USERS: Record<LabUser, string> = { root: "root", sudo: "pit-ops", nopasswd: "pit-nopw" };
+/** The lab user whose login shell is `shell` (HostOptions.loginShells). */
+export const shellUser = (shell: string) => `pit-${shell.split("/").pop()}`;
 export const LAB_PASSWORD = "lab-password-1";
 
 export class LabError extends Error {}
@@ -191,15 +199,19 @@ export class LabHost {
     return this.options.userland ? join(this.dir, "root", "etc") : join(this.dir, "etc");
   }
 
-  /** Connection arguments for PortRule / the SSH layer. */
-  connection(user: LabUser = "root", family: Family = 4): LabConnection {
+  /** Connection arguments for PortRule / the SSH layer: as a lab user, or as the user of a login
+   * shell (`{ loginShell }`, one of HostOptions.loginShells). */
+  connection(user: LabUser | { loginShell: string } = "root", family: Family = 4): LabConnection {
     if (user !== "root" && this.options.userland === "embedded")
       throw new LabError(`${this.name}: the embedded host has no sudo, only root logs in`);
+    if (typeof user === "object" && !this.options.loginShells?.includes(user.loginShell))
+      throw new LabError(`${this.name}: no lab user has the login shell ${user.loginShell} (HostOptions.loginShells)`);
     const via =
       this.options.ssh === "lo"
         ? { host: "127.0.0.1", port: 22000 + this.slot }
         : { host: family === 4 ? this.v4 : this.v6, port: 22 };
-    return { ...via, user: LAB_USERS[user], privateKey: this.lab.privateKey };
+    const name = typeof user === "object" ? shellUser(user.loginShell) : LAB_USERS[user];
+    return { ...via, user: name, privateKey: this.lab.privateKey };
   }
 
   /** Runs argv inside the host: its network namespace and its private mount namespace. */
@@ -620,21 +632,11 @@ export class Lab {
  * host writes only into the lab's directory. */
 async function writeHostFiles(
   dir: string,
-  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd">,
+  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd" | "loginShells" | "etc">,
   clientPublicKey: string,
 ): Promise<string> {
   rmSync(dir, { recursive: true, force: true });
-  for (const d of [
-    "ssh",
-    "etc/iptables",
-    "etc/sudoers.d",
-    "sbin",
-    "work/etc",
-    "work/sbin",
-    "home/root",
-    "home/pit-ops",
-    "home/pit-nopw",
-  ]) {
+  for (const d of ["ssh", "etc/iptables", "etc/sudoers.d", "sbin", "work/etc", "work/sbin", "home/root"]) {
     mkdirSync(join(dir, d), { recursive: true });
   }
   const hostKey = await sshHostKey(join(dir, "ssh", "host_ed25519"));
@@ -650,8 +652,10 @@ async function writeHostFiles(
       shadow: readFileSync("/etc/shadow", "utf8"),
     },
     { host: `${dir}/home`, here: join(dir, "home") },
+    opts.loginShells,
   );
   writeLayoutFiles(etc, opts.persistence);
+  writeEtcFiles(etc, opts.etc);
   writeFileSync(
     join(dir, "ssh", "sshd_config"),
     sshdConfig({ hostKey: `${dir}/ssh/host_ed25519`, authorizedKeys: `${dir}/ssh/authorized_keys` }, opts.sshd),
@@ -692,25 +696,46 @@ const publicKey = (line: string) => line.trim().split(/\s+/).slice(0, 2).join(" 
 
 /**
  * Writes a host's passwd, group and shadow (`base`: the host's own, root's entries as the host needs
- * them) with the lab's two users added, and their sudoers: pit-ops, whose sudo runs sh without a
- * password (the provider runs one sh script per round trip as root: that is what sudo must allow), and
- * pit-nopw, whose sudo asks for its password; both log in with LAB_PASSWORD. Their homes are under
- * `homes.host` as the host sees it, `homes.here` as this machine does.
+ * them) with the lab's users added, and their sudoers: pit-ops, whose sudo runs sh without a
+ * password (the provider runs one sh script per round trip as root: that is what sudo must allow),
+ * pit-nopw, whose sudo asks for its password, and one user per login shell in `shells` (shellUser),
+ * with pit-ops' rights; all log in with LAB_PASSWORD. Their homes are under `homes.host` as the host
+ * sees it, `homes.here` as this machine does.
  */
 async function writeLabUsers(
   etc: string,
   base: { passwd: string; group: string; shadow: string },
   homes: { host: string; here: string },
+  shells: string[] = [],
 ): Promise<void> {
   const hash = (await must("openssl", ["passwd", "-6", "-salt", "pitlab", LAB_PASSWORD])).trim();
   const users = [
-    { name: LAB_USERS.sudo, id: 4101, gecos: "lab sudo user" },
-    { name: LAB_USERS.nopasswd, id: 4102, gecos: "lab user whose sudo needs a password" },
+    {
+      name: LAB_USERS.sudo,
+      id: 4101,
+      gecos: "lab sudo user",
+      shell: "/bin/sh",
+      sudo: "NOPASSWD: /bin/sh, /usr/bin/sh",
+    },
+    {
+      name: LAB_USERS.nopasswd,
+      id: 4102,
+      gecos: "lab user whose sudo needs a password",
+      shell: "/bin/sh",
+      sudo: "ALL",
+    },
+    ...shells.map((shell, i) => ({
+      name: shellUser(shell),
+      id: 4110 + i,
+      gecos: `lab user whose login shell is ${shell}`,
+      shell,
+      sudo: "NOPASSWD: /bin/sh, /usr/bin/sh",
+    })),
   ];
   const added = (line: (u: (typeof users)[number]) => string) => users.map(line).join("");
   writeFileSync(
     join(etc, "passwd"),
-    `${base.passwd.trimEnd()}\n${added((u) => `${u.name}:x:${u.id}:${u.id}:${u.gecos}:${homes.host}/${u.name}:/bin/sh\n`)}`,
+    `${base.passwd.trimEnd()}\n${added((u) => `${u.name}:x:${u.id}:${u.id}:${u.gecos}:${homes.host}/${u.name}:${u.shell}\n`)}`,
     { mode: 0o644 },
   );
   writeFileSync(join(etc, "group"), `${base.group.trimEnd()}\n${added((u) => `${u.name}:x:${u.id}:\n`)}`, {
@@ -723,10 +748,13 @@ async function writeLabUsers(
   );
   writeFileSync(
     join(etc, "sudoers.d", "pit-lab"),
-    `${LAB_USERS.sudo} ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\n${LAB_USERS.nopasswd} ALL=(root) ALL\n`,
+    added((u) => `${u.name} ALL=(root) ${u.sudo}\n`),
     { mode: 0o440 },
   );
-  for (const u of users) await must("chown", ["-R", `${u.id}:${u.id}`, join(homes.here, u.name)]);
+  for (const u of users) {
+    mkdirSync(join(homes.here, u.name), { recursive: true });
+    await must("chown", ["-R", `${u.id}:${u.id}`, join(homes.here, u.name)]);
+  }
 }
 
 /** What a persistence layout's host has in /etc besides its rules files. */
@@ -740,6 +768,16 @@ function writeLayoutFiles(etc: string, persistence: NonNullable<HostOptions["per
     );
   }
   if (persistence === "alpine") writeFileSync(join(etc, "os-release"), ALPINE_OS_RELEASE);
+}
+
+/** Writes HostOptions.etc's files under `etc` (the host's private /etc). */
+function writeEtcFiles(etc: string, files: Record<string, string> = {}): void {
+  for (const [path, text] of Object.entries(files)) {
+    const file = join(etc, path);
+    if (!file.startsWith(`${etc}/`)) throw new LabError(`HostOptions.etc: ${path} is not a path under /etc`);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, text);
+  }
 }
 
 /** The lab's sshd_config: keys and passwords, no PAM, quiet; the settings given (HostOptions.sshd) replace
@@ -784,7 +822,7 @@ async function writeUserlandFiles(
   dir: string,
   name: string,
   userland: Userland,
-  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd">,
+  opts: Required<Pick<HostOptions, "backend" | "persistence">> & Pick<HostOptions, "sshd" | "loginShells" | "etc">,
   clientPublicKey: string,
 ): Promise<string> {
   const lower = rootfs(userland);
@@ -798,6 +836,7 @@ async function writeUserlandFiles(
     `${readFileSync(join(lower, "etc/hosts"), "utf8").trimEnd()}\n127.0.1.1 ${name}\n`.replace(/^\n/, ""),
   );
   writeLayoutFiles(etc, opts.persistence);
+  writeEtcFiles(etc, opts.etc);
   const hidePersistent = opts.persistence !== "debian" && existsSync(join(lower, "usr/sbin/netfilter-persistent"));
   if (hidePersistent) await must("mknod", [join(up, "usr/sbin/netfilter-persistent"), "c", "0", "0"]);
 
@@ -814,7 +853,6 @@ async function writeUserlandFiles(
     hostKey = pub.split("\n").find((l) => l.startsWith("ssh-ed25519 "))!;
     server = "/usr/sbin/dropbear -F -E -s -p 22 -r /etc/dropbear/lab_host_key -P /run/dropbear.pid";
   } else {
-    for (const d of ["home/pit-ops", "home/pit-nopw"]) mkdirSync(join(up, d), { recursive: true });
     hostKey = await sshHostKey(join(etc, "ssh/lab_host_ed25519"));
     writeFileSync(join(etc, "ssh/lab_authorized_keys"), `${clientPublicKey}\n`, { mode: 0o644 });
     const base = (f: string) => readFileSync(join(lower, "etc", f), "utf8");
@@ -828,6 +866,7 @@ async function writeUserlandFiles(
         shadow: base("shadow").replace(/^root:[^:]*:/m, "root:*:"),
       },
       { host: "/home", here: join(up, "home") },
+      opts.loginShells,
     );
     writeFileSync(
       join(etc, "ssh", "lab_sshd_config"),

@@ -87,21 +87,39 @@ async function setup(exec: Exec, opts: { refuseChannels?: number; conn?: Partial
 
 describe("Session against an in-process SSH server", () => {
   it("runs a command: stdout, stderr and the exit status come back, a non-zero exit is a result", async () => {
-    const { host, session } = await setup((command) =>
-      command.includes("fail") ? { stderr: "no such thing\n", code: 3 } : { stdout: "hello\n", code: 0 },
+    const { session } = await setup((_c, stdin) =>
+      stdin.includes("fail") ? { stderr: "no such thing\n", code: 3 } : { stdout: "hello\n", code: 0 },
     );
     expect(await session.run("echo hello")).toEqual({ code: 0, stdout: "hello\n", stderr: "" });
     expect(await session.run("fail")).toEqual({ code: 3, stdout: "", stderr: "no such thing\n" });
-    // Quoted once, at the boundary: the server receives `sh -c '<script>'`.
-    expect(host.commands).toEqual(["sh -c 'echo hello'", "sh -c fail"]);
   });
 
-  it("feeds stdin and runs through sudo -n when the connection says sudo", async () => {
-    const { host, session } = await setup((_c, stdin) => ({ stdout: stdin.toUpperCase(), code: 0 }), {
-      conn: { sudo: true },
+  it("sends one fixed command line, the same to every login shell, and the script byte for byte on stdin", async () => {
+    const stdins: string[] = [];
+    const { host, session } = await setup((_c, stdin) => {
+      stdins.push(stdin);
+      return { code: 0 };
     });
-    expect((await session.run("cat", { stdin: "abc\n" })).stdout).toBe("ABC\n");
-    expect(host.commands[0]).toBe("sudo -n -- /bin/sh -c cat");
+    // What fish reads differently from sh inside single quotes (\\ and \'), and what every shell expands.
+    const script = `printf '%s\\n' 'a\\\\b' 'it'\\''s' "$HOME" \`id\` $(true) *`;
+    await session.run(script);
+    await session.run("true", { sudo: true });
+    expect(host.commands).toEqual(["sh -s", "sudo -n -- /bin/sh -s"]);
+    expect(stdins).toEqual([`{\n${script}\n}\n`, "{\ntrue\n}\n"]);
+  });
+
+  it("opens a conversation's shell with the same command line, through sudo -n when the connection says sudo", async () => {
+    const { host, session } = await setup((_c, stdin) => ({ stdout: stdin, code: 0 }), { conn: { sudo: true } });
+    const { channel, release } = await session.openChannel();
+    const out = await new Promise<string>((resolve) => {
+      let text = "";
+      channel.on("data", (d: Buffer) => (text += d.toString("utf8")));
+      channel.on("close", () => resolve(text));
+      channel.end("echo hi\n");
+    });
+    release();
+    expect(out).toBe("echo hi\n");
+    expect(host.commands).toEqual(["sudo -n -- /bin/sh -s"]);
   });
 
   it("records the host key it saw, and shares one connection between commands", async () => {
