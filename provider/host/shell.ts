@@ -13,6 +13,8 @@ export interface Shell {
   /** Runs one step; `name` says what it does, for errors ("applying the change"). */
   step(name: string, script: string): Promise<Sections>;
   close(): Promise<void>;
+  /** The shell has ended (or its channel closed): no step can run in it any more. */
+  readonly ended: boolean;
 }
 
 export async function openShell(session: Session, deadlineSec: number): Promise<Shell> {
@@ -55,6 +57,9 @@ export async function openShell(session: Session, deadlineSec: number): Promise<
   });
 
   return {
+    get ended() {
+      return closed !== undefined;
+    },
     step(name: string, script: string): Promise<Sections> {
       if (closed) return Promise.reject(closed);
       const step = framed(script);

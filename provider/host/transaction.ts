@@ -35,7 +35,7 @@ import {
 } from "./plan";
 import type { Plan } from "./plan";
 import { framed, iptables, LOCK_UNAVAILABLE, limitsFor, lock, preamble, section } from "./protocol";
-import type { Family, Limits, Sections } from "./protocol";
+import type { Family, Limits, Section, Sections } from "./protocol";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
 import type { ChangeRequest, ChangeResult, GuardOrigin, HostFacts, InsertRequest, Placement } from "./types";
@@ -152,7 +152,8 @@ class Transaction {
   }
 
   async run(kept?: Conversation): Promise<TransactionResult> {
-    const resumed = kept && this.fits(kept) ? kept : undefined;
+    // A kept conversation whose shell has ended (its link dropped while it waited) is not resumed.
+    const resumed = kept && !kept.shell.ended && this.fits(kept) ? kept : undefined;
     if (kept && !resumed) await kept.shell.close();
     let shell = resumed?.shell;
     try {
@@ -358,10 +359,14 @@ class Transaction {
     const second = await shell.step("applying the change", parts.join("\n"));
     this.armed = second.arm?.code === 0;
     const after = listings(second, this.families, this.target);
-    const before = transient.length ? second.persist : second.arm;
-    if (before?.code !== 0) {
-      const what = transient.length ? "keeping persist: false rules out of the rules files" : "arming the rollback";
-      this.unapplied(`${what} on ${this.target} failed: ${before?.err || before?.out || "no answer"}`, after);
+    // Each step before the restores runs only if the one before it succeeded: the first that failed says why.
+    const before: [string, Section | undefined][] = [];
+    if (transient.length) before.push(["keeping persist: false rules out of the rules files", second.persist]);
+    if (touched.length) before.push(["arming the rollback", second.arm]);
+    const failed = before.find(([, s]) => s?.code !== 0);
+    if (failed) {
+      const [what, s] = failed;
+      this.unapplied(`${what} on ${this.target} failed: ${s?.err || s?.out || "no answer"}`, after);
     }
     const refused = touched.find((f) => second[`restore${f}`]?.code !== 0);
     if (refused) await this.refused(shell, refused, second, touched.slice(0, touched.indexOf(refused)), after);

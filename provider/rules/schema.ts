@@ -88,7 +88,7 @@ const proxyFields = {
     .default(10),
   perDialTimeout: z
     .number({ error: "must be a number of seconds, e.g. 15" })
-    .positive({ error: "must be more than 0 seconds" })
+    .min(1, { error: "must be at least 1 second: an SSH handshake and every remote step need that much" })
     .max(3600, { error: "must be at most 3600 seconds" })
     .default(15),
   maxConcurrentDials: z
@@ -149,7 +149,8 @@ const portField = z.unknown().transform((v, ctx): CheckedPort | CheckedPort[] =>
   if (v === undefined) return custom(ctx, `is required: give ${PORT_HELP}`);
   if (!Array.isArray(v)) return portItem(v, ctx, []) ?? z.NEVER;
   if (v.length === 0) return custom(ctx, `must not be an empty list: give ${PORT_HELP}`);
-  if (v.length > 100) return custom(ctx, "must list at most 15 ports (iptables' multiport limit)");
+  if (v.length > 100)
+    return custom(ctx, `lists ${v.length} items but iptables' multiport match takes at most 15 ports: split the rule`);
   const items = v.map((x, i) => portItem(x, ctx, [i]));
   if (items.some((x) => x === undefined)) return z.NEVER;
   const sorted = (items as CheckedPort[]).sort((a, b) => bounds(a)[0] - bounds(b)[0] || bounds(b)[1] - bounds(a)[1]);
@@ -220,7 +221,13 @@ const ruleFields = {
   chain: z
     .string({ error: 'must be a chain name, e.g. "INPUT"' })
     .transform((c, ctx) => {
-      if (ALL_BUILTINS.includes(c.toUpperCase())) return c.toUpperCase();
+      if (ALL_BUILTINS.includes(c)) return c;
+      // Chain names are case-sensitive: "input" would be a user chain of its own, never INPUT.
+      if (ALL_BUILTINS.includes(c.toUpperCase()))
+        return custom(
+          ctx,
+          `must be "${c.toUpperCase()}": iptables chain names are case-sensitive, and the built-in chain is upper case`,
+        );
       if (!/^[A-Za-z0-9_][A-Za-z0-9._:@+-]{0,27}$/.test(c)) {
         return custom(
           ctx,

@@ -65,6 +65,8 @@ export class FakeHost {
   readonly ends: string[] = [];
   /** Scripts run with session.run (reads, fresh confirms). */
   readonly runs: string[] = [];
+  /** The shells' channels, in the order opened (a test may end one, as a dropped link does). */
+  readonly opened: { close(): void }[] = [];
   channels = 0;
   released = 0;
   constructor(
@@ -91,7 +93,9 @@ export class FakeHost {
           if (!released) host.released++;
           released = true;
         };
-        return { channel: new FakeChannel(host), release };
+        const channel = new FakeChannel(host);
+        host.opened.push(channel);
+        return { channel, release };
       },
       async run(script: string) {
         host.runs.push(script);

@@ -139,6 +139,24 @@ describe("a create", () => {
   });
 });
 
+describe("issue 21.9: an arm that fails", () => {
+  it("says the rollback could not be armed and that a listing shows nothing applied, not that iptables refused", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      {
+        persist: {},
+        arm: { code: 1, err: "mkdir: cannot create directory: No space left on device" },
+        save4: { out: guide(4) },
+      },
+    ]);
+    const e = await failure(agentOn(host).change(insert()));
+    expect(e.isRestoreRefused()).toBe(false);
+    expect(e.message).toBe(
+      "arming the rollback on root@198.18.0.10:22 failed: mkdir: cannot create directory: No space left on device, and a listing shows none of the change on the host",
+    );
+  });
+});
+
 describe("a refused second family", () => {
   const both = { ipVersion: "both" };
   const refused: StepAnswer = {
@@ -309,6 +327,27 @@ describe("batches that keep arriving", () => {
     expect(host.ends).toEqual(["exit 0\n"]);
     expect(host.released).toBe(1);
     expectValidShell(host);
+  });
+
+  it("issue 21.9: start afresh, not 'may be on the host', when the kept shell ended while it waited", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      applied(withRule(4)),
+      CONFIRMED,
+      first({ save4: withRule(4) }),
+      applied(both()),
+      CONFIRMED,
+    ]);
+    const agent = agentOn(host);
+    await agent.change(insert({ ipVersion: "ipv4" }));
+    // The link drops while the conversation waits for the next batch.
+    host.opened[0].close();
+    await new Promise((r) => setImmediate(r));
+    const res = await agent.change(second());
+    await agent.settled();
+    expect(res.families[4]).toMatchObject({ line: 4 });
+    expect(host.channels).toBe(2);
+    expect(host.scripts.filter(takesLock)).toHaveLength(2);
   });
 
   it("go on for a third batch too: what the kept listing holds is handed on with it", async () => {

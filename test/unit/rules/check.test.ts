@@ -50,7 +50,7 @@ describe("check: defaults and normalization", () => {
         port: [8443, "8000-8100", { from: 53, to: 53 }, 8050, "8443", "9000:9001"],
         source: "fd00:0:0:0::/64",
         ipVersion: "IPv6",
-        chain: "input",
+        chain: "INPUT",
         position: "3",
       },
     );
@@ -359,5 +359,29 @@ describe("check: rollbackAfter", () => {
   });
   it("keeps a valid value", () => {
     expect(check({}, { ...base, rollbackAfter: 5 }).inputs.rollbackAfter).toBe(5);
+  });
+});
+
+describe("issue 21.9: messages that say what is wrong", () => {
+  it("refuses a built-in chain's name in lower case (chain names are case-sensitive), naming the fix", () => {
+    expect(only({ chain: "input" }, "chain")).toBe(
+      'must be "INPUT": iptables chain names are case-sensitive, and the built-in chain is upper case',
+    );
+    expect(only({ chain: "Forward" }, "chain")).toMatch(/^must be "FORWARD"/);
+    expect(failuresOf({ chain: "INPUT" })).toEqual([]);
+  });
+
+  it("says how many items a list of over 100 ports has, and the multiport limit", () => {
+    const port = Array.from({ length: 101 }, (_, i) => 1000 + i);
+    expect(only({ port }, "port")).toBe(
+      "lists 101 items but iptables' multiport match takes at most 15 ports: split the rule",
+    );
+  });
+
+  it("refuses a perDialTimeout under one second", () => {
+    expect(only({ connection: { host: "198.18.0.10", perDialTimeout: 0.001 } }, "connection.perDialTimeout")).toBe(
+      "must be at least 1 second: an SSH handshake and every remote step need that much",
+    );
+    expect(failuresOf({ connection: { host: "198.18.0.10", perDialTimeout: 1 } })).toEqual([]);
   });
 });
