@@ -48,6 +48,9 @@ export interface DeleteRequest {
    * listing (parsed) with the rule and without it. */
   guard?: (origin: GuardOrigin, family: Family, before: Ruleset, after: Ruleset) => string | undefined;
   freshConfirm?: boolean;
+  /** A rule adopted with persist: false is given back, not deleted: per family, the hand-made rule
+   * (as `iptables -S` prints it) that takes its place, at its line with its counters. */
+  giveBack?: Partial<Record<Family, string>>;
 }
 
 /** A rule's persist flag changed: save the ruleset with it in (true) or without it (false). */
