@@ -12,7 +12,7 @@
 // A failure before `commit` leaves the rollback armed: the host undoes the change by itself within
 // rollbackAfter. Undoing is always checked by a listing before anything is said about it.
 import { randomBytes } from "node:crypto";
-import { parseRuleset, parseSpec } from "../rules";
+import { parseSpec } from "../rules";
 import type { Ruleset } from "../rules";
 import { Session } from "../ssh";
 import { besideWant, judgeBeside } from "./beside";
@@ -22,7 +22,7 @@ import type { Review } from "./confirm";
 import { HostError } from "./errors";
 import { listing, listings, out, saves, withDeadline } from "./facts";
 import type { Facts } from "./facts";
-import { lockoutOf } from "../lockout";
+import { bootLockoutOf } from "../lockout";
 import { saveScript, unsaveScript } from "./persist";
 import { asksSave, familiesOf, handMadeKept, linesOf, persistChange, planBatch, transientTags } from "./plan";
 import type { Plan } from "./plan";
@@ -572,19 +572,7 @@ class Transaction {
     const file = this.host!.persistence.files[f === 4 ? 0 : 1];
     const boot = answer.boot;
     if (boot?.code !== 0) return `${file} could not be read back to check it: ${boot?.err || "no answer"}`;
-    let written: Ruleset;
-    try {
-      written = parseRuleset(boot.out);
-    } catch (err) {
-      return `${file} as this save wrote it cannot be read to check it: ${err instanceof Error ? err.message : err}`;
-    }
-    const what = `${file} as this save wrote it (the ruleset the host loads at boot)`;
-    const message = lockoutOf(listed.get(f)!, written, this.sshOrigin!, what);
-    return (
-      message &&
-      `${message} after its next reboot. Keep the rule that accepts SSH in the boot files (persist: true on its ` +
-        `PortRule, or save it by hand) and run pulumi up again`
-    );
+    return bootLockoutOf(listed.get(f)!, boot.out, this.sshOrigin!, file);
   }
 
   /** The error, with what may be on the host now and what the host does about it by itself. */
