@@ -80,9 +80,10 @@ export function bootLockoutOf(live: Ruleset, written: string, origin: SshOrigin,
     return `${file} as this save wrote it cannot be read to check it: ${err instanceof Error ? err.message : err}`;
   }
   const message = lockoutOf(live, boot, origin, `${file} as this save wrote it (the ruleset the host loads at boot)`);
-  return (
-    message &&
-    `${message} after its next reboot. Keep the rule that accepts SSH in the boot files (persist: true on its ` +
-      `PortRule, or save it by hand) and run pulumi up again`
-  );
+  return message && `${message} after its next reboot`;
 }
+
+/** What to do about a boot file bootLockoutOf refused. */
+export const BOOT_SSH_ADVICE =
+  "Keep a rule that accepts SSH in the boot files (persist: true on the PortRule that accepts it, or a hand-made " +
+  "rule) and run pulumi up again";

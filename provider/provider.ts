@@ -503,6 +503,7 @@ async function updateRule(_id: string, olds: PortRuleState, news: RuleInputs & {
       families: fams,
       tag: olds.tag,
       persist: news.persist,
+      handMade: handMadeOf(olds),
     });
     outs.persisted = news.persist
       ? { mechanism: facts.persistence.mechanism, files: filesOf(facts.persistence.files, fams) }
@@ -528,6 +529,12 @@ function givenBack(props: PortRuleState): DeleteRequest["giveBack"] {
   const fams = families(props.ipVersion).filter((f) => props.adopted[familyName(f)]);
   return fams.length ? Object.fromEntries(fams.map((f) => [f, twinOf(props, f)])) : undefined;
 }
+
+/** An adopted rule's recorded text and the hand-made rule it was, per family it adopted. */
+const handMadeOf = (props: PortRuleState) =>
+  families(props.ipVersion)
+    .filter((f) => props.adopted?.[familyName(f)] && props.rules[familyName(f)])
+    .map((f) => ({ rule: props.rules[familyName(f)]!, handMade: twinOf(props, f) }));
 
 async function removeRule(_id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);

@@ -228,10 +228,12 @@ export const transientTags = (reqs: ChangeRequest[]) =>
 
 /** The rules of the batch adopted with persist: false: the files hold the hand-made rule in their place. */
 export const handMadeKept = (reqs: ChangeRequest[], plans: ReadonlyMap<ChangeRequest, Plan>): HandMade[] =>
-  reqs
-    .filter((r) => r.kind === "insert" && !r.persist)
-    .flatMap((r) => Object.values(plans.get(r) ?? {}))
-    .flatMap((p) => (p.adopted && p.twin ? [{ rule: p.rule, handMade: p.twin.rule }] : []));
+  reqs.flatMap((r) => {
+    if (r.persist || r.kind === "delete") return [];
+    if (r.kind === "persist") return r.handMade ?? [];
+    const planned = Object.values(plans.get(r) ?? {});
+    return planned.flatMap((p) => (p.adopted && p.twin ? [{ rule: p.rule, handMade: p.twin.rule }] : []));
+  });
 
 /** What the persistence step does after confirming: tags that leave the transient list, and the
  * save for the requests that ask for it; undefined if nothing. */

@@ -22,7 +22,7 @@ import type { Review } from "./confirm";
 import { HostError } from "./errors";
 import { listing, listings, out, saves, withDeadline } from "./facts";
 import type { Facts } from "./facts";
-import { bootLockoutOf } from "../lockout";
+import { BOOT_SSH_ADVICE, bootLockoutOf } from "../lockout";
 import { saveScript, unsaveScript } from "./persist";
 import { asksSave, familiesOf, handMadeKept, linesOf, persistChange, planBatch, transientTags } from "./plan";
 import type { Plan } from "./plan";
@@ -541,7 +541,7 @@ class Transaction {
     const tail = left.length
       ? `; undoing the change did not take: ${left.join("; ")}`
       : lockout
-        ? `, so the change was undone (a listing shows it) and ${persistence.files.join(" and ")} were put back as they were`
+        ? `, so the change was undone (a listing shows it) and ${persistence.files.join(" and ")} were put back as they were. ${BOOT_SSH_ADVICE}`
         : ", so the change was undone (a listing shows it)";
     const error = new HostError(head + tail, {
       kind: "save",

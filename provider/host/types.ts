@@ -2,7 +2,7 @@
 import type { Backend, Position, Ruleset } from "../rules";
 import type { Twin } from "./adopt";
 import type { Beside } from "./beside";
-import type { Persistence } from "./persist";
+import type { HandMade, Persistence } from "./persist";
 import type { Family } from "./protocol";
 
 /** Where the provider's connection comes from, as far as the lockout guard needs it. */
@@ -62,6 +62,8 @@ export interface PersistRequest {
   tag: string;
   persist: boolean;
   freshConfirm?: undefined;
+  /** Turned off on an adopted rule: the hand-made rule the files hold in its place, per family. */
+  handMade?: HandMade[];
 }
 
 export type ChangeRequest = InsertRequest | DeleteRequest | PersistRequest;

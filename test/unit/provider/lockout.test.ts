@@ -120,8 +120,7 @@ describe("bootLockoutOf: the boot file a save wrote, read back, against the live
       `${FILE} as this save wrote it (the ruleset the host loads at boot) would lock the provider out of the host: ` +
         "new SSH connections from 198.18.5.1 to port 22 are accepted now (by -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT), " +
         "and would then be refused (by -A INPUT -j DROP), so no later pulumi refresh, up or destroy could reach it " +
-        "after its next reboot. Keep the rule that accepts SSH in the boot files (persist: true on its PortRule, or save " +
-        "it by hand) and run pulumi up again",
+        "after its next reboot",
     );
     // Through a user chain: the admin network's SSH-ADMIN accepts 198.18.0.5; a file without the jump does not.
     const admin = { clientAddress: "198.18.0.5", serverPort: 22 };
