@@ -504,10 +504,11 @@ class Transaction {
    * requests that asked for it (checked by a listing), then saves again from what is live. Returns
    * whether the ruleset is as the batch left it (no save, or the save succeeded). */
   private async save(shell: Shell, answer: Sections | undefined, listed: Listings): Promise<boolean> {
-    if (!persistChange(this.reqs())) return true;
+    const change = persistChange(this.reqs());
+    if (!change) return true;
     const persistence = this.host!.persistence;
     const saved = answer?.persist;
-    const lockout = saved?.code === 0 ? this.bootLockout(answer!, listed) : undefined;
+    const lockout = saved?.code === 0 && change.save ? this.bootLockout(answer!, listed) : undefined;
     if (saved?.code === 0 && !lockout) return true;
     const savers = this.reqs().filter(asksSave);
     const failed = savers.length ? savers : this.reqs();

@@ -246,6 +246,26 @@ describe("the boot files' SSH check", () => {
     expectValidShell(host);
   });
 
+  it("is not asked of a change that saves nothing (a persist: false delete only updates the lists)", async () => {
+    const host = new FakeHost([
+      first({ save4: live }),
+      { arm: {}, restore4: {}, save4: { out: guide(4) } },
+      { confirm: { out: "confirmed" }, persist: {} },
+    ]);
+    const tag = "pulumi-iptables:web/prod/ssh/0123456789ab";
+    const res = await agentOn(host).change({
+      kind: "delete",
+      table: "filter",
+      chain: "INPUT",
+      families: [4],
+      tag,
+      persist: false,
+      guard: () => undefined, // the origin is known: the check could be made, but nothing is saved
+    });
+    expect(res.families[4]?.rule).toBe(SSH);
+    expect(host.scripts[2]).not.toMatch(/' boot\n/);
+  });
+
   it("a refused save whose files cannot be put back says so", async () => {
     const host = new FakeHost(
       steps(file(false), [
