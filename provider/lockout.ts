@@ -1,6 +1,6 @@
 // The lockout guard: would a change stop the host from accepting the provider's own SSH connections?
 // Pure: it reads the ruleset before and after the change with the rule core's placement semantics.
-import { chainOf, ruleText, shadowing, shown } from "./rules";
+import { chainOf, parseRuleset, ruleText, shadowing, shown } from "./rules";
 import type { Ruleset } from "./rules";
 import { possibleVerdicts } from "./rules/place";
 import { withInserted } from "./host/ruleset-text";
@@ -66,3 +66,24 @@ export function lockoutOf(before: Ruleset, after: Ruleset, origin: SshOrigin, wh
     `pulumi refresh, up or destroy could reach it`
   );
 }
+
+/**
+ * Why a boot file, as a save wrote it (`written`: its text, read back), would lock the provider out
+ * after the host's next reboot where the live ruleset (`live`, parsed) lets it in; or undefined. The
+ * same model as the guard, on the file's filter table: the text the host loads at boot.
+ */
+export function bootLockoutOf(live: Ruleset, written: string, origin: SshOrigin, file: string): string | undefined {
+  let boot: Ruleset;
+  try {
+    boot = parseRuleset(written);
+  } catch (err) {
+    return `${file} as this save wrote it cannot be read to check it: ${err instanceof Error ? err.message : err}`;
+  }
+  const message = lockoutOf(live, boot, origin, `${file} as this save wrote it (the ruleset the host loads at boot)`);
+  return message && `${message} after its next reboot`;
+}
+
+/** What to do about a boot file bootLockoutOf refused. */
+export const BOOT_SSH_ADVICE =
+  "Keep a rule that accepts SSH in the boot files (persist: true on the PortRule that accepts it, or a hand-made " +
+  "rule) and run pulumi up again";

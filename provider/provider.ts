@@ -619,6 +619,7 @@ async function updateRule(_id: string, olds: PortRuleState, news: RuleInputs & {
       tag: olds.tag,
       rules: recordedRules(olds),
       persist: news.persist,
+      handMade: handMadeOf(olds),
     });
     outs.persisted = news.persist
       ? { mechanism: facts.persistence.mechanism, files: filesOf(facts.persistence.files, fams) }
@@ -631,6 +632,25 @@ export async function remove(id: string, props: PortRuleState) {
   dialForeseen();
   return guarded(props.connection, () => removeRule(id, props));
 }
+
+/**
+ * What destroy puts back where an adopted rule was. With persist: false the hand-made rule was lent to
+ * the PortRule for the runtime only (the boot files kept holding it, untagged: persist.ts, ADOPTED), so
+ * destroy gives it back as it was, untagged at its line with its counters, and the boot files and the
+ * live ruleset agree again; the operator's rule (an SSH accept, say) never goes away with the PortRule.
+ * With persist: true the PortRule owns it, in the boot files too, and destroy removes it.
+ */
+function givenBack(props: PortRuleState): DeleteRequest["giveBack"] {
+  if (props.persist || !props.adopted) return undefined;
+  const fams = families(props.ipVersion).filter((f) => props.adopted[familyName(f)]);
+  return fams.length ? Object.fromEntries(fams.map((f) => [f, twinOf(props, f)])) : undefined;
+}
+
+/** An adopted rule's recorded text and the hand-made rule it was, per family it adopted. */
+const handMadeOf = (props: PortRuleState) =>
+  families(props.ipVersion)
+    .filter((f) => props.adopted?.[familyName(f)] && props.rules[familyName(f)])
+    .map((f) => ({ rule: props.rules[familyName(f)]!, handMade: twinOf(props, f) }));
 
 async function removeRule(_id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
@@ -645,8 +665,11 @@ async function removeRule(_id: string, props: PortRuleState) {
     persist: props.persist,
     guard: deleteGuard(props, logger()),
     freshConfirm: mayLockOut(props, "delete"),
+    giveBack: givenBack(props),
     rollbackAfter: props.rollbackAfter,
   });
+  for (const p of Object.values(deleted))
+    if (p?.reason.startsWith("gave back")) logger().info?.(`${props.host}: ${p.reason}`);
   // Gone from the tables iptables uses now, but maybe still in the other backend's: say so.
   const absent = families(props.ipVersion).filter((f) => !deleted[f]);
   await agent.refuseIfSwitched(props.table, props.chain, props.tag, rules, absent);

@@ -1,7 +1,10 @@
 // Persistence with the host's own mechanism, as remote shell text (pure): which mechanism a host
 // has, who owns its firewall policy, and the save that writes the live ruleset to the rules files.
 // Rules created with `persist: false` are kept out of the files: their tags are listed in a file
-// under /run, which disappears at reboot together with the rules themselves.
+// under /run, which disappears at reboot together with the rules themselves. A hand-made rule adopted
+// with `persist: false` is lent to its PortRule for the runtime only: the files go on holding it as
+// the hand-made rule it was (untagged), as a save before the adoption would have written it, so
+// adopting never takes a rule out of the boot files (destroy gives it back: plan.ts, giveBack).
 import type { Ruleset } from "../rules";
 import { shellQuote } from "../ssh";
 import { heredoc, iptables, section } from "./protocol";
@@ -17,6 +20,19 @@ export interface Persistence {
 
 /** Tags of live rules that must not be saved (persist: false). */
 export const TRANSIENT = "/run/pulumi-iptables.transient";
+
+/** Rules adopted with persist: false, one a line: the tagged rule, a tab, the hand-made rule the
+ * files hold in its place. */
+export const ADOPTED = "/run/pulumi-iptables.adopted";
+
+/** The boot files as they were before the last save, put back when that save is refused. */
+export const PREVIOUS = "/run/pulumi-iptables.previous";
+
+/** An adopted rule (as `iptables -S` prints it, tagged) and the hand-made rule it was. */
+export interface HandMade {
+  rule: string;
+  handMade: string;
+}
 
 /** Prints "<mechanism> <v4 file> <v6 file>": netfilter-persistent with its iptables plugins
  * (Debian, Ubuntu); the iptables-services layout (RHEL and relatives); otherwise the distribution's
@@ -74,9 +90,11 @@ export function ownerError(owner: string, target: string): string {
  * atomically (temp file in the same directory, mode kept, rename).
  */
 export interface PersistChange {
-  /** Tags to add to / remove from the transient list. */
+  /** Tags to add to / remove from the transient list (and, for `persistent`, the adopted list). */
   transient: string[];
   persistent: string[];
+  /** Rules adopted with persist: false, for the adopted list. */
+  handMade?: HandMade[];
   /** Save the ruleset (otherwise only the list is updated). */
   save: boolean;
   /** Tags each of the families' saved files must hold, and tags no saved file may hold. */
@@ -84,21 +102,36 @@ export interface PersistChange {
   absent: string[];
 }
 
-export function saveScript(p: Persistence, change: PersistChange): string {
+export function saveScript(p: Persistence, change: PersistChange, readBack?: Family): string {
   const list = (tags: string[]) => heredoc(tags.join("\n"));
   const lines: string[] = [`T=${TRANSIENT}`, `touch "$T"`];
+  if (change.save || change.handMade?.length || change.persistent.length) lines.push(`A=${ADOPTED}`, `touch "$A"`);
   if (change.transient.length) lines.push(`cat >> "$T" ${list(change.transient)}`);
+  if (change.handMade?.length)
+    lines.push(`cat >> "$A" ${list(change.handMade.map((h) => `${h.rule}\t${h.handMade}`))}`);
   if (change.persistent.length)
-    lines.push(`grep -vxF -f /dev/stdin "$T" > "$T.new" ${list(change.persistent)}`, `mv -f "$T.new" "$T"`);
+    lines.push(
+      `grep -vxF -f /dev/stdin "$T" > "$T.new" ${list(change.persistent)}`,
+      `mv -f "$T.new" "$T"`,
+      `grep -vF -f /dev/stdin "$A" > "$A.new" ${list(change.persistent)}`,
+      `mv -f "$A.new" "$A"`,
+    );
   // In a subshell: its `exit` ends the save, not the conversation (and its lock).
   const script = () => section("persist", { script: `(\n${lines.join("\n")}\n)` });
   if (!change.save) return script();
   const [v4, v6] = p.files.map(shellQuote);
+  // The files as they were, for a save that is refused (unsaveScript).
+  lines.push(
+    `P=${PREVIOUS}; rm -rf "$P" && mkdir -p "$P" || exit 1`,
+    `[ ! -e ${v4} ] || cp -p ${v4} "$P/4" || exit 1`,
+    `[ ! -e ${v6} ] || cp -p ${v6} "$P/6" || exit 1`,
+  );
   // The transient list keeps only tags of rules that are live: a persist: false rule removed by hand
   // must not keep a later rule with its tag out of the files.
   lines.push(`live=$(mktemp) || exit 1
 if { iptables-save; ip6tables-save; } > "$live" 2>/dev/null; then
   while IFS= read -r t; do [ -z "$t" ] || ! grep -qF -- "$t" "$live" || printf '%s\\n' "$t"; done < "$T" > "$T.new" && mv -f "$T.new" "$T"
+  awk -F '\t' 'NR == FNR { live[$0]; next } $1 in live' "$live" "$A" > "$A.new" && mv -f "$A.new" "$A"
 fi
 rm -f "$live"`);
   // write FILE COMMAND: COMMAND's output, without transient rules, atomically into FILE, with the
@@ -107,6 +140,9 @@ rm -f "$live"`);
   d=$(dirname "$1"); mkdir -p "$d" || return 1
   tmp=$(mktemp "$d/.pulumi-iptables.XXXXXX") || return 1
   if [ -n "$2" ]; then $2 > "$tmp.all" || { rm -f "$tmp" "$tmp.all"; return 1; }; else cp "$1" "$tmp.all" || { rm -f "$tmp" "$tmp.all"; return 1; }; fi
+  # An adopted rule with persist: false goes in as the hand-made rule it was (before the transient
+  # filter, which would drop it with the tag of its other family's inserted rule).
+  if [ -s "$A" ]; then awk -F '\t' 'NR == FNR { m[$1] = $2; next } $0 in m { $0 = m[$0] } { print }' "$A" "$tmp.all" > "$tmp.map" && mv -f "$tmp.map" "$tmp.all"; fi || { rm -f "$tmp" "$tmp.all" "$tmp.map"; return 1; }
   if [ -e "$1" ]; then cp -p "$1" "$tmp"; else chmod 0640 "$tmp"; fi || { rm -f "$tmp" "$tmp.all"; return 1; }
   # grep exits 1 when it selects no line (an empty ruleset, e.g. no ip6tables rules at all): not an error.
   if [ -s "$T" ]; then grep -vF -f "$T" "$tmp.all" > "$tmp"; [ $? -le 1 ]; else cat "$tmp.all" > "$tmp"; fi || { rm -f "$tmp" "$tmp.all"; return 1; }
@@ -132,5 +168,15 @@ rm -f "$live"`);
     lines.push(
       `! grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files still hold ${tag}" >&2; exit 1; }`,
     );
-  return script();
+  const read = readBack && section("boot", ["sed", "-n", "/^\\*filter/,/^COMMIT/p", p.files[readBack === 4 ? 0 : 1]]);
+  return read ? `${script()}\nif [ "$c" = 0 ]; then\n${read}\nfi` : script();
+}
+
+/** Puts the boot files back as they were before the last save (absent if they were absent). */
+export function unsaveScript(p: Persistence): string {
+  const put = p.files.map(
+    (file, i) =>
+      `if [ -e "$P/${i === 0 ? 4 : 6}" ]; then cp -p "$P/${i === 0 ? 4 : 6}" ${shellQuote(`${file}.pulumi-iptables`)} && mv -f ${shellQuote(`${file}.pulumi-iptables`)} ${shellQuote(file)}; else rm -f ${shellQuote(file)}; fi || exit 1`,
+  );
+  return section("unsave", { script: [`P=${PREVIOUS}`, `[ -d "$P" ] || exit 1`, ...put].join("\n") });
 }

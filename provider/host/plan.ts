@@ -4,10 +4,10 @@
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
 import { findRule, impostors, placeRule, ruleText, shown } from "../rules";
-import type { Ruleset } from "../rules";
-import { adoptLines, findTwin } from "./adopt";
+import type { Rule, Ruleset } from "../rules";
+import { adoptLines, asReplace, findTwin } from "./adopt";
 import { HostError } from "./errors";
-import type { PersistChange } from "./persist";
+import type { HandMade, PersistChange } from "./persist";
 import { ownerError } from "./persist";
 import { FAMILIES } from "./protocol";
 import type { Family } from "./protocol";
@@ -77,6 +77,8 @@ export function planOne(
     if (!found) return { next: rs }; // already gone: success
     // The restore lines are the recorded text (which the listed rule is exactly), never listed text.
     const text = textOf(req, f)!;
+    const handMade = req.giveBack?.[f];
+    if (handMade !== undefined && found.chain === chain) return giveBack(found, text, handMade, rs, table);
     const planned = {
       line: found.line,
       reason: "delete",
@@ -143,6 +145,28 @@ export function planOne(
       undo: [asDelete(text)],
     },
     next: withInserted(rs, table, chain, line, text),
+  };
+}
+
+/** The adopted rule `found` replaced by the hand-made rule it was, at its line with its counters (no
+ * guard: the verdict does not change). */
+function giveBack(
+  found: Rule,
+  text: string,
+  handMade: string,
+  rs: Ruleset,
+  table: string,
+): { planned: Planned; next: Ruleset } {
+  const counters = { packets: found.counters?.packets ?? 0, bytes: found.counters?.bytes ?? 0 };
+  return {
+    planned: {
+      line: found.line,
+      reason: `gave back: line ${found.line} holds the hand-made rule again (${handMade}), counters kept`,
+      rule: text,
+      apply: [asReplace(handMade, found.line, counters)],
+      undo: [asReplace(text, found.line, counters)],
+    },
+    next: withInserted(withDeleted(rs, table, found.chain, found.line), table, found.chain, found.line, handMade),
   };
 }
 
@@ -232,6 +256,15 @@ export const asksSave = (req: ChangeRequest) => req.persist || req.kind === "per
 /** Tags to add to the transient list before applying (kept out of the files from the start). */
 export const transientTags = (reqs: ChangeRequest[]) =>
   reqs.filter((r) => r.kind !== "delete" && !r.persist).map((r) => r.tag);
+
+/** The rules of the batch adopted with persist: false: the files hold the hand-made rule in their place. */
+export const handMadeKept = (reqs: ChangeRequest[], plans: ReadonlyMap<ChangeRequest, Plan>): HandMade[] =>
+  reqs.flatMap((r) => {
+    if (r.persist || r.kind === "delete") return [];
+    if (r.kind === "persist") return r.handMade ?? [];
+    const planned = Object.values(plans.get(r) ?? {});
+    return planned.flatMap((p) => (p.adopted && p.twin ? [{ rule: p.rule, handMade: p.twin.rule }] : []));
+  });
 
 /** What the persistence step does after confirming: tags that leave the transient list, and the
  * save for the requests that ask for it; undefined if nothing. */

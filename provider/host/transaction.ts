@@ -22,13 +22,15 @@ import type { Review } from "./confirm";
 import { HostError } from "./errors";
 import { listing, listings, out, saves, withDeadline } from "./facts";
 import type { Facts } from "./facts";
-import { saveScript } from "./persist";
+import { BOOT_SSH_ADVICE, bootLockoutOf } from "../lockout";
+import { saveScript, unsaveScript } from "./persist";
 import {
   asksSave,
   familiesOf,
+  handMadeKept,
+  impostorWarnings,
   linesOf,
   persistChange,
-  impostorWarnings,
   planBatch,
   textOf,
   transientTags,
@@ -134,6 +136,8 @@ class Transaction {
   private first: Sections = {};
   /** When the shell took the lock (ms). */
   private lockedAt = 0;
+  /** Where the provider's connection comes from: the guards and the boot files' SSH check judge it. */
+  private sshOrigin?: GuardOrigin;
   /** What that answer includes. */
   private listedWant: Want = { listening: false, owner: false, nat: false, nft: false };
 
@@ -160,12 +164,13 @@ class Transaction {
       const origin = await this.origin();
       shell ??= await this.openShell();
       let listed = resumed ? this.resume(resumed) : await this.begin(shell);
+      this.sshOrigin = origin;
       this.plan(listed, origin);
       let saved = true;
       if (this.live.length) {
         const applied = await this.apply(shell, listed);
         listed = await this.review(shell, applied);
-        saved = await this.save(shell, await this.commit(shell));
+        saved = await this.save(shell, await this.commit(shell), listed);
       }
       for (const op of this.live) this.succeed(op);
       // After a failed save the undo changed the ruleset: the next batch starts afresh.
@@ -257,7 +262,8 @@ class Transaction {
   }
 
   private async origin(): Promise<GuardOrigin | undefined> {
-    if (!this.live.some((op) => op.req.kind !== "persist" && op.req.guard)) return undefined;
+    const saves = this.live.some((op) => asksSave(op.req));
+    if (!saves && !this.live.some((op) => op.req.kind !== "persist" && op.req.guard)) return undefined;
     return withDeadline(
       this.session.origin(),
       this.limits.step,
@@ -346,7 +352,8 @@ class Transaction {
     if (!touched.length && !transient.length) return listed;
     const parts = ["c=0"];
     if (transient.length) {
-      const change = { transient, persistent: [], save: false, present: [], absent: [] };
+      const handMade = handMadeKept(this.reqs(), plans);
+      const change = { transient, handMade, persistent: [], save: false, present: [], absent: [] };
       parts.push(saveScript(this.host!.persistence, change));
     }
     if (touched.length) {
@@ -457,7 +464,7 @@ class Transaction {
    */
   private async commit(shell: Shell): Promise<Sections | undefined> {
     const change = persistChange(this.reqs());
-    const saving = change && saveScript(this.host!.persistence, change);
+    const saving = change && saveScript(this.host!.persistence, change, this.bootFamily());
     const saveAlone = () => (saving ? shell.step("saving the ruleset", saving) : undefined);
     if (!this.armed) return saveAlone();
     this.phase = "committing";
@@ -512,35 +519,47 @@ class Transaction {
   /** The save's outcome (in `answer`, see commit): a failed save undoes the runtime change of the
    * requests that asked for it (checked by a listing), then saves again from what is live. Returns
    * whether the ruleset is as the batch left it (no save, or the save succeeded). */
-  private async save(shell: Shell, answer?: Sections): Promise<boolean> {
-    if (!persistChange(this.reqs())) return true;
+  private async save(shell: Shell, answer: Sections | undefined, listed: Listings): Promise<boolean> {
+    const change = persistChange(this.reqs());
+    if (!change) return true;
     const persistence = this.host!.persistence;
     const saved = answer?.persist;
-    if (saved?.code === 0) return true;
+    const lockout = saved?.code === 0 && change.save ? this.bootLockout(answer!, listed) : undefined;
+    if (saved?.code === 0 && !lockout) return true;
     const savers = this.reqs().filter(asksSave);
     const failed = savers.length ? savers : this.reqs();
-    const why = (saved?.err ?? "no answer")
-      .split("\n")
-      .filter((l) => !l.startsWith("run-parts: executing"))
-      .join("\n");
-    const head = `saving the ruleset on ${this.target} with ${persistence.mechanism} to ${persistence.files.join(" and ")} failed: ${why}`;
+    const why =
+      lockout ??
+      (saved?.err ?? "no answer")
+        .split("\n")
+        .filter((l) => !l.startsWith("run-parts: executing"))
+        .join("\n");
+    const head = lockout
+      ? `saving the ruleset on ${this.target} with ${persistence.mechanism} was refused: ${lockout}`
+      : `saving the ruleset on ${this.target} with ${persistence.mechanism} to ${persistence.files.join(" and ")} failed: ${why}`;
     const plans = new Map(failed.map((r) => [r, this.plans.get(r) ?? {}]));
     const undo = this.families.flatMap((f) => {
       const lines = linesOf(plans, f).undo;
       return lines.length ? [restoreStep(f, this.table, lines, this.limits)] : [];
     });
+    // A refused save puts the files back as they were; a failed one saves again from what is live.
+    const unsave = lockout ? [unsaveScript(persistence)] : [];
     const undone = await shell.step(
-      "undoing the change after the failed save",
-      [...undo, saves(this.families, this.table)].join("\n"),
+      lockout ? "undoing the change after the refused save" : "undoing the change after the failed save",
+      [...undo, ...unsave, saves(this.families, this.table)].join("\n"),
     );
     const left = this.notUndone(listings(undone, this.families, this.target), failed);
-    if (savers.length) {
+    if (lockout && undone.unsave?.code !== 0)
+      left.push(`putting ${persistence.files.join(" and ")} back failed: ${undone.unsave?.err || "no answer"}`);
+    if (savers.length && !lockout) {
       const again = { transient: [], persistent: [], save: true, present: [], absent: [] };
       await shell.step("saving the ruleset again", saveScript(persistence, again));
     }
     const tail = left.length
       ? `; undoing the change did not take: ${left.join("; ")}`
-      : ", so the change was undone (a listing shows it)";
+      : lockout
+        ? `, so the change was undone (a listing shows it) and ${persistence.files.join(" and ")} were put back as they were. ${BOOT_SSH_ADVICE}`
+        : ", so the change was undone (a listing shows it)";
     const error = new HostError(head + tail, {
       kind: "save",
       target: this.target,
@@ -549,6 +568,28 @@ class Transaction {
     });
     this.failWhere((r) => failed.includes(r), error);
     return false;
+  }
+
+  /** The family whose boot file a save reads back for the SSH check: the provider's own, where this
+   * batch lists the filter table of it (the live side of the comparison). */
+  private bootFamily(): Family | undefined {
+    const o = this.sshOrigin;
+    const f: Family | undefined = o && (o.clientAddress.includes(":") ? 6 : 4);
+    return f && this.table === "filter" && this.families.includes(f) ? f : undefined;
+  }
+
+  /**
+   * Would the boot file this save wrote stop accepting new SSH connections from the provider, where
+   * the live ruleset (`listed`, after the batch) accepts them? Judged by the lockout guard's model on
+   * the file as read back (its filter table). Says why, or nothing.
+   */
+  private bootLockout(answer: Sections, listed: Listings): string | undefined {
+    const f = this.bootFamily();
+    if (!f) return undefined;
+    const file = this.host!.persistence.files[f === 4 ? 0 : 1];
+    const boot = answer.boot;
+    if (boot?.code !== 0) return `${file} could not be read back to check it: ${boot?.err || "no answer"}`;
+    return bootLockoutOf(listed.get(f)!, boot.out, this.sshOrigin!, file);
   }
 
   /** The error, with what may be on the host now and what the host does about it by itself. */

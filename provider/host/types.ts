@@ -2,7 +2,7 @@
 import type { Backend, Position, Ruleset } from "../rules";
 import type { Twin } from "./adopt";
 import type { Beside } from "./beside";
-import type { Persistence } from "./persist";
+import type { HandMade, Persistence } from "./persist";
 import type { Family } from "./protocol";
 
 /** Where the provider's connection comes from, as far as the lockout guard needs it. */
@@ -52,6 +52,9 @@ export interface DeleteRequest {
    * listing (parsed) with the rule and without it. */
   guard?: (origin: GuardOrigin, family: Family, before: Ruleset, after: Ruleset) => string | undefined;
   freshConfirm?: boolean;
+  /** A rule adopted with persist: false is given back, not deleted: per family, the hand-made rule
+   * (as `iptables -S` prints it) that takes its place, at its line with its counters. */
+  giveBack?: Partial<Record<Family, string>>;
 }
 
 /** A rule's persist flag changed: save the ruleset with it in (true) or without it (false). */
@@ -65,6 +68,8 @@ export interface PersistRequest {
   rules: Partial<Record<Family, string>>;
   persist: boolean;
   freshConfirm?: undefined;
+  /** Turned off on an adopted rule: the hand-made rule the files hold in its place, per family. */
+  handMade?: HandMade[];
 }
 
 export type ChangeRequest = InsertRequest | DeleteRequest | PersistRequest;

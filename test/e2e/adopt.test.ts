@@ -1,6 +1,7 @@
 // Issue 16, "How it must be shown", adoption: a rule made by hand (`iptables -A INPUT -p tcp --dport 8080
 // -j DROP`) brought under management with `adopt: true` under the real `pulumi` CLI: same line,
-// counters kept, destroy removes it; without adopt, create warns and names it. Run inside the lab:
+// counters kept, destroy gives it back untagged (persist false: it was lent; issue 20.3); without adopt,
+// create warns and names it. Run inside the lab:
 //   npm run build && bash test/lab/in-lab.sh npx vitest run test/e2e/adopt.test.ts
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../lab/lab";
@@ -49,7 +50,7 @@ describe("adopting a hand-made DROP 8080 (nf_tables)", () => {
     ]);
   });
 
-  it("with adopt: preview says what up will take over; up tags it at line 2 with its counters; refresh and destroy treat it as ours", async () => {
+  it("with adopt: preview says what up will take over; up tags it at line 2 with its counters; refresh treats it as ours; destroy gives it back", async () => {
     const before = await input(h);
     const counted = before[1].packets;
     expect(counted).toBeGreaterThan(0);
@@ -82,8 +83,12 @@ describe("adopting a hand-made DROP 8080 (nf_tables)", () => {
     expect(refreshed.packets).toBeGreaterThan(counted); // the probe after up counted too
     expect(refreshed.effective).toBe(true);
 
-    await ok(p.destroy());
-    expect((await input(h)).map((r) => r.text)).toEqual([before[0].text, before[2].text]);
-    expect(await lab.probe(h, 8080, { timeoutSec: 2 })).toBe("open");
+    // persist false: the hand-made rule was lent to the PortRule; destroy gives it back untagged, counters kept.
+    const destroyed = await ok(p.destroy());
+    expect(all(destroyed)).toContain(`gave back: line 2 holds the hand-made rule again (${TWIN})`);
+    const given = await input(h);
+    expect(given.map((r) => r.text)).toEqual(before.map((r) => r.text));
+    expect(given[1].packets).toBeGreaterThan(counted);
+    expect(await lab.probe(h, 8080, { timeoutSec: 1 })).toBe("timeout");
   });
 });

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { adoptLines, findTwin } from "../../../provider/host/adopt";
+import { handMadeKept, planBatch } from "../../../provider/host/plan";
+import type { ChangeRequest, HostFacts } from "../../../provider/host/types";
 import { check, makeTag, parseRuleset, renderRule, ruleText } from "../../../provider/rules";
 import { BACKENDS, ROOT } from "../../fixtures/captures";
 
@@ -63,4 +65,90 @@ describe("adopting a rule made by hand", () => {
     );
     expect(lines.undo).toBe("-R INPUT 3 -c 7 420 -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP");
   });
+});
+
+describe("an adoption with persist: false, in the boot files and on destroy (captured transcripts)", () => {
+  const facts: HostFacts = {
+    backend: "nf_tables",
+    version: "1.8.9",
+    hostKeyFingerprint: "SHA256:x",
+    persistence: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
+  };
+  const ctx = { target: "root@198.18.0.10:22", facts, origin: { clientAddress: "198.18.0.1", serverPort: 22 } };
+  const twinText = ruleText("INPUT", renderRule(inputs({}), 4));
+  const tagged = ruleText("INPUT", renderRule(inputs({}), 4, TAG));
+  const INPUT = (text: string) =>
+    parseRuleset(text)
+      .tables.get("filter")!
+      .chains.get("INPUT")!
+      .rules.map((r) => [r.line, r.text]);
+
+  it("persist turned off on an adopted rule: the files are to hold the hand-made rule again", () => {
+    const off: ChangeRequest = {
+      kind: "persist",
+      table: "filter",
+      chain: "INPUT",
+      families: [4],
+      tag: TAG,
+      rules: { 4: tagged },
+      persist: false,
+      handMade: [{ rule: tagged, handMade: twinText }],
+    };
+    expect(handMadeKept([off], new Map())).toEqual([{ rule: tagged, handMade: twinText }]);
+    expect(handMadeKept([{ ...off, persist: true }], new Map())).toEqual([]);
+  });
+
+  for (const backend of BACKENDS) {
+    const read = (f: string) => readFileSync(join(ROOT, "adopt", backend, f), "utf8");
+    it(`${backend}: the files are to hold the hand-made rule; persisted, the tagged one`, () => {
+      const adopt = (persist: boolean): ChangeRequest => ({
+        kind: "insert",
+        table: "filter",
+        chain: "INPUT",
+        specs: { 4: renderRule(inputs({}), 4, TAG) },
+        tag: TAG,
+        position: "auto",
+        persist,
+        twins: { 4: twinText },
+        adopt: true,
+      });
+      const listed = new Map([[4 as const, parseRuleset(read("before.txt"))]]);
+      for (const persist of [false, true]) {
+        const req = adopt(persist);
+        const { plans } = planBatch([req], listed, ctx);
+        expect(plans.get(req)?.[4]?.adopted).toBe(true);
+        expect(handMadeKept([req], plans)).toEqual(persist ? [] : [{ rule: tagged, handMade: twinText }]);
+      }
+    });
+
+    it(`${backend}: destroy gives the hand-made rule back at its line with its counters; no guard asked`, () => {
+      const guard = () => "must not be asked: the verdict does not change";
+      const del: ChangeRequest = {
+        kind: "delete",
+        table: "filter",
+        chain: "INPUT",
+        families: [4],
+        tag: TAG,
+        rules: { 4: tagged },
+        persist: false,
+        guard,
+        giveBack: { 4: twinText },
+      };
+      const { plans, failed, expected } = planBatch([del], new Map([[4, parseRuleset(read("after.txt"))]]), ctx);
+      expect(failed.size).toBe(0);
+      expect(plans.get(del)?.[4]).toMatchObject({
+        line: 2,
+        rule: tagged,
+        apply: [`-R INPUT 2 -c 7 420 ${twinText.slice("-A INPUT ".length)}`],
+        undo: [`-R INPUT 2 -c 7 420 ${tagged.slice("-A INPUT ".length)}`],
+      });
+      // What the host holds after it is what it held before the adoption.
+      const given = expected.get(4)!.tables.get("filter")!.chains.get("INPUT")!.rules;
+      expect(given.map((r) => [r.line, r.text])).toEqual(INPUT(read("before.txt")));
+      // Without giveBack (persist: true), destroy removes it.
+      const removal = { ...del, giveBack: undefined, guard: undefined };
+      const removed = planBatch([removal], new Map([[4, parseRuleset(read("after.txt"))]]), ctx);
+      expect(removed.plans.get(removal)?.[4]?.apply).toEqual([tagged.replace(/^-A /, "-D ")]);
+    });
+  }
 });

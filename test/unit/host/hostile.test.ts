@@ -189,12 +189,13 @@ const deleteReq: ChangeRequest = {
   persist: false,
 };
 
-/** The iptables-restore lines (rule lines) inside a script's here-documents. */
+/** The rule lines inside a script's here-documents: iptables-restore input, and the adopted list's
+ * tab-separated pairs of rules. */
 function restoreLines(script: string): string[] {
   const out: string[] = [];
   const doc = /<<\S*?(@@PIT_[0-9a-f]+)\S*\n([\s\S]*?)\n\1/g;
   for (let m = doc.exec(script); m; m = doc.exec(script))
-    out.push(...m[2].split("\n").filter((l) => /^-[ADIR] /.test(l)));
+    out.push(...m[2].split(/[\n\t]/).filter((l) => /^-[ADIR] /.test(l)));
   return out;
 }
 

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { DETECT, OWNER, saveScript } from "../../../provider/host/persist";
+import { DETECT, OWNER, saveScript, unsaveScript } from "../../../provider/host/persist";
 import type { Persistence } from "../../../provider/host/persist";
 import { besideListing } from "../../../provider/host/beside";
 import { armStep, confirmStep, REAP } from "../../../provider/host/commit";
@@ -51,6 +51,24 @@ const SCRIPTS: Record<string, string> = {
   owner: OWNER,
   "save (netfilter-persistent)": save(debian),
   "save (iptables-save)": save(alpine),
+  "save (an adoption kept as the hand-made rule, the file read back)": saveScript(
+    debian,
+    {
+      transient: [TAG],
+      persistent: [],
+      handMade: [
+        {
+          rule: `-A INPUT -p tcp -m tcp --dport 22 -m comment --comment "${TAG}" -j ACCEPT`,
+          handMade: "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+        },
+      ],
+      save: true,
+      present: [],
+      absent: [TAG],
+    },
+    4,
+  ),
+  unsave: unsaveScript(debian),
   section: section("x", ["iptables", "-S"], "input\n"),
   beside: besideListing([4, 6]),
 };

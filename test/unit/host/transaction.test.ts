@@ -228,6 +228,86 @@ describe("the boot files", () => {
   });
 });
 
+describe("the boot files' SSH check", () => {
+  const persisted = { persist: true };
+  // Live, SSH is let in only by a runtime-only (persist: false) PortRule's rule, which the files leave out.
+  const SSH =
+    '-A INPUT -p tcp -m tcp --dport 22 -m comment --comment "pulumi-iptables:web/prod/ssh/0123456789ab" -j ACCEPT';
+  const live = insertRuleText(guide(4), "filter", "INPUT", 3, SSH);
+  const after = insertRuleText(live, "filter", "INPUT", 4, text(4, persisted));
+  /** The boot file as read back: the live ruleset without the runtime-only rule, or with it untagged. */
+  const file = (withSsh: boolean) =>
+    withSsh ? insertRuleText(guide(4), "filter", "INPUT", 3, "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT") : guide(4);
+  const steps = (boot: string, more: StepAnswer[] = []): StepAnswer[] => [
+    first({ save4: live }, { owner: {} }),
+    { arm: {}, restore4: {}, save4: { out: after } },
+    { confirm: { out: "confirmed" }, persist: {}, boot: { out: boot } },
+    ...more,
+  ];
+
+  it("a save whose file lets the provider in passes; the file of the provider's family is read back", async () => {
+    const host = new FakeHost(steps(file(true)));
+    const res = await agentOn(host).change(insert(persisted));
+    expect(res.persisted?.files).toEqual(["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"]);
+    expect(host.scripts[2]).toMatch(
+      /'@@pit-begin %s %s\\n' "\$PIT_M" boot\n.*sed -n '\/\^\\\*filter\/,\/\^COMMIT\/p' \/etc\/iptables\/rules\.v4/,
+    );
+    expectValidShell(host);
+  });
+
+  it("a save whose file would lock SSH out is refused: the change undone, the files put back, checked by a listing", async () => {
+    const host = new FakeHost(steps(file(false), [{ restore4: {}, unsave: {}, save4: { out: live } }]));
+    const e = await failure(agentOn(host).change(insert(persisted)));
+    expect(e.message).toBe(
+      "saving the ruleset on root@198.18.0.10:22 with netfilter-persistent was refused: /etc/iptables/rules.v4 as this " +
+        "save wrote it (the ruleset the host loads at boot) would lock the provider out of the host: new SSH connections " +
+        `from 198.18.0.1 to port 22 are accepted now (by ${SSH}), and would then be refused (by the INPUT policy DROP), ` +
+        "so no later pulumi refresh, up or destroy could reach it after its next reboot, so the change was undone (a " +
+        "listing shows it) and /etc/iptables/rules.v4 and /etc/iptables/rules.v6 were put back as they were. Keep a " +
+        "rule that accepts SSH in the boot files (persist: true on the PortRule that accepts it, or a hand-made rule) " +
+        "and run pulumi up again",
+    );
+    const undo = host.scripts[3];
+    expect(undo).toContain(`-D INPUT ${text(4, persisted).slice("-A INPUT ".length)}`);
+    expect(undo).toMatch(/'@@pit-begin %s %s\\n' "\$PIT_M" unsave\n/);
+    expect(host.scripts).toHaveLength(4); // no second save: the files were put back
+    expectValidShell(host);
+  });
+
+  it("is not asked of a change that saves nothing (a persist: false delete only updates the lists)", async () => {
+    const host = new FakeHost([
+      first({ save4: live }),
+      { arm: {}, restore4: {}, save4: { out: guide(4) } },
+      { confirm: { out: "confirmed" }, persist: {} },
+    ]);
+    const tag = "pulumi-iptables:web/prod/ssh/0123456789ab";
+    const res = await agentOn(host).change({
+      kind: "delete",
+      table: "filter",
+      chain: "INPUT",
+      families: [4],
+      tag,
+      rules: { 4: SSH },
+      persist: false,
+      guard: () => undefined, // the origin is known: the check could be made, but nothing is saved
+    });
+    expect(res.families[4]?.rule).toBe(SSH);
+    expect(host.scripts[2]).not.toMatch(/' boot\n/);
+  });
+
+  it("a refused save whose files cannot be put back says so", async () => {
+    const host = new FakeHost(
+      steps(file(false), [
+        { restore4: {}, unsave: { code: 1, err: "cp: Read-only file system" }, save4: { out: live } },
+      ]),
+    );
+    const e = await failure(agentOn(host).change(insert(persisted)));
+    expect(e.message).toMatch(
+      /; undoing the change did not take: putting \/etc\/iptables\/rules\.v4 and \/etc\/iptables\/rules\.v6 back failed: cp: Read-only file system$/,
+    );
+  });
+});
+
 describe("deadlines and lost connections", () => {
   it("a step that never answers fails at its deadline, says what may be on the host and when it reverts", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });

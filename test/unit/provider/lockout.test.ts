@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { withDeleted, withInserted } from "../../../provider/host/ruleset-text";
-import { lockoutOf, sshFate } from "../../../provider/lockout";
+import { bootLockoutOf, lockoutOf, sshFate } from "../../../provider/lockout";
 import type { SshOrigin } from "../../../provider/lockout";
 import { chainOf, parseRuleset } from "../../../provider/rules";
 import type { Ruleset } from "../../../provider/rules";
@@ -96,3 +96,58 @@ describe("lockoutOf", () => {
     });
   });
 });
+
+describe("bootLockoutOf: the boot file a save wrote, read back, against the live ruleset", () => {
+  const FILE = "/etc/iptables/rules.v4";
+  /** A transcript without the lines that contain `part`, as a save that left those rules out writes it. */
+  const leaving = (name: string, part: string) =>
+    text(name)
+      .split("\n")
+      .filter((l) => !l.includes(part))
+      .join("\n");
+
+  it("a file that lets the provider in, as the live ruleset does, passes", () => {
+    expect(bootLockoutOf(fixture("ends-in-drop"), text("ends-in-drop"), origin, FILE)).toBeUndefined();
+    // Live by a tagged rule, in the file as the hand-made rule it was (an adoption with persist: false).
+    const live = withRule(fixture("allow-guide"), OURS).rs;
+    const file = insertRuleLine(text("allow-guide"), "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT");
+    expect(bootLockoutOf(live, file, origin, FILE)).toBeUndefined();
+  });
+
+  it("a file that would refuse new SSH connections the live ruleset accepts says by which rule, and what to do", () => {
+    const message = bootLockoutOf(fixture("ends-in-drop"), leaving("ends-in-drop", "--dport 22"), origin, FILE);
+    expect(message).toBe(
+      `${FILE} as this save wrote it (the ruleset the host loads at boot) would lock the provider out of the host: ` +
+        "new SSH connections from 198.18.5.1 to port 22 are accepted now (by -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT), " +
+        "and would then be refused (by -A INPUT -j DROP), so no later pulumi refresh, up or destroy could reach it " +
+        "after its next reboot",
+    );
+    // Through a user chain: the admin network's SSH-ADMIN accepts 198.18.0.5; a file without the jump does not.
+    const admin = { clientAddress: "198.18.0.5", serverPort: 22 };
+    expect(bootLockoutOf(fixture("host-firewall"), text("host-firewall"), admin, FILE)).toBeUndefined();
+    expect(bootLockoutOf(fixture("host-firewall"), leaving("host-firewall", "-j SSH-ADMIN"), admin, FILE)).toMatch(
+      /accepted now \(by -A SSH-ADMIN -s 198\.18\.0\.5\/32 -j ACCEPT\), and would then be refused/,
+    );
+  });
+
+  it("is not this save's doing where the live ruleset refuses them too", () => {
+    expect(bootLockoutOf(fixture("allow-guide"), text("allow-guide"), origin, FILE)).toBeUndefined();
+    // From an address SSH-ADMIN rejects: refused live and in the file.
+    const other = { clientAddress: "198.18.7.1", serverPort: 22 };
+    expect(
+      bootLockoutOf(fixture("host-firewall"), leaving("host-firewall", "-j SSH-ADMIN"), other, FILE),
+    ).toBeUndefined();
+  });
+
+  it("a file it cannot read is a refusal, with why", () => {
+    const broken = insertRuleLine(text("ends-in-drop"), '-A INPUT -m comment --comment "unterminated -j ACCEPT');
+    expect(bootLockoutOf(fixture("ends-in-drop"), broken, origin, FILE)).toMatch(
+      /^\/etc\/iptables\/rules\.v4 as this save wrote it cannot be read to check it: .*unterminated quote/,
+    );
+  });
+});
+
+/** The transcript with `rule` as the first rule of the filter table. */
+function insertRuleLine(save: string, rule: string): string {
+  return save.replace(/^(:OUTPUT .*)$/m, `$1\n${rule}`);
+}
