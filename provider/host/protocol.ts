@@ -119,6 +119,10 @@ export const LOCK_UNAVAILABLE = 3;
  * flock on fd 9 of LOCK_FILE where flock exists, otherwise the link LOCK_LINK (released by the
  * shell's EXIT trap through $PIT_HOLDS). Waits at most `wait` seconds, or as long as it takes. The
  * one way to take the lock: transactions and the rollback watchdog both use it.
+ *
+ * Every pass of the link loop either makes progress (a stale link broken: try again at once) or
+ * sleeps and checks the deadline; a link that cannot be made or broken three passes in a row
+ * (a read-only or full /run) ends with LOCK_UNAVAILABLE, a live holder at the deadline with 1.
  */
 export function takeLock(wait?: number): string {
   const flock = wait === undefined ? "flock 9" : `flock -w ${wait} 9`;
@@ -137,22 +141,24 @@ else
     if [ -z "$pit_holder" ]; then
       # No link to wait for: it was just released (try again), or it cannot be made at all.
       pit_fails=$((pit_fails + 1))
-      [ "$pit_fails" -lt 3 ] && continue
-      echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; pit_rc=${LOCK_UNAVAILABLE}; break
-    fi
-    pit_fails=0
-    if [ ! -d "/proc/$pit_holder" ]; then
+    elif [ -d "/proc/$pit_holder" ]; then
+      pit_fails=0
+    elif pit_why=$(ln -s $$ ${BREAK_LINK} 2>&1); then
       # A stale link is broken under ${BREAK_LINK}, and only while it still names the dead holder: two
       # takers that saw the same dead holder must not both break it (the second would remove the
       # first's fresh link, and both would hold the lock).
-      if ln -s $$ ${BREAK_LINK} 2>/dev/null; then
-        [ "$(readlink ${LOCK_LINK} 2>/dev/null)" != "$pit_holder" ] || rm -f ${LOCK_LINK}
-        rm -f ${BREAK_LINK}
-      else
-        pit_breaker=$(readlink ${BREAK_LINK} 2>/dev/null)
-        [ -z "$pit_breaker" ] || [ -d "/proc/$pit_breaker" ] || rm -f ${BREAK_LINK}
-      fi
-      continue
+      [ "$(readlink ${LOCK_LINK} 2>/dev/null)" != "$pit_holder" ] || pit_why=$(rm -f ${LOCK_LINK} 2>&1)
+      rm -f ${BREAK_LINK}
+      [ "$(readlink ${LOCK_LINK} 2>/dev/null)" = "$pit_holder" ] || continue
+      pit_fails=$((pit_fails + 1))
+    else
+      # Another taker is breaking it; one that died doing so leaves ${BREAK_LINK}, removed here.
+      pit_breaker=$(readlink ${BREAK_LINK} 2>/dev/null)
+      if [ -z "$pit_breaker" ]; then pit_fails=$((pit_fails + 1))
+      elif [ ! -d "/proc/$pit_breaker" ]; then pit_why=$(rm -f ${BREAK_LINK} 2>&1) || pit_fails=$((pit_fails + 1)); fi
+    fi
+    if [ "$pit_fails" -ge 3 ]; then
+      echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; pit_rc=${LOCK_UNAVAILABLE}; break
     fi${timedOut}
     sleep 0.1 2>/dev/null || sleep 1
   done
