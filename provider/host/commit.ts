@@ -6,7 +6,7 @@
 // a pending directory found by a later transaction (which holds the lock) belongs to a transaction
 // that can no longer be confirmed, and is reverted at once.
 import { shellQuote } from "../ssh";
-import { FAMILIES, iptables, section, takeLock } from "./protocol";
+import { FAMILIES, iptables, LOCK_IDENTITY, section, takeLock } from "./protocol";
 import type { Family, Limits } from "./protocol";
 
 /** Pending transactions: one directory each, named by its id. */
@@ -46,9 +46,10 @@ function watchdogScript(id: string, limits: Limits): string {
   const d = shellQuote(txDir(id));
   return [
     `d=${d}`,
-    `echo $$ >"$d/pid"`,
+    LOCK_IDENTITY,
+    `echo "$PIT_ME" >"$d/pid"`,
     // A pid link it holds goes when it exits (a stale one is removed by the next taker in any case).
-    `PIT_HOLDS=; trap '[ -z "$PIT_HOLDS" ] || rm -f "$PIT_HOLDS"' EXIT`,
+    `PIT_HOLDS=; trap pit_release EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM`,
     `sleep ${limits.rollbackAfter}`,
     `${takeLock()} || exit 1`,
     `[ -d "$d" ] && sh "$d/revert" 9>&-`,
@@ -79,12 +80,17 @@ export function armStep(id: string, table: string, undo: Partial<Record<Family, 
   return section("arm", { script: parts.join("\n") });
 }
 
+/** Stops the watchdog of "$d" (its process group), only while its pid still names it (pid and start
+ * time: a pid reused by another process is left alone). Needs LOCK_IDENTITY. */
+const STOP_WATCHDOG = `p=$(cat "$d/pid" 2>/dev/null); ! pit_alive "$p" || kill -- "-\${p%%:*}" 2>/dev/null || kill "\${p%%:*}" 2>/dev/null`;
+
 /** Confirms a transaction: its watchdog stopped, its directory removed. Prints "confirmed". */
 export function confirmStep(id: string): string {
   const d = shellQuote(txDir(id));
   return section("confirm", {
-    script: `d=${d}; [ -d "$d" ] || { echo "transaction ${id} is no longer pending (reverted?)" >&2; exit 1; }
-p=$(cat "$d/pid" 2>/dev/null); [ -n "$p" ] && { kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; }
+    script: `${LOCK_IDENTITY}
+d=${d}; [ -d "$d" ] || { echo "transaction ${id} is no longer pending (reverted?)" >&2; exit 1; }
+${STOP_WATCHDOG}
 rm -rf "$d" && echo confirmed`,
   });
 }
@@ -95,10 +101,11 @@ rm -rf "$d" && echo confirmed`,
  */
 export const REAP = section("reap", {
   script: `[ -d ${TX_DIR} ] || exit 0
+${LOCK_IDENTITY}
 for d in ${TX_DIR}/*; do
   case "$d" in *.reverted) continue ;; esac
   [ -f "$d/revert" ] || continue
-  p=$(cat "$d/pid" 2>/dev/null); [ -n "$p" ] && { kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; }
+  ${STOP_WATCHDOG}
   sh "$d/revert" && echo "\${d##*/}"
 done; true`,
 });

@@ -1,5 +1,5 @@
 // The host lock where flock(1) is missing (the embedded busybox + dropbear host): the provider takes
-// /run/pulumi-iptables.lock-pid, an atomic symlink to its shell's pid, waits while a live process
+// /run/pulumi-iptables.lock-pid, an atomic symlink to its shell (pid:starttime), waits while a live process
 // holds it, takes over a link whose holder is gone, and releases it when its conversation ends.
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
