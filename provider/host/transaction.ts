@@ -288,11 +288,15 @@ class Transaction {
         { kind: "lock-busy", target: this.target, command: "lock", status: first.lock?.code, stderr: first.lock?.err },
       );
     }
-    const reaped = first.reap?.out.trim();
-    if (reaped)
+    // Each line "<id> reverted" or "<id> NOT reverted: <why>" (see REAP).
+    const reaped = (first.reap?.out ?? "").split("\n").filter(Boolean);
+    const reverted = reaped.filter((l) => l.endsWith(" reverted")).map((l) => l.split(" ")[0]);
+    if (reverted.length)
       this.session.log.warn?.(
-        `${this.target}: reverted unconfirmed changes of an earlier run (${reaped.split("\n").join(", ")})`,
+        `${this.target}: reverted unconfirmed changes of an earlier run (${reverted.join(", ")})`,
       );
+    for (const l of reaped.filter((l) => !l.endsWith(" reverted")))
+      this.session.log.warn?.(`${this.target}: unconfirmed changes of an earlier run: ${l}`);
     this.host = this.facts.of(first, this.families);
     this.first = first;
     this.listedWant = want;
@@ -343,10 +347,14 @@ class Transaction {
     const second = await shell.step("applying the change", parts.join("\n"));
     this.armed = second.arm?.code === 0;
     const after = listings(second, this.families, this.target);
-    const before = transient.length ? second.persist : second.arm;
-    if (before?.code !== 0) {
-      const what = transient.length ? "keeping persist: false rules out of the rules files" : "arming the rollback";
-      this.unapplied(`${what} on ${this.target} failed: ${before?.err || before?.out || "no answer"}`, after);
+    // Each step before the restores must have succeeded (the restores ran only if they did).
+    const before = [
+      ...(transient.length ? [["keeping persist: false rules out of the rules files", second.persist] as const] : []),
+      ...(touched.length ? [["arming the rollback", second.arm] as const] : []),
+    ].find(([, s]) => s?.code !== 0);
+    if (before) {
+      const [what, s] = before;
+      this.unapplied(`${what} on ${this.target} failed: ${s?.err || s?.out || "no answer"}`, after);
     }
     const refused = touched.find((f) => second[`restore${f}`]?.code !== 0);
     if (refused) await this.refused(shell, refused, second, touched.slice(0, touched.indexOf(refused)), after);
