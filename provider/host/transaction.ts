@@ -267,10 +267,10 @@ class Transaction {
   /** Lock, revert what earlier runs left unconfirmed, list. */
   private async begin(shell: Shell): Promise<Listings> {
     const want = this.want();
+    // Nothing but taking the lock runs before the lock is held.
     const script = [
       preamble(this.limits) + lock(this.limits),
-      REAP,
-      listing(this.facts.known, this.families, this.table, want),
+      ifOk(`${REAP}\n${listing(this.facts.known, this.families, this.table, want)}`),
     ];
     const first = await shell.step("taking the lock and listing the rules", script.join("\n"));
     if (first.lock?.code === LOCK_UNAVAILABLE)

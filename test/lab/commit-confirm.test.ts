@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { armStep, REAP, TX_DIR } from "../../provider/host/commit";
 import { TRANSIENT } from "../../provider/host/persist";
-import { limitsFor, parseSections, preamble } from "../../provider/host/protocol";
+import { limitsFor, lock, parseSections, preamble } from "../../provider/host/protocol";
 import { check, create } from "../../provider/provider";
 import { closeAll } from "../../provider/ssh";
 import { Lab } from "./lab";
@@ -89,5 +89,44 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
     // Reported once: nothing pending or reverted is left, and the next REAP says nothing.
     expect(await pending()).toBe("");
     expect((await remote(REAP)).reap?.out).toBe("");
+  });
+
+  it("issue 21.2: a stack whose lock wait runs out reverts nothing and lists nothing (REAP runs only under the lock)", async () => {
+    const rule = ["INPUT", "-p", "tcp", "--dport", "9201", "-j", "ACCEPT"];
+    await h.iptables(4, ["-A", ...rule]);
+    // Another stack's transaction in flight: armed, its rule applied, not yet confirmed.
+    expect(
+      (await remote(armStep("bbbbbbbbbbb1", "filter", { 4: [`-D ${rule.join(" ")}`] }, limitsFor(5, 600)))).arm?.code,
+    ).toBe(0);
+    // That stack's shell holds the lock (the provider's own lock text) for longer than our wait.
+    const holder = h.exec([
+      "sh",
+      "-c",
+      `${preamble(limitsFor(5, 600))}${lock(limitsFor(5, 600))}\n: >/run/pit-held; sleep 12`,
+    ]);
+    await h.waitFor(
+      async () => (await h.exec(["test", "-e", "/run/pit-held"])).code === 0,
+      "the other stack's lock",
+      10_000,
+    );
+    // A connection of its own, so that its perDialTimeout (1 s: a lock wait of 5 s) is the one used.
+    await closeAll();
+    const { inputs, failures } = await check(
+      {},
+      {
+        connection: { ...h.connection(), perDialTimeout: 1 },
+        port: 8121,
+        action: "DROP",
+        identity: { project: "commit", stack: "lab", name: "busy" },
+      },
+    );
+    expect(failures).toEqual([]);
+    await expect(create(inputs as any)).rejects.toThrow(/could not take the host's lock on \S+ within 5s/);
+    // The other stack's change is untouched: still applied, still pending for that stack to confirm.
+    expect((await h.iptables(4, ["-C", ...rule])).code).toBe(0);
+    expect(await pending()).toBe("bbbbbbbbbbb1");
+    await holder;
+    await h.sh("rm -f /run/pit-held");
+    expect((await remote(REAP)).reap?.out).toBe("bbbbbbbbbbb1 reverted");
   });
 });
