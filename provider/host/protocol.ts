@@ -128,8 +128,9 @@ export const idleGuard = (idleSec: number) => ({
 });
 
 /** Where flock(1) is missing (busybox built without the applet, as Debian's is): the lock is this
- * symlink, whose target is the holder's identity ("pid:starttime", see LOCK_IDENTITY). Creating a symlink is atomic and fails when it exists;
- * a link whose holder is gone (killed before its cleanup ran) is removed by the next taker. */
+ * symlink, whose target is the holder's identity ("pid:starttime", see LOCK_IDENTITY). Creating a
+ * symlink is atomic and fails when it exists; a link whose holder is gone (killed before its cleanup
+ * ran) is removed by the next taker. */
 export const LOCK_LINK = `${LOCK_FILE}-pid`;
 
 /** Held while a stale LOCK_LINK is broken (see takeLock). */
@@ -141,8 +142,9 @@ export const LOCK_UNAVAILABLE = 3;
 /**
  * Shell text that takes the host's lock for the shell running it, which holds it until it exits:
  * flock on fd 9 of LOCK_FILE where flock exists, otherwise the link LOCK_LINK (released by the
- * shell's EXIT trap through $PIT_HOLDS; LOCK_IDENTITY must be defined). Waits at most `wait` seconds, or as long as it takes. The
- * one way to take the lock: transactions and the rollback watchdog both use it.
+ * shell's EXIT trap through $PIT_HOLDS; LOCK_IDENTITY must be defined). Waits at most `wait` seconds,
+ * or as long as it takes. The one way to take the lock: transactions and the rollback watchdog both
+ * use it.
  *
  * Every pass of the link loop either makes progress (a stale link broken: try again at once) or
  * sleeps and checks the deadline; a link that cannot be made or broken three passes in a row
