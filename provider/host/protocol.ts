@@ -99,27 +99,51 @@ export function framed(script: string): Framed {
 }
 
 /**
+ * A process's identity on the host, as shell functions: `pit_id PID` prints "PID:STARTTIME" (field 22
+ * of /proc/PID/stat, the start time in clock ticks since boot), so a pid reused by another process is
+ * never taken for the one it named; `pit_alive ID` says whether ID (or a bare pid, as older versions
+ * wrote) is still that process; $PIT_ME is this shell's; `pit_release` removes the lock link
+ * ($PIT_HOLDS) only while it still names this shell. The preamble and the watchdog define them before
+ * they take the lock.
+ */
+export const LOCK_IDENTITY = [
+  `pit_id() { pit_s=; { read -r pit_s <"/proc/$1/stat"; } 2>/dev/null; pit_s=\${pit_s##*) }; set -- "$1" $pit_s; [ $# -ge 21 ] && echo "$1:\${21}"; }`,
+  `pit_alive() { case \${1%%:*} in ""|*[!0-9]*) return 1 ;; esac; case $1 in *:*) [ "$(pit_id "\${1%%:*}")" = "$1" ] ;; *) [ -d "/proc/$1" ] ;; esac; }`,
+  "PIT_ME=$(pit_id $$) || PIT_ME=$$",
+  `pit_release() { [ -z "$PIT_HOLDS" ] || [ "$(readlink "$PIT_HOLDS" 2>/dev/null)" != "$PIT_ME" ] || rm -f "$PIT_HOLDS"; }`,
+].join("\n");
+
+/**
  * The preamble of every remote script: a temp file for stderr, removed on exit together with the
- * lock link if this shell holds it (a hang-up or TERM exits through the same cleanup); $PIT_DL, the
- * host-side deadline of each command (coreutils' and busybox's `timeout`; none where there is none);
- * and `pit_idle N`, which ends this shell if no next step arrives within N seconds (0: no limit), so
- * a provider that went silent (a dead link, a killed process) never leaves the lock held.
+ * lock link if this shell holds it (a hang-up, TERM or SIGPIPE exits through the same cleanup);
+ * $PIT_DL, the host-side deadline of each command (coreutils' and busybox's `timeout`; none where
+ * there is none); and `pit_idle N`, which ends this shell if no next step arrives within N seconds
+ * (0: no limit), so a provider that went silent (a dead link, a killed process) never leaves the lock
+ * held. The idle reaper is a subshell that checks every second that its shell (pid and start time)
+ * still lives: it ends within a second of its shell and never kills a process that reused the pid.
+ * Its kill -9 skips the EXIT trap: the link it leaves names a dead identity, which the next taker
+ * breaks (takeLock).
  */
 export function preamble(limits: Limits): string {
   const n = limits.command;
   return [
     "PIT_ERR=$(mktemp) || exit 70",
     "PIT_HOLDS=",
-    // The lock link goes only while it is still this shell's (a taker may have broken it as stale).
-    `trap 'rm -f "$PIT_ERR"; [ -z "$PIT_REAPER" ] || kill "$PIT_REAPER" 2>/dev/null; [ -z "$PIT_HOLDS" ] || [ "$(readlink "$PIT_HOLDS" 2>/dev/null)" != "$$" ] || rm -f "$PIT_HOLDS"' EXIT`,
+    LOCK_IDENTITY,
+    `trap 'rm -f "$PIT_ERR"; [ -z "$PIT_REAPER" ] || kill "$PIT_REAPER" 2>/dev/null; pit_release' EXIT`,
     "trap 'exit 129' HUP",
+    "trap 'exit 141' PIPE",
     "trap 'exit 143' TERM",
     `if timeout -s KILL ${n} true 2>/dev/null; then PIT_DL="timeout -s KILL ${n}"`,
     `elif timeout -s KILL -t ${n} true 2>/dev/null; then PIT_DL="timeout -s KILL -t ${n}"`,
     "else PIT_DL=; fi",
+    `pit_reap() { trap - EXIT HUP PIPE TERM; pit_n=$1`,
+    `  while [ "$(pit_id $$)" = "$PIT_ME" ]; do`,
+    `    [ "$pit_n" -gt 0 ] || { kill -9 $$; rm -f "$PIT_ERR"; exit 0; }`,
+    "    sleep 1; pit_n=$((pit_n - 1))",
+    "  done; }",
     `pit_idle() { [ -z "$PIT_REAPER" ] || kill "$PIT_REAPER" 2>/dev/null; PIT_REAPER=`,
-    // kill -9 skips the EXIT trap: the reaper removes this shell's lock link itself.
-    `  [ "$1" = 0 ] || { sh -c "sleep $1; kill -9 $$; [ \\"\\$(readlink ${LOCK_LINK} 2>/dev/null)\\" != $$ ] || rm -f ${LOCK_LINK}" </dev/null >/dev/null 2>&1 9>&- & PIT_REAPER=$!; }; }`,
+    `  [ "$1" = 0 ] || { pit_reap "$1" </dev/null >/dev/null 2>&1 9>&- & PIT_REAPER=$!; }; }`,
     "",
   ].join("\n");
 }
@@ -132,8 +156,9 @@ export const idleGuard = (idleSec: number) => ({
 });
 
 /** Where flock(1) is missing (busybox built without the applet, as Debian's is): the lock is this
- * symlink, whose target is the holder's pid. Creating a symlink is atomic and fails when it exists;
- * a link whose holder is gone (killed before its cleanup ran) is removed by the next taker. */
+ * symlink, whose target is the holder's identity ("pid:starttime", see LOCK_IDENTITY). Creating a
+ * symlink is atomic and fails when it exists; a link whose holder is gone (killed before its cleanup
+ * ran) is removed by the next taker. */
 export const LOCK_LINK = `${LOCK_FILE}-pid`;
 
 /** Held while a stale LOCK_LINK is broken (see takeLock). */
@@ -145,8 +170,13 @@ export const LOCK_UNAVAILABLE = 3;
 /**
  * Shell text that takes the host's lock for the shell running it, which holds it until it exits:
  * flock on fd 9 of LOCK_FILE where flock exists, otherwise the link LOCK_LINK (released by the
- * shell's EXIT trap through $PIT_HOLDS). Waits at most `wait` seconds, or as long as it takes. The
- * one way to take the lock: transactions and the rollback watchdog both use it.
+ * shell's EXIT trap through $PIT_HOLDS; LOCK_IDENTITY must be defined). Waits at most `wait` seconds,
+ * or as long as it takes. The one way to take the lock: transactions and the rollback watchdog both
+ * use it.
+ *
+ * Every pass of the link loop either makes progress (a stale link broken: try again at once) or
+ * sleeps and checks the deadline; a link that cannot be made or broken three passes in a row
+ * (a read-only or full /run) ends with LOCK_UNAVAILABLE, a live holder at the deadline with 1.
  */
 export function takeLock(wait?: number): string {
   const flock = wait === undefined ? "flock 9" : `flock -w ${wait} 9`;
@@ -154,33 +184,35 @@ export function takeLock(wait?: number): string {
   const timedOut =
     wait === undefined
       ? ""
-      : `\n    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK} (the lock on a host without flock) is held by process $pit_holder" >&2; break; fi`;
+      : `\n    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK} (the lock on a host without flock) is held by process \${pit_holder%%:*}" >&2; break; fi`;
   return `if command -v flock >/dev/null 2>&1; then
   exec 9>>${LOCK_FILE} && ${flock}
 else
   ${end}pit_fails=0; pit_rc=1
   while :; do
-    if pit_why=$(ln -s $$ ${LOCK_LINK} 2>&1); then PIT_HOLDS=${LOCK_LINK}; break; fi
+    if pit_why=$(ln -s "$PIT_ME" ${LOCK_LINK} 2>&1); then PIT_HOLDS=${LOCK_LINK}; break; fi
     pit_holder=$(readlink ${LOCK_LINK} 2>/dev/null)
     if [ -z "$pit_holder" ]; then
       # No link to wait for: it was just released (try again), or it cannot be made at all.
       pit_fails=$((pit_fails + 1))
-      [ "$pit_fails" -lt 3 ] && continue
-      echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; pit_rc=${LOCK_UNAVAILABLE}; break
-    fi
-    pit_fails=0
-    if [ ! -d "/proc/$pit_holder" ]; then
+    elif pit_alive "$pit_holder"; then
+      pit_fails=0
+    elif pit_why=$(ln -s "$PIT_ME" ${BREAK_LINK} 2>&1); then
       # A stale link is broken under ${BREAK_LINK}, and only while it still names the dead holder: two
       # takers that saw the same dead holder must not both break it (the second would remove the
       # first's fresh link, and both would hold the lock).
-      if ln -s $$ ${BREAK_LINK} 2>/dev/null; then
-        [ "$(readlink ${LOCK_LINK} 2>/dev/null)" != "$pit_holder" ] || rm -f ${LOCK_LINK}
-        rm -f ${BREAK_LINK}
-      else
-        pit_breaker=$(readlink ${BREAK_LINK} 2>/dev/null)
-        [ -z "$pit_breaker" ] || [ -d "/proc/$pit_breaker" ] || rm -f ${BREAK_LINK}
-      fi
-      continue
+      [ "$(readlink ${LOCK_LINK} 2>/dev/null)" != "$pit_holder" ] || pit_why=$(rm -f ${LOCK_LINK} 2>&1)
+      rm -f ${BREAK_LINK}
+      [ "$(readlink ${LOCK_LINK} 2>/dev/null)" = "$pit_holder" ] || continue
+      pit_fails=$((pit_fails + 1))
+    else
+      # Another taker is breaking it; one that died doing so leaves ${BREAK_LINK}, removed here.
+      pit_breaker=$(readlink ${BREAK_LINK} 2>/dev/null)
+      if [ -z "$pit_breaker" ]; then pit_fails=$((pit_fails + 1))
+      elif ! pit_alive "$pit_breaker"; then pit_why=$(rm -f ${BREAK_LINK} 2>&1) || pit_fails=$((pit_fails + 1)); fi
+    fi
+    if [ "$pit_fails" -ge 3 ]; then
+      echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; pit_rc=${LOCK_UNAVAILABLE}; break
     fi${timedOut}
     sleep 0.1 2>/dev/null || sleep 1
   done

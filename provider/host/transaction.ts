@@ -283,10 +283,10 @@ class Transaction {
   /** Lock, revert what earlier runs left unconfirmed, list. */
   private async begin(shell: Shell): Promise<Listings> {
     const want = this.want();
+    // Nothing but taking the lock runs before the lock is held.
     const script = [
       preamble(this.limits) + lock(this.limits),
-      REAP,
-      listing(this.facts.known, this.families, this.table, want),
+      ifOk(`${REAP}\n${listing(this.facts.known, this.families, this.table, want)}`),
     ];
     const first = await shell.step("taking the lock and listing the rules", script.join("\n"));
     if (first.lock?.code === LOCK_UNAVAILABLE)
@@ -304,11 +304,15 @@ class Transaction {
         { kind: "lock-busy", target: this.target, command: "lock", status: first.lock?.code, stderr: first.lock?.err },
       );
     }
-    const reaped = first.reap?.out.trim();
-    if (reaped)
+    // Each line "<id> reverted" or "<id> NOT reverted: <why>" (see REAP).
+    const reaped = (first.reap?.out ?? "").split("\n").filter(Boolean);
+    const reverted = reaped.filter((l) => l.endsWith(" reverted")).map((l) => l.split(" ")[0]);
+    if (reverted.length)
       this.session.log.warn?.(
-        `${this.target}: reverted unconfirmed changes of an earlier run (${reaped.split("\n").join(", ")})`,
+        `${this.target}: reverted unconfirmed changes of an earlier run (${reverted.join(", ")})`,
       );
+    for (const l of reaped.filter((l) => !l.endsWith(" reverted")))
+      this.session.log.warn?.(`${this.target}: unconfirmed changes of an earlier run: ${l}`);
     this.host = this.facts.of(first, this.families);
     this.first = first;
     this.listedWant = want;

@@ -1,5 +1,5 @@
 // The host lock where flock(1) is missing (the embedded busybox + dropbear host): the provider takes
-// /run/pulumi-iptables.lock-pid, an atomic symlink to its shell's pid, waits while a live process
+// /run/pulumi-iptables.lock-pid, an atomic symlink to its shell (pid:starttime), waits while a live process
 // holds it, takes over a link whose holder is gone, and releases it when its conversation ends.
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -76,8 +76,7 @@ describe("the lock on a host without flock", () => {
   });
 
   it("says so, naming flock, when the lock link cannot be made at all (read-only /run)", async () => {
-    // The last test's conversation ends a moment after its batch: its link must be gone before /run turns
-    // read-only (a link left there could not be removed, and would be waited for).
+    // No link at all: the last test's conversation has released it.
     await h.waitFor(async () => (await link()) === "", "the lock link to be released", 10_000);
     const before = await h.ruleset(4);
     await h.sh("mount -o remount,ro /run");
@@ -87,6 +86,24 @@ describe("the lock on a host without flock", () => {
       );
     } finally {
       await h.sh("mount -o remount,rw /run");
+    }
+    expect(await h.ruleset(4)).toBe(before);
+  });
+
+  it("issue 21.8: a stale link to a dead process on a read-only /run ends with 'cannot be made', not at the step's deadline", async () => {
+    // What a fresh machine's CI run met: a link left by a shell that died without its cleanup (killed by
+    // its idle reaper, or the link's removal failed), then /run read-only. It can neither be broken nor
+    // made: the taker must say so at once instead of spinning until the step's deadline.
+    await h.waitFor(async () => (await link()) === "", "the lock link to be released", 10_000);
+    const before = await h.ruleset(4);
+    const dead = (await h.sh("sh -c 'echo $$'")).trim();
+    await h.sh(`ln -s ${dead} ${LINK} && mount -o remount,ro /run`);
+    try {
+      await expect(create(await inputs("ro-stale", 8104))).rejects.toThrow(
+        /could not take the lock on \S+: this host has no flock, and the lock link \/run\/pulumi-iptables\.lock-pid cannot be made: .*Read-only file system/,
+      );
+    } finally {
+      await h.sh(`mount -o remount,rw /run && rm -f ${LINK}`);
     }
     expect(await h.ruleset(4)).toBe(before);
   });
