@@ -76,7 +76,12 @@ describe("adopting a rule made by hand", () => {
     // Planned against a listing where the twin is line 2: a writer that ignores the lock may insert above it
     // before the restore runs. Every line that takes a rule out names it by its exact text (a restore whose
     // rule is gone fails as a whole); a line number only says where a rule goes in (-I), never what goes out.
-    const facts: HostFacts = { backend: "nf_tables", version: "1.8.9", hostKeyFingerprint: "SHA256:x" };
+    const facts: HostFacts = {
+      backend: "nf_tables",
+      version: "1.8.9",
+      hostKeyFingerprint: "SHA256:x",
+      persistence: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
+    };
     const ctx = { target: "root@198.18.0.10:22", facts };
     const twinText = ruleText("INPUT", renderRule(inputs({}), 4));
     const tagged = ruleText("INPUT", renderRule(inputs({}), 4, TAG));
