@@ -472,7 +472,7 @@ export async function read(id: string, props: PortRuleState) {
 async function readRule(id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);
   const live = await listed(agent, props);
-  if (families(props.ipVersion).every((f) => !live.families[f])) return { id: "", props: {} };
+  if (isGone(props, live)) return { id: "", props: {} };
   return { id, props: withLive(props, live) };
 }
 
@@ -491,6 +491,12 @@ async function listed(agent: HostAgent, props: PortRuleState): Promise<ReadResul
   );
   return live;
 }
+
+/** Whether refresh drops the rule from state: no family lists it, and no rule carries its tag either
+ * (one that does may be this rule printed in another form, say after an iptables upgrade: state keeps
+ * it, missing, and a warning names that rule). Pure. */
+export const isGone = (props: PortRuleState, live: ReadResult): boolean =>
+  families(props.ipVersion).every((f) => !live.families[f] && !live.carried.includes(f));
 
 /** The state as a listing shows the rule: its lines, counters and shadowing; the families the listing
  * does not show are `missing`. Pure. */
@@ -645,16 +651,27 @@ export async function remove(id: string, props: PortRuleState) {
  * With persist: true the PortRule owns it, in the boot files too, and destroy removes it.
  */
 function givenBack(props: PortRuleState): DeleteRequest["giveBack"] {
-  if (props.persist || !props.adopted) return undefined;
-  const fams = families(props.ipVersion).filter((f) => props.adopted[familyName(f)]);
-  return fams.length ? Object.fromEntries(fams.map((f) => [f, twinOf(props, f)])) : undefined;
+  const made = handMadeRules(props);
+  return props.persist || !Object.keys(made).length ? undefined : made;
+}
+
+/** The hand-made rule each adopted family took over, as recorded at create (not as this version
+ * would render it). */
+function handMadeRules(props: PortRuleState): Partial<Record<Family, string>> {
+  return Object.fromEntries(
+    families(props.ipVersion).flatMap((f) => {
+      const adopted = props.adopted?.[familyName(f)];
+      return adopted ? [[f, adopted.rule]] : [];
+    }),
+  );
 }
 
 /** An adopted rule's recorded text and the hand-made rule it was, per family it adopted. */
 const handMadeOf = (props: PortRuleState) =>
-  families(props.ipVersion)
-    .filter((f) => props.adopted?.[familyName(f)] && props.rules[familyName(f)])
-    .map((f) => ({ rule: props.rules[familyName(f)]!, handMade: twinOf(props, f) }));
+  Object.entries(handMadeRules(props)).flatMap(([f, handMade]) => {
+    const rule = props.rules[familyName(Number(f) as Family)];
+    return rule && handMade ? [{ rule, handMade }] : [];
+  });
 
 async function removeRule(_id: string, props: PortRuleState) {
   const agent = await agentOf(props.connection, props);

@@ -80,10 +80,12 @@ export class HostAgent {
     const families = FAMILIES.filter((f) => rules[f] !== undefined);
     const beside = table === "filter" ? besideWant([{ chain, target }]) : {};
     const sections = await this.list(table, families, beside);
-    const result: ReadResult = { facts: this.facts.of(sections, families), families: {} };
+    const result: ReadResult = { facts: this.facts.of(sections, families), families: {}, carried: [] };
     for (const f of families) {
       const rs = rulesetOf(sections, f, this.session.target);
-      for (const w of impostorWarnings(rs, table, tag, rules[f]!, this.session.target)) this.session.log.warn?.(w);
+      const warnings = impostorWarnings(rs, table, tag, rules[f]!, this.session.target);
+      for (const w of warnings) this.session.log.warn?.(w);
+      if (warnings.length) result.carried.push(f);
       const found = findRule(rs, table, chain, rules[f]!);
       if (found) {
         result.families[f] = {

@@ -106,16 +106,20 @@ export function saveScript(p: Persistence, change: PersistChange, readBack?: Fam
   const list = (tags: string[]) => heredoc(tags.join("\n"));
   const lines: string[] = [`T=${TRANSIENT}`, `touch "$T"`];
   if (change.save || change.handMade?.length || change.persistent.length) lines.push(`A=${ADOPTED}`, `touch "$A"`);
-  if (change.transient.length) lines.push(`cat >> "$T" ${list(change.transient)}`);
+  // Every list update is checked: a list cut short (a full /run) would let other stacks' persist: false
+  // rules into the boot files. grep exits 1 when it keeps no line, which is no error here.
+  const without = (file: string, grep: string) =>
+    `{ ${grep} -f /dev/stdin "${file}" > "${file}.new" ${list(change.persistent)}\n[ $? -le 1 ]; } && mv -f "${file}.new" "${file}" || exit 1`;
+  const appended = (file: string, items: string[]) => `cat >> "${file}" ${list(items)}\n[ $? = 0 ] || exit 1`;
+  if (change.transient.length) lines.push(appended("$T", change.transient));
   if (change.handMade?.length)
-    lines.push(`cat >> "$A" ${list(change.handMade.map((h) => `${h.rule}\t${h.handMade}`))}`);
-  if (change.persistent.length)
     lines.push(
-      `grep -vxF -f /dev/stdin "$T" > "$T.new" ${list(change.persistent)}`,
-      `mv -f "$T.new" "$T"`,
-      `grep -vF -f /dev/stdin "$A" > "$A.new" ${list(change.persistent)}`,
-      `mv -f "$A.new" "$A"`,
+      appended(
+        "$A",
+        change.handMade.map((h) => `${h.rule}\t${h.handMade}`),
+      ),
     );
+  if (change.persistent.length) lines.push(without("$T", "grep -vxF"), without("$A", "grep -vF"));
   // In a subshell: its `exit` ends the save, not the conversation (and its lock).
   const script = () => section("persist", { script: `(\n${lines.join("\n")}\n)` });
   if (!change.save) return script();
@@ -130,8 +134,8 @@ export function saveScript(p: Persistence, change: PersistChange, readBack?: Fam
   // must not keep a later rule with its tag out of the files.
   lines.push(`live=$(mktemp) || exit 1
 if { iptables-save; ip6tables-save; } > "$live" 2>/dev/null; then
-  while IFS= read -r t; do [ -z "$t" ] || ! grep -qF -- "$t" "$live" || printf '%s\\n' "$t"; done < "$T" > "$T.new" && mv -f "$T.new" "$T"
-  awk -F '\t' 'NR == FNR { live[$0]; next } $1 in live' "$live" "$A" > "$A.new" && mv -f "$A.new" "$A"
+  while IFS= read -r t; do [ -z "$t" ] || ! grep -qF -- "$t" "$live" || printf '%s\\n' "$t"; done < "$T" > "$T.new" && mv -f "$T.new" "$T" || exit 1
+  awk -F '\t' 'NR == FNR { live[$0]; next } $1 in live' "$live" "$A" > "$A.new" && mv -f "$A.new" "$A" || exit 1
 fi
 rm -f "$live"`);
   // write FILE COMMAND: COMMAND's output, without transient rules, atomically into FILE, with the

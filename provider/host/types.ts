@@ -126,4 +126,7 @@ export interface RuleState {
 export interface ReadResult {
   facts: HostFacts;
   families: Partial<Record<Family, RuleState>>;
+  /** Families whose listing holds rules that carry the tag but are not exactly the recorded rule
+   * (named in a warning): the rule may be live in another form, so it is not called gone. */
+  carried: Family[];
 }

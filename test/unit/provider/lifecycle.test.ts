@@ -10,6 +10,7 @@ import {
   mustVerify,
   putBackState,
   successorOf,
+  isGone,
   withLive,
 } from "../../../provider/provider";
 import type { PortRuleState } from "../../../provider/provider";
@@ -171,6 +172,7 @@ describe("an update after a host key change (issue 20.4): the rule is verified, 
       persistence: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
     } as ReadResult["facts"],
     families,
+    carried: [],
   });
   const ruleState = (line: number, packets: number, shadowedBy?: string): RuleState => ({
     line,
@@ -195,6 +197,13 @@ describe("an update after a host key change (issue 20.4): the rule is verified, 
     expect(mustVerify(pinned, { ...pinned, persist: true }, NEW_KEY)).toBe(false);
     // State written before fingerprints were recorded.
     expect(mustVerify({ ...olds, hostKeyFingerprint: undefined } as any, olds, OLD_KEY)).toBe(true);
+  });
+
+  it("refresh drops the rule only when no rule carries its tag either (it may be printed in another form)", async () => {
+    const r = await recorded();
+    expect(isGone(r, listing({}))).toBe(true);
+    expect(isGone(r, { ...listing({}), carried: [6] })).toBe(false);
+    expect(isGone(r, listing({ 4: ruleState(7, 9) }))).toBe(false);
   });
 
   it("a listing that shows neither family: both missing, no line, no counters, not effective", async () => {
