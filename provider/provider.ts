@@ -193,6 +193,11 @@ export async function diff(_id: string, olds: Props, news: Props) {
 /** Old rules (by tag) whose replacement opted in to a lockout (`allowLockout: true` in the new inputs). */
 const replacedOptIn = new Set<string>();
 
+/** Has the operator opted in to a lockout by this rule's change: its own allowLockout, or, for the old rule
+ * of a replacement, the new inputs'. The guards and the choice of a fresh confirmation ask this alike. */
+const optedIn = (r: RuleInputs & { tag?: string }) =>
+  r.allowLockout === true || (r.tag !== undefined && replacedOptIn.has(r.tag));
+
 /** The provider's packets arrive through INPUT (and the user chains it jumps to), not FORWARD, OUTPUT or
  * Docker's DOCKER-USER (which FORWARD jumps to). */
 const reachesInput = (chain: string) => !["FORWARD", "OUTPUT", DOCKER_USER].includes(chain);
@@ -214,7 +219,7 @@ function insertGuard(inputs: RuleInputs, log: Logger): InsertRequest["guard"] {
     const message =
       `this ${inputs.action} rule on ${inputs.chain} would match the provider's own SSH connection ` +
       `(tcp from ${origin.clientAddress} to port ${origin.serverPort}) and cut it off`;
-    if (inputs.allowLockout) return allowed(message, log);
+    if (optedIn(inputs)) return allowed(message, log);
     return `${message}: narrow "port" or "source", or set allowLockout: true if that is really intended`;
   };
 }
@@ -227,7 +232,6 @@ function insertGuard(inputs: RuleInputs, log: Logger): InsertRequest["guard"] {
 function deleteGuard(props: PortRuleState, log: Logger): DeleteRequest["guard"] {
   // Judged on the filter table, where the listing the guard gets is of the rule's own table.
   if (props.action !== "ACCEPT" || props.table !== "filter" || !reachesInput(props.chain)) return undefined;
-  const optedIn = props.allowLockout || replacedOptIn.has(props.tag);
   return (origin, family, before, after) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
     const message = lockoutOf(
@@ -237,7 +241,7 @@ function deleteGuard(props: PortRuleState, log: Logger): DeleteRequest["guard"] 
       `removing the rule ${props.rules[familyName(family)] ?? props.tag}`,
     );
     if (!message) return undefined;
-    if (optedIn) return allowed(message, log);
+    if (optedIn(props)) return allowed(message, log);
     return (
       `${message}. Keep SSH open first (a rule that accepts it from ${origin.clientAddress}), or, if that is ` +
       `really intended, set allowLockout: true on this PortRule and run pulumi up, then remove or change it`
@@ -256,11 +260,11 @@ function covers(inputs: RuleInputs, port: number): boolean {
  * rules out? A DROP/REJECT on INPUT (or a user chain) that covers the SSH port (the guard reads the
  * existing connection, not new ones), and the delete of an ACCEPT of the SSH port. Such changes are
  * confirmed over a fresh SSH connection, so one that locks the provider out reverts itself. Not
- * with allowLockout: the operator has said the lockout is meant (access moves elsewhere), and the
+ * when opted in (optedIn: the old rule of a replacement by the new inputs' allowLockout): the operator has said the lockout is meant (access moves elsewhere), and the
  * change is confirmed over the transaction's own connection, so it stays.
  */
-export function mayLockOut(inputs: RuleInputs, change: "insert" | "delete"): boolean {
-  if (inputs.allowLockout || ["FORWARD", "OUTPUT", DOCKER_USER].includes(inputs.chain)) return false;
+export function mayLockOut(inputs: RuleInputs & { tag?: string }, change: "insert" | "delete"): boolean {
+  if (optedIn(inputs) || ["FORWARD", "OUTPUT", DOCKER_USER].includes(inputs.chain)) return false;
   const ssh = inputs.protocol === "tcp" && covers(inputs, inputs.connection.port);
   if (change === "delete") return inputs.action === "ACCEPT" && ssh;
   return inputs.action !== "ACCEPT" && ssh;

@@ -4,12 +4,13 @@
  *
  * Per backend, in its own network namespace (pit-fx-<pid>-<n>): loads a chain with rules made by hand
  * (with counters), lists it (`iptables-save -c -t filter` → before.txt), feeds iptables-restore
- * --noflush the line adoptLines() makes for the 8080 DROP (restore.txt), and lists again (after.txt),
+ * --noflush the lines swapLines() makes to adopt the 8080 DROP (restore.txt), and lists again (after.txt),
  * under test/fixtures/adopt/<backend>/. Namespaces are always deleted.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { adoptLines, findTwin } from "../provider/host/adopt";
+import { findTwin } from "../provider/host/adopt";
+import { swapLines } from "../provider/host/plan";
 import { parseRuleset } from "../provider/rules";
 import { BACKENDS, Netns, deleteAll } from "../test/rules-lab/netns";
 
@@ -48,7 +49,7 @@ try {
       const before = must("iptables-save -c -t filter");
       const twin = findTwin(parseRuleset(before), "filter", "INPUT", TWIN);
       if (!twin) throw new Error(`${backend}: the hand-made rule is not listed as ${TWIN}`);
-      const restore = `*filter\n${adoptLines(twin, TAGGED).apply}\nCOMMIT\n`;
+      const restore = `*filter\n${swapLines(twin.rule, TAGGED, twin.line, twin).join("\n")}\nCOMMIT\n`;
       must("iptables-restore --noflush -w 30", restore);
       const after = must("iptables-save -c -t filter");
       const out = join(DIR, backend);

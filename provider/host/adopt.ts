@@ -1,5 +1,5 @@
-// Adopting a rule made by hand (pure): the untagged twin of a rule in its chain, and the
-// iptables-restore lines that tag it in place, keeping its line and its counters.
+// Adopting a rule made by hand (pure): the untagged twin of a rule in its chain (plan.ts swapLines
+// tags it in place, keeping its line and its counters).
 import { chainOf, tagOf } from "../rules";
 import type { Ruleset } from "../rules";
 
@@ -21,13 +21,4 @@ export interface Twin {
 export function findTwin(rs: Ruleset, table: string, chain: string, twin: string): Twin | undefined {
   const r = chainOf(rs, table, chain)?.rules.find((x) => x.text === twin && !tagOf(x));
   return r && { line: r.line, rule: r.text, packets: r.counters?.packets ?? 0, bytes: r.counters?.bytes ?? 0 };
-}
-
-/** `-A CHAIN spec` → `-R CHAIN line -c packets bytes spec`: replaces rule `line` and sets its counters. */
-export const asReplace = (text: string, line: number, c: { packets: number; bytes: number }) =>
-  text.replace(/^-A (\S+) /, `-R $1 ${line} -c ${c.packets} ${c.bytes} `);
-
-/** The restore line that tags the twin in place, and the one that undoes it. */
-export function adoptLines(twin: Twin, tagged: string): { apply: string; undo: string } {
-  return { apply: asReplace(tagged, twin.line, twin), undo: asReplace(twin.rule, twin.line, twin) };
 }

@@ -68,7 +68,7 @@ if [ "$(iptables --version 2>/dev/null | grep -c nf_tables)" = 1 ]; then
   printf '%s\\n' "$tables" | while read -r _ fam name; do
     case "$fam:$name" in ${skip}|:) continue ;; esac
     # A table removed since it was listed (a firewall manager reloading) is not an error.
-    nft -j list table "$fam" "$name" || ! nft list tables | grep -qx "table $fam $name" || exit 1
+    nft -j list table "$fam" "$name" || ! nft list tables | grep -qxF "table $fam $name" || exit 1
   done
 else nft -j list ruleset; fi`,
       }),

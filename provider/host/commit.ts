@@ -27,12 +27,13 @@ const REVERT_LAST = `rm -rf "$p.reverted"; mv "$d" "$p.reverted"; exit $ok`;
 export const CLAIM_LOST = 3;
 
 /**
- * `pit_fit IPTABLES WAIT TABLE FAMILY`: copies iptables-restore input from stdin to stdout with each `-I CHAIN N`
- * put at the nearest line that exists (at most one past the chain's last rule, counted on the host
- * now with `iptables -S CHAIN`, and the lines before it in the same input), so an undo puts a deleted
- * rule back even when the chain has shrunk since. Every line keeps its exact rule text. A line put
- * elsewhere than recorded is announced by a comment line `# moved: ...` above it, which
- * iptables-restore ignores and the revert logs once the line went in.
+ * `pit_fit IPTABLES WAIT TABLE FAMILY`: copies iptables-restore input from stdin to stdout with each
+ * `-I CHAIN N` put at the nearest line that exists (at most one past the chain's last rule, counted on
+ * the host now with `iptables -S CHAIN`, and the lines before it in the same input), so an undo puts a
+ * deleted rule back even when the chain has shrunk since. Every line keeps its exact rule text (and
+ * counters, `-c P B`, as an adoption's swap gives them). A line put elsewhere than recorded is
+ * announced by a comment line `# moved: ...` above it, which iptables-restore ignores and the revert
+ * logs once the line went in.
  */
 const FIT = `pit_fit() { pit_l=
   while IFS= read -r l; do
@@ -43,7 +44,8 @@ const FIT = `pit_fit() { pit_l=
       case $n in ""|*[!0-9]*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c
 "; continue ;; esac
       m=$(( $($1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -c '^-A ') + $(printf '%s' "$pit_l" | grep -cxF "+ $c") - $(printf '%s' "$pit_l" | grep -cxF -- "- $c") + 1 ))
-      [ "$n" -le "$m" ] || { printf '# moved: %s\\n' "$4: put back at line $m of $c, not at line $n as recorded (the chain is shorter now): -A $c $r"; n=$m; }
+      t=$r; case $t in "-c "*) t=\${t#-c * * } ;; esac
+      [ "$n" -le "$m" ] || { printf '# moved: %s\\n' "$4: put back at line $m of $c, not at line $n as recorded (the chain is shorter now): -A $c $t"; n=$m; }
       printf '%s\\n' "-I $c $n $r"; pit_l="$pit_l+ $c
 " ;;
     "-A "*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c

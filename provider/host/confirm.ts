@@ -4,13 +4,13 @@
 // `auto` rule that is shadowed now but was not in the ruleset the plan expected is moved back to where
 // placement says (a few times at most); one that another rule of the same batch shadows, as planned,
 // stays. A deleted rule that is back is deleted again. A request whose rule someone removed, or that
-// cannot be kept in place, is dropped, and its rules (every family) are removed.
+// cannot be kept in place, is dropped, and its rules (every family) are removed (an adopted one given back).
 import { placeRule, shadowing } from "../rules";
 import type { Ruleset } from "../rules";
 import { HostError } from "./errors";
 import { LOCK_FILE } from "./protocol";
 import type { Family } from "./protocol";
-import { asDelete, asInsert, ownRule, textOf } from "./plan";
+import { asDelete, asInsert, ownRule, swapLines, textOf } from "./plan";
 import type { Plan } from "./plan";
 import { withDeleted } from "./ruleset-text";
 import type { ChangeRequest } from "./types";
@@ -86,7 +86,11 @@ export function review(
     if (problem) {
       dropped.set(req, new HostError(problem, { kind: "refusal", target }));
       for (const f of rulesets.keys()) {
-        if (found(f)) fix(f, asDelete(text(f)));
+        const rule = found(f);
+        // An adopted rule is the operator's: it goes back to the hand-made rule it was, where it is now.
+        const twin = plan[f]?.adopted ? plan[f]?.twin : undefined;
+        const counters = { packets: rule?.counters?.packets ?? 0, bytes: rule?.counters?.bytes ?? 0 };
+        if (rule) fix(f, ...(twin ? swapLines(text(f), twin.rule, rule.line, counters) : [asDelete(text(f))]));
       }
     }
   }

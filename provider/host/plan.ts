@@ -5,7 +5,7 @@
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
 import { findRule, impostors, placeRule, ruleText, shown } from "../rules";
 import type { Rule, Ruleset } from "../rules";
-import { adoptLines, asReplace, findTwin } from "./adopt";
+import { findTwin } from "./adopt";
 import { HostError } from "./errors";
 import type { HandMade, PersistChange } from "./persist";
 import { ownerError } from "./persist";
@@ -30,6 +30,19 @@ export interface PlanContext {
 /** `-A CHAIN spec` → `-I CHAIN line spec` / `-D CHAIN spec`, as iptables-restore lines. */
 export const asInsert = (text: string, line: number) => text.replace(/^-A (\S+) /, `-I $1 ${line} `);
 export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
+
+/**
+ * The restore lines that put rule `to` where the exact rule `from` is listed (at `line`), with the
+ * counters `c`, and take `from` out by its text: `-I CHAIN line -c p b to`, `-D CHAIN from`. In one
+ * restore: if `from` is gone the restore fails as a whole and nothing changes, and whatever a writer
+ * that ignores the lock moved meanwhile, no other rule is overwritten (a line alone is never acted on).
+ * The undo is the mirror image, swapLines(to, from, line, c). Inserted first, so that a chain that
+ * shrank above `from` still takes `to` at `line`.
+ */
+export const swapLines = (from: string, to: string, line: number, c: { packets: number; bytes: number }) => [
+  to.replace(/^-A (\S+) /, `-I $1 ${line} -c ${c.packets} ${c.bytes} `),
+  asDelete(from),
+];
 
 /** The request's rule in this family exactly as rendered (tag included): the only listed rule it acts on. */
 export const textOf = (req: ChangeRequest, f: Family): string | undefined =>
@@ -125,9 +138,9 @@ export function planOne(
   if (twin && req.adopt) {
     // The hand-made rule already decides these packets where it is: tag it there (no guard: nothing changes).
     const reason = `adopted: line ${twin.line} held this rule without a tag (${twin.rule}); tagged in place, counters kept (${twin.packets} packets, ${twin.bytes} bytes)`;
-    const lines = adoptLines(twin, text);
+    const [apply, undo] = [swapLines(twin.rule, text, twin.line, twin), swapLines(text, twin.rule, twin.line, twin)];
     return {
-      planned: { line: twin.line, reason, rule: text, twin, adopted: true, apply: [lines.apply], undo: [lines.undo] },
+      planned: { line: twin.line, reason, rule: text, twin, adopted: true, apply, undo },
       next: withInserted(withDeleted(rs, table, chain, twin.line), table, chain, twin.line, text),
     };
   }
@@ -163,8 +176,8 @@ function giveBack(
       line: found.line,
       reason: `gave back: line ${found.line} holds the hand-made rule again (${handMade}), counters kept`,
       rule: text,
-      apply: [asReplace(handMade, found.line, counters)],
-      undo: [asReplace(text, found.line, counters)],
+      apply: swapLines(text, handMade, found.line, counters),
+      undo: swapLines(handMade, text, found.line, counters),
     },
     next: withInserted(withDeleted(rs, table, found.chain, found.line), table, found.chain, found.line, handMade),
   };

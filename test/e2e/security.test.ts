@@ -65,6 +65,58 @@ describe("the lockout guard, removing the rule that lets the provider in", () =>
   });
 });
 
+describe("issue 21.7: allowLockout on a replacement counts for the old rule's removal and its confirmation", () => {
+  it("a replacement with allowLockout whose old rule's removal locks the provider out goes ahead and stays; without it, refused", async () => {
+    const start = `*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n`;
+    // The watchdog reverts an unconfirmed change after rollbackAfter seconds: waiting past it shows what stays.
+    const rollbackAfter = 10;
+    const ssh = (extra: Record<string, unknown> = {}) => [
+      { name: "ssh", args: { port: 22, action: "ACCEPT", rollbackAfter, ...extra } },
+    ];
+    /** A default-DROP host whose SSH is open only through the PortRule "ssh" (port 22), as in the guard test. */
+    const onlyThroughPortRule = async (name: string) => {
+      const host = await lab.addHost({ rules: { v4: start } });
+      const p = await programProject(name, host, ssh());
+      const up = await p.up();
+      expect(up.code, all(up)).toBe(0);
+      expect(
+        (await host.iptables(4, ["-D", "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"])).code,
+      ).toBe(0);
+      return { host, p };
+    };
+    const chain = async (host: LabHost) => (await host.iptables(4, ["-S", "INPUT"])).stdout;
+    const old = (name: string) => new RegExp(`--dport 22 .*pulumi-iptables:${name}/dev/ssh/.* -j ACCEPT`);
+    const moved = (name: string) => new RegExp(`--dport 2222 .*pulumi-iptables:${name}/dev/ssh/.* -j ACCEPT`);
+
+    // Without allowLockout: the replacement's new rule goes in, the old rule's removal is refused.
+    const a = await onlyThroughPortRule("lockrepl");
+    await setRules(a.p, "lockrepl", ssh({ port: 2222 }));
+    const refused = await a.p.up();
+    expect(refused.code, all(refused)).not.toBe(0);
+    expect(all(refused)).toMatch(/would lock the provider out of the host/);
+    expect(all(refused)).toMatch(/set allowLockout: true on this PortRule and run pulumi up, then remove or change it/);
+    await new Promise((r) => setTimeout(r, (rollbackAfter + 3) * 1000));
+    expect(await chain(a.host)).toMatch(old("lockrepl"));
+    expect(await lab.probe(a.host, 22)).toBe("open");
+
+    // With allowLockout on the new inputs: the old rule goes, the up succeeds, and the delete stays.
+    const b = await onlyThroughPortRule("lockoptin");
+    await setRules(b.p, "lockoptin", ssh({ port: 2222, allowLockout: true }));
+    const replaced = await b.p.up();
+    expect(replaced.code, all(replaced)).toBe(0);
+    expect(all(replaced)).toMatch(
+      /warning: (\[runtime\] )?allowLockout is set, so this goes ahead: removing the rule .*--dport 22 .* would lock the provider out/,
+    );
+    // Past the rollback's deadline the old rule is still gone (the provider itself can no longer connect:
+    // the lab's own listing tells).
+    await new Promise((r) => setTimeout(r, (rollbackAfter + 3) * 1000));
+    const after = await chain(b.host);
+    expect(after).not.toMatch(old("lockoptin"));
+    expect(after).toMatch(moved("lockoptin"));
+    expect(await lab.probe(b.host, 22)).toBe("timeout");
+  });
+});
+
 // Canaries: each is a secret that must not appear anywhere the operator or a log collector can read.
 const CANARY = {
   password: "canary-Pw-4J8xQz",

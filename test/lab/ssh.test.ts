@@ -1,7 +1,8 @@
 // The SSH layer against real OpenSSH servers (lab hosts: stock sshd limits). Run inside the lab:
 //   bash test/lab/in-lab.sh npx vitest run test/ssh
+import { ed25519Pair } from "../keys";
 import { execFile, execFileSync } from "node:child_process";
-import { Server, utils } from "ssh2";
+import { Server } from "ssh2";
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -540,7 +541,7 @@ describe("keyboard-interactive and short secrets (an ssh2 server on the workstat
     ],
   };
   beforeAll(async () => {
-    const hostKey = utils.generateKeyPairSync("ed25519").private;
+    const hostKey = ed25519Pair().private;
     server = new Server({ hostKeys: [hostKey] }, (client) => {
       client.on("authentication", (ctx) => {
         if (ctx.method !== "keyboard-interactive") return ctx.reject(["keyboard-interactive"]);

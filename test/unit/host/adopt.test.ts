@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { adoptLines, findTwin } from "../../../provider/host/adopt";
-import { handMadeKept, planBatch } from "../../../provider/host/plan";
+import { findTwin } from "../../../provider/host/adopt";
+import { handMadeKept, planBatch, swapLines } from "../../../provider/host/plan";
 import type { ChangeRequest, HostFacts } from "../../../provider/host/types";
 import { check, makeTag, parseRuleset, renderRule, ruleText } from "../../../provider/rules";
 import { BACKENDS, ROOT } from "../../fixtures/captures";
@@ -23,7 +23,9 @@ describe("adopting a rule made by hand", () => {
       // the hand-made `-A INPUT -p tcp --dport 8080 -j DROP`, as iptables lists it
       const twin = findTwin(parseRuleset(read("before.txt")), "filter", "INPUT", twinText);
       expect(twin).toEqual({ line: 2, rule: twinText, packets: 7, bytes: 420 });
-      expect(read("restore.txt")).toBe(`*filter\n${adoptLines(twin!, tagged).apply}\nCOMMIT\n`);
+      expect(read("restore.txt")).toBe(
+        `*filter\n${swapLines(twin!.rule, tagged, twin!.line, twin!).join("\n")}\nCOMMIT\n`,
+      );
       const after = parseRuleset(read("after.txt")).tables.get("filter")!.chains.get("INPUT")!.rules;
       expect(after.map((r) => [r.line, r.text, r.counters])).toEqual([
         [1, "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", { packets: 12, bytes: 720 }],
@@ -59,11 +61,68 @@ describe("adopting a rule made by hand", () => {
     const twinText = ruleText("INPUT", renderRule(i, 4));
     expect(twinText).toBe("-A INPUT -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP");
     const tagged = ruleText("INPUT", renderRule(i, 4, TAG));
-    const lines = adoptLines({ line: 3, rule: twinText, packets: 7, bytes: 420 }, tagged);
-    expect(lines.apply).toBe(
-      `-R INPUT 3 -c 7 420 -p tcp -m tcp --dport 8080 -m comment --comment "app ${TAG}" -j DROP`,
-    );
-    expect(lines.undo).toBe("-R INPUT 3 -c 7 420 -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP");
+    const c = { packets: 7, bytes: 420 };
+    expect(swapLines(twinText, tagged, 3, c)).toEqual([
+      `-I INPUT 3 -c 7 420 -p tcp -m tcp --dport 8080 -m comment --comment "app ${TAG}" -j DROP`,
+      "-D INPUT -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP",
+    ]);
+    expect(swapLines(tagged, twinText, 3, c)).toEqual([
+      "-I INPUT 3 -c 7 420 -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP",
+      `-D INPUT -p tcp -m tcp --dport 8080 -m comment --comment "app ${TAG}" -j DROP`,
+    ]);
+  });
+
+  it("issue 21.5: adoption and give-back act on exact rule text, never on a line number alone", () => {
+    // Planned against a listing where the twin is line 2: a writer that ignores the lock may insert above it
+    // before the restore runs. Every line that takes a rule out names it by its exact text (a restore whose
+    // rule is gone fails as a whole); a line number only says where a rule goes in (-I), never what goes out.
+    const facts: HostFacts = {
+      backend: "nf_tables",
+      version: "1.8.9",
+      hostKeyFingerprint: "SHA256:x",
+      persistence: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
+    };
+    const ctx = { target: "root@198.18.0.10:22", facts };
+    const twinText = ruleText("INPUT", renderRule(inputs({}), 4));
+    const tagged = ruleText("INPUT", renderRule(inputs({}), 4, TAG));
+    const listing = (second: string) =>
+      parseRuleset(
+        `*filter\n:INPUT ACCEPT [0:0]\n[1:60] -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n[7:420] ${second}\nCOMMIT\n`,
+      );
+    const adopt: ChangeRequest = {
+      kind: "insert",
+      table: "filter",
+      chain: "INPUT",
+      specs: { 4: renderRule(inputs({}), 4, TAG) },
+      tag: TAG,
+      position: "auto",
+      persist: true,
+      twins: { 4: twinText },
+      adopt: true,
+    };
+    const del: ChangeRequest = {
+      kind: "delete",
+      table: "filter",
+      chain: "INPUT",
+      families: [4],
+      tag: TAG,
+      rules: { 4: tagged },
+      persist: false,
+      giveBack: { 4: twinText },
+    };
+    const adopted = planBatch([adopt], new Map([[4, listing(twinText)]]), ctx).plans.get(adopt)![4]!;
+    const given = planBatch([del], new Map([[4, listing(tagged)]]), ctx).plans.get(del)![4]!;
+    const spec = (t: string) => t.slice("-A INPUT ".length);
+    expect(adopted).toMatchObject({
+      apply: [`-I INPUT 2 -c 7 420 ${spec(tagged)}`, `-D INPUT ${spec(twinText)}`],
+      undo: [`-I INPUT 2 -c 7 420 ${spec(twinText)}`, `-D INPUT ${spec(tagged)}`],
+    });
+    expect(given).toMatchObject({
+      apply: [`-I INPUT 2 -c 7 420 ${spec(twinText)}`, `-D INPUT ${spec(tagged)}`],
+      undo: [`-I INPUT 2 -c 7 420 ${spec(tagged)}`, `-D INPUT ${spec(twinText)}`],
+    });
+    for (const line of [...adopted.apply, ...adopted.undo, ...given.apply, ...given.undo])
+      expect(line).toMatch(/^-I INPUT 2 -c 7 420 |^-D INPUT -p /);
   });
 });
 
@@ -139,8 +198,8 @@ describe("an adoption with persist: false, in the boot files and on destroy (cap
       expect(plans.get(del)?.[4]).toMatchObject({
         line: 2,
         rule: tagged,
-        apply: [`-R INPUT 2 -c 7 420 ${twinText.slice("-A INPUT ".length)}`],
-        undo: [`-R INPUT 2 -c 7 420 ${tagged.slice("-A INPUT ".length)}`],
+        apply: [`-I INPUT 2 -c 7 420 ${twinText.slice("-A INPUT ".length)}`, tagged.replace(/^-A /, "-D ")],
+        undo: [`-I INPUT 2 -c 7 420 ${tagged.slice("-A INPUT ".length)}`, twinText.replace(/^-A /, "-D ")],
       });
       // What the host holds after it is what it held before the adoption.
       const given = expected.get(4)!.tables.get("filter")!.chains.get("INPUT")!.rules;

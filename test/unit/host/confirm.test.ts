@@ -68,6 +68,42 @@ describe("review", () => {
     expect(r.fixes.get(6)).toEqual([asDelete(text6)]);
   });
 
+  it("issue 21.5: a dropped request gives its adopted rule back (exact text, counters kept), never deletes it", () => {
+    // ipVersion both: IPv4 adopts the hand-made 2222 ACCEPT at line 3, IPv6 inserts; another writer removes
+    // the IPv6 rule: the request is dropped, and the operator's IPv4 rule must stay on the host.
+    const twin = ruleText("INPUT", renderRule(inputs, 4));
+    const adopt: InsertRequest = { ...req, twins: { 4: twin }, adopt: true };
+    const hand = parseRuleset(
+      readFamilyFile("nf_tables", 4, "ends-in-drop/save-c.txt").replace(
+        "[37:2220] -A INPUT -j DROP",
+        `[5:300] ${twin}\n[37:2220] -A INPUT -j DROP`,
+      ),
+    );
+    const { plans, expected } = planBatch(
+      [adopt],
+      new Map([
+        [4, hand],
+        [6, six()],
+      ]),
+      { target, facts },
+    );
+    expect(plans.get(adopt)![4]).toMatchObject({ adopted: true, line: 4 });
+    const adopted = withInserted(withDeleted(hand, "filter", "INPUT", 4), "filter", "INPUT", 4, text);
+    const r = review(
+      new Map([
+        [4, adopted],
+        [6, six()],
+      ]),
+      [adopt],
+      plans,
+      0,
+      target,
+      expected,
+    );
+    expect(r.dropped.get(adopt)?.message).toMatch(/was removed from .* right after it was inserted/);
+    expect(r.fixes.get(4)).toEqual([`-I INPUT 4 -c 0 0 ${twin.slice("-A INPUT ".length)}`, asDelete(text)]);
+  });
+
   it("moves an auto rule back above a DROP another writer put above it", () => {
     const plans = planned();
     const l4 = plans.get(req)![4]!.line;

@@ -129,6 +129,15 @@ describe("mayLockOut: which changes are confirmed over a fresh SSH connection", 
   ] as const)("%s: %s", async (_what, args, change, expected) => {
     expect(mayLockOut(await rule(args), change)).toBe(expected);
   });
+
+  it("issue 21.7: the old rule of a replacement whose new inputs set allowLockout is not confirmed afresh", async () => {
+    // The guard honours the replacement's opt-in (diff remembers it); the confirmation must too, or the
+    // fresh connection the lockout refuses makes the host revert the delete.
+    const olds = { ...(await rule({ port: 22 })), tag: "pulumi-iptables:web/prod/allow-app/21-7" };
+    expect(mayLockOut(olds, "delete")).toBe(true);
+    await diff("id", olds, await checked({ ...base, port: 2222, allowLockout: true }, olds));
+    expect(mayLockOut(olds, "delete")).toBe(false);
+  });
 });
 
 describe("an update after a host key change (issue 20.4): the rule is verified, put back or reported", () => {

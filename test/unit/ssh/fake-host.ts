@@ -5,6 +5,7 @@
 // sockets after its tests:
 //   vi.mock("node:net", async (original) => (await import("./fake-host")).viaSockets(await original()));
 //   afterAll(removeSockets);
+import { ed25519Pair } from "../../keys";
 import { mkdtempSync, rmSync } from "node:fs";
 import type * as Net from "node:net";
 import { tmpdir } from "node:os";
@@ -41,7 +42,7 @@ export interface FakeServer {
 
 /** An SSH server with a fresh ed25519 host key, listening on a socket of its own; `onClient` serves each connection. */
 export async function fakeServer(onClient: (client: ServerConnection) => void): Promise<FakeServer> {
-  const keys = utils.generateKeyPairSync("ed25519");
+  const keys = ed25519Pair();
   const parsed = utils.parseKey(keys.public);
   if (parsed instanceof Error) throw parsed;
   const clients = new Set<ServerConnection>();

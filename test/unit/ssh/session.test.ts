@@ -1,6 +1,7 @@
 // Session against ssh2's own in-process SSH server (the way pulumi-command tests its controller): no
 // root, no lab, no IP traffic. The server listens on a Unix socket in a temporary directory, and the
 // Session's TCP connect is pointed at it (the host name and port it was given pick the socket).
+import { ed25519Pair } from "../../keys";
 import { utils } from "ssh2";
 import type { ServerChannel } from "ssh2";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
@@ -132,7 +133,7 @@ describe("Session against an in-process SSH server", () => {
   });
 
   it("refuses a host whose key is not the expected one", async () => {
-    const other = utils.generateKeyPairSync("ed25519");
+    const other = ed25519Pair();
     const parsed = utils.parseKey(other.public);
     if (parsed instanceof Error) throw parsed;
     const wrong = describeHostKey(parsed.getPublicSSH()).publicKey;
