@@ -277,4 +277,43 @@ mv ${d("eeeeeeeeeee3")} ${d("eeeeeeeeeee3")}.confirmed`,
     expect(listed).toEqual([`-N ${chain}`, `-A ${chain} -p tcp -m tcp --dport 8080 -j ACCEPT`, ssh]);
     expect(await pending()).toBe("");
   });
+
+  it("issue 21.4: an adoption's swap back in a chain that shrank above it keeps the exact text and the counters", async () => {
+    const chain = "PIT214S";
+    const tag = "pulumi-iptables:commit/lab/ssh/0123456789ab";
+    const mine = `-A ${chain} -p tcp -m tcp --dport 22 -m comment --comment "${tag}" -j ACCEPT`;
+    const theirs = `-A ${chain} -p tcp -m tcp --dport 22 -j ACCEPT`;
+    await h.iptables(4, ["-N", chain]);
+    for (const port of ["80", "8080"])
+      await h.iptables(4, ["-A", chain, "-p", "tcp", "-m", "tcp", "--dport", port, "-j", "ACCEPT"]);
+    await h.iptables(4, [
+      "-A",
+      chain,
+      "-p",
+      "tcp",
+      "-m",
+      "tcp",
+      "--dport",
+      "22",
+      "-m",
+      "comment",
+      "--comment",
+      tag,
+      "-j",
+      "ACCEPT",
+    ]);
+    // The adoption tagged the operator's rule at line 3; its undo swaps it back (swapLines: the
+    // operator's text inserted at line 3 with its counters, ours deleted by its text). Then another
+    // writer removes the two rules above it.
+    const undo = [`${theirs.replace(`-A ${chain} `, `-I ${chain} 3 -c 5 300 `)}`, mine.replace(/^-A /, "-D ")];
+    expect((await remote(armStep("ddddddddddd2", "filter", { 4: undo }, limitsFor(5, 600)))).arm?.code).toBe(0);
+    await h.iptables(4, ["-D", chain, "1"]);
+    await h.iptables(4, ["-D", chain, "1"]);
+
+    expect((await remote(REAP)).reap?.out).toBe(
+      `ddddddddddd2 reverted, not exactly: moved: IPv4: put back at line 2 of ${chain}, not at line 3 as recorded (the chain is shorter now): ${theirs}`,
+    );
+    const saved = (await h.save(4, { counters: true })).split("\n").filter((l) => l.includes(chain));
+    expect(saved).toEqual([`:${chain} - [0:0]`, `[5:300] ${theirs}`]);
+  });
 });
