@@ -1,10 +1,12 @@
 // Commit-confirm on the host, as remote shell text (pure). Before a transaction applies anything it
 // arms a rollback: the lines that undo it, per family, in a directory under /run, and a detached
 // watchdog (its own session, no inherited descriptors, POSIX sh) that after `rollbackAfter` seconds
-// takes the lock and restores them unless the transaction was confirmed (its directory removed).
-// A transaction's shell holds the lock until it ends, so a watchdog never acts in the middle of one;
-// a pending directory found by a later transaction (which holds the lock) belongs to a transaction
-// that can no longer be confirmed, and is reverted at once.
+// takes the lock and reverts unless the transaction was confirmed. A transaction's shell holds the
+// lock until it ends, so a watchdog never acts in the middle of one; a pending directory found by a
+// later transaction (which holds the lock) belongs to a transaction that can no longer be confirmed,
+// and is reverted at once. Whoever acts on a pending transaction first claims it with one `mv` of its
+// directory (to `<id>.confirmed` or `<id>.reverting`): exactly one of the confirmation, the watchdog
+// and a later REAP acts, and the others see that they lost (docs/architecture.md, "Commit-confirm").
 import { shellQuote } from "../ssh";
 import { FAMILIES, heredoc, iptables, LOCK_IDENTITY, section, takeLock } from "./protocol";
 import type { Family, Limits } from "./protocol";
@@ -17,28 +19,78 @@ export const txDir = (id: string) => `${TX_DIR}/${id}`;
 /** iptables-restore input of `lines` in `table`. */
 export const restoreInput = (table: string, lines: string[]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`;
 
-/** The revert script's last line: what REAP checks to tell a rollback written whole (an older
- * version's ends with the same text, without the exit). */
-const REVERT_LAST = `rm -rf "$d.reverted"; mv "$d" "$d.reverted"`;
+/** The revert script's last line: what REAP checks to tell a rollback written whole. */
+const REVERT_LAST = `rm -rf "$p.reverted"; mv "$d" "$p.reverted"; exit $ok`;
+
+/** The revert's exit status when it lost the claim: the transaction was confirmed or is being
+ * reverted by another (see CLAIM in docs/architecture.md). */
+export const CLAIM_LOST = 3;
 
 /**
- * The revert script of one transaction (run with the lock held): each family's undo lines in one
- * iptables-restore, or line by line when that is refused (a line whose rule someone else removed
- * already must not keep the others from going in); then the directory is renamed `<id>.reverted`,
- * with what the restores said in its `log`, ending "reverted <time>" only when every undo line went
- * in (and "incomplete <time>" otherwise). Exits 0 only then.
+ * `pit_fit IPTABLES WAIT TABLE FAMILY`: copies iptables-restore input from stdin to stdout with each
+ * `-I CHAIN N` put at the nearest line that exists (at most one past the chain's last rule, counted on
+ * the host now with `iptables -S CHAIN`, and the lines before it in the same input), so an undo puts a
+ * deleted rule back even when the chain has shrunk since. Every line keeps its exact rule text (and
+ * counters, `-c P B`, as an adoption's swap gives them). A line put elsewhere than recorded is
+ * announced by a comment line `# moved: ...` above it, which iptables-restore ignores and the revert
+ * logs once the line went in.
+ */
+const FIT = `pit_fit() { pit_l=
+  while IFS= read -r l; do
+    c=\${l#-? }; c=\${c%% *}
+    case $l in
+    "-I "*)
+      r=\${l#-I "$c" }; n=\${r%% *}; r=\${r#"$n" }
+      case $n in ""|*[!0-9]*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c
+"; continue ;; esac
+      m=$(( $($1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -c '^-A ') + $(printf '%s' "$pit_l" | grep -cxF "+ $c") - $(printf '%s' "$pit_l" | grep -cxF -- "- $c") + 1 ))
+      t=$r; case $t in "-c "*) t=\${t#-c * * } ;; esac
+      [ "$n" -le "$m" ] || { printf '# moved: %s\\n' "$4: put back at line $m of $c, not at line $n as recorded (the chain is shorter now): -A $c $t"; n=$m; }
+      printf '%s\\n' "-I $c $n $r"; pit_l="$pit_l+ $c
+" ;;
+    "-A "*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c
+" ;;
+    "-D "*) printf '%s\\n' "$l"; pit_l="$pit_l- $c
+" ;;
+    *) printf '%s\\n' "$l" ;;
+    esac
+  done; }`;
+
+/**
+ * The revert script of one transaction (run with the lock held). It first claims the transaction:
+ * one `mv` of its directory to `<id>.reverting`, which fails when a confirmation (or another revert)
+ * claimed it first; it then exits CLAIM_LOST and does nothing. Then each family's undo lines (read
+ * once, fitted to the chain as it is now: FIT) go in one iptables-restore, or line by line when that
+ * is refused (a line whose rule someone else removed already must not keep the others from going
+ * in); the directory is renamed `<id>.reverted`, with what the restores said in its `log`: each line
+ * put back elsewhere than recorded ("moved: ..."), and last "reverted <time>" only when every undo
+ * line went in ("incomplete <time>" otherwise). Exits 0 only then.
  */
 function revertScript(id: string, table: string, families: Family[], limits: Limits): string {
-  const d = shellQuote(txDir(id));
-  const lines = [`d=${d}`, `[ -d "$d" ] || exit 0`, "ok=0"];
+  const p = shellQuote(txDir(id));
+  const lines = [
+    `p=${p}; d=$p.reverting`,
+    LOCK_IDENTITY,
+    `mv "$p" "$d" 2>/dev/null || exit ${CLAIM_LOST}`,
+    `echo "$PIT_ME" >"$d/reverter"`,
+    FIT,
+    `pit_log() { sed -n 's/^# moved: /moved: /p' >>"$d/log"; }`,
+    "ok=0",
+  ];
   for (const f of families) {
     const restore = `${iptables(f)}-restore --noflush -w ${limits.lockWait}`;
+    const fit = `pit_fit ${iptables(f)} ${limits.lockWait} ${shellQuote(table)} IPv${f}`;
     lines.push(
-      `if [ "$(tail -n 1 "$d/undo${f}" 2>/dev/null)" != COMMIT ]; then`,
+      `u=$(cat "$d/undo${f}" 2>/dev/null)`,
+      `if [ "$(printf '%s\\n' "$u" | tail -n 1)" != COMMIT ]; then`,
       `  ok=1; echo "the IPv${f} undo lines are missing or incomplete: none of them was restored" >>"$d/log"`,
-      `elif ! ${restore} <"$d/undo${f}" 2>>"$d/log" >/dev/null; then`,
-      `  bad=$(sed -n '/^-/p' "$d/undo${f}" | while IFS= read -r l; do`,
-      `    printf '*%s\\n%s\\nCOMMIT\\n' ${shellQuote(table)} "$l" | ${restore} 2>>"$d/log" >/dev/null || { echo "not undone: $l" >>"$d/log"; echo "$l"; }`,
+      `elif x=$(printf '%s\\n' "$u" | ${fit}) && printf '%s\\n' "$x" | ${restore} 2>>"$d/log" >/dev/null; then`,
+      `  printf '%s\\n' "$x" | pit_log`,
+      "else",
+      `  bad=$(printf '%s\\n' "$u" | sed -n '/^-/p' | while IFS= read -r l; do`,
+      `    x=$(printf '*%s\\n%s\\nCOMMIT\\n' ${shellQuote(table)} "$l" | ${fit})`,
+      `    if printf '%s\\n' "$x" | ${restore} 2>>"$d/log" >/dev/null; then printf '%s\\n' "$x" | pit_log`,
+      `    else echo "not undone: $l" >>"$d/log"; echo "$l"; fi`,
       "  done)",
       `  [ -z "$bad" ] || ok=1`,
       "fi",
@@ -46,7 +98,7 @@ function revertScript(id: string, table: string, families: Family[], limits: Lim
   }
   lines.push(
     `if [ "$ok" = 0 ]; then date -u '+reverted %Y-%m-%dT%H:%M:%SZ'; else date -u '+incomplete %Y-%m-%dT%H:%M:%SZ'; fi >>"$d/log"`,
-    `${REVERT_LAST}; exit $ok`,
+    REVERT_LAST,
   );
   return `${lines.join("\n")}\n`;
 }
@@ -96,26 +148,42 @@ export function armStep(id: string, table: string, undo: Partial<Record<Family, 
 }
 
 /** Stops the watchdog of "$d" (its process group), only while its pid still names it (pid and start
- * time: a pid reused by another process is left alone). Needs LOCK_IDENTITY. */
-const STOP_WATCHDOG = `p=$(cat "$d/pid" 2>/dev/null); ! pit_alive "$p" || kill -- "-\${p%%:*}" 2>/dev/null || kill "\${p%%:*}" 2>/dev/null`;
+ * time: a pid reused by another process is left alone). Only the winner of the claim does this, so it
+ * never stops a revert: the watchdog is then asleep, waiting for the lock, or has lost the claim.
+ * Needs LOCK_IDENTITY. */
+const STOP_WATCHDOG = `w=$(cat "$d/pid" 2>/dev/null); ! pit_alive "$w" || kill -- "-\${w%%:*}" 2>/dev/null || kill "\${w%%:*}" 2>/dev/null`;
 
-/** Confirms a transaction: its watchdog stopped, its directory removed. Prints "confirmed". */
+/**
+ * Confirms a transaction (run by the shell that holds the lock, which applied it): claims it with one
+ * `mv` of its directory to `<id>.confirmed`, then stops its watchdog and removes it; prints
+ * "confirmed". When a revert claimed it first, says so and exits CLAIM_LOST: the change was reverted,
+ * not confirmed.
+ */
 export function confirmStep(id: string): string {
-  const d = shellQuote(txDir(id));
+  const p = shellQuote(txDir(id));
   return section("confirm", {
     script: `${LOCK_IDENTITY}
-d=${d}; [ -d "$d" ] || { echo "transaction ${id} is no longer pending (reverted?)" >&2; exit 1; }
-${STOP_WATCHDOG}
-rm -rf "$d" && echo confirmed`,
+p=${p}; d=$p.confirmed
+if mv "$p" "$d" 2>/dev/null; then
+  ${STOP_WATCHDOG}
+  rm -rf "$d"; echo confirmed
+elif [ -d "$p.reverting" ] || [ -d "$p.reverted" ]; then
+  echo "its rollback claimed it first: the host reverted the change (or is reverting it), it was not confirmed" >&2; exit ${CLAIM_LOST}
+else
+  echo "transaction ${id} is no longer pending" >&2; exit 1
+fi`,
   });
 }
 
 /**
  * Reverts every pending transaction (run with the lock held, before listing): their shells are gone,
  * so nothing can confirm them any more. Reports each transaction reverted, now or earlier by its
- * watchdog, as "<id> reverted" when every undo line went in, otherwise "<id> NOT reverted: <why>",
- * and removes it: a report is given once. A directory whose rollback was never written whole
- * (an arm cut off) had nothing applied after it and is removed too.
+ * watchdog, as "<id> reverted" when every undo line went in where it was, "<id> reverted, not
+ * exactly: <what went elsewhere>" when a line went in at another line than recorded, otherwise
+ * "<id> NOT reverted: <why>", and removes it: a report is given once. A directory whose rollback was
+ * never written whole (an arm cut off) had nothing applied after it and is removed too; so is one a
+ * confirmation claimed and did not get to remove. A revert cut off part way (its reverter is gone)
+ * is reported as such; one whose reverter still runs is left to it.
  */
 export const REAP = section("reap", {
   script: `[ -d ${TX_DIR} ] || exit 0
@@ -124,18 +192,26 @@ for d in ${TX_DIR}/*; do
   [ -d "$d" ] || continue
   id=\${d##*/}
   case "$id" in
+  *.confirmed) rm -rf "$d"; continue ;;
+  *.reverting)
+    ! pit_alive "$(cat "$d/reverter" 2>/dev/null)" || continue
+    id=\${id%.reverting}; ok=2 ;;
   *.reverted)
     id=\${id%.reverted}
     case "$(tail -n 1 "$d/log" 2>/dev/null)" in "reverted "*) ok=0 ;; *) ok=1 ;; esac ;;
   *)
     case "$(tail -n 1 "$d/revert" 2>/dev/null)" in
-    '${REVERT_LAST}'*) ;;
+    '${REVERT_LAST}') ;;
     *) echo "$id NOT reverted: its rollback was never written whole, and nothing was applied after it"; rm -rf "$d"; continue ;;
     esac
-    ${STOP_WATCHDOG}
-    sh "$d/revert"; ok=$?; d=$d.reverted ;;
+    sh "$d/revert"; ok=$?
+    [ "$ok" != ${CLAIM_LOST} ] || continue
+    d=$d.reverted; ${STOP_WATCHDOG} ;;
   esac
-  if [ "$ok" = 0 ]; then echo "$id reverted"
+  moved=$(grep '^moved: ' "$d/log" 2>/dev/null | tr '\\n' ' ')
+  if [ "$ok" = 0 ] && [ -z "$moved" ]; then echo "$id reverted"
+  elif [ "$ok" = 0 ]; then echo "$id reverted, not exactly: \${moved% }"
+  elif [ "$ok" = 2 ]; then echo "$id NOT reverted: its revert was cut off part way: $(tr '\\n' ' ' <"$d/log" 2>/dev/null)"
   else echo "$id NOT reverted: $(grep -v '^incomplete ' "$d/log" 2>/dev/null | tr '\\n' ' ')"; fi
   rm -rf "$d"
 done; true`,

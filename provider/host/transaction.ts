@@ -4,8 +4,9 @@
 //   plan     (pure, plan.ts) each change against the listing;
 //   apply    arm the rollback (commit.ts), one atomic iptables-restore per family, list;
 //   review   (pure, confirm.ts) put back what another writer moved, drop what it removed, list;
-//   commit   confirm (over a fresh SSH connection where the change may cut off new ones), and in the
-//            same step save the boot files, only once confirmed.
+//   commit   confirm in this shell, which holds the lock (where the change may cut off new SSH
+//            connections, after a fresh one proved they still work), and in the same step save the
+//            boot files, only once confirmed.
 // A transaction that succeeds hands its conversation on: the next batch for the host, if it comes
 // within a short idle window, runs in the same shell under the same lock and is planned against the
 // listing this one left (no new shell, no `begin`), so a batch costs two round trips: apply, commit.
@@ -16,7 +17,7 @@ import { parseSpec } from "../rules";
 import type { Ruleset } from "../rules";
 import { Session } from "../ssh";
 import { besideWant, judgeBeside } from "./beside";
-import { armStep, confirmStep, REAP, restoreInput } from "./commit";
+import { armStep, CLAIM_LOST, confirmStep, REAP, restoreInput } from "./commit";
 import { review, shows } from "./confirm";
 import type { Review } from "./confirm";
 import { HostError } from "./errors";
@@ -461,27 +462,44 @@ class Transaction {
   }
 
   /**
-   * Confirm: the watchdog stopped, the rollback removed; then, in the same step, the save of the boot
-   * files where the batch asks for one (only if the confirmation succeeded). Over a fresh connection
-   * where the change may cut off new SSH connections (the save then follows in the shell). Returns
-   * the answer that holds the save's section, if there is a save.
+   * Confirm: the transaction claimed, its watchdog stopped, its rollback removed; then, in the same
+   * step, the save of the boot files where the batch asks for one (only if the confirmation
+   * succeeded). Always in the transaction's own shell, which holds the lock: where the change may cut
+   * off new SSH connections, a fresh connection first proves that new ones still work. Returns the
+   * answer that holds the save's section, if there is a save.
    */
   private async commit(shell: Shell): Promise<Sections | undefined> {
     const change = persistChange(this.reqs());
     const saving = change && saveScript(this.host!.persistence, change, this.bootFamily());
-    const saveAlone = () => (saving ? shell.step("saving the ruleset", saving) : undefined);
-    if (!this.armed) return saveAlone();
+    if (!this.armed) return saving ? shell.step("saving the ruleset", saving) : undefined;
+    if (this.live.some((op) => op.req.freshConfirm)) await this.proveFresh();
+    // A shell that has ended holds no lock: its rollback may be under way, and nothing is confirmed.
+    if (shell.ended)
+      throw new HostError(`the connection to ${this.target} (or its shell) ended before the change was confirmed`, {
+        kind: "lost",
+        target: this.target,
+      });
     this.phase = "committing";
-    const fresh = this.live.some((op) => op.req.freshConfirm);
-    const answer = fresh
-      ? await this.confirmFresh()
-      : await shell.step(
-          saving ? "confirming the change and saving the ruleset" : "confirming the change",
-          saving ? `${confirmStep(this.id)}\n${ifOk(saving)}` : confirmStep(this.id),
-        );
+    const answer = await shell.step(
+      saving ? "confirming the change and saving the ruleset" : "confirming the change",
+      saving ? `${confirmStep(this.id)}\n${ifOk(saving)}` : confirmStep(this.id),
+    );
+    if (answer.confirm?.code === CLAIM_LOST) await this.lostClaim(shell, answer.confirm);
     out(answer, "confirm", "confirming the change", this.target);
     this.phase = "committed";
-    return fresh ? saveAlone() : answer;
+    return answer;
+  }
+
+  /** The confirmation lost the claim to a rollback: says so, with what a listing shows. */
+  private async lostClaim(shell: Shell, confirm: Section): Promise<never> {
+    this.armed = false;
+    this.phase = "listing";
+    const listed = listings(
+      await shell.step("listing the rules", saves(this.families, this.table)),
+      this.families,
+      this.target,
+    );
+    this.unapplied(`confirming the change on ${this.target} failed: ${confirm.err}`, listed);
   }
 
   /** Cancels the armed rollback once a listing shows the host as it was. */
@@ -497,20 +515,22 @@ class Transaction {
     this.phase = "listing";
   }
 
-  private async confirmFresh(): Promise<Sections> {
+  /** Proves that a new SSH connection to the host works after the change: a fresh connection (not the
+   * pooled one) runs a framed `true`. It confirms nothing: the transaction's shell does (commit). */
+  private async proveFresh(): Promise<void> {
     const a = this.session.args;
     const fresh = this.fresh(
       { ...a, hostKey: a.hostKey ?? this.session.hostKey?.publicKey, dialErrorLimit: 1 },
       this.session.log,
     );
+    const what = "connecting afresh";
     try {
-      const what = "confirming the change over a fresh SSH connection";
-      const script = framed(preamble(this.limits) + confirmStep(this.id));
+      const script = framed(preamble(this.limits) + section("fresh", ["true"]));
       const r = await withDeadline(fresh.run(script.script), this.limits.step, what, this.target);
-      return script.parse(r.stdout);
+      out(script.parse(r.stdout), "fresh", what, this.target);
     } catch (err) {
       throw new HostError(
-        `the change may cut off new SSH connections to ${this.target}, and a fresh connection could not confirm it ` +
+        `the change may cut off new SSH connections to ${this.target}, and a fresh connection could not be made ` +
           `(${err instanceof Error ? err.message : String(err)})`,
         { kind: "refusal", target: this.target, command: "confirm" },
         { cause: err },

@@ -1,13 +1,20 @@
 // Commit-confirm on a real host when /run is full or a rollback cannot be restored (issue 21.1): the
 // arm step fails before anything is applied, and REAP reports only what a revert really restored,
-// once (the `<id>.reverted` directories go once reported). The provider's exact scripts, real
-// iptables, under dash (this machine's userland) and busybox ash (the embedded host).
+// once (the `<id>.reverted` directories go once reported); REAP only under the lock (21.2); the
+// confirmation and the rollback claim a transaction with one `mv`, and the confirmation is the lock
+// holder's (21.3); an undo puts a deleted rule back in a chain that has shrunk, and says where (21.4).
+// The provider's exact scripts, real iptables, under dash (this machine's userland) and busybox ash
+// (the embedded host).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { armStep, REAP, TX_DIR } from "../../provider/host/commit";
+import { HostAgent } from "../../provider/host/agent";
+import { armStep, CLAIM_LOST, confirmStep, REAP, TX_DIR, txDir } from "../../provider/host/commit";
 import { TRANSIENT } from "../../provider/host/persist";
-import { framed, limitsFor, lock, preamble } from "../../provider/host/protocol";
+import { framed, limitsFor, LOCK_IDENTITY, lock, preamble } from "../../provider/host/protocol";
+import { freshSession } from "../../provider/host/transaction";
 import { check, create } from "../../provider/provider";
-import { closeAll } from "../../provider/ssh";
+import { check as checkRule, renderRule } from "../../provider/rules";
+import { closeAll, getSession } from "../../provider/ssh";
+import type { Session } from "../../provider/ssh";
 import { Lab } from "./lab";
 import type { LabHost } from "./lab";
 
@@ -131,5 +138,182 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
     await holder;
     await h.sh("rm -f /run/pit-held");
     expect((await remote(REAP)).reap?.out).toBe("bbbbbbbbbbb1 reverted");
+  });
+
+  it("issue 21.3: a confirmation that comes while the rollback reverts loses the claim, says so, and the revert completes", async () => {
+    const rule = ["INPUT", "-p", "tcp", "--dport", "9301", "-j", "ACCEPT"];
+    await h.iptables(4, ["-A", ...rule]);
+    const id = "ccccccccccc1";
+    const d = txDir(id);
+    // Armed with a 2 s rollback; its undo file becomes a FIFO at once, so the revert, once it has
+    // claimed the transaction, waits in the middle (reading its undo lines) until the test feeds it.
+    const armed = await remote(
+      `${armStep(id, "filter", { 4: [`-D ${rule.join(" ")}`] }, limitsFor(5, 2))}
+cp ${d}/undo4 /run/pit-undo && rm ${d}/undo4 && mkfifo ${d}/undo4`,
+    );
+    expect(armed.arm?.code).toBe(0);
+    await h.waitFor(async () => (await pending()).includes(`${id}.reverting`), "the watchdog's claim", 20_000);
+
+    // The confirmation lost: it says the change was reverted and stops nothing.
+    const confirm = (await remote(confirmStep(id))).confirm;
+    expect(confirm?.code).toBe(CLAIM_LOST);
+    expect(confirm?.err).toMatch(/its rollback claimed it first: the host reverted the change/);
+    expect(confirm?.out).toBe("");
+    expect(await pending()).toBe(`${id}.reverting`);
+    const reverter = (await h.sh(`cat ${d}.reverting/reverter`)).trim();
+    expect((await h.exec(["test", "-d", `/proc/${reverter.split(":")[0]}`])).code).toBe(0);
+
+    // The revert goes on to the end.
+    await h.sh(`cat /run/pit-undo >${d}.reverting/undo4 && rm /run/pit-undo`);
+    await h.waitFor(async () => (await pending()) === `${id}.reverted`, "the revert", 20_000);
+    expect((await h.iptables(4, ["-C", ...rule])).code).toBe(1);
+    expect((await remote(REAP)).reap?.out).toBe(`${id} reverted`);
+    expect(await pending()).toBe("");
+  });
+
+  it("issue 21.3: a fresh-connection confirmation after the lock holder's connection dropped confirms nothing; the host reverts", async () => {
+    await closeAll();
+    const { inputs, failures } = checkRule(
+      {},
+      { connection: h.connection(), port: 9302, action: "DROP", ipVersion: "ipv4" },
+    );
+    expect(failures).toEqual([]);
+    const tag = "pulumi-iptables:commit/lab/fresh/0123456789ab";
+    const spec = renderRule(inputs, 4, tag);
+    const main = getSession(inputs.connection);
+    // The fresh connection is made once the change is applied: just then the transaction's own
+    // connection drops, and the test waits until its shell is gone (the lock can be had).
+    const fresh = (args: Session["args"], log: Session["log"]) => {
+      const real = freshSession(args, log);
+      return {
+        run: async (script: string) => {
+          await main.close();
+          await h.waitFor(async () => (await remote(lock(limitsFor(5, 600)))).lock?.code === 0, "the lock", 20_000);
+          return real.run(script);
+        },
+        close: () => real.close(),
+      } as unknown as Session;
+    };
+    const agent = new HostAgent(main, fresh);
+    const change = agent.change({
+      kind: "insert",
+      table: "filter",
+      chain: "INPUT",
+      tag,
+      specs: { 4: spec },
+      position: "top",
+      persist: false,
+      freshConfirm: true,
+      rollbackAfter: 3,
+    });
+    await expect(change).rejects.toThrow(
+      /ended before the change was confirmed: the change may be on the host, not confirmed: the host reverts it by itself within 3s/,
+    );
+    // Not confirmed: the watchdog reverts it, and the next run's REAP reports it.
+    await h.waitFor(async () => (await h.iptables(4, ["-C", "INPUT", ...spec])).code !== 0, "the rollback", 30_000);
+    await h.waitFor(async () => (await pending()).endsWith(".reverted"), "the revert's end", 20_000);
+    expect((await remote(REAP)).reap?.out).toMatch(/^[0-9a-f]{12} reverted$/);
+  });
+
+  it("issue 21.3: REAP leaves a revert whose reverter runs to it, reports one cut off, and drops a claimed confirmation", async () => {
+    const limits = limitsFor(5, 600);
+    const arm = async (id: string, port: number) =>
+      expect(
+        (await remote(armStep(id, "filter", { 4: [`-D INPUT -p tcp --dport ${port} -j ACCEPT`] }, limits))).arm?.code,
+      ).toBe(0);
+    for (const [id, port] of [
+      ["eeeeeeeeeee1", 9311],
+      ["eeeeeeeeeee2", 9312],
+      ["eeeeeeeeeee3", 9313],
+    ] as const)
+      await arm(id, port);
+    // 1: claimed by a reverter that still runs (a live process, by pid and start time); 2: by one that
+    // is gone (pid 1 with another start time); 3: claimed by a confirmation cut off before it removed it.
+    const sleeper = h.exec([
+      "sh",
+      "-c",
+      `${LOCK_IDENTITY}\n: >/run/pit-running; echo "$PIT_ME" >/run/pit-sleeper; while [ -e /run/pit-running ]; do sleep 1; done`,
+    ]);
+    await h.waitFor(
+      async () => (await h.exec(["test", "-s", "/run/pit-sleeper"])).code === 0,
+      "the live reverter",
+      10_000,
+    );
+    const d = (id: string) => txDir(id);
+    await h.sh(
+      `mv ${d("eeeeeeeeeee1")} ${d("eeeeeeeeeee1")}.reverting && mv /run/pit-sleeper ${d("eeeeeeeeeee1")}.reverting/reverter
+mv ${d("eeeeeeeeeee2")} ${d("eeeeeeeeeee2")}.reverting && echo 1:0 >${d("eeeeeeeeeee2")}.reverting/reverter && echo "iptables-restore: killed" >${d("eeeeeeeeeee2")}.reverting/log
+mv ${d("eeeeeeeeeee3")} ${d("eeeeeeeeeee3")}.confirmed`,
+    );
+    const reap = (await remote(REAP)).reap;
+    expect(reap?.code).toBe(0);
+    expect(reap?.out).toBe("eeeeeeeeeee2 NOT reverted: its revert was cut off part way: iptables-restore: killed ");
+    expect(await pending()).toBe("eeeeeeeeeee1.reverting");
+    // The stand-in reverter (started above) ends, and its claim is cleared.
+    await h.sh(`rm /run/pit-running && rm -rf ${d("eeeeeeeeeee1")}.reverting`);
+    expect((await sleeper).code).toBe(0);
+  });
+
+  it("issue 21.4: the undo of a delete puts the rule back in a chain that has shrunk, at the nearest line, and says so", async () => {
+    const chain = "PIT214";
+    const ssh = `-A ${chain} -p tcp -m tcp --dport 22 -j ACCEPT`;
+    await h.iptables(4, ["-N", chain]);
+    for (const port of ["80", "8080", "22"])
+      await h.iptables(4, ["-A", chain, "-p", "tcp", "-m", "tcp", "--dport", port, "-j", "ACCEPT"]);
+    // A transaction deletes the SSH ACCEPT at line 3 (its undo: put it back at line 3), then another
+    // writer removes the first rule: line 3 no longer exists ("Index of insertion too big").
+    const undo = [ssh.replace(`-A ${chain} `, `-I ${chain} 3 `)];
+    expect((await remote(armStep("ddddddddddd1", "filter", { 4: undo }, limitsFor(5, 600)))).arm?.code).toBe(0);
+    await h.iptables(4, ["-D", chain, "3"]);
+    await h.iptables(4, ["-D", chain, "1"]);
+
+    const reap = (await remote(REAP)).reap;
+    expect(reap?.code).toBe(0);
+    expect(reap?.out).toBe(
+      `ddddddddddd1 reverted, not exactly: moved: IPv4: put back at line 2 of ${chain}, not at line 3 as recorded (the chain is shorter now): ${ssh}`,
+    );
+    // Back, with its exact text, at the end of the chain.
+    const listed = (await h.iptables(4, ["-S", chain])).stdout.trim().split("\n");
+    expect(listed).toEqual([`-N ${chain}`, `-A ${chain} -p tcp -m tcp --dport 8080 -j ACCEPT`, ssh]);
+    expect(await pending()).toBe("");
+  });
+
+  it("issue 21.4: an adoption's swap back in a chain that shrank above it keeps the exact text and the counters", async () => {
+    const chain = "PIT214S";
+    const tag = "pulumi-iptables:commit/lab/ssh/0123456789ab";
+    const mine = `-A ${chain} -p tcp -m tcp --dport 22 -m comment --comment "${tag}" -j ACCEPT`;
+    const theirs = `-A ${chain} -p tcp -m tcp --dport 22 -j ACCEPT`;
+    await h.iptables(4, ["-N", chain]);
+    for (const port of ["80", "8080"])
+      await h.iptables(4, ["-A", chain, "-p", "tcp", "-m", "tcp", "--dport", port, "-j", "ACCEPT"]);
+    await h.iptables(4, [
+      "-A",
+      chain,
+      "-p",
+      "tcp",
+      "-m",
+      "tcp",
+      "--dport",
+      "22",
+      "-m",
+      "comment",
+      "--comment",
+      tag,
+      "-j",
+      "ACCEPT",
+    ]);
+    // The adoption tagged the operator's rule at line 3; its undo swaps it back (swapLines: the
+    // operator's text inserted at line 3 with its counters, ours deleted by its text). Then another
+    // writer removes the two rules above it.
+    const undo = [`${theirs.replace(`-A ${chain} `, `-I ${chain} 3 -c 5 300 `)}`, mine.replace(/^-A /, "-D ")];
+    expect((await remote(armStep("ddddddddddd2", "filter", { 4: undo }, limitsFor(5, 600)))).arm?.code).toBe(0);
+    await h.iptables(4, ["-D", chain, "1"]);
+    await h.iptables(4, ["-D", chain, "1"]);
+
+    expect((await remote(REAP)).reap?.out).toBe(
+      `ddddddddddd2 reverted, not exactly: moved: IPv4: put back at line 2 of ${chain}, not at line 3 as recorded (the chain is shorter now): ${theirs}`,
+    );
+    const saved = (await h.save(4, { counters: true })).split("\n").filter((l) => l.includes(chain));
+    expect(saved).toEqual([`:${chain} - [0:0]`, `[5:300] ${theirs}`]);
   });
 });

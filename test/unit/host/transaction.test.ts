@@ -349,28 +349,43 @@ describe("deadlines and lost connections", () => {
 
 describe("a change that may cut off new SSH connections", () => {
   const drop22 = { port: 22, action: "DROP", allowLockout: true };
-  it("is confirmed over a fresh connection, not the transaction's shell", async () => {
-    const host = new FakeHost([
-      first({ save4: guide(4) }),
-      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4, 1, drop22) } },
-    ]);
-    const fresh = new FakeHost([], [{ confirm: { out: "confirmed" } }]);
+  const applied = (): StepAnswer => ({ persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4, 1, drop22) } });
+  it("issue 21.3: a fresh connection proves new ones work; the shell that holds the lock confirms", async () => {
+    const host = new FakeHost([first({ save4: guide(4) }), applied(), { confirm: { out: "confirmed" } }]);
+    const fresh = new FakeHost([], [{ fresh: {} }]);
     const res = await agentOn(host, fresh).change(insert(drop22, { position: "top", freshConfirm: true }));
     expect(res.families[4]?.line).toBe(1);
-    expect(host.scripts.some((s) => /confirmed/.test(s))).toBe(false);
+    // The fresh connection only runs `true`: it neither confirms nor touches the pending transaction.
+    expect(fresh.runs).toHaveLength(1);
+    expect(fresh.runs[0]).not.toMatch(/pulumi-iptables\.tx/);
     expect(stable(fresh.runs)).toMatchSnapshot();
+    expect(host.scripts[2]).toMatch(/'@@pit-begin %s %s\\n' "\$PIT_M" confirm\n/);
     expectValidShell(fresh);
+    expectValidShell(host);
   });
 
   it("that cannot connect: not confirmed, the host reverts it", async () => {
-    const host = new FakeHost([
-      first({ save4: guide(4) }),
-      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4, 1, drop22) } },
-    ]);
+    const host = new FakeHost([first({ save4: guide(4) }), applied()]);
     const fresh = new FakeHost([], ["drop"]);
     const e = await failure(agentOn(host, fresh).change(insert(drop22, { position: "top", freshConfirm: true })));
-    expect(e.message).toMatch(/may cut off new SSH connections .* a fresh connection could not confirm it/);
-    expect(e.message).toMatch(/if not, the host reverts it by itself within 30s/);
+    expect(e.message).toMatch(/may cut off new SSH connections .* a fresh connection could not be made/);
+    expect(e.message).toMatch(/not confirmed: the host reverts it by itself within 30s/);
+    // Nothing was sent to confirm it.
+    expect(host.scripts.some((s) => /" confirm\n/.test(s))).toBe(false);
+  });
+
+  it("issue 21.3: a confirmation that lost the claim to the rollback says the change was reverted, never created", async () => {
+    const lost = {
+      code: 3,
+      err: "its rollback claimed it first: the host reverted the change (or is reverting it), it was not confirmed",
+    };
+    const host = new FakeHost([first({ save4: guide(4) }), applied(), { confirm: lost }, { save4: { out: guide(4) } }]);
+    const fresh = new FakeHost([], [{ fresh: {} }]);
+    const e = await failure(agentOn(host, fresh).change(insert(drop22, { position: "top", freshConfirm: true })));
+    expect(e.message).toMatch(
+      /confirming the change on \S+ failed: its rollback claimed it first: the host reverted the change .*, and a listing shows none of the change on the host$/,
+    );
+    expect(e.message).not.toMatch(/may or may not be confirmed/);
   });
 });
 
