@@ -33,7 +33,10 @@ export const CLAIM_LOST = 3;
  * deleted rule back even when the chain has shrunk since. Every line keeps its exact rule text (and
  * counters, `-c P B`, as an adoption's swap gives them). A line put elsewhere than recorded is
  * announced by a comment line `# moved: ...` above it, which iptables-restore ignores and the revert
- * logs once the line went in.
+ * logs once the line went in. The undo is idempotent: an `-I` of a rule the chain holds already, or a
+ * `-D` of a rule it does not hold (exact text, as `iptables -S` lists it), is left out and announced
+ * as `# skipped: ...`, so undoing a change that never went in (a shell killed between the arm and the
+ * restore) changes nothing: a delete's undo never adds a second copy.
  */
 const FIT = `pit_fit() { pit_l=
   while IFS= read -r l; do
@@ -43,14 +46,21 @@ const FIT = `pit_fit() { pit_l=
       r=\${l#-I "$c" }; n=\${r%% *}; r=\${r#"$n" }
       case $n in ""|*[!0-9]*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c
 "; continue ;; esac
-      m=$(( $($1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -c '^-A ') + $(printf '%s' "$pit_l" | grep -cxF "+ $c") - $(printf '%s' "$pit_l" | grep -cxF -- "- $c") + 1 ))
       t=$r; case $t in "-c "*) t=\${t#-c * * } ;; esac
+      if $1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -qxF -- "-A $c $t"; then
+        printf '# skipped: %s\\n' "$4: -A $c $t is on the host already (the change never took it away)"; continue
+      fi
+      m=$(( $($1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -c '^-A ') + $(printf '%s' "$pit_l" | grep -cxF "+ $c") - $(printf '%s' "$pit_l" | grep -cxF -- "- $c") + 1 ))
       [ "$n" -le "$m" ] || { printf '# moved: %s\\n' "$4: put back at line $m of $c, not at line $n as recorded (the chain is shorter now): -A $c $t"; n=$m; }
       printf '%s\\n' "-I $c $n $r"; pit_l="$pit_l+ $c
 " ;;
     "-A "*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c
 " ;;
-    "-D "*) printf '%s\\n' "$l"; pit_l="$pit_l- $c
+    "-D "*)
+      if ! $1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -qxF -- "-A \${l#-D }"; then
+        printf '# skipped: %s\\n' "$4: -A \${l#-D } is not on the host (the change never put it there)"; continue
+      fi
+      printf '%s\\n' "$l"; pit_l="$pit_l- $c
 " ;;
     *) printf '%s\\n' "$l" ;;
     esac
@@ -74,7 +84,7 @@ function revertScript(id: string, table: string, families: Family[], limits: Lim
     `mv "$p" "$d" 2>/dev/null || exit ${CLAIM_LOST}`,
     `echo "$PIT_ME" >"$d/reverter"`,
     FIT,
-    `pit_log() { sed -n 's/^# moved: /moved: /p' >>"$d/log"; }`,
+    `pit_log() { sed -n -e 's/^# moved: /moved: /p' -e 's/^# skipped: /skipped: /p' >>"$d/log"; }`,
     "ok=0",
   ];
   for (const f of families) {
@@ -208,7 +218,7 @@ for d in ${TX_DIR}/*; do
     [ "$ok" != ${CLAIM_LOST} ] || continue
     d=$d.reverted; ${STOP_WATCHDOG} ;;
   esac
-  moved=$(grep '^moved: ' "$d/log" 2>/dev/null | tr '\\n' ' ')
+  moved=$(grep -e '^moved: ' -e '^skipped: ' "$d/log" 2>/dev/null | tr '\\n' ' ')
   if [ "$ok" = 0 ] && [ -z "$moved" ]; then echo "$id reverted"
   elif [ "$ok" = 0 ]; then echo "$id reverted, not exactly: \${moved% }"
   elif [ "$ok" = 2 ]; then echo "$id NOT reverted: its revert was cut off part way: $(tr '\\n' ' ' <"$d/log" 2>/dev/null)"

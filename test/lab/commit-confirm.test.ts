@@ -71,19 +71,17 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
 
   it("issue 21.1: REAP says 'reverted' only for a rollback that restored every line, and reports each once", async () => {
     const limits = limitsFor(5, 600);
-    const rule = (port: number) => ["INPUT", "-p", "tcp", "--dport", String(port), "-j", "ACCEPT"];
+    const rule = (port: number) => ["INPUT", "-p", "tcp", "-m", "tcp", "--dport", String(port), "-j", "ACCEPT"];
     await h.iptables(4, ["-A", ...rule(9101)]);
     await h.iptables(4, ["-A", ...rule(9102)]);
     // Three unconfirmed transactions, armed by the provider's own step: one whose undo restores, one
-    // whose undo cannot (its rule is not there to delete), and one its watchdog already reverted.
-    const arm = (id: string, port: number, after = limits) =>
-      remote(armStep(id, "filter", { 4: [`-D ${rule(port).join(" ")}`] }, after));
-    for (const [id, port] of [
-      ["aaaaaaaaaaa1", 9101],
-      ["aaaaaaaaaaa2", 9199],
-    ] as const)
-      expect((await arm(id, port)).arm?.code).toBe(0);
-    expect((await arm("aaaaaaaaaaa3", 9102, limitsFor(5, 1))).arm?.code).toBe(0);
+    // whose undo cannot (its chain is gone: the rule cannot be put back), and one its watchdog already
+    // reverted. The undo lines are in the form iptables -S lists (the provider's exact text).
+    const arm = (id: string, lines: string[], after = limits) => remote(armStep(id, "filter", { 4: lines }, after));
+    const gone = "-I PIT-GONE 1 -p tcp -m tcp --dport 9199 -j ACCEPT";
+    expect((await arm("aaaaaaaaaaa1", [`-D ${rule(9101).join(" ")}`])).arm?.code).toBe(0);
+    expect((await arm("aaaaaaaaaaa2", [gone])).arm?.code).toBe(0);
+    expect((await arm("aaaaaaaaaaa3", [`-D ${rule(9102).join(" ")}`], limitsFor(5, 1))).arm?.code).toBe(0);
     await h.waitFor(async () => (await pending()).includes("aaaaaaaaaaa3.reverted"), "the watchdog's revert", 20_000);
 
     const reap = (await remote(REAP)).reap;
@@ -91,7 +89,9 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
     const lines = reap!.out.split("\n").sort();
     expect(lines).toHaveLength(3);
     expect(lines[0]).toBe("aaaaaaaaaaa1 reverted");
-    expect(lines[1]).toMatch(/^aaaaaaaaaaa2 NOT reverted: .*not undone: -D INPUT -p tcp --dport 9199 -j ACCEPT/);
+    expect(lines[1]).toMatch(
+      /^aaaaaaaaaaa2 NOT reverted: .*not undone: -I PIT-GONE 1 -p tcp -m tcp --dport 9199 -j ACCEPT/,
+    );
     expect(lines[2]).toBe("aaaaaaaaaaa3 reverted");
     const rules = (await h.iptables(4, ["-S", "INPUT"])).stdout;
     expect(rules).not.toContain("--dport 9101");
@@ -102,7 +102,7 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
   });
 
   it("issue 21.2: a stack whose lock wait runs out reverts nothing and lists nothing (REAP runs only under the lock)", async () => {
-    const rule = ["INPUT", "-p", "tcp", "--dport", "9201", "-j", "ACCEPT"];
+    const rule = ["INPUT", "-p", "tcp", "-m", "tcp", "--dport", "9201", "-j", "ACCEPT"];
     await h.iptables(4, ["-A", ...rule]);
     // Another stack's transaction in flight: armed, its rule applied, not yet confirmed.
     expect(
@@ -141,7 +141,7 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
   });
 
   it("issue 21.3: a confirmation that comes while the rollback reverts loses the claim, says so, and the revert completes", async () => {
-    const rule = ["INPUT", "-p", "tcp", "--dport", "9301", "-j", "ACCEPT"];
+    const rule = ["INPUT", "-p", "tcp", "-m", "tcp", "--dport", "9301", "-j", "ACCEPT"];
     await h.iptables(4, ["-A", ...rule]);
     const id = "ccccccccccc1";
     const d = txDir(id);
@@ -275,6 +275,25 @@ mv ${d("eeeeeeeeeee3")} ${d("eeeeeeeeeee3")}.confirmed`,
     // Back, with its exact text, at the end of the chain.
     const listed = (await h.iptables(4, ["-S", chain])).stdout.trim().split("\n");
     expect(listed).toEqual([`-N ${chain}`, `-A ${chain} -p tcp -m tcp --dport 8080 -j ACCEPT`, ssh]);
+    expect(await pending()).toBe("");
+  });
+
+  it("an undo is idempotent: a change that never went in (the shell killed between arm and restore) is left as it is", async () => {
+    const chain = "PITIDEM";
+    const ssh = `-A ${chain} -p tcp -m tcp --dport 22 -j ACCEPT`;
+    const other = `-A ${chain} -p tcp -m tcp --dport 2222 -j ACCEPT`;
+    await h.iptables(4, ["-N", chain]);
+    await h.iptables(4, ["-A", chain, "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"]);
+    // Armed for a delete of the SSH ACCEPT (undo: put it back at line 1) and an insert of 2222 (undo:
+    // delete it); the restore never ran. Before, the undo added a second copy of the SSH ACCEPT.
+    const undo = [other.replace(/^-A /, "-D "), ssh.replace(`-A ${chain} `, `-I ${chain} 1 `)];
+    expect((await remote(armStep("ddddddddddd3", "filter", { 4: undo }, limitsFor(5, 600)))).arm?.code).toBe(0);
+    const reap = (await remote(REAP)).reap?.out ?? "";
+    expect(reap).toMatch(/^ddddddddddd3 reverted, not exactly: /);
+    expect(reap).toContain(`skipped: IPv4: ${other} is not on the host (the change never put it there)`);
+    expect(reap).toContain(`skipped: IPv4: ${ssh} is on the host already (the change never took it away)`);
+    const listed = (await h.iptables(4, ["-S", chain])).stdout.trim().split("\n");
+    expect(listed).toEqual([`-N ${chain}`, ssh]);
     expect(await pending()).toBe("");
   });
 
