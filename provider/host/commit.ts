@@ -16,6 +16,12 @@ export const TX_DIR = "/run/pulumi-iptables.tx";
 
 export const txDir = (id: string) => `${TX_DIR}/${id}`;
 
+/** Separates the undo units of an arm's undo file (a comment line to iptables-restore). */
+const UNIT = "# unit";
+
+/** An arm's undo lines from the undo units of a batch, each unit after a UNIT line. */
+export const unitsOf = (units: string[][]) => units.flatMap((u) => [UNIT, ...u]);
+
 /** iptables-restore input of `lines` in `table`. */
 export const restoreInput = (table: string, lines: string[]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`;
 
@@ -70,9 +76,9 @@ const FIT = `pit_fit() { pit_l=
  * The revert script of one transaction (run with the lock held). It first claims the transaction:
  * one `mv` of its directory to `<id>.reverting`, which fails when a confirmation (or another revert)
  * claimed it first; it then exits CLAIM_LOST and does nothing. Then each family's undo lines (read
- * once, fitted to the chain as it is now: FIT) go in one iptables-restore, or line by line when that
- * is refused (a line whose rule someone else removed already must not keep the others from going
- * in); the directory is renamed `<id>.reverted`, with what the restores said in its `log`: each line
+ * once, fitted to the chain as it is now: FIT) go in one iptables-restore, or unit by unit (each
+ * request's undo lines: a swap back goes in whole or not at all) when that is refused (a request whose
+ * rule someone else removed already must not keep the others from going in); the directory is renamed `<id>.reverted`, with what the restores said in its `log`: each line
  * put back elsewhere than recorded ("moved: ..."), and last "reverted <time>" only when every undo
  * line went in ("incomplete <time>" otherwise). Exits 0 only then.
  */
@@ -97,11 +103,16 @@ function revertScript(id: string, table: string, families: Family[], limits: Lim
       `elif x=$(printf '%s\\n' "$u" | ${fit}) && printf '%s\\n' "$x" | ${restore} 2>>"$d/log" >/dev/null; then`,
       `  printf '%s\\n' "$x" | pit_log`,
       "else",
-      `  bad=$(printf '%s\\n' "$u" | sed -n '/^-/p' | while IFS= read -r l; do`,
-      `    x=$(printf '*%s\\n%s\\nCOMMIT\\n' ${shellQuote(table)} "$l" | ${fit})`,
+      // Unit by unit (each request's undo lines, after a UNIT line): a swap back never goes in halfway.
+      `  bad=$({ printf '%s\\n' "$u" | sed -n -e '/^-/p' -e '/^${UNIT}$/p'; echo '${UNIT}'; } | { g=; while IFS= read -r l; do`,
+      `    if [ "$l" != '${UNIT}' ]; then g="$g$l
+"; continue; fi`,
+      `    [ -n "$g" ] || continue`,
+      `    x=$(printf '*%s\\n%sCOMMIT\\n' ${shellQuote(table)} "$g" | ${fit})`,
       `    if printf '%s\\n' "$x" | ${restore} 2>>"$d/log" >/dev/null; then printf '%s\\n' "$x" | pit_log`,
-      `    else echo "not undone: $l" >>"$d/log"; echo "$l"; fi`,
-      "  done)",
+      `    else printf 'not undone: %s' "$g" >>"$d/log"; printf '%s' "$g"; fi`,
+      "    g=",
+      "  done; })",
       `  [ -z "$bad" ] || ok=1`,
       "fi",
     );

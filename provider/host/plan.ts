@@ -257,10 +257,15 @@ export function planBatch(
   return { plans, failed, resolved, expected: current };
 }
 
-/** The restore lines of a batch in one family, and the undo lines (in reverse order). */
-export function linesOf(plans: ReadonlyMap<ChangeRequest, Plan>, f: Family): { apply: string[]; undo: string[] } {
+/** The restore lines of a batch in one family, and the undo lines (in reverse order), also per request. */
+export function linesOf(
+  plans: ReadonlyMap<ChangeRequest, Plan>,
+  f: Family,
+): { apply: string[]; undo: string[]; units: string[][] } {
   const planned = [...plans.values()].flatMap((p) => p[f] ?? []);
-  return { apply: planned.flatMap((p) => p.apply), undo: [...planned].reverse().flatMap((p) => p.undo) };
+  // Each request's undo lines are one unit: an adoption's swap back, a takeover's pair, go in together or not at all.
+  const units = [...planned].reverse().map((p) => p.undo);
+  return { apply: planned.flatMap((p) => p.apply), undo: units.flat(), units };
 }
 
 /** Requests whose rule's place in the saved files changes: persisted inserts and deletes, flag changes. */

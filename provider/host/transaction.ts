@@ -17,7 +17,7 @@ import { parseSpec } from "../rules";
 import type { Ruleset } from "../rules";
 import { Session } from "../ssh";
 import { besideWant, judgeBeside } from "./beside";
-import { armStep, CLAIM_LOST, confirmStep, REAP, restoreInput } from "./commit";
+import { armStep, unitsOf, CLAIM_LOST, confirmStep, REAP, restoreInput } from "./commit";
 import { review, shows } from "./confirm";
 import type { Review } from "./confirm";
 import { HostError } from "./errors";
@@ -362,7 +362,7 @@ class Transaction {
       parts.push(saveScript(this.host!.persistence, change));
     }
     if (touched.length) {
-      const undo = Object.fromEntries(touched.map((f) => [f, lines.get(f)!.undo]));
+      const undo = Object.fromEntries(touched.map((f) => [f, unitsOf(lines.get(f)!.units)]));
       parts.push(ifOk(armStep(this.id, this.table, undo, this.limits)));
       for (const f of touched) parts.push(ifOk(restoreStep(f, this.table, lines.get(f)!.apply, this.limits)));
     }

@@ -7,7 +7,7 @@
 // (the embedded host).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HostAgent } from "../../provider/host/agent";
-import { armStep, CLAIM_LOST, confirmStep, REAP, TX_DIR, txDir } from "../../provider/host/commit";
+import { armStep, CLAIM_LOST, confirmStep, REAP, TX_DIR, txDir, unitsOf } from "../../provider/host/commit";
 import { TRANSIENT } from "../../provider/host/persist";
 import { framed, limitsFor, LOCK_IDENTITY, lock, preamble } from "../../provider/host/protocol";
 import { freshSession } from "../../provider/host/transaction";
@@ -295,6 +295,26 @@ mv ${d("eeeeeeeeeee3")} ${d("eeeeeeeeeee3")}.confirmed`,
     const listed = (await h.iptables(4, ["-S", chain])).stdout.trim().split("\n");
     expect(listed).toEqual([`-N ${chain}`, ssh]);
     expect(await pending()).toBe("");
+  });
+
+  it("a refused undo is retried request by request, never line by line: a swap back goes in whole or not at all", async () => {
+    const chain = "PITUNIT";
+    const theirs = `-A ${chain} -p tcp -m tcp --dport 22 -j ACCEPT`;
+    const other = `-A ${chain} -p tcp -m tcp --dport 2222 -j ACCEPT`;
+    await h.iptables(4, ["-N", chain]);
+    await h.iptables(4, ["-A", chain, "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"]);
+    await h.iptables(4, ["-A", chain, "-p", "tcp", "-m", "tcp", "--dport", "2222", "-j", "ACCEPT"]);
+    // Two requests' undo: a swap whose insert iptables refuses (its target chain is gone) and whose
+    // delete would succeed, and a plain delete. Line by line, the swap's delete went in alone and the
+    // operator's rule was gone with nothing in its place.
+    const swap = [`-I ${chain} 1 -p tcp -m tcp --dport 22 -j PIT-NO-SUCH-CHAIN`, theirs.replace(/^-A /, "-D ")];
+    const undo = unitsOf([swap, [other.replace(/^-A /, "-D ")]]);
+    expect((await remote(armStep("ddddddddddd4", "filter", { 4: undo }, limitsFor(5, 600)))).arm?.code).toBe(0);
+    const reap = (await remote(REAP)).reap?.out ?? "";
+    expect(reap).toMatch(/^ddddddddddd4 NOT reverted: .*not undone: -I PITUNIT 1 .*PIT-NO-SUCH-CHAIN -D PITUNIT /);
+    // The swap did not go in halfway (the operator's rule is there); the other request was undone.
+    const listed = (await h.iptables(4, ["-S", chain])).stdout.trim().split("\n");
+    expect(listed).toEqual([`-N ${chain}`, theirs]);
   });
 
   it("issue 21.4: an adoption's swap back in a chain that shrank above it keeps the exact text and the counters", async () => {
