@@ -342,7 +342,8 @@ function createdState(inputs: RuleInputs, unique: string, tag: string, res: Chan
 function reportCreated(state: PortRuleState, res: ChangeResult, log: Logger): void {
   for (const f of placedFamilies(state, res)) {
     const p = res.families[f]!;
-    const verb = p.adopted ? `-R $1 ${p.line}` : `-I $1 ${p.line}`;
+    // An adoption is a swap in one restore: the tagged rule in at the twin's line, the twin out by its text.
+    const verb = `-I $1 ${p.line}`;
     log.info?.(`${p.rule.replace(/^-A (\S+)/, verb)} on ${state.host} (${familyName(f)}): ${p.reason}`);
     for (const w of res.beside[f]?.warnings ?? []) log.warn?.(`${familyName(f)}: ${w}`);
     if (p.twin && !p.adopted)

@@ -90,7 +90,9 @@ export function review(
         // An adopted rule is the operator's: it goes back to the hand-made rule it was, where it is now.
         const twin = plan[f]?.adopted ? plan[f]?.twin : undefined;
         const counters = { packets: rule?.counters?.packets ?? 0, bytes: rule?.counters?.bytes ?? 0 };
-        if (rule) fix(f, ...(twin ? swapLines(text(f), twin.rule, rule.line, counters) : [asDelete(text(f))]));
+        // Otherwise the plan's own undo: a takeover's dropped rule also puts back the rules it took over.
+        const undo = plan[f]?.undo ?? [asDelete(text(f))];
+        if (rule) fix(f, ...(twin ? swapLines(text(f), twin.rule, rule.line, counters) : undo));
       }
     }
   }

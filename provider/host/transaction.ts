@@ -13,7 +13,7 @@
 // A failure before `commit` leaves the rollback armed: the host undoes the change by itself within
 // rollbackAfter. Undoing is always checked by a listing before anything is said about it.
 import { randomBytes } from "node:crypto";
-import { parseSpec } from "../rules";
+import { parseSpec, shown } from "../rules";
 import type { Ruleset } from "../rules";
 import { Session } from "../ssh";
 import { besideWant, judgeBeside } from "./beside";
@@ -313,7 +313,7 @@ class Transaction {
         `${this.target}: reverted unconfirmed changes of an earlier run (${reverted.join(", ")})`,
       );
     for (const l of reaped.filter((l) => !l.endsWith(" reverted")))
-      this.session.log.warn?.(`${this.target}: unconfirmed changes of an earlier run: ${l}`);
+      this.session.log.warn?.(`${this.target}: unconfirmed changes of an earlier run: ${shown(l)}`);
     this.host = this.facts.of(first, this.families);
     this.first = first;
     this.listedWant = want;

@@ -152,3 +152,29 @@ describe("shows", () => {
     expect(shows(new Map([[4, copy]]), req, 4)).toBe(false);
   });
 });
+
+describe("a dropped takeover", () => {
+  it("puts back the rule it took over, not only removes its own (review)", () => {
+    const NEXT = "pulumi-iptables:web/prod/app/ba9876543210";
+    const next = (f: 4 | 6) => req.specs[f]!.map((x) => x.replace(TAG, NEXT));
+    const retry: InsertRequest = { ...req, successors: [{ tag: NEXT, specs: { 4: next(4), 6: next(6) } }] };
+    // An earlier try left this resource's own rule at line 1 of both families: the create takes it over.
+    const before = new Map([
+      [4, withInserted(base(), "filter", "INPUT", 1, text)],
+      [6, withInserted(six(), "filter", "INPUT", 1, text6)],
+    ] as const);
+    const { plans, resolved, expected } = planBatch([retry], before, { target, facts });
+    const taken = resolved.get(retry)!;
+    expect(taken.tag).toBe(NEXT);
+    // After the restore another writer removed the IPv6 rule: the request is dropped, and its IPv4 rule
+    // goes with the rule it took over put back.
+    const nextText = ruleText("INPUT", next(4));
+    const after = new Map([
+      [4, withInserted(base(), "filter", "INPUT", 1, nextText)],
+      [6, six()],
+    ] as const);
+    const r = review(after, [taken], plans, 0, target, expected);
+    expect([...r.dropped.keys()]).toEqual([taken]);
+    expect(r.fixes.get(4)).toEqual([asDelete(nextText), text.replace(/^-A INPUT /, "-I INPUT 1 ")]);
+  });
+});
