@@ -26,7 +26,7 @@ export const unitsOf = (units: string[][]) => units.flatMap((u) => [UNIT, ...u])
 export const restoreInput = (table: string, lines: string[]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`;
 
 /** The revert script's last line: what REAP checks to tell a rollback written whole. */
-const REVERT_LAST = `rm -rf "$p.reverted"; mv "$d" "$p.reverted"; exit $ok`;
+const REVERT_LAST = `[ "$ok" = 0 ] && s=reverted || s=incomplete; rm -rf "$p.$s"; mv "$d" "$p.$s"; exit $ok`;
 
 /** The revert's exit status when it lost the claim: the transaction was confirmed or is being
  * reverted by another (see CLAIM in docs/architecture.md). */
@@ -78,9 +78,11 @@ const FIT = `pit_fit() { pit_l=
  * claimed it first; it then exits CLAIM_LOST and does nothing. Then each family's undo lines (read
  * once, fitted to the chain as it is now: FIT) go in one iptables-restore, or unit by unit (each
  * request's undo lines: a swap back goes in whole or not at all) when that is refused (a request whose
- * rule someone else removed already must not keep the others from going in); the directory is renamed `<id>.reverted`, with what the restores said in its `log`: each line
- * put back elsewhere than recorded ("moved: ..."), and last "reverted <time>" only when every undo
- * line went in ("incomplete <time>" otherwise). Exits 0 only then.
+ * rule someone else removed already must not keep the others from going in). The directory is then
+ * renamed `<id>.reverted` when every undo unit went in, `<id>.incomplete` otherwise: the outcome is in
+ * the name, which a full /run cannot keep from being written (it can the log). The log holds what the
+ * restores said: each line put back elsewhere than recorded ("moved: ...") or skipped ("skipped:
+ * ..."), and the units not undone. Exits 0 only when every unit went in.
  */
 function revertScript(id: string, table: string, families: Family[], limits: Limits): string {
   const p = shellQuote(txDir(id));
@@ -217,9 +219,8 @@ for d in ${TX_DIR}/*; do
   *.reverting)
     ! pit_alive "$(cat "$d/reverter" 2>/dev/null)" || continue
     id=\${id%.reverting}; ok=2 ;;
-  *.reverted)
-    id=\${id%.reverted}
-    case "$(tail -n 1 "$d/log" 2>/dev/null)" in "reverted "*) ok=0 ;; *) ok=1 ;; esac ;;
+  *.reverted) id=\${id%.reverted}; ok=0 ;;
+  *.incomplete) id=\${id%.incomplete}; ok=1 ;;
   *)
     case "$(tail -n 1 "$d/revert" 2>/dev/null)" in
     '${REVERT_LAST}') ;;
@@ -227,13 +228,13 @@ for d in ${TX_DIR}/*; do
     esac
     sh "$d/revert"; ok=$?
     [ "$ok" != ${CLAIM_LOST} ] || continue
-    d=$d.reverted; ${STOP_WATCHDOG} ;;
+    [ "$ok" = 0 ] && d=$d.reverted || d=$d.incomplete; ${STOP_WATCHDOG} ;;
   esac
   moved=$(grep -e '^moved: ' -e '^skipped: ' "$d/log" 2>/dev/null | tr '\\n' ' ')
   if [ "$ok" = 0 ] && [ -z "$moved" ]; then echo "$id reverted"
   elif [ "$ok" = 0 ]; then echo "$id reverted, not exactly: \${moved% }"
   elif [ "$ok" = 2 ]; then echo "$id NOT reverted: its revert was cut off part way: $(tr '\\n' ' ' <"$d/log" 2>/dev/null)"
-  else echo "$id NOT reverted: $(grep -v '^incomplete ' "$d/log" 2>/dev/null | tr '\\n' ' ')"; fi
+  else why=$(grep -v '^incomplete ' "$d/log" 2>/dev/null | tr '\\n' ' '); echo "$id NOT reverted: \${why:-its log could not be written (is /run full?)}"; fi
   rm -rf "$d"
 done; true`,
 });

@@ -485,6 +485,7 @@ class Transaction {
       saving ? `${confirmStep(this.id)}\n${ifOk(saving)}` : confirmStep(this.id),
     );
     if (answer.confirm?.code === CLAIM_LOST) await this.lostClaim(shell, answer.confirm);
+    if (answer.confirm && answer.confirm.code !== 0) await this.unconfirmed(shell, answer.confirm);
     out(answer, "confirm", "confirming the change", this.target);
     this.phase = "committed";
     return answer;
@@ -500,6 +501,29 @@ class Transaction {
       this.target,
     );
     this.unapplied(`confirming the change on ${this.target} failed: ${confirm.err}`, listed);
+  }
+
+  /**
+   * The confirmation could not claim the transaction, and no rollback did either (a /run turned
+   * read-only): nothing on the host would revert the change, so this shell, which holds the lock, undoes
+   * it now; says so only as far as a listing shows it. A rollback that claims it later finds nothing to
+   * undo (its undo lines are skipped where the host is as they would leave it).
+   */
+  private async unconfirmed(shell: Shell, confirm: Section): Promise<never> {
+    const plans = this.livePlans();
+    const undo = this.families.flatMap((f) => {
+      const lines = linesOf(plans, f).undo;
+      return lines.length ? [restoreStep(f, this.table, lines, this.limits)] : [];
+    });
+    const answer = await shell.step(
+      "undoing the unconfirmed change",
+      [...undo, saves(this.families, this.table)].join("\n"),
+    );
+    this.armed = false;
+    this.unapplied(
+      `confirming the change on ${this.target} failed: ${confirm.err || confirm.out || "no answer"}; it was undone`,
+      listings(answer, this.families, this.target),
+    );
   }
 
   /** Cancels the armed rollback once a listing shows the host as it was. */

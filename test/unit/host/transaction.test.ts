@@ -139,6 +139,22 @@ describe("a create", () => {
   });
 });
 
+describe("a confirmation that cannot claim the transaction (a /run turned read-only)", () => {
+  it("undoes the change in the shell that holds the lock, and says so as far as a listing shows it", async () => {
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(4) } },
+      { confirm: { code: 1, err: "transaction x is no longer pending" } },
+      { restore4: {}, save4: { out: guide(4) } },
+    ]);
+    const e = await failure(agentOn(host).change(insert()));
+    expect(e.message).toBe(
+      "confirming the change on root@198.18.0.10:22 failed: transaction x is no longer pending; it was undone, and a listing shows none of the change on the host",
+    );
+    expect(host.scripts[3]).toContain(`-D INPUT ${text(4).slice("-A INPUT ".length)}`);
+  });
+});
+
 describe("issue 21.9: an arm that fails", () => {
   it("says the rollback could not be armed and that a listing shows nothing applied, not that iptables refused", async () => {
     const host = new FakeHost([
