@@ -213,6 +213,8 @@ function identityOf(outer: number): string | undefined {
 
 // ---- one schedule ----
 type Fault = "kill-shell" | "kill-parent" | "sigpipe";
+/** How likely a fault hits a stack before each step: most of all between its apply and its confirmation. */
+const RISK = { begin: 0.08, apply: 0.1, commit: 0.3 };
 interface Tx {
   id: string;
   inserts: string[];
@@ -227,6 +229,9 @@ interface Log {
   faults: number;
 }
 
+/** The begin step as the provider runs it: the lock, then (only if it is held) REAP and the listing. */
+const beginScript = (limits: Limits) =>
+  `${preamble(limits)}${lock(limits)}\n${ifOk(`${REAP}\n${listing(true, [4], "filter")}`)}`;
 const ifOk = (then: string) => `if [ "$c" = 0 ]; then\n${then}\nfi`;
 /** The INPUT chain of a step's listing (iptables-save -c: counters cut off). */
 const txOf = (s: Sections, f = "save4") =>
@@ -256,7 +261,7 @@ class Schedule {
   readonly believers = new Map<number, { identity: string; outer: number }>();
   /** Processes that took a pid a killed shell had (inner pid, outer pid): none may be killed. */
   readonly reused: { inner: string; outer: number }[] = [];
-  readonly waiting: { stack: number; open: boolean; go: (f: Fault | undefined) => void }[] = [];
+  readonly waiting: { stack: number; risk: number; go: (f: Fault | undefined) => void }[] = [];
   lastArm = 0;
   foreign = 0;
   runState: "rw" | "ro" | "full" = "rw";
@@ -279,15 +284,15 @@ class Schedule {
   }
 
   /** A stack waits here at each step boundary; the scheduler lets it go on, or hits it with a fault. */
-  gate(stack: number, open = true): Promise<Fault | undefined> {
-    return new Promise((go) => this.waiting.push({ stack, open, go }));
+  gate(stack: number, risk: number): Promise<Fault | undefined> {
+    return new Promise((go) => this.waiting.push({ stack, risk, go }));
   }
 
   async stack(n: number, perDialTimeout: number, txCount: number): Promise<void> {
     const limits = limitsFor(perDialTimeout, this.rollbackAfter);
     const mine: string[] = [];
     for (let t = 0; t < txCount; t++) {
-      await this.gate(n, false);
+      await this.gate(n, 0);
       let child: ChildProcessWithoutNullStreams | undefined;
       const session = shellSession(this.host, this.variant, (c) => (child = c));
       const shell = await openShell(session, limits.step);
@@ -298,7 +303,7 @@ class Schedule {
       const reqs = this.requests(n, t, mine);
       try {
         for (const step of ["begin", "apply", "commit"] as const) {
-          const fault = await this.gate(n);
+          const fault = await this.gate(n, RISK[step]);
           if (fault) {
             await this.hit(n, fault, shell, child!, outer, identity);
             break;
@@ -361,10 +366,7 @@ class Schedule {
   ): Promise<boolean> {
     const who = `stack ${n} ${tx.id}`;
     if (step === "begin") {
-      const s = await shell.step(
-        "begin",
-        `${preamble(limits)}${lock(limits)}\n${ifOk(`${REAP}\n${listing(true, [4], "filter")}`)}`,
-      );
+      const s = await shell.step("begin", beginScript(limits));
       if (s.lock?.code !== 0) {
         this.event(`${who} lock not taken (${s.lock?.code}): ${s.lock?.err}`);
         if (s.reap || s.save4) this.violation(`${who}: REAP or the listing ran without the lock`);
@@ -608,8 +610,9 @@ class Schedule {
       this.checkHolders("between steps");
       this.waiting.sort((a, b) => a.stack - b.stack);
       const w = this.waiting.splice(this.rng.int(this.waiting.length), 1)[0];
-      const fault =
-        w.open && this.rng.chance(0.12) ? pick(this.rng, ["kill-shell", "kill-parent", "sigpipe"] as const) : undefined;
+      const fault = this.rng.chance(w.risk)
+        ? pick(this.rng, ["kill-shell", "kill-parent", "sigpipe"] as const)
+        : undefined;
       w.go(fault);
     }
     await all;
@@ -642,6 +645,24 @@ class Schedule {
     const extra = final.filter((r) => count(final, r) > count(this.live, r));
     for (const r of new Set(missing)) this.violation(`missing at the end: ${r}`);
     for (const r of new Set(extra)) this.violation(`left at the end (orphan or duplicate): ${r}`);
+    await this.audit(final);
+  }
+
+  /** The next run's begin: what REAP says of the watchdogs' reverts agrees with its listing, and it
+   * finds nothing left to revert (the host reverted everything unconfirmed by itself). */
+  private async audit(final: string[]) {
+    const limits = limitsFor(1, this.rollbackAfter);
+    const shell = await openShell(
+      shellSession(this.host, this.variant, () => undefined),
+      limits.step,
+    );
+    const s = await shell.step("audit", beginScript(limits));
+    await shell.close();
+    const rules = txOf(s);
+    if (s.lock?.code !== 0 || !rules) return this.violation(`the audit's begin failed: ${s.lock?.err || s.save4?.err}`);
+    for (const line of (s.reap?.out ?? "").split("\n").filter(Boolean)) this.reaped("audit", line, rules);
+    if (rules.join("\n") !== final.join("\n"))
+      this.violation("the audit's REAP changed the rules: the host had not reverted an unconfirmed change by itself");
   }
 
   summary(): string {
