@@ -607,6 +607,12 @@ class Schedule {
       if (done) break;
       if (!this.waiting.length) continue;
       this.world();
+      // Now and then every stack stays between steps past the rollback time: the watchdogs of
+      // killed stacks act (and race the next taker for the lock).
+      if (this.rng.chance(0.08)) {
+        this.event("pause");
+        await sleep((this.rollbackAfter + 1.5) * 1000);
+      }
       this.checkHolders("between steps");
       this.waiting.sort((a, b) => a.stack - b.stack);
       const w = this.waiting.splice(this.rng.int(this.waiting.length), 1)[0];
