@@ -109,12 +109,13 @@ class Host {
   ) {}
 
   static async start(): Promise<Host> {
-    // Refuses to run iptables in the machine's own network namespace.
+    // Refuses to run iptables in the machine's own network namespace. Its init waits on stdin: the
+    // namespace ends with this process, even if it is killed.
     const home = process.env.PIT_LAB_HOME_NETNS ?? "none";
     const script = `[ "$(readlink /proc/self/ns/net)" != "${home}" ] || exit 9
 mount -t tmpfs -o size=${RUN_SIZE} tmpfs /run && mount -t tmpfs tmpfs /tmp && ip link set lo up || exit 1
 printf '*filter\\n${INITIAL.join("\\n")}\\nCOMMIT\\n' | iptables-restore || exit 1
-echo ready; exec sleep 100000`;
+echo ready; read -r x`;
     const unshare = spawn(
       "/usr/bin/unshare",
       ["--net", "--pid", "--fork", "--mount-proc", "--", "/bin/dash", "-c", script],
