@@ -17,7 +17,7 @@ import { EventEmitter } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { armStep, confirmStep, REAP, restoreInput } from "../../provider/host/commit";
+import { armStep, CLAIM_LOST, confirmStep, REAP, restoreInput, unitsOf } from "../../provider/host/commit";
 import { listing, saves } from "../../provider/host/facts";
 import { linesOf, planBatch } from "../../provider/host/plan";
 import type { Persistence } from "../../provider/host/persist";
@@ -220,6 +220,8 @@ interface Tx {
   id: string;
   inserts: string[];
   deletes: string[];
+  /** Its undo lines, as armed. */
+  undo: string[];
   confirmed: boolean;
   /** The begin step's listing. */
   listed?: string;
@@ -300,7 +302,7 @@ class Schedule {
       const outer = await childOf(child!.pid!);
       const identity = outer === undefined ? undefined : identityOf(outer);
       this.event(`stack ${n} shell ${identity}`);
-      const tx: Tx = { id: `s${n}t${t}x${this.rng.int(1e6)}`, inserts: [], deletes: [], confirmed: false };
+      const tx: Tx = { id: `s${n}t${t}x${this.rng.int(1e6)}`, inserts: [], deletes: [], undo: [], confirmed: false };
       const reqs = this.requests(n, t, mine);
       try {
         for (const step of ["begin", "apply", "commit"] as const) {
@@ -398,6 +400,7 @@ class Schedule {
       }
       const lines = linesOf(plans, 4);
       if (!lines.apply.length) return false;
+      tx.undo = lines.undo;
       this.txs.set(tx.id, tx);
       const restore = section(
         "restore4",
@@ -406,9 +409,12 @@ class Schedule {
       );
       const s = await shell.step(
         "apply",
-        ["c=0", ifOk(armStep(tx.id, "filter", { 4: lines.undo }, limits)), ifOk(restore), saves([4], "filter")].join(
-          "\n",
-        ),
+        [
+          "c=0",
+          ifOk(armStep(tx.id, "filter", { 4: unitsOf(lines.units) }, limits)),
+          ifOk(restore),
+          saves([4], "filter"),
+        ].join("\n"),
       );
       const rules = txOf(s);
       if (!rules) return this.failed(`${who}: no listing after the apply (${s.save4?.err})`);
@@ -436,12 +442,27 @@ class Schedule {
       return true;
     }
     const s = await shell.step("commit", confirmStep(tx.id));
-    if (s.confirm?.code !== 0 || s.confirm.out !== "confirmed") {
-      // Unconfirmed: the host must revert it by itself (checked at the end). Reverted already, under
-      // a shell that held the lock all along, is a violation.
-      const what = `${who}: the confirmation failed while its shell held the lock: ${s.confirm?.err}`;
-      if (/no longer pending/.test(s.confirm?.err ?? "")) this.violation(what);
-      else this.event(what);
+    if (s.confirm?.code === CLAIM_LOST || !s.confirm) {
+      // Lost to its rollback, or no answer: the host reverts it by itself (checked at the end).
+      this.event(`${who}: not confirmed: ${s.confirm?.err ?? "no answer"}`);
+      return false;
+    }
+    if (s.confirm.code !== 0 || s.confirm.out !== "confirmed") {
+      // As the provider does (Transaction.unconfirmed): nothing could claim it (a /run turned
+      // read-only), so the shell that holds the lock undoes it, and a listing must show none of it.
+      this.event(`${who}: the confirmation could not claim it: ${s.confirm.err}; undone by its shell`);
+      const undo = section(
+        "restore4",
+        ["iptables-restore", "--noflush", "-w", String(limits.lockWait)],
+        restoreInput("filter", tx.undo),
+      );
+      const u = await shell.step("undo", [undo, saves([4], "filter")].join("\n"));
+      const rules = txOf(u);
+      if (!rules) return this.failed(`${who}: no listing after the undo (${u.save4?.err})`);
+      if (shows(rules, tx) !== "none")
+        this.violation(`${who}: the unconfirmed change was undone, yet the listing shows ${shows(rules, tx)} of it`);
+      tx.inserts = [];
+      tx.deletes = [];
       return false;
     }
     tx.confirmed = true;
@@ -462,10 +483,11 @@ class Schedule {
     const tx = this.txs.get(line.split(" ")[0]);
     if (!tx) return;
     const now = shows(rules, tx);
+    // "<id> reverted" or "<id> reverted, not exactly: moved/skipped ..." (the undo put back or left out).
+    const reverted = /^\S+ reverted(,|$)/.test(line);
     if (tx.confirmed) this.violation(`${who}: REAP reported a confirmed transaction: ${line}`);
-    else if (line.endsWith(" reverted") && now !== "none")
-      this.violation(`${who}: "${line}" but the listing shows ${now} of it`);
-    else if (!line.endsWith(" reverted") && !line.includes("nothing was applied") && now === "none")
+    else if (reverted && now !== "none") this.violation(`${who}: "${line}" but the listing shows ${now} of it`);
+    else if (!reverted && !line.includes("nothing was applied") && now === "none")
       this.violation(`${who}: "${line}" but the listing shows none of it (it was reverted)`);
     else if (line.includes("nothing was applied") && now !== "none")
       this.violation(`${who}: "${line}" but the listing shows ${now} of it`);
