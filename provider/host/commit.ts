@@ -40,7 +40,7 @@ export const CLAIM_LOST = 3;
  * counters, `-c P B`, as an adoption's swap gives them). A line put elsewhere than recorded is
  * announced by a comment line `# moved: ...` above it, which iptables-restore ignores and the revert
  * logs once the line went in. The undo is idempotent: an `-I` of a rule the chain holds already, or a
- * `-D` of a rule it does not hold (exact text, as `iptables -S` lists it), is left out and announced
+ * `-D` of a rule it does not hold (exact text, as a listing of the chain that succeeded shows it), is left out and announced
  * as `# skipped: ...`, so undoing a change that never went in (a shell killed between the arm and the
  * restore) changes nothing: a delete's undo never adds a second copy.
  */
@@ -53,7 +53,7 @@ const FIT = `pit_fit() { pit_l=
       case $n in ""|*[!0-9]*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c
 "; continue ;; esac
       t=$r; case $t in "-c "*) t=\${t#-c * * } ;; esac
-      if $1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -qxF -- "-A $c $t"; then
+      if s=$($1 -w "$2" -t "$3" -S "$c" 2>/dev/null) && printf '%s\\n' "$s" | grep -qxF -- "-A $c $t"; then
         printf '# skipped: %s\\n' "$4: -A $c $t is on the host already (the change never took it away)"; continue
       fi
       m=$(( $($1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -c '^-A ') + $(printf '%s' "$pit_l" | grep -cxF "+ $c") - $(printf '%s' "$pit_l" | grep -cxF -- "- $c") + 1 ))
@@ -63,7 +63,7 @@ const FIT = `pit_fit() { pit_l=
     "-A "*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c
 " ;;
     "-D "*)
-      if ! $1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -qxF -- "-A \${l#-D }"; then
+      if s=$($1 -w "$2" -t "$3" -S "$c" 2>/dev/null) && ! printf '%s\\n' "$s" | grep -qxF -- "-A \${l#-D }"; then
         printf '# skipped: %s\\n' "$4: -A \${l#-D } is not on the host (the change never put it there)"; continue
       fi
       printf '%s\\n' "$l"; pit_l="$pit_l- $c

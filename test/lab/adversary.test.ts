@@ -461,8 +461,7 @@ class Schedule {
       if (!rules) return this.failed(`${who}: no listing after the undo (${u.save4?.err})`);
       if (shows(rules, tx) !== "none")
         this.violation(`${who}: the unconfirmed change was undone, yet the listing shows ${shows(rules, tx)} of it`);
-      tx.inserts = [];
-      tx.deletes = [];
+      // Its rules stay listed in tx: a later REAP of its directory (once /run is writable) must find none of them.
       return false;
     }
     tx.confirmed = true;
