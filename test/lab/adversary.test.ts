@@ -10,6 +10,8 @@
 // process the stacks started outlives its deadline, and none kills a process that reused a pid.
 // PIT_ADVERSARY_SCHEDULES (default 16) runs more; PIT_ADVERSARY_SEED=<n> replays from schedule seed n
 // (the decisions are seeded; process timing is not). Needs root (npm test runs it in the lab wrapper).
+import { seeded } from "../random";
+import type { Seeded } from "../random";
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { randomInt } from "node:crypto";
@@ -35,20 +37,6 @@ const SEED = process.env.PIT_ADVERSARY_SEED ? Number(process.env.PIT_ADVERSARY_S
 const NSENTER = "/usr/bin/nsenter";
 const SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-// ---- seeded choices ----
-function rngOf(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n: number) => Math.floor(next() * n), chance: (p: number) => next() < p };
-}
-type Rng = ReturnType<typeof rngOf>;
-const pick = <T>(rng: Rng, xs: readonly T[]) => xs[rng.int(xs.length)];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the shells a host may have: busybox applets for every command, flock only where asked ----
@@ -253,7 +241,7 @@ function shows(rules: string[], tx: Tx): "all" | "none" | "part" {
 }
 
 class Schedule {
-  readonly rng: Rng;
+  readonly rng: Seeded;
   readonly variant: Variant;
   readonly rollbackAfter: number;
   readonly log: Log = { events: [], violations: [], faults: 0 };
@@ -273,8 +261,8 @@ class Schedule {
     readonly seed: number,
     readonly host: Host,
   ) {
-    this.rng = rngOf(seed);
-    this.variant = { shell: pick(this.rng, ["dash", "busybox ash"] as const), flock: this.rng.chance(0.5) };
+    this.rng = seeded(seed);
+    this.variant = { shell: this.rng.pick(["dash", "busybox ash"] as const), flock: this.rng.chance(0.5) };
     this.rollbackAfter = 2 + this.rng.int(2);
   }
 
@@ -329,7 +317,7 @@ class Schedule {
   /** The transaction's requests: one or two inserts of new rules, or a delete of one this stack confirmed. */
   private requests(n: number, t: number, mine: string[]): ChangeRequest[] {
     if (mine.length && this.rng.chance(0.4)) {
-      const rule = pick(this.rng, mine);
+      const rule = this.rng.pick(mine);
       const tag = /--comment (\S+)/.exec(rule)![1];
       return [
         { kind: "delete", table: "filter", chain: "INPUT", families: [4], tag, rules: { 4: rule }, persist: true },
@@ -337,7 +325,7 @@ class Schedule {
     }
     return Array.from({ length: 1 + this.rng.int(2) }, (_, k) => {
       const tag = `pit-s${n}-t${t}-r${k}-${this.seed}`;
-      const position: Position = pick(this.rng, ["auto", "top", "bottom", 1 + this.rng.int(3)] as const);
+      const position: Position = this.rng.pick(["auto", "top", "bottom", 1 + this.rng.int(3)] as const);
       const spec = [
         "-p",
         "tcp",
@@ -602,7 +590,7 @@ class Schedule {
       const rules = this.host.rules();
       const own = rules.map((x, i) => [x, i + 1] as const).filter(([x]) => x.includes("foreign-"));
       if (!own.length) return;
-      const [rule, line] = pick(this.rng, own);
+      const [rule, line] = this.rng.pick(own);
       this.host.run(`iptables -D INPUT ${line}`);
       if (!this.host.rules().includes(rule)) this.live.splice(this.live.indexOf(rule), 1);
       this.event(`foreign delete of line ${line}`);
@@ -626,7 +614,7 @@ class Schedule {
   async run(): Promise<void> {
     const stacks = 2 + this.rng.int(2);
     const actors = Array.from({ length: stacks }, (_, n) =>
-      this.stack(n, pick(this.rng, [1, 3]), 2 + this.rng.int(2)).catch((e) =>
+      this.stack(n, this.rng.pick([1, 3]), 2 + this.rng.int(2)).catch((e) =>
         this.violation(`stack ${n} crashed: ${e}`),
       ),
     );
@@ -648,7 +636,7 @@ class Schedule {
       this.waiting.sort((a, b) => a.stack - b.stack);
       const w = this.waiting.splice(this.rng.int(this.waiting.length), 1)[0];
       const fault = this.rng.chance(w.risk)
-        ? pick(this.rng, ["kill-shell", "kill-parent", "sigpipe"] as const)
+        ? this.rng.pick(["kill-shell", "kill-parent", "sigpipe"] as const)
         : undefined;
       w.go(fault);
     }

@@ -16,26 +16,13 @@ import { parseSections } from "../../../provider/host/protocol";
 import { check, parseRuleset, renderRule, ruleText } from "../../../provider/rules";
 import { readFamilyFile } from "../../fixtures/captures";
 import { insertRuleText } from "../../fixtures/listing";
+import { seeded } from "../../random";
+import type { Seeded } from "../../random";
 import { FakeHost, frame } from "./fake";
 import type { StepAnswer } from "./fake";
 
 const CASES = Number(process.env.PIT_FUZZ_CASES ?? 20_000);
 const SEED = Number(process.env.PIT_FUZZ_SEED ?? Date.now() % 2 ** 31);
-
-/** mulberry32: a small seeded generator, so a failing case is replayed from its seed. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return { int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)], chance: (p: number) => next() < p };
-}
-type Random = ReturnType<typeof random>;
 
 const TAG = "pulumi-iptables:web/prod/app/0123456789ab";
 const NEXT = "pulumi-iptables:web/prod/app/ba9876543210";
@@ -86,7 +73,7 @@ const PIECES = [
 ];
 
 /** A rule carrying our tag whose comment is hostile; `canary` marks its bytes. */
-function hostileRule(r: Random, canary: string): string {
+function hostileRule(r: Seeded, canary: string): string {
   const parts = [canary];
   for (let n = 1 + r.int(6); n > 0; n--) parts.push(r.pick(PIECES));
   parts.push(r.pick([TAG, ` ${TAG}`, `${TAG}\n`, `\n${TAG}`]));
@@ -110,7 +97,7 @@ function hostileRule(r: Random, canary: string): string {
 }
 
 /** Our rule with one token changed: never ours. */
-function nearCopy(r: Random): string {
+function nearCopy(r: Seeded): string {
   const variants = [
     OURS.replace("--dport 2222", "--dport 2223"),
     OURS.replace("--dport 2222", "--dport 8443"),
@@ -133,7 +120,7 @@ interface Case {
 }
 
 /** A listing: a base, our rule (or not), hostile rules and near copies at random lines of INPUT. */
-function listingFor(r: Random, own: string | undefined, k: number): Case {
+function listingFor(r: Seeded, own: string | undefined, k: number): Case {
   let text = r.pick(BASES);
   const rules = parseRuleset(text)
     .tables.get("filter")!
@@ -249,7 +236,7 @@ const DROP = "-A INPUT -p tcp -m tcp --dport 2222 -j DROP";
 
 describe("issue 20.1/20.2: hostile listings", () => {
   it(`act only on the exact recorded rule, and no listed byte reaches a script (${CASES} cases, seed ${SEED})`, async () => {
-    const r = random(SEED);
+    const r = seeded(SEED);
     const ops: Op[] = ["delete", "replace", "adopt", "refresh", "review"];
     const violations: string[] = [];
     const counts: Record<string, number> = {};
@@ -287,7 +274,7 @@ describe("issue 20.1/20.2: hostile listings", () => {
   });
 
   it("forged framing in a section's output is data, never a section", () => {
-    const r = random(SEED);
+    const r = seeded(SEED);
     const mark = "0f1e2d3c4b5a6978";
     for (let k = 0; k < 2000; k++) {
       const forged = Array.from({ length: 1 + r.int(4) }, () => r.pick(PIECES)).join("");
