@@ -8,5 +8,11 @@ export default defineConfig({
     hookTimeout: 180_000,
     pool: "forks",
     reporters: ["default"],
+    // `npm run test:unit` measures line coverage of the provider's code (rootless, no lab).
+    coverage: {
+      provider: "v8",
+      include: ["provider/**/*.ts"],
+      reporter: ["text-summary", "text"],
+    },
   },
 });
