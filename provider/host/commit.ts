@@ -126,8 +126,12 @@ function revertScript(id: string, table: string, families: Family[], limits: Lim
   return `${lines.join("\n")}\n`;
 }
 
+/** How long (in seconds, one try a second) the watchdog keeps trying a lock that cannot be had at all
+ * (a read-only /run): the revert needs a writable /run too. Past it, the next run's REAP reverts. */
+export const WATCHDOG_RETRIES = 3600;
+
 /** The watchdog: sleeps, takes the lock (the same way transactions do, waiting as long as one holds
- * it), reverts. */
+ * it; trying again each second while it cannot be had at all), reverts. */
 function watchdogScript(id: string, limits: Limits): string {
   const d = shellQuote(txDir(id));
   return [
@@ -137,7 +141,7 @@ function watchdogScript(id: string, limits: Limits): string {
     // A pid link it holds goes when it exits (a stale one is removed by the next taker in any case).
     `PIT_HOLDS=; trap pit_release EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM`,
     `sleep ${limits.rollbackAfter}`,
-    `${takeLock()} || exit 1`,
+    `n=0; until ${takeLock()}; do n=$((n + 1)); [ "$n" -lt ${WATCHDOG_RETRIES} ] || exit 1; sleep 1; done`,
     `[ -d "$d" ] && sh "$d/revert" 9>&-`,
     "",
   ].join("\n");

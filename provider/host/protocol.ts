@@ -174,9 +174,11 @@ export const LOCK_UNAVAILABLE = 3;
  * or as long as it takes. The one way to take the lock: transactions and the rollback watchdog both
  * use it.
  *
- * Every pass of the link loop either makes progress (a stale link broken: try again at once) or
- * sleeps and checks the deadline; a link that cannot be made or broken three passes in a row
- * (a read-only or full /run) ends with LOCK_UNAVAILABLE, a live holder at the deadline with 1.
+ * A lock file that cannot be opened (not root, a read-only /run) ends with LOCK_UNAVAILABLE; `command
+ * exec` keeps the failed redirection from ending the shell. Every pass of the link loop either makes
+ * progress (a stale link broken: try again at once) or sleeps and checks the deadline; a link that
+ * cannot be made or broken three passes in a row (a read-only or full /run) ends with
+ * LOCK_UNAVAILABLE, a live holder at the deadline with 1.
  */
 export function takeLock(wait?: number): string {
   const flock = wait === undefined ? "flock 9" : `flock -w ${wait} 9`;
@@ -186,7 +188,8 @@ export function takeLock(wait?: number): string {
       ? ""
       : `\n    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK} (the lock on a host without flock) is held by process \${pit_holder%%:*}" >&2; break; fi`;
   return `if command -v flock >/dev/null 2>&1; then
-  exec 9>>${LOCK_FILE} && ${flock}
+  if command exec 9>>${LOCK_FILE}; then ${flock}
+  else echo "the lock file ${LOCK_FILE} cannot be opened for writing: it needs root (log in as root or set connection.sudo) and a writable /run" >&2; (exit ${LOCK_UNAVAILABLE}); fi
 else
   ${end}pit_fails=0; pit_rc=1
   while :; do

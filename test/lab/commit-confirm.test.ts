@@ -101,6 +101,52 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
     expect((await remote(REAP)).reap?.out).toBe("");
   });
 
+  it("a change on a read-only /run is refused before anything runs: the lock cannot be had, and the message says why", async () => {
+    const before = await h.ruleset(4);
+    await h.sh("mount -o remount,ro /run");
+    try {
+      const { inputs, failures } = await check(
+        {},
+        {
+          connection: h.connection(),
+          port: 8112,
+          action: "DROP",
+          identity: { project: "commit", stack: "lab", name: "ro" },
+        },
+      );
+      expect(failures).toEqual([]);
+      await expect(create(inputs as any)).rejects.toThrow(
+        userland
+          ? /could not take the lock on \S+: .*the lock link \/run\/pulumi-iptables\.lock-pid cannot be made: .*Read-only file system/s
+          : /could not take the lock on \S+: .*Read-only file system.*the lock file \/run\/pulumi-iptables\.lock cannot be opened for writing: it needs root \(log in as root or set connection\.sudo\) and a writable \/run/s,
+      );
+    } finally {
+      await h.sh("mount -o remount,rw /run");
+    }
+    expect(await h.ruleset(4)).toBe(before);
+  });
+
+  it("adversary seed 9090: a watchdog that cannot take the lock on a read-only /run tries again each second and reverts once it can", async () => {
+    const rule = ["INPUT", "-p", "tcp", "-m", "tcp", "--dport", "9103", "-j", "ACCEPT"];
+    await h.iptables(4, ["-A", ...rule]);
+    const id = "aaaaaaaaaab1";
+    expect((await remote(armStep(id, "filter", { 4: [`-D ${rule.join(" ")}`] }, limitsFor(5, 2)))).arm?.code).toBe(0);
+    await h.sh("mount -o remount,ro /run");
+    try {
+      // Past its deadline the watchdog is still there, waiting, and nothing was reverted.
+      await new Promise((r) => setTimeout(r, 4_000));
+      const w = (await h.sh(`cat ${txDir(id)}/pid`)).trim();
+      expect((await h.exec(["test", "-d", `/proc/${w.split(":")[0]}`])).code).toBe(0);
+      expect((await h.iptables(4, ["-C", ...rule])).code).toBe(0);
+      expect(await pending()).toBe(id);
+    } finally {
+      await h.sh("mount -o remount,rw /run");
+    }
+    await h.waitFor(async () => (await h.iptables(4, ["-C", ...rule])).code !== 0, "the rollback", 20_000);
+    await h.waitFor(async () => (await pending()) === `${id}.reverted`, "the revert's end", 20_000);
+    expect((await remote(REAP)).reap?.out).toBe(`${id} reverted`);
+  });
+
   it("issue 21.2: a stack whose lock wait runs out reverts nothing and lists nothing (REAP runs only under the lock)", async () => {
     const rule = ["INPUT", "-p", "tcp", "-m", "tcp", "--dport", "9201", "-j", "ACCEPT"];
     await h.iptables(4, ["-A", ...rule]);
