@@ -17,7 +17,10 @@ import type { Props } from "./lineage";
 import { families, perFamily, twinOf } from "./state";
 import type { PerFamily, PortRuleState } from "./state";
 
-export { RULE_DEFINING } from "./lineage";
+// Everything this module exported before its jobs moved out, exported still (see above).
+export { RULE_DEFINING, lineage, successorOf } from "./lineage";
+export { mayLockOut } from "./guards";
+export { isGone, mustVerify, putBackState, withLive } from "./state";
 export type { PortRuleOutputs, PortRuleState } from "./state";
 
 /** Pulumi's log: shown by the engine with the resource's diagnostics. */
