@@ -1,9 +1,17 @@
 // The state mapping (pure): what a listing makes of a rule's state, whether an update verifies, what a
 // put-back merges, and what a create records.
 import { describe, expect, it } from "vitest";
-import type { ReadResult, RuleState } from "../../../provider/host/agent";
+import type { ChangeResult, ReadResult, RuleState } from "../../../provider/host/agent";
 import { check } from "../../../provider/provider";
-import { isGone, mustVerify, putBackState, withLive } from "../../../provider/state";
+import {
+  createdState,
+  isGone,
+  mustVerify,
+  putBackState,
+  readState,
+  updatedState,
+  withLive,
+} from "../../../provider/state";
 import type { PortRuleState } from "../../../provider/state";
 
 const identity = { project: "web", stack: "prod", name: "allow-app" };
@@ -132,5 +140,78 @@ describe("an update after a host key change (issue 20.4): the rule is verified, 
     expect(putBackState(live, { ...made, shadowedBy: { ipv6: "x" } }).effective).toBe(false);
     const shadowed = withLive(await recorded(), listing({ 4: ruleState(7, 9, "y") }));
     expect(putBackState(shadowed, made).effective).toBe(false);
+  });
+});
+
+describe("what a create records", () => {
+  const facts = {
+    backend: "nf_tables",
+    version: "1.8.9",
+    hostKeyFingerprint: NEW_KEY,
+    listening: new Set(["tcp/2222"]),
+    persistence: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
+  } as ChangeResult["facts"];
+  const twin = { line: 2, rule: "-A INPUT -p tcp -m tcp --dport 2222 -j ACCEPT", packets: 7, bytes: 420 };
+  const result: ChangeResult = {
+    tag: "t",
+    facts,
+    families: {
+      4: { line: 2, reason: "adopted", rule: "-A INPUT tagged4", twin, adopted: true },
+      6: { line: 1, reason: "top", rule: "-A INPUT tagged6", shadowedBy: "-A INPUT -j DROP" },
+    },
+    persisted: facts.persistence,
+    beside: { 4: { warnings: [], blockedBy: "docker" } },
+  };
+
+  it("per family as placed: an adopted family keeps its counters; a shadowed or blocked one is named", async () => {
+    const inputs = (await checked({ ...base, ipVersion: "both", persist: true })) as PortRuleState;
+    const s = createdState(inputs, "u", "t", result);
+    expect(s).toMatchObject({
+      unique: "u",
+      tag: "t",
+      host: "198.18.1.2",
+      rules: { ipv4: "-A INPUT tagged4", ipv6: "-A INPUT tagged6" },
+      insertedAt: { ipv4: 2, ipv6: 1 },
+      placement: { ipv4: "adopted", ipv6: "top" },
+      counters: { ipv4: { packets: 7, bytes: 420 }, ipv6: { packets: 0, bytes: 0 } },
+      packets: 7,
+      bytes: 420,
+      effective: false,
+      shadowedBy: { ipv4: "docker", ipv6: "-A INPUT -j DROP" },
+      adopted: { ipv4: twin },
+      listening: true,
+      hostKeyFingerprint: NEW_KEY,
+      persisted: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
+    });
+  });
+
+  it("only the families the result placed (a put-back of one); the save's files are every family's", async () => {
+    const inputs = (await checked({ ...base, ipVersion: "both" })) as PortRuleState;
+    const s = createdState(inputs, "u", "t", { ...result, families: { 6: result.families[6] } });
+    expect(Object.keys(s.rules)).toEqual(["ipv6"]);
+    expect(s.adopted).toEqual({});
+    expect(s.persisted).toMatchObject({ files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] });
+    const without = createdState(inputs, "u", "t", { ...result, persisted: undefined });
+    expect(without.persisted).toBe(false);
+  });
+});
+
+describe("what refresh and update record", () => {
+  it("refresh: undefined when the rule is gone, the live state otherwise", async () => {
+    const props = (await checked(base)) as PortRuleState;
+    const facts = { backend: "legacy", version: "1.8.11" } as ReadResult["facts"];
+    expect(readState(props, { facts, families: {}, carried: [] })).toBeUndefined();
+    const live = { line: 4, rule: "-A INPUT x", packets: 1, bytes: 60, beside: { warnings: [] } };
+    expect(readState(props, { facts, families: { 4: live }, carried: [] })).toMatchObject({ line: { ipv4: 4 } });
+  });
+
+  it("update: the new inputs under the old tag and rule, with the keys the connection was shown", async () => {
+    const olds = { ...(await checked(base)), proxyHostKeyFingerprint: OLD_KEY } as PortRuleState;
+    const news = (await checked({ ...base, port: 2223, persist: true })) as PortRuleState;
+    const s = updatedState(olds, news, NEW_KEY);
+    expect(s).toMatchObject({ tag: olds.tag, unique: olds.unique, rules: olds.rules, persist: true });
+    expect(s.hostKeyFingerprint).toBe(NEW_KEY);
+    expect(s).not.toHaveProperty("proxyHostKeyFingerprint");
+    expect(updatedState(olds, news, NEW_KEY, OLD_KEY).proxyHostKeyFingerprint).toBe(OLD_KEY);
   });
 });
