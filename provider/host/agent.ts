@@ -30,6 +30,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Seconds after which the host undoes an unconfirmed change, unless a request says otherwise. */
 export const DEFAULT_ROLLBACK_AFTER = 30;
 
+// Process-wide: the operations the engine starts on one host (separate calls) share one queue and lock.
 const agents = new Map<string, HostAgent>();
 
 /** The agent of a host connection (one per pooled connection per process). */

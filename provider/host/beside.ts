@@ -8,6 +8,7 @@ import { iptables, section } from "./protocol";
 import type { Family, Section, Sections } from "./protocol";
 
 /** Each listed section is parsed once, however many rules of the batch are judged against it. */
+// Process-wide, keyed weakly: a section received never changes, and its entry goes with it.
 const parsed = new WeakMap<Section, unknown>();
 function once<T>(section: Section, parse: (text: string) => T): T {
   if (!parsed.has(section)) parsed.set(section, parse(section.out));

@@ -49,6 +49,7 @@ export function out(sections: Sections, name: string, what: string, target: stri
 export const saveOf = (s: Sections, f: Family, target: string) => out(s, `save${f}`, `${iptables(f)}-save`, target);
 
 /** Each listing received is parsed once, however many requests of the batch (or reads) use it. */
+// Process-wide, keyed weakly: a listing received never changes, and its entry goes with it.
 const parsed = new WeakMap<Sections, Map<Family, Ruleset>>();
 
 /** The parsed listing of one family. */

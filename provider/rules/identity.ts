@@ -6,6 +6,7 @@ import type { Chain, Rule, Ruleset } from "./parse";
 import { tagOf } from "./render";
 
 /** Each chain's rules by exact text (the first of equal ones), per chain (an edit makes a new chain). */
+// Process-wide, keyed weakly: a parsed chain is never edited in place, so its index stays true and goes with it.
 const textIndex = new WeakMap<Chain, Map<string, Rule>>();
 function byText(chain: Chain): Map<string, Rule> {
   let index = textIndex.get(chain);

@@ -14,6 +14,7 @@ import { pinsOf } from "./hostkey";
 import { addressOf, getSession, sessionKey } from "./session";
 
 /** Connections that this run's pending changes will use, not dialled in advance yet. */
+// Process-wide: Check and Diff fill it, and the run's first Create, Update or Delete (a later call) dials it.
 const foreseen = new Map<string, CheckedConnection>();
 
 /** Remembers a connection that a pending change will use (a connection not known yet is left out). */

@@ -39,6 +39,7 @@ export interface Pin {
  * connection that had no pin. Every handshake to that address must present a key that meets all of
  * them; a hostKey given in the connection replaces them for that connection.
  */
+// Process-wide: Diff and the verbs pin the keys in state; every later handshake of the run must meet them.
 const pins = new Map<string, Map<string, Pin>>();
 
 /** Requires `fingerprint` from every later handshake to this address (an address key, see session.ts). */

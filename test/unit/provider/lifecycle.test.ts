@@ -1,259 +1,416 @@
-// The pure parts of the PortRule lifecycle: diff (what replaces, what updates in place, what is no
-// change) and check (tag and preview text, deterministic; bad input as failures, never a throw).
-import { describe, expect, it } from "vitest";
-import type { ReadResult, RuleState } from "../../../provider/host/agent";
-import {
-  check,
-  diff,
-  lineage,
-  mayLockOut,
-  mustVerify,
-  putBackState,
-  successorOf,
-  isGone,
-  withLive,
-} from "../../../provider/provider";
-import type { PortRuleState } from "../../../provider/provider";
+// The lifecycle verbs that reach the host (create, read, update, remove) against a fake host (host/fake.ts):
+// what each asks of the host (the scripts), and the state it records from the captured answers.
+import { afterEach, describe, expect, it } from "vitest";
+import { HostAgent } from "../../../provider/host/agent";
+import { createRule, readRule, removeRule, updateRule } from "../../../provider/lifecycle";
+import type { Env } from "../../../provider/lifecycle";
+import { successorOf } from "../../../provider/lineage";
+import { check } from "../../../provider/provider";
+import type { PortRuleState } from "../../../provider/state";
+import type { RuleInputs } from "../../../provider/rules";
+import { forgetPins } from "../../../provider/ssh";
+import { readFamilyFile } from "../../fixtures/captures";
+import { insertRuleText } from "../../fixtures/listing";
+import { FakeHost } from "../host/fake";
+import type { SectionAnswer, StepAnswer } from "../host/fake";
 
-const identity = { project: "web", stack: "prod", name: "allow-app" };
-const key = (n: string) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${n}\n-----END OPENSSH PRIVATE KEY-----\n`;
-const OLD_KEY = `SHA256:${"a".repeat(43)}`;
-const NEW_KEY = `SHA256:${"b".repeat(43)}`;
-const base = { connection: { host: "198.18.1.2", privateKey: key("k") }, port: 2222, action: "ACCEPT", identity };
+const guide = (f: 4 | 6) => readFamilyFile("nf_tables", f, "allow-guide/save-c.txt");
+const identity = { project: "web", stack: "prod", name: "app" };
+const facts = {
+  version: { out: "iptables v1.8.9 (nf_tables)" },
+  persistence: { out: "netfilter-persistent /etc/iptables/rules.v4 /etc/iptables/rules.v6" },
+};
+/** The answer to a transaction's first step: the lock, the host's facts and its listing. */
+const first = (saves: Record<string, string>, more: Record<string, SectionAnswer> = {}): StepAnswer => ({
+  lock: {},
+  reap: {},
+  ...facts,
+  listening: { out: "tcp LISTEN 0 128 0.0.0.0:2222 0.0.0.0:*" },
+  ...more,
+  ...Object.fromEntries(Object.entries(saves).map(([k, v]) => [k, { out: v }])),
+});
+/** The host key the fake host presents. */
+const KEY = `SHA256:${"k".repeat(43)}`;
+const CONFIRMED: StepAnswer = { confirm: { out: "confirmed" } };
 
-async function checked(news: Record<string, unknown>, olds: Record<string, unknown> = {}) {
-  const r = await check(olds, news);
+type Inputs = RuleInputs & { unique: string; tag: string; rules: Record<string, string> };
+async function inputs(args: Record<string, unknown> = {}): Promise<Inputs> {
+  const r = await check({}, { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", identity, ...args });
   expect(r.failures).toEqual([]);
-  return r.inputs as Record<string, any>;
+  return r.inputs as unknown as Inputs;
+}
+/** The guide's listing with the rule at `line` of INPUT. */
+const withRule = (rule: string, line = 3, f: 4 | 6 = 4) => insertRuleText(guide(f), "filter", "INPUT", line, rule);
+
+/** The verbs' surroundings on a fake host: its agent, and a log that keeps what it is told. */
+function envOn(host: FakeHost) {
+  const told: { info: string[]; warn: string[] } = { info: [], warn: [] };
+  const session = host.session();
+  // A well-formed fingerprint: update and refresh pin the one recorded in state for the host's address.
+  if (session.hostKey) session.hostKey.fingerprint = KEY;
+  const agent = new HostAgent(session);
+  const env: Env = {
+    connect: async () => agent,
+    log: { info: (m) => told.info.push(m), warn: (m) => told.warn.push(m) },
+  };
+  return { env, agent, told };
 }
 
-describe("diff", () => {
-  const cases: [string, Record<string, unknown>, "replace" | "update" | "none"][] = [
-    ["host", { connection: { host: "198.18.1.3", privateKey: key("k") } }, "replace"],
-    ["chain", { chain: "FORWARD" }, "replace"],
-    ["protocol", { protocol: "udp" }, "replace"],
-    ["port", { port: 2223 }, "replace"],
-    ["port list", { port: [2222, 2223] }, "replace"],
-    ["action", { action: "DROP" }, "replace"],
-    ["rejectWith", { action: "REJECT", rejectWith: "tcp-reset" }, "replace"],
-    ["source", { source: "198.18.0.0/24" }, "replace"],
-    ["inInterface", { inInterface: "eth0" }, "replace"],
-    ["comment", { comment: "app" }, "replace"],
-    ["ipVersion", { ipVersion: "both" }, "replace"],
-    ["position", { position: "top" }, "replace"],
-    ["ssh user", { connection: { host: "198.18.1.2", privateKey: key("k"), user: "deploy", sudo: true } }, "update"],
-    ["private key", { connection: { host: "198.18.1.2", privateKey: key("k2") } }, "update"],
-    ["ssh port", { connection: { host: "198.18.1.2", privateKey: key("k"), port: 2200 } }, "update"],
-    ["host key given", { connection: { host: "198.18.1.2", privateKey: key("k"), hostKey: NEW_KEY } }, "update"],
-    ["allowLockout", { allowLockout: true }, "update"],
-    ["adopt", { adopt: true }, "update"],
-    ["port written another way", { port: "2222" }, "none"],
-    ["protocol in capitals", { protocol: "TCP" }, "none"],
-    ["action in lower case", { action: "accept" }, "none"],
-  ];
-  it.each(cases)("%s -> %s", async (_what, change, expected) => {
-    const olds = { ...(await checked(base)), packets: 7, bytes: 900, line: { ipv4: 3 }, effective: true, missing: [] };
-    const news = await checked({ ...base, ...change }, olds);
-    const d = await diff("id", olds, news);
-    expect(typeof d.changes).toBe("boolean");
-    if (expected === "none") expect(d).toMatchObject({ changes: false, replaces: [] });
-    if (expected === "update") expect(d).toMatchObject({ changes: true, replaces: [] });
-    if (expected === "replace") {
-      expect(d.changes).toBe(true);
-      expect(d.replaces.length).toBeGreaterThan(0);
-    }
-  });
+afterEach(() => forgetPins());
 
-  it("counters and other live outputs never count as a change", async () => {
-    const olds = {
-      ...(await checked(base)),
-      packets: 1,
-      bytes: 2,
-      line: { ipv4: 9 },
-      shadowedBy: { ipv4: "-A INPUT -j DROP" },
-      effective: false,
-      missing: [],
-    };
-    expect(await diff("id", olds, await checked(base, olds))).toMatchObject({ changes: false, replaces: [] });
-  });
+/** The rule without its tag, as made by hand, at `line` with counters. */
+const handMade = (i: Inputs, line: number, counters = "[7:420]") =>
+  withRule(i.rules.ipv4.replace(/ -m comment --comment "[^"]*"/, ""), line).replace(
+    /\[0:0\] (-A INPUT -p tcp)/,
+    `${counters} $1`,
+  );
 
-  it("a family whose rule vanished from the host replaces the rule", async () => {
-    const olds = { ...(await checked({ ...base, ipVersion: "both" })), missing: ["ipv6"] };
-    const d = await diff("id", olds, await checked({ ...base, ipVersion: "both" }, olds));
-    expect(d.replaces).toContain("missing");
-  });
-});
+/** A created rule's state, as createRule records it on a fake host. */
+async function created(args: Record<string, unknown> = {}): Promise<PortRuleState> {
+  const i = await inputs(args);
+  const host = new FakeHost([
+    first({ save4: guide(4) }),
+    { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(i.rules.ipv4) } },
+    CONFIRMED,
+  ]);
+  const { env, agent } = envOn(host);
+  const { outs } = await createRule(i, env);
+  await agent.settled();
+  return outs;
+}
 
-describe("check", () => {
-  it("puts the exact rule text and tag into the inputs, the same in preview and up", async () => {
-    const a = await checked(base);
-    const b = await checked(base);
-    expect(a.tag).toBe(b.tag);
-    expect(a.tag).toMatch(/^pulumi-iptables:web\/prod\/allow-app\/[0-9a-f]{12}$/);
-    expect(a.rules.ipv4).toBe(`-A INPUT -p tcp -m tcp --dport 2222 -m comment --comment "${a.tag}" -j ACCEPT`);
-  });
-
-  it("keeps the tag when nothing that defines the rule changed, and changes it otherwise", async () => {
-    const a = await checked(base);
-    expect((await checked({ ...base, allowLockout: true }, a)).tag).toBe(a.tag);
-    expect((await checked({ ...base, port: 2223 }, a)).tag).not.toBe(a.tag);
-  });
-
-  it("gives a create a deterministic lineage of tags to take its own earlier rules over with", async () => {
-    const a = await checked(base);
-    const tags = lineage(a.unique);
-    expect(tags[0]).toBe(a.unique);
-    expect(new Set(tags).size).toBe(tags.length);
-    expect(lineage(a.unique)).toEqual(tags);
-    expect(tags[1]).toBe(successorOf(a.unique));
-  });
-
-  it("returns failures naming the property, never throws", async () => {
-    const r = await check({}, { ...base, port: 70000, persist: true });
-    expect(r.failures.map((f) => f.property)).toEqual(["port"]);
-  });
-});
-
-describe("mayLockOut: which changes are confirmed over a fresh SSH connection", () => {
-  const rule = async (args: Record<string, unknown>) => (await checked({ ...base, ...args })) as any;
-  it.each([
-    ["a DROP of the SSH port on INPUT", { port: 22, action: "DROP" }, "insert", true],
-    ["a DROP of another port", { port: 8080, action: "DROP" }, "insert", false],
-    ["a DROP of 22 with allowLockout (meant)", { port: 22, action: "DROP", allowLockout: true }, "insert", false],
-    ["a REJECT of a range holding 22", { port: "20-30", action: "REJECT" }, "insert", true],
-    ["a DROP of 22 on FORWARD", { port: 22, action: "DROP", chain: "FORWARD" }, "insert", false],
-    ["an ACCEPT of 22", { port: 22 }, "insert", false],
-    ["the delete of an ACCEPT of 22", { port: 22 }, "delete", true],
-    ["the delete of an ACCEPT of 22 with allowLockout (meant)", { port: 22, allowLockout: true }, "delete", false],
-    ["the delete of a DROP of 22", { port: 22, action: "DROP" }, "delete", false],
-    ["a udp DROP of 22", { port: 22, action: "DROP", protocol: "udp" }, "insert", false],
-  ] as const)("%s: %s", async (_what, args, change, expected) => {
-    expect(mayLockOut(await rule(args), change)).toBe(expected);
-  });
-
-  it("issue 21.7: the old rule of a replacement whose new inputs set allowLockout is not confirmed afresh", async () => {
-    // The guard honours the replacement's opt-in (diff remembers it); the confirmation must too, or the
-    // fresh connection the lockout refuses makes the host revert the delete.
-    const olds = { ...(await rule({ port: 22 })), tag: "pulumi-iptables:web/prod/allow-app/21-7" };
-    expect(mayLockOut(olds, "delete")).toBe(true);
-    await diff("id", olds, await checked({ ...base, port: 2222, allowLockout: true }, olds));
-    expect(mayLockOut(olds, "delete")).toBe(false);
-  });
-});
-
-describe("an update after a host key change (issue 20.4): the rule is verified, put back or reported", () => {
-  /** A created rule's state on both families, as it was recorded before the host was rebuilt. */
-  async function recorded(): Promise<PortRuleState> {
-    const inputs = await checked({ ...base, ipVersion: "both" });
-    return {
-      ...inputs,
-      host: "198.18.1.2",
-      insertedAt: { ipv4: 3, ipv6: 2 },
-      placement: { ipv4: "old placement", ipv6: "old placement" },
-      line: { ipv4: 3, ipv6: 2 },
-      counters: { ipv4: { packets: 5, bytes: 300 }, ipv6: { packets: 1, bytes: 80 } },
-      packets: 6,
-      bytes: 380,
+describe("create", () => {
+  it("inserts the rule under its derived tag and records where it went, why, and that something listens", async () => {
+    const i = await inputs();
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(i.rules.ipv4) } },
+      CONFIRMED,
+    ]);
+    const { env, agent, told } = envOn(host);
+    const { id, outs } = await createRule(i, env);
+    await agent.settled();
+    expect(id).toBe(i.tag);
+    expect(host.scripts).toHaveLength(3);
+    expect(host.scripts[1]).toContain(`-I INPUT 3 ${i.rules.ipv4.replace(/^-A INPUT /, "")}`);
+    expect(outs).toMatchObject({
+      unique: i.unique,
+      tag: i.tag,
+      host: "198.18.0.10",
+      rules: { ipv4: i.rules.ipv4 },
+      insertedAt: { ipv4: 3 },
+      placement: { ipv4: "end of chain: it decides its packets there" },
+      line: { ipv4: 3 },
+      counters: { ipv4: { packets: 0, bytes: 0 } },
+      packets: 0,
+      bytes: 0,
       effective: true,
       shadowedBy: {},
       missing: [],
       backend: "nf_tables",
       iptablesVersion: "1.8.9",
-      hostKeyFingerprint: OLD_KEY,
+      hostKeyFingerprint: KEY,
+      listening: true,
       persisted: false,
+      adopts: {},
       adopted: {},
-    } as unknown as PortRuleState;
-  }
-  const listing = (families: ReadResult["families"]): ReadResult => ({
-    facts: {
-      backend: "legacy",
-      version: "1.8.11",
-      hostKeyFingerprint: NEW_KEY,
-      persistence: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
-    } as ReadResult["facts"],
-    families,
-    carried: [],
-  });
-  const ruleState = (line: number, packets: number, shadowedBy?: string): RuleState => ({
-    line,
-    rule: "-A INPUT ...",
-    packets,
-    bytes: packets * 60,
-    shadowedBy,
-    beside: { warnings: [] },
+    });
+    expect(outs).not.toHaveProperty("proxyHostKeyFingerprint");
+    expect(told.info).toEqual([
+      `-I INPUT 3 ${i.rules.ipv4.slice("-A INPUT ".length)} on 198.18.0.10 (ipv4): end of chain: it decides its packets there`,
+    ]);
+    expect(told.warn).toEqual([]);
   });
 
-  it("verifies when the key seen is not the one recorded, or the hostKey given changed; not otherwise", async () => {
-    const olds = await recorded();
-    const withKey = (hostKey?: string) => ({ ...olds, connection: { ...olds.connection, hostKey } });
-    expect(mustVerify(olds, olds, NEW_KEY)).toBe(true);
-    expect(mustVerify(olds, withKey(NEW_KEY), NEW_KEY)).toBe(true);
-    // The same host, its key now pinned in the program (or the pin removed): listed all the same.
-    expect(mustVerify(olds, withKey(OLD_KEY), OLD_KEY)).toBe(true);
-    expect(mustVerify(withKey(OLD_KEY), olds, OLD_KEY)).toBe(true);
-    // A login or persist change on the same host with the same key: no listing.
-    expect(mustVerify(olds, { ...olds, persist: true }, OLD_KEY)).toBe(false);
-    const pinned = { ...withKey(NEW_KEY), hostKeyFingerprint: NEW_KEY };
-    expect(mustVerify(pinned, { ...pinned, persist: true }, NEW_KEY)).toBe(false);
-    // State written before fingerprints were recorded.
-    expect(mustVerify({ ...olds, hostKeyFingerprint: undefined } as any, olds, OLD_KEY)).toBe(true);
+  it("takes over its own rule left by an earlier try, under the next tag of its lineage", async () => {
+    const i = await inputs();
+    const next = i.tag.replace(i.unique, successorOf(i.unique));
+    const nextRule = i.rules.ipv4.replace(i.tag, next);
+    const host = new FakeHost([
+      first({ save4: withRule(i.rules.ipv4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(nextRule) } },
+      CONFIRMED,
+    ]);
+    const { env, agent } = envOn(host);
+    const { id, outs } = await createRule(i, env);
+    await agent.settled();
+    expect(id).toBe(next);
+    expect(outs).toMatchObject({ unique: successorOf(i.unique), tag: next, rules: { ipv4: nextRule } });
+    expect(host.scripts[1]).toContain(`-D INPUT ${i.rules.ipv4.slice("-A INPUT ".length)}`);
   });
 
-  it("refresh drops the rule only when no rule carries its tag either (it may be printed in another form)", async () => {
-    const r = await recorded();
-    expect(isGone(r, listing({}))).toBe(true);
-    expect(isGone(r, { ...listing({}), carried: [6] })).toBe(false);
-    expect(isGone(r, listing({ 4: ruleState(7, 9) }))).toBe(false);
+  it("adopt: takes a hand-made twin over in place, and records its line and the counters it kept", async () => {
+    const i = await inputs({ adopt: true });
+    const twin = i.rules.ipv4.replace(/ -m comment --comment "[^"]*"/, "");
+    const host = new FakeHost([
+      first({ save4: handMade(i, 2) }),
+      {
+        persist: {},
+        arm: {},
+        restore4: {},
+        save4: { out: withRule(i.rules.ipv4, 2).replace("[0:0] -A INPUT -p", "[7:420] -A INPUT -p") },
+      },
+      CONFIRMED,
+    ]);
+    const { env, agent, told } = envOn(host);
+    const { outs } = await createRule(i, env);
+    await agent.settled();
+    expect(outs).toMatchObject({
+      adopts: { ipv4: twin },
+      adopted: { ipv4: { line: 2, rule: twin, packets: 7, bytes: 420 } },
+      counters: { ipv4: { packets: 7, bytes: 420 } },
+      packets: 7,
+      bytes: 420,
+      line: { ipv4: 2 },
+    });
+    expect(told.warn).toEqual([]);
   });
 
-  it("a listing that shows neither family: both missing, no line, no counters, not effective", async () => {
-    const s = withLive(await recorded(), listing({}));
-    expect(s.missing).toEqual(["ipv4", "ipv6"]);
-    expect(s).toMatchObject({ line: {}, counters: {}, packets: 0, bytes: 0, effective: false });
-    expect(s).toMatchObject({ backend: "legacy", iptablesVersion: "1.8.11" });
+  it("without adopt, inserts beside a hand-made twin and warns that it stays, untracked", async () => {
+    const i = await inputs();
+    const host = new FakeHost([
+      first({ save4: handMade(i, 2) }),
+      {
+        persist: {},
+        arm: {},
+        restore4: {},
+        save4: { out: insertRuleText(handMade(i, 2), "filter", "INPUT", 4, i.rules.ipv4) },
+      },
+      CONFIRMED,
+    ]);
+    const { env, agent, told } = envOn(host);
+    const { outs } = await createRule(i, env);
+    await agent.settled();
+    expect(outs.adopted).toEqual({});
+    expect(outs.counters).toEqual({ ipv4: { packets: 0, bytes: 0 } });
+    expect(told.warn).toEqual([
+      expect.stringMatching(
+        /^INPUT on 198\.18\.0\.10 \(ipv4\) already holds this rule without a tag at line 2 .*set adopt: true/,
+      ),
+    ]);
   });
 
-  it("a listing that shows one family: only the other is missing; the shown one's line and counters are live", async () => {
-    const s = withLive(await recorded(), listing({ 4: ruleState(7, 9, "-A INPUT -j DROP") }));
-    expect(s.missing).toEqual(["ipv6"]);
-    expect(s).toMatchObject({ line: { ipv4: 7 }, counters: { ipv4: { packets: 9, bytes: 540 } }, packets: 9 });
-    expect(s.shadowedBy).toEqual({ ipv4: "-A INPUT -j DROP" });
-    expect(s.effective).toBe(false);
+  it("a DROP records no listening; an ACCEPT on a host without ss says that is unknown; nobody listening is a warning", async () => {
+    const drop = await inputs({ action: "DROP", port: 8080 });
+    const ask = async (i: Inputs, listening: SectionAnswer) => {
+      const host = new FakeHost([
+        first({ save4: guide(4) }, { listening }),
+        { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(i.rules.ipv4) } },
+        CONFIRMED,
+      ]);
+      const { env, agent, told } = envOn(host);
+      const { outs } = await createRule(i, env);
+      await agent.settled();
+      return { outs, told };
+    };
+    const dropped = await ask(drop, { out: "" });
+    expect(dropped.outs).not.toHaveProperty("listening");
+    expect(dropped.told.warn).toEqual([]);
+    const unknown = await ask(await inputs(), { code: 127 });
+    expect(unknown.outs).not.toHaveProperty("listening");
+    expect(unknown.told.info[1]).toBe(
+      "whether anything listens on tcp 2222 on 198.18.0.10 is unknown: the host has no ss",
+    );
+    const nobody = await ask(await inputs(), { out: "tcp LISTEN 0 128 0.0.0.0:22 0.0.0.0:*" });
+    expect(nobody.outs.listening).toBe(false);
+    expect(nobody.told.warn).toEqual([
+      "nothing listens on tcp 2222 on 198.18.0.10: the port is open, but no service answers on it",
+    ]);
   });
 
-  it("a listing that shows both: nothing missing", async () => {
-    const s = withLive(await recorded(), listing({ 4: ruleState(1, 0), 6: ruleState(4, 2) }));
-    expect(s).toMatchObject({ missing: [], effective: true, line: { ipv4: 1, ipv6: 4 }, packets: 2 });
+  it("both families: one insert per family, recorded per family", async () => {
+    const i = await inputs({ ipVersion: "both" });
+    const host = new FakeHost([
+      first({ save4: guide(4), save6: guide(6) }),
+      {
+        persist: {},
+        arm: {},
+        restore4: {},
+        restore6: {},
+        save4: { out: withRule(i.rules.ipv4) },
+        save6: { out: withRule(i.rules.ipv6, 3, 6) },
+      },
+      CONFIRMED,
+    ]);
+    const { env, agent, told } = envOn(host);
+    const { outs } = await createRule(i, env);
+    await agent.settled();
+    expect(outs.rules).toEqual(i.rules);
+    expect(Object.keys(outs.line)).toEqual(["ipv4", "ipv6"]);
+    expect(told.info).toHaveLength(2);
   });
 
-  it("put back: the inserted families take their new line and placement, the listed ones keep theirs", async () => {
-    const live = withLive(await recorded(), listing({ 4: ruleState(7, 9) }));
-    const made = {
-      ...live,
-      rules: { ipv6: "-A INPUT new" },
-      insertedAt: { ipv6: 1 },
-      placement: { ipv6: "new placement" },
-      line: { ipv6: 1 },
-      counters: { ipv6: { packets: 0, bytes: 0 } },
-      shadowedBy: {},
-      adopted: {},
-      packets: 0,
-      bytes: 0,
-      effective: true,
-      missing: [],
-      persisted: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
-    } as PortRuleState;
-    const s = putBackState(live, made);
-    expect(s.missing).toEqual([]);
-    expect(s.insertedAt).toEqual({ ipv4: 3, ipv6: 1 });
-    expect(s.placement).toEqual({ ipv4: "old placement", ipv6: "new placement" });
-    expect(s.line).toEqual({ ipv4: 7, ipv6: 1 });
-    expect(s.rules.ipv4).toBe(live.rules.ipv4);
-    expect(s.rules.ipv6).toBe("-A INPUT new");
-    expect(s).toMatchObject({ packets: 9, bytes: 540, effective: true, persisted: made.persisted });
-    // A family put back in a shadowed place, or one listed shadowed: not effective.
-    expect(putBackState(live, { ...made, shadowedBy: { ipv6: "x" } }).effective).toBe(false);
-    const shadowed = withLive(await recorded(), listing({ 4: ruleState(7, 9, "y") }));
-    expect(putBackState(shadowed, made).effective).toBe(false);
+  it("refuses inputs made without the constructor (no identity), before connecting", async () => {
+    const i = await inputs();
+    const host = new FakeHost([]);
+    const { env } = envOn(host);
+    await expect(createRule({ ...i, identity: undefined }, env)).rejects.toThrow(/lack their identity/);
+    expect(host.channels).toBe(0);
+  });
+});
+
+describe("read (refresh)", () => {
+  it("records the rule's line and counters as the listing shows them", async () => {
+    const props = await created();
+    const listing = withRule(props.rules.ipv4 ?? "", 2).replace("[0:0] -A INPUT -p", "[5:300] -A INPUT -p");
+    const host = new FakeHost([], [{ ...facts, save4: { out: listing } }]);
+    const { env } = envOn(host);
+    const r = await readRule(props.tag, props, env);
+    expect(r.id).toBe(props.tag);
+    expect(r.props).toMatchObject({ line: { ipv4: 2 }, counters: { ipv4: { packets: 5, bytes: 300 } }, packets: 5 });
+    expect(r.props).toMatchObject({ missing: [], effective: true });
+    expect(host.runs).toHaveLength(1);
+  });
+
+  it("drops a rule that no listing shows, once the other backend's tables do not hold it either", async () => {
+    const props = await created();
+    const host = new FakeHost([], [{ ...facts, save4: { out: guide(4) } }, { other4: { out: guide(4) } }]);
+    const { env } = envOn(host);
+    expect(await readRule(props.tag, props, env)).toEqual({ id: "", props: {} });
+    expect(host.runs[1]).toContain("iptables-legacy-save -c");
+  });
+
+  it("refuses to call a rule gone that is in the other backend's tables", async () => {
+    const props = await created();
+    const host = new FakeHost(
+      [],
+      [{ ...facts, save4: { out: guide(4) } }, { other4: { out: withRule(props.rules.ipv4 ?? "") } }],
+    );
+    const { env } = envOn(host);
+    await expect(readRule(props.tag, props, env)).rejects.toThrow(/switched from legacy to nf_tables/);
+  });
+});
+
+describe("update", () => {
+  it("a new login on the same host and key: connects, and records it without asking the host anything", async () => {
+    const olds = { ...(await created()), proxyHostKeyFingerprint: "SHA256:gone" };
+    const news = await inputs({ connection: { host: "198.18.0.10", user: "deploy" } });
+    const host = new FakeHost([]);
+    const { env } = envOn(host);
+    const { outs } = await updateRule(olds, news, env);
+    expect(host.scripts).toEqual([]);
+    expect(host.runs).toEqual([]);
+    expect(outs).toMatchObject({
+      unique: olds.unique,
+      tag: olds.tag,
+      rules: olds.rules,
+      hostKeyFingerprint: KEY,
+    });
+    expect(outs.connection.user).toBe("deploy");
+    expect(outs).not.toHaveProperty("proxyHostKeyFingerprint");
+  });
+
+  it("with sudo: proves that sudo runs a shell as root", async () => {
+    const olds = await created();
+    const news = await inputs({ connection: { host: "198.18.0.10", user: "deploy", sudo: true } });
+    const host = new FakeHost([], [{}]);
+    const { env } = envOn(host);
+    await updateRule(olds, news, env);
+    expect(host.runs).toEqual(["true"]);
+  });
+
+  it("persist turned on: saves the ruleset, and records the mechanism and the family's file", async () => {
+    const olds = await created();
+    const news = await inputs({ persist: true });
+    const listed = withRule(olds.rules.ipv4 ?? "");
+    const host = new FakeHost([first({ save4: listed }, { owner: {} }), { persist: {}, boot: { out: listed } }]);
+    const { env, agent } = envOn(host);
+    const { outs } = await updateRule(olds, news, env);
+    await agent.settled();
+    // Nothing to restore: one step saves, and reads the boot file back.
+    expect(host.scripts).toHaveLength(2);
+    expect(host.scripts[1]).toMatch(/"\$PIT_M" persist\n/);
+    expect(outs.persisted).toEqual({ mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4"] });
+  });
+
+  it("after a host key change: lists the rule and records it as listed", async () => {
+    const olds = { ...(await created()), hostKeyFingerprint: `SHA256:${"o".repeat(43)}` };
+    const host = new FakeHost([], [{ ...facts, save4: { out: withRule(olds.rules.ipv4 ?? "", 1) } }]);
+    const { env } = envOn(host);
+    const { outs } = await updateRule(olds, await inputs(), env);
+    expect(outs).toMatchObject({ hostKeyFingerprint: KEY, line: { ipv4: 1 }, missing: [] });
+    expect(host.scripts).toEqual([]);
+  });
+
+  it("after a host key change, the rule gone: puts it back as a create would", async () => {
+    const olds = { ...(await created()), hostKeyFingerprint: `SHA256:${"o".repeat(43)}` };
+    const rule = olds.rules.ipv4 ?? "";
+    const host = new FakeHost(
+      [first({ save4: guide(4) }), { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(rule) } }, CONFIRMED],
+      [{ ...facts, save4: { out: guide(4) } }, { other4: { out: guide(4) } }],
+    );
+    const { env, agent, told } = envOn(host);
+    const { outs } = await updateRule(olds, await inputs(), env);
+    await agent.settled();
+    expect(outs).toMatchObject({ missing: [], tag: olds.tag, rules: { ipv4: rule }, insertedAt: { ipv4: 3 } });
+    expect(told.info[0]).toMatch(/^-I INPUT 3 .* on 198\.18\.0\.10 \(ipv4\): /);
+  });
+
+  it("after a host key change, the rule gone and putting it back failing: recorded missing, with a warning", async () => {
+    const olds = { ...(await created()), hostKeyFingerprint: `SHA256:${"o".repeat(43)}` };
+    const host = new FakeHost([{ lock: { code: 1 } }], [{ ...facts, save4: { out: guide(4) } }, { other4: {} }]);
+    const { env, agent, told } = envOn(host);
+    const { outs } = await updateRule(olds, await inputs(), env);
+    await agent.settled();
+    expect(outs).toMatchObject({ missing: ["ipv4"], persisted: false, effective: false });
+    expect(told.warn).toEqual([
+      expect.stringMatching(
+        /^the rule is not on 198\.18\.0\.10 \(ipv4: .*putting it back failed: .*lock.*the next pulumi up replaces it$/,
+      ),
+    ]);
+  });
+});
+
+describe("remove", () => {
+  it("deletes the recorded rule", async () => {
+    const props = await created();
+    const rule = props.rules.ipv4 ?? "";
+    const host = new FakeHost([
+      first({ save4: withRule(rule) }),
+      { arm: {}, restore4: {}, save4: { out: guide(4) } },
+      { confirm: { out: "confirmed" }, persist: {} },
+    ]);
+    const { env, agent } = envOn(host);
+    await removeRule(props, env);
+    await agent.settled();
+    expect(host.scripts[1]).toContain(`-D INPUT ${rule.slice("-A INPUT ".length)}`);
+    expect(host.runs).toEqual([]);
+  });
+
+  it("a rule gone already: nothing to delete, once the other backend's tables do not hold it", async () => {
+    const props = await created();
+    const host = new FakeHost([first({ save4: guide(4) }), { persist: {} }], [{ other4: {} }]);
+    const { env, agent } = envOn(host);
+    await removeRule(props, env);
+    await agent.settled();
+    expect(host.runs).toHaveLength(1);
+  });
+
+  it("refuses to remove the ACCEPT that lets the provider in, unless allowLockout", async () => {
+    const props = await created({ port: 22 });
+    const host = new FakeHost([first({ save4: withRule(props.rules.ipv4 ?? "") })]);
+    const { env, agent } = envOn(host);
+    await expect(removeRule(props, env)).rejects.toThrow(/Keep SSH open first .* set allowLockout: true/);
+    await agent.settled();
+    expect(host.scripts).toHaveLength(1);
+  });
+
+  it("gives an adopted rule with persist: false back, and says so", async () => {
+    const i = await inputs({ adopt: true });
+    const twin = i.rules.ipv4.replace(/ -m comment --comment "[^"]*"/, "");
+    const props = {
+      ...(await created({ adopt: true })),
+      adopted: { ipv4: { line: 2, rule: twin, packets: 7, bytes: 420 } },
+    };
+    const host = new FakeHost([
+      first({ save4: withRule(i.rules.ipv4, 2) }),
+      { arm: {}, restore4: {}, save4: { out: handMade(i, 2, "[0:0]") } },
+      { confirm: { out: "confirmed" }, persist: {} },
+    ]);
+    const { env, agent, told } = envOn(host);
+    await removeRule(props, env);
+    await agent.settled();
+    expect(host.scripts[1]).toContain(`-I INPUT 2 -c 0 0 ${twin.slice("-A INPUT ".length)}`);
+    expect(told.info).toEqual([expect.stringMatching(/^198\.18\.0\.10: gave back/)]);
   });
 });

@@ -1,0 +1,60 @@
+// What each lifecycle verb asks of the host agent: the change requests, built from a rule's inputs or
+// state, with the guards that apply to them.
+import { renderRule } from "./rules";
+import type { Family, RuleInputs } from "./rules";
+import type { DeleteRequest, PersistRequest } from "./host/agent";
+import type { Logger } from "./ssh";
+import { deleteGuard, insertGuard, mayLockOut } from "./guards";
+import { families, givenBack, handMadeOf, recordedRules, twinOf } from "./state";
+import type { PortRuleState } from "./state";
+
+/** What a create asks of the host: the rule, tagged `tag`, inserted in these families where placement
+ * says, guarded, commit-confirmed, and saved when `persist` is set. */
+export function insertRequest(inputs: RuleInputs, fams: Family[], tag: string, log: Logger) {
+  return {
+    kind: "insert" as const,
+    table: inputs.table,
+    chain: inputs.chain,
+    tag,
+    specs: Object.fromEntries(fams.map((f) => [f, renderRule(inputs, f, tag)])),
+    position: inputs.position,
+    persist: inputs.persist,
+    guard: insertGuard(inputs, log),
+    twins: Object.fromEntries(fams.map((f) => [f, twinOf(inputs, f)])),
+    adopt: inputs.adopt,
+    freshConfirm: mayLockOut(inputs, "insert"),
+    rollbackAfter: inputs.rollbackAfter,
+  };
+}
+
+/** What a delete asks of the host: the recorded rule removed from each of its families (an adopted one
+ * given back instead), guarded, commit-confirmed, and the boot files saved when `persist` is set. */
+export function deleteRequest(props: PortRuleState, log: Logger): DeleteRequest & { rollbackAfter?: number } {
+  return {
+    kind: "delete",
+    table: props.table,
+    chain: props.chain,
+    families: families(props.ipVersion),
+    tag: props.tag,
+    rules: recordedRules(props),
+    persist: props.persist,
+    guard: deleteGuard(props, log),
+    freshConfirm: mayLockOut(props, "delete"),
+    giveBack: givenBack(props),
+    rollbackAfter: props.rollbackAfter,
+  };
+}
+
+/** What a changed persist flag asks of the host: the ruleset saved with the rule in (`persist`) or out. */
+export function persistRequest(olds: PortRuleState, persist: boolean): PersistRequest {
+  return {
+    kind: "persist",
+    table: olds.table,
+    chain: olds.chain,
+    families: families(olds.ipVersion),
+    tag: olds.tag,
+    rules: recordedRules(olds),
+    persist,
+    handMade: handMadeOf(olds),
+  };
+}

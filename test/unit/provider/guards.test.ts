@@ -1,0 +1,103 @@
+// The guards: the insert guard (would a rule cut off the provider's own SSH connection?), the operator's
+// opt-in to a lockout, the host keys recorded in state, the secrets kept out of errors, and which changes
+// are confirmed over a fresh SSH connection.
+import { afterEach, describe, expect, it } from "vitest";
+import { check } from "../../../provider/provider";
+import { guarded, insertGuard, mayLockOut, rememberPins, secretsOf } from "../../../provider/guards";
+import { addressOf, forgetPins, pinsOf } from "../../../provider/ssh";
+
+const identity = { project: "web", stack: "prod", name: "allow-app" };
+const key = (n: string) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${n}\n-----END OPENSSH PRIVATE KEY-----\n`;
+const base = { connection: { host: "198.18.1.2", privateKey: key("k") }, port: 2222, action: "ACCEPT", identity };
+
+async function checked(news: Record<string, unknown>, olds: Record<string, unknown> = {}) {
+  const r = await check(olds, news);
+  expect(r.failures).toEqual([]);
+  return r.inputs as Record<string, any>;
+}
+
+describe("mayLockOut: which changes are confirmed over a fresh SSH connection", () => {
+  const rule = async (args: Record<string, unknown>) => (await checked({ ...base, ...args })) as any;
+  it.each([
+    ["a DROP of the SSH port on INPUT", { port: 22, action: "DROP" }, "insert", true],
+    ["a DROP of another port", { port: 8080, action: "DROP" }, "insert", false],
+    ["a DROP of 22 with allowLockout (meant)", { port: 22, action: "DROP", allowLockout: true }, "insert", false],
+    ["a REJECT of a range holding 22", { port: "20-30", action: "REJECT" }, "insert", true],
+    ["a DROP of 22 on FORWARD", { port: 22, action: "DROP", chain: "FORWARD" }, "insert", false],
+    ["an ACCEPT of 22", { port: 22 }, "insert", false],
+    ["the delete of an ACCEPT of 22", { port: 22 }, "delete", true],
+    ["the delete of an ACCEPT of 22 with allowLockout (meant)", { port: 22, allowLockout: true }, "delete", false],
+    ["the delete of a DROP of 22", { port: 22, action: "DROP" }, "delete", false],
+    ["a udp DROP of 22", { port: 22, action: "DROP", protocol: "udp" }, "insert", false],
+  ] as const)("%s: %s", async (_what, args, change, expected) => {
+    expect(mayLockOut(await rule(args), change)).toBe(expected);
+  });
+});
+
+describe("the insert guard: would the rule cut off the provider's own SSH connection?", () => {
+  const origin = { clientAddress: "198.18.0.1", serverPort: 22 };
+  const guardOf = async (args: Record<string, unknown>, warn: string[] = []) =>
+    insertGuard((await checked({ ...base, ...args })) as any, { warn: (m) => warn.push(m) });
+
+  it("refuses a DROP that matches the connection, naming it and the way out", async () => {
+    const guard = await guardOf({ port: 22, action: "DROP" });
+    expect(guard?.(origin, 4)).toBe(
+      "this DROP rule on INPUT would match the provider's own SSH connection (tcp from 198.18.0.1 to port 22) " +
+        'and cut it off: narrow "port" or "source", or set allowLockout: true if that is really intended',
+    );
+  });
+
+  it("lets one through that does not match: another port, another source, the other family", async () => {
+    expect((await guardOf({ port: 2222, action: "DROP" }))?.(origin, 4)).toBeUndefined();
+    expect((await guardOf({ port: 22, action: "DROP", source: "198.18.9.0/24" }))?.(origin, 4)).toBeUndefined();
+    expect((await guardOf({ port: 22, action: "DROP", ipVersion: "both" }))?.(origin, 6)).toBeUndefined();
+  });
+
+  it("has nothing to guard for an ACCEPT, or on a chain the provider's packets do not cross", async () => {
+    expect(await guardOf({ port: 22 })).toBeUndefined();
+    expect(await guardOf({ port: 22, action: "DROP", chain: "FORWARD" })).toBeUndefined();
+  });
+
+  it("with allowLockout: goes ahead, and says so", async () => {
+    const warn: string[] = [];
+    const guard = await guardOf({ port: 22, action: "DROP", allowLockout: true }, warn);
+    expect(guard?.(origin, 4)).toBeUndefined();
+    expect(warn).toEqual([expect.stringMatching(/^allowLockout is set, so this goes ahead: this DROP rule on INPUT/)]);
+  });
+});
+
+describe("the host keys recorded in state", () => {
+  afterEach(() => forgetPins());
+  const FP = `SHA256:${"p".repeat(43)}`;
+  const JUMP = `SHA256:${"j".repeat(43)}`;
+  const conn = { host: "198.18.3.1", port: 22, proxy: { host: "198.18.3.2", port: 2200 } };
+
+  it("are pinned to the host's and the jump host's addresses", () => {
+    rememberPins({ connection: conn, hostKeyFingerprint: FP, proxyHostKeyFingerprint: JUMP } as any);
+    expect(pinsOf(addressOf(conn)).map((p) => p.fingerprint)).toEqual([FP]);
+    expect(pinsOf(addressOf(conn.proxy)).map((p) => p.fingerprint)).toEqual([JUMP]);
+  });
+
+  it("give way to a hostKey given in the connection (how a new key is accepted)", () => {
+    const given = { ...conn, hostKey: FP, proxy: { ...conn.proxy, hostKey: JUMP } };
+    rememberPins({ connection: given, hostKeyFingerprint: FP, proxyHostKeyFingerprint: JUMP } as any);
+    expect(pinsOf(addressOf(conn))).toEqual([]);
+    expect(pinsOf(addressOf(conn.proxy))).toEqual([]);
+  });
+});
+
+describe("secrets", () => {
+  it("every secret of a connection and its jump host is redacted from what a step throws", async () => {
+    const conn = { password: "pw-1", privateKey: "key-2", proxy: { privateKeyPassword: "pass-3" } } as any;
+    expect(secretsOf(conn).filter(Boolean)).toEqual(["pw-1", "key-2", "pass-3"]);
+    const step = async () => {
+      throw new Error("failed with pw-1, key-2 and pass-3");
+    };
+    const e = await guarded(conn, step).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    expect(e?.message).not.toMatch(/pw-1|key-2|pass-3/);
+    expect(await guarded(conn, async () => 7)).toBe(7);
+  });
+});
