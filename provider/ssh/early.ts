@@ -11,7 +11,8 @@
 import { isUnknown } from "../rules";
 import type { CheckedConnection } from "../rules";
 import { pinsOf } from "./hostkey";
-import { addressOf, getSession, sessionKey } from "./session";
+import { addressOf, sessionKey } from "./pool";
+import { getSession } from "./session";
 
 /** Connections that this run's pending changes will use, not dialled in advance yet. */
 const foreseen = new Map<string, CheckedConnection>();
