@@ -1,25 +1,14 @@
-import type * as net from "node:net";
-import type { Client, ClientChannel } from "ssh2";
-import { DIALS_PER_HOST } from "../rules";
+import type { ClientChannel } from "ssh2";
 import type { CheckedConnection } from "../rules";
-import { withDeadline } from "../util/deadline";
 import { ChannelSlots, collect, openExec } from "./channels";
 import type { ChannelHost } from "./channels";
-import { dial, preflight } from "./dial";
-import type { Connected, DialPlan } from "./dial";
-import { agentPath } from "./dial-config";
-import type { DialSlot } from "./dials";
-import { HostKeyError, RemoteError, redact, redactError, secretsOf } from "./errors";
+import { RemoteError, redact, secretsOf } from "./errors";
 import type { SudoError } from "./errors";
-import { parseExpectedHostKey, pinHostKey, pinsOf, unmetPin } from "./hostkey";
-import type { Pin } from "./hostkey";
-import { startKeepalive } from "./keepalive";
+import { Link } from "./link";
 import { addressOf, hostPort, jumpConnection, leavePool, pooled, sessionKey } from "./pool";
 import { shellCommand, sudoError } from "./sudo";
 import type { HostKeyInfo, Logger, Origin, RunOptions, RunResult, SessionStats } from "./types";
 
-/** How long a close waits for the server to end the connection before it drops the socket. */
-const CLOSE_WAIT_MS = 2000;
 /** What `origin` runs: the host's view of the connection. */
 const SSH_CONNECTION = 'printf "%s" "$SSH_CONNECTION"';
 
@@ -57,19 +46,12 @@ export class Session {
   /** Where it connects to (host:port via the jump host's address): host keys are pinned per address. */
   readonly address: string;
   readonly stats: SessionStats = { connections: 0, dialFailures: 0, channels: 0, channelRetries: 0 };
-  /** The host key of the current (or last) connection. */
-  hostKey?: HostKeyInfo;
   /** The jump host's session, when there is one. */
   readonly proxy?: Session;
 
-  private client?: Client;
-  private connecting?: Promise<Client>;
-  /** The dial under way was started in advance (`dialEarly`) and nobody waits for it yet. */
-  private early = false;
-  private sock?: net.Socket;
+  /** The SSH connection, dialled when needed. */
+  private readonly link: Link;
   private originPromise?: Promise<Origin>;
-  private refs = 0;
-  private kaTimer?: NodeJS.Timeout;
   private readonly slots = new ChannelSlots();
   private readonly secrets: (string | undefined)[];
   private sink: Logger;
@@ -84,6 +66,24 @@ export class Session {
     this.secrets = secretsOf(args);
     this.sink = log;
     if (args.proxy) this.proxy = getSession(jumpConnection(args.proxy), log);
+    this.link = new Link({
+      args,
+      target: this.target,
+      address: this.address,
+      secrets: this.secrets,
+      stats: this.stats,
+      log: () => this.log,
+      jump: this.proxy?.link,
+      dropped: () => {
+        this.originPromise = undefined;
+      },
+      close: () => this.close(),
+    });
+  }
+
+  /** The host key of the current (or last) connection. */
+  get hostKey(): HostKeyInfo | undefined {
+    return this.link.hostKey;
   }
 
   /**
@@ -92,11 +92,13 @@ export class Session {
    * which dials again; a connection nobody uses is idle like any pooled one (it does not keep Node running).
    */
   dialEarly(): void {
-    this.verifiedClient(true).catch((e) =>
-      this.log.debug?.(
-        `Early dial to ${this.target} failed (the first command will dial again): ${(e as Error).message}`,
-      ),
-    );
+    this.link
+      .verified(true)
+      .catch((e) =>
+        this.log.debug?.(
+          `Early dial to ${this.target} failed (the first command will dial again): ${(e as Error).message}`,
+        ),
+      );
   }
 
   /** Where log lines go; every line is redacted on its way there. */
@@ -113,11 +115,11 @@ export class Session {
    * A connection made before a pin was added for this address is checked against it here.
    */
   async connect(): Promise<HostKeyInfo> {
-    this.ref();
+    this.link.hold();
     try {
-      await this.verifiedClient();
+      await this.link.verified();
     } finally {
-      this.unref();
+      this.link.letGo();
     }
     return this.hostKey as HostKeyInfo;
   }
@@ -129,7 +131,7 @@ export class Session {
    */
   async run(script: string, opts: RunOptions = {}): Promise<RunResult> {
     const sudo = opts.sudo ?? this.args.sudo;
-    this.ref();
+    this.link.hold();
     try {
       await this.slots.acquire();
       try {
@@ -145,7 +147,7 @@ export class Session {
         this.slots.release();
       }
     } finally {
-      this.unref();
+      this.link.letGo();
     }
   }
 
@@ -157,11 +159,11 @@ export class Session {
    */
   async openChannel(opts: { sudo?: boolean } = {}): Promise<{ channel: ClientChannel; release: () => void }> {
     const command = shellCommand(opts.sudo ?? this.args.sudo);
-    this.ref();
+    this.link.hold();
     try {
       await this.slots.acquire();
     } catch (e) {
-      this.unref();
+      this.link.letGo();
       throw e;
     }
     let released = false;
@@ -169,7 +171,7 @@ export class Session {
       if (released) return;
       released = true;
       this.slots.release();
-      this.unref();
+      this.link.letGo();
     };
     try {
       const channel = await openExec(this.channels(), command, (ch) => ch);
@@ -218,51 +220,8 @@ export class Session {
   /** Closes the connection (the next `run` reconnects) and removes the session from the pool. */
   async close(): Promise<void> {
     leavePool(this);
-    const client = this.client ?? (await this.connecting?.catch(() => undefined));
-    this.client = undefined;
-    this.originPromise = undefined;
-    if (!client) return;
-    // Keep the process alive until the close completes: an idle session's socket is unref'd.
-    this.sock?.ref();
-    const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
-    client.end();
-    const late = () => new Error(`no close from ${this.target} within ${CLOSE_WAIT_MS} ms`);
-    await withDeadline(closed, CLOSE_WAIT_MS, late, { ref: false }).catch(() => this.sock?.destroy());
+    await this.link.close();
   }
-
-  // --- keeping the process alive only while something is in flight -----------------------------
-
-  private ref(): void {
-    if (++this.refs === 1) {
-      this.sock?.ref();
-      this.proxy?.ref();
-      this.keepalive();
-    }
-  }
-
-  private unref(): void {
-    if (this.refs > 0 && --this.refs === 0) {
-      this.sock?.unref();
-      this.proxy?.unref();
-      this.keepalive();
-    }
-  }
-
-  /** Keepalives (see ./keepalive) every perDialTimeout/3 seconds while something is in flight, none when idle. */
-  private keepalive(): void {
-    clearInterval(this.kaTimer);
-    this.kaTimer = undefined;
-    const client = this.client;
-    if (this.refs === 0 || !client) return;
-    this.kaTimer = startKeepalive(
-      client,
-      Math.max(1000, (this.args.perDialTimeout * 1000) / 3),
-      () => this.client === client,
-      () => this.log.warn?.(`Connection to ${this.target}: no answer to 3 keepalives, closing it`),
-    );
-  }
-
-  // --- connecting -------------------------------------------------------------------------------
 
   /** What opening a channel needs of this session (./channels). */
   private channels(): ChannelHost {
@@ -271,108 +230,8 @@ export class Session {
       secrets: this.secrets,
       log: this.log,
       stats: this.stats,
-      client: () => this.getClient(),
-      forget: (client) => {
-        if (this.client === client) this.client = undefined;
-      },
+      client: () => this.link.client(),
+      forget: (client) => this.link.forget(client),
     };
-  }
-
-  private getClient(early = false): Promise<Client> {
-    if (this.client) return Promise.resolve(this.client);
-    if (!early) this.wanted();
-    if (!this.connecting) {
-      this.early = early;
-      const p = this.dial().catch((e) => {
-        throw redactError(e, this.secrets);
-      });
-      this.connecting = p;
-      const clear = () => {
-        if (this.connecting === p) this.connecting = undefined;
-      };
-      p.then(clear, clear);
-    }
-    return this.connecting;
-  }
-
-  /** Someone waits for this connection: its dial, and its jump host's, no longer yield to others. */
-  private wanted(): void {
-    this.early = false;
-    this.proxy?.wanted();
-  }
-
-  /** The connected client, its host key checked again against pins added since it connected. */
-  private async verifiedClient(early = false): Promise<Client> {
-    const client = await this.getClient(early);
-    const unmet = this.hostKey && unmetPin(this.hostKey, this.pins());
-    if (unmet) {
-      const seen = this.hostKey as HostKeyInfo;
-      await this.close();
-      throw new HostKeyError(this.target, seen, unmet.fingerprint, unmet.source);
-    }
-    return client;
-  }
-
-  /** The keys this host must present: the hostKey given, or else every key pinned for its address. */
-  private pins(): Pin[] {
-    const given = this.args.hostKey;
-    if (given) return [{ fingerprint: parseExpectedHostKey(given).fingerprint, source: "the hostKey given" }];
-    return pinsOf(this.address);
-  }
-
-  /** Dials (./dial), holding the process alive while it does, and adopts the connection made. */
-  private async dial(): Promise<Client> {
-    const plan = this.dialPlan();
-    preflight(plan);
-    this.ref();
-    try {
-      return this.adopt(await dial(plan));
-    } finally {
-      this.unref();
-    }
-  }
-
-  private dialPlan(): DialPlan {
-    return {
-      conn: this.args,
-      target: this.target,
-      secrets: this.secrets,
-      log: this.log,
-      agent: agentPath(this.args),
-      pins: () => this.pins(),
-      slots: this.dialSlots(),
-      urgent: () => !this.early,
-      // The jump host's connection, with its own pins met, before anything goes through it.
-      jump: async () => this.proxy?.verifiedClient(this.early),
-      stats: this.stats,
-    };
-  }
-
-  /** The sshds a handshake involves, with the connections' limits: this host's, and its jump host's. */
-  private dialSlots(): DialSlot[] {
-    // State written before maxConcurrentDials existed has none: the default.
-    const slot = (s: Session) => ({ key: s.address, limit: s.args.maxConcurrentDials ?? DIALS_PER_HOST });
-    return this.proxy ? [slot(this), slot(this.proxy)] : [slot(this)];
-  }
-
-  /** Makes a new connection this session's: its client, socket and host key, and the first pin of its address. */
-  private adopt({ client, sock, hostKey }: Connected): Client {
-    client.on("close", () => {
-      if (this.client !== client) return;
-      this.client = undefined;
-      this.originPromise = undefined;
-      this.log.debug?.(`Connection to ${this.target} closed`);
-    });
-    this.client = client;
-    this.sock = sock;
-    this.hostKey = hostKey;
-    // The first key seen at this address is required from then on, in this process.
-    if (!this.args.hostKey && pinsOf(this.address).length === 0)
-      pinHostKey(this.address, hostKey.fingerprint, `the key it presented at its first connection in this run`);
-    this.stats.connections++;
-    if (this.refs === 0) sock?.unref();
-    else this.keepalive();
-    this.log.debug?.(`Connected to ${this.target} (host key ${hostKey.fingerprint})`);
-    return client;
   }
 }
