@@ -3,6 +3,7 @@
 // Session's TCP connect is pointed at it (the host name and port it was given pick the socket).
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { closeOpened, removeSockets, sessionOn } from "./fake-host";
+import { RemoteError } from "../../../provider/ssh";
 
 afterAll(removeSockets);
 afterEach(closeOpened);
@@ -53,5 +54,33 @@ describe("Session against an in-process SSH server", () => {
     await Promise.all([session.run("a"), session.run("b"), session.run("c")]);
     expect(session.stats.connections).toBe(1);
     expect(host.auths.filter((m) => m === "password")).toHaveLength(1);
+  });
+
+  it("mustRun turns a non-zero exit into a RemoteError with the command, status and last lines", async () => {
+    const { session } = await sessionOn(() => ({ stdout: "x\n", stderr: "a\nb\nc\nd\n", code: 2 }));
+    const err = await session.mustRun("false").then(
+      () => undefined,
+      (e: unknown) => e as RemoteError,
+    );
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err!.message).toMatch(/^command on root@198\.18\.255\.1:\d+ exited with status 2: b; c; d$/);
+    expect([err!.command, err!.code, err!.stdout]).toEqual(["false", 2, "x\n"]);
+  });
+
+  it("reads where the connection comes from once per connection, and says so when it cannot", async () => {
+    let answer = "198.18.0.1 50000 198.18.255.1 22";
+    const { host, session } = await sessionOn(() => ({ stdout: answer, code: 0 }));
+    const origin = await session.origin();
+    expect(origin).toEqual({
+      clientAddress: "198.18.0.1",
+      clientPort: 50000,
+      serverAddress: "198.18.255.1",
+      serverPort: 22,
+    });
+    expect(await session.origin()).toBe(origin);
+    expect(host.commands).toHaveLength(1);
+    await session.close();
+    answer = "";
+    await expect(session.origin()).rejects.toThrow(/cannot tell where the connection to root@\S+ comes from/);
   });
 });
