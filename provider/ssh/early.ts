@@ -11,7 +11,8 @@
 import { isUnknown } from "../rules";
 import type { CheckedConnection } from "../rules";
 import { pinsOf } from "./hostkey";
-import { addressOf, getSession, sessionKey } from "./session";
+import { addressOf, sessionKey } from "./pool";
+import { getSession } from "./session";
 
 /** Connections that this run's pending changes will use, not dialled in advance yet. */
 // Process-wide: Check and Diff fill it, and the run's first Create, Update or Delete (a later call) dials it.

@@ -7,6 +7,19 @@ const ANYWHERE = 8;
 /** A letter, digit or underscore: what a short secret must not touch to count as one token. */
 const WORD = /[\p{L}\p{N}_]/u;
 
+/** What a connection or a jump host logs in with. */
+interface Credentials {
+  password?: string;
+  privateKey?: string;
+  privateKeyPassword?: string;
+}
+
+/** The secrets one connection or jump host logs in with, in a fixed order. */
+export const credentialsOf = (c?: Credentials) => [c?.password, c?.privateKey, c?.privateKeyPassword];
+
+/** Every secret of a connection and of its jump host: what `redact` replaces in what the provider shows. */
+export const secretsOf = (conn: Credentials & { proxy?: Credentials }) => [conn, conn.proxy].flatMap(credentialsOf);
+
 /**
  * Replaces every secret (password, private key, passphrase) that occurs in a text.
  *

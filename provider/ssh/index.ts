@@ -10,9 +10,20 @@ export {
   pinsOf,
 } from "./hostkey";
 export type { Pin } from "./hostkey";
-export { ConnectionError, HostKeyError, REDACTED, RemoteError, SudoError, redact, redactError } from "./errors";
+export {
+  ConnectionError,
+  HostKeyError,
+  REDACTED,
+  RemoteError,
+  SudoError,
+  redact,
+  redactError,
+  secretsOf,
+} from "./errors";
 export type { ConnectionFailure } from "./errors";
-export { Session, addressOf, getSession, closeAll, sessionKey, MAX_CHANNELS } from "./session";
+export { Session, getSession } from "./session";
+export { addressOf, closeAll, sessionKey } from "./pool";
+export { MAX_CHANNELS } from "./channels";
 export { asksPassword } from "./prompts";
 export type { Prompt } from "./prompts";
 export { dialForeseen, foresee, foreseenCount } from "./early";

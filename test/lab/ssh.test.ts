@@ -277,7 +277,7 @@ describe("channels", () => {
     const s = await fresh(conn(a, "sudo"));
     await s.run("true");
     // Occupy 8 of sshd's 10 sessions on this connection behind the session's back, for about a second.
-    const client = (s as unknown as { client: import("ssh2").Client }).client;
+    const client = (s as unknown as { link: { connected: import("ssh2").Client } }).link.connected;
     const hogs = await Promise.all(
       Array.from(
         { length: 8 },

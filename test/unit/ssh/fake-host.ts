@@ -11,7 +11,7 @@ import type * as Net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Server, utils } from "ssh2";
-import type { Connection as ServerConnection } from "ssh2";
+import type { Connection as ServerConnection, ServerChannel } from "ssh2";
 import type { CheckedConnection } from "../../../provider/rules";
 
 const SOCKETS = mkdtempSync(join(tmpdir(), "pit-unit-ssh-"));
@@ -36,6 +36,8 @@ export interface FakeServer {
   port: number;
   /** The host key's public part in SSH wire form. */
   hostKey: Buffer;
+  /** "ssh-ed25519 AAAA...", as a client sees it. */
+  publicKey: string;
   /** Ends every connection and stops listening. */
   close(): Promise<void>;
 }
@@ -57,6 +59,7 @@ export async function fakeServer(onClient: (client: ServerConnection) => void): 
   return {
     port,
     hostKey: parsed.getPublicSSH(),
+    publicKey: `${parsed.type} ${parsed.getPublicSSH().toString("base64")}`,
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of clients) c.end();
@@ -77,3 +80,81 @@ export const connection = (port: number, extra: Partial<CheckedConnection> = {})
   sudo: false,
   ...extra,
 });
+
+export interface ExecHost {
+  port: number;
+  /** "ssh-ed25519 AAAA...", as the client sees it. */
+  publicKey: string;
+  /** Every exec request the server received, in order. */
+  commands: string[];
+  /** Authentication methods clients tried, in order. */
+  auths: string[];
+  /** Channel opens refused so far (see `refuseChannels`). */
+  refused: number;
+  close(): Promise<void>;
+}
+
+/** The answer to an exec; null: none (the server goes away instead). */
+export type Exec = (command: string, stdin: string) => { stdout?: string; stderr?: string; code: number } | null;
+
+/** An SSH server that accepts PASSWORD for root and answers each exec with `exec`. */
+export async function execHost(exec: Exec, opts: { refuseChannels?: number } = {}): Promise<ExecHost> {
+  const host = { commands: [] as string[], auths: [] as string[], refused: 0 };
+  const answer = (ch: ServerChannel, command: string) => {
+    host.commands.push(command);
+    let stdin = "";
+    ch.on("data", (d: Buffer) => {
+      stdin += d.toString("utf8");
+    });
+    ch.on("end", () => {
+      const r = exec(command, stdin);
+      if (!r) return;
+      if (r.stdout) ch.write(r.stdout);
+      if (r.stderr) ch.stderr.write(r.stderr);
+      ch.exit(r.code);
+      ch.end();
+    });
+  };
+  const server = await fakeServer((client) => {
+    client.on("authentication", (ctx) => {
+      host.auths.push(ctx.method);
+      if (ctx.method === "password" && ctx.username === "root" && ctx.password === PASSWORD) ctx.accept();
+      else ctx.reject(["password"]);
+    });
+    client.on("ready", () => {
+      client.on("session", (accept, reject) => {
+        if (host.refused < (opts.refuseChannels ?? 0)) {
+          host.refused++;
+          reject();
+          return;
+        }
+        accept().on("exec", (acceptExec, _reject, info) => answer(acceptExec(), info.command));
+      });
+    });
+  });
+  return Object.assign(host, {
+    port: server.port,
+    publicKey: server.publicKey,
+    close: server.close,
+  });
+}
+
+const opened: { host: ExecHost; session: { close(): Promise<void> } }[] = [];
+
+/** A fresh Session (not the pooled one) to a new execHost; `closeOpened` closes both. */
+export async function sessionOn(exec: Exec, opts: { refuseChannels?: number; conn?: Partial<CheckedConnection> } = {}) {
+  // Imported here, not at the top: this module is loaded by the node:net mock, before provider/ssh.
+  const { Session } = await import("../../../provider/ssh");
+  const host = await execHost(exec, opts);
+  const session = new Session(connection(host.port, opts.conn), {});
+  opened.push({ host, session });
+  return { host, session };
+}
+
+/** Closes every session and host `sessionOn` opened (afterEach). */
+export async function closeOpened(): Promise<void> {
+  for (const { host, session } of opened.splice(0)) {
+    await session.close();
+    await host.close();
+  }
+}

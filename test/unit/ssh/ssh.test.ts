@@ -1,5 +1,4 @@
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,12 +17,10 @@ import {
   redact,
   redactError,
   RemoteError,
-  sessionKey,
   shellJoin,
   shellQuote,
 } from "../../../provider/ssh";
 import { unmetPin } from "../../../provider/ssh/hostkey";
-import type { CheckedConnection } from "../../../provider/rules";
 
 /** What a real sh makes of a quoted word: its one word back (or a note of how many words it became). */
 function throughSh(quoted: string): string {
@@ -188,28 +185,5 @@ describe("secrets", () => {
     expect(all).not.toMatch(/\bpw\b/);
     expect(mid.command).toBe(`echo ${REDACTED}`);
     expect(mid).toBeInstanceOf(RemoteError);
-  });
-
-  it("keeps secrets out of the pool key, even a one-character password", () => {
-    const conn: CheckedConnection = {
-      host: "h",
-      port: 22,
-      user: "u",
-      password: "x",
-      dialErrorLimit: 10,
-      perDialTimeout: 15,
-      maxConcurrentDials: 8,
-      sudo: false,
-    };
-    const k = sessionKey(conn);
-    expect(k).not.toBe(sessionKey({ ...conn, password: "y" }));
-    expect(k).toBe(sessionKey({ ...conn }));
-    // Keyed with a secret of this process: the hash of a short password cannot be looked up.
-    const plain = createHash("sha256")
-      .update(JSON.stringify(["x", null, null, null]))
-      .digest("hex")
-      .slice(0, 16);
-    expect(k).not.toContain(plain);
-    expect(sessionKey({ ...conn, proxy: { ...conn, host: "jump" } })).toContain("via u@jump:22");
   });
 });
