@@ -82,8 +82,8 @@ function portPieces(table: Table, spec: RuleSpec): (number | undefined)[] {
   return [...new Set(out)].sort((a, b) => a - b);
 }
 
-/** Where the port ranges of a chain's rules begin and end (one past), per chain (chains are never
- * changed in place: an edit makes a new one). */
+/** Where the port ranges of a chain's rules begin and end (one past), per chain (a Chain is read-only:
+ * an edit makes a new one). */
 const cuts = new WeakMap<Chain, number[]>();
 function cutsOf(chain: Chain): number[] {
   let out = cuts.get(chain);

@@ -51,8 +51,8 @@ interface Walk {
 
 /**
  * What a chain that cannot reach the judged rule's chain does to some ordinary packets does not
- * depend on where the rule is judged: such results are kept per table (a table is never changed in
- * place: an edit makes a new one) and per packet, so placing a rule walks a Kubernetes node's
+ * depend on where the rule is judged: such results are kept per table (a Table is read-only: an edit
+ * makes a new one) and per packet, so placing a rule walks a Kubernetes node's
  * thousands of KUBE-* rules once, not once per line tried, and judging a batch's rules shares them.
  */
 const sharedResults = new WeakMap<Table, Map<string, Map<string, ChainResult>>>();

@@ -13,6 +13,7 @@ import {
   ruleText,
   shadowing,
   type Ruleset,
+  type Table,
 } from "../../../provider/rules";
 import { placeholders, type Expectation, type Family } from "../../fixtures/scenarios";
 import { CAPTURES, label, readFamilyFile } from "../../fixtures/captures";
@@ -38,17 +39,14 @@ function inputsFor(rule: Expectation["rule"], family: Family) {
 
 /** The ruleset with one more rule inserted the way `iptables -I CHAIN line` would. */
 function inserted(ruleset: Ruleset, table: string, chain: string, line: number, argv: string[]): Ruleset {
-  const copy = parseRuleset(""); // fresh container
-  for (const [name, t] of ruleset.tables)
-    copy.tables.set(name, { name, chains: new Map([...t.chains].map(([n, c]) => [n, { ...c, rules: [...c.rules] }])) });
   const rule = chainOf(parseRuleset(ruleText(chain, argv), { table }), table, chain)!.rules[0];
-  const rules = chainOf(copy, table, chain)!.rules;
-  rules.splice(line - 1, 0, rule);
-  rules.forEach((r, i) => {
-    if (r === rule) r.line = i + 1;
-    else rules.splice(i, 1, { ...r, line: i + 1 });
+  const before = chainOf(ruleset, table, chain)!.rules;
+  const rules = [...before.slice(0, line - 1), rule, ...before.slice(line - 1)].map((r, i) => ({ ...r, line: i + 1 }));
+  const copyOf = (t: Table): Table => ({
+    name: t.name,
+    chains: new Map([...t.chains].map(([n, c]) => [n, t.name === table && n === chain ? { ...c, rules } : c])),
   });
-  return copy;
+  return { tables: new Map([...ruleset.tables].map(([name, t]) => [name, copyOf(t)])) };
 }
 
 const cases = CAPTURES.flatMap((c) =>
