@@ -9,7 +9,7 @@ import { BUILTIN_CHAINS, HOOKS } from "./names";
 import { portRanges } from "./ordinary";
 import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset, type Table } from "./parse";
 import type { Position } from "./types";
-import { entries, outcomes, type Hop, type Outcome } from "./walk";
+import { entryChains, outcomes, type Hop, type Outcome } from "./walk";
 
 /** A placement request that cannot be honoured (missing chain, line out of range). */
 export class PlacementError extends Error {
@@ -103,7 +103,7 @@ function cutsOf(chain: Chain): number[] {
  */
 function judge(table: Table, chain: string, spec: RuleSpec, line: number, local = false): Judgement {
   const verdict = spec.target ?? "";
-  const starts = local ? [chain] : entries(table, chain);
+  const starts = local ? [chain] : entryChains(table, chain);
   if (!starts.length) {
     const text = `no rule of ${(BUILTIN_CHAINS[table.name] ?? []).join(", ")} jumps to ${chain}`;
     const rule = pseudoRule(table.name, chain, `-A ${chain}`);
@@ -138,7 +138,7 @@ export function possibleVerdicts(
 ): { port?: number; verdicts: string[]; ours: boolean; others: boolean }[] {
   const { table } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
-  const starts = entries(table, request.chain);
+  const starts = entryChains(table, request.chain);
   return portPieces(table, spec).map((port) => {
     const outs = (starts.length ? starts : [request.chain]).flatMap((start) =>
       outcomes(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port), {

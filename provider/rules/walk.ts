@@ -141,7 +141,7 @@ export function outcomes(table: Table, start: string, o: Ordinary, at: Judged): 
 }
 
 /** The built-in chains of the table from which packets can reach `chain` (itself, if it is one). */
-export function entries(table: Table, chain: string): string[] {
+export function entryChains(table: Table, chain: string): string[] {
   const builtins = (BUILTIN_CHAINS[table.name] ?? []).filter((b) => table.chains.has(b));
   if (builtins.includes(chain)) return [chain];
   return builtins.filter((b) => reaches(table, b, chain));
