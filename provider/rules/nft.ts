@@ -3,7 +3,7 @@
  * its hook, so an iptables ACCEPT does not open a port that an nft table (the distribution's
  * `table inet filter` with policy drop, firewalld's `table inet firewalld`) drops.
  *
- * Reads `nft -j list ruleset` and judges, for every base chain on the input hook outside iptables'
+ * Judges, from what ./nft-parse read of `nft -j list ruleset`, for every base chain on the input hook outside iptables'
  * own tables, what it does with the ordinary packets of a rule (docs: DESIGN "Where a rule goes"):
  * the first packet of a new connection of the rule's protocol to each of its ports, addressed to a
  * local unicast address, from an arbitrary source, on a non-loopback interface. A rule whose matches
@@ -11,6 +11,7 @@
  * the chain's answer "may drop".
  */
 import { TABLES } from "./names";
+import { asArray, isObject, key, type Json, type NftChain, type NftRule, type NftRuleset } from "./nft-parse";
 import { ALL, both, NONE, not, portRanges, protocolName, type PortSpan, type Share, SOME } from "./ordinary";
 import type { Family, Protocol } from "./types";
 
@@ -32,93 +33,6 @@ export interface NftPackets {
   /** As iptables prints them: "8080", "8000:8100", "53,80,8000:8100". */
   ports: string;
 }
-
-/** `nft -j list ruleset` output that is not the JSON nft prints. */
-export class NftParseError extends Error {
-  constructor(message: string) {
-    super(`cannot read the nft ruleset: ${message}`);
-    this.name = "NftParseError";
-  }
-}
-
-type Json = unknown;
-interface NftRule {
-  handle?: number;
-  expr: Json[];
-}
-interface NftChain {
-  family: string;
-  table: string;
-  name: string;
-  hook?: string;
-  prio?: number;
-  policy?: string;
-  rules: NftRule[];
-}
-export interface NftRuleset {
-  chains: NftChain[];
-  /** Named sets' elements, by "family table name". */
-  sets: Map<string, Json[]>;
-}
-
-const key = (family: string, table: string, name: string) => `${family} ${table} ${name}`;
-const isObject = (v: Json): v is Record<string, Json> => typeof v === "object" && v !== null && !Array.isArray(v);
-
-/** The items of nft's JSON documents, one per line (`nft -j list table` per table; none: no tables). */
-function nftItems(text: string): Json[] {
-  return text
-    .split("\n")
-    .filter((line) => line.trim())
-    .flatMap((line) => {
-      let doc: Json;
-      try {
-        doc = JSON.parse(line);
-      } catch (e) {
-        throw new NftParseError((e as Error).message);
-      }
-      const items = isObject(doc) ? doc.nftables : undefined;
-      if (!Array.isArray(items)) throw new NftParseError('no "nftables" array');
-      return items;
-    });
-}
-
-/**
- * Reads `nft -j list ruleset`, or the output of `nft -j list table` for several tables (one JSON
- * document per line).
- * @throws NftParseError when the text is not nft's JSON.
- * @example parseNft('{"nftables": [{"metainfo": {"version": "1.0.6"}}]}').chains // []
- */
-export function parseNft(text: string): NftRuleset {
-  const items = nftItems(text);
-  const rs: NftRuleset = { chains: [], sets: new Map() };
-  const chains = new Map<string, NftChain>();
-  for (const item of items) {
-    if (!isObject(item)) continue;
-    const { chain, rule, set } = item as Record<string, Record<string, Json> | undefined>;
-    if (chain) {
-      const c: NftChain = {
-        family: String(chain.family),
-        table: String(chain.table),
-        name: String(chain.name),
-        hook: typeof chain.hook === "string" ? chain.hook : undefined,
-        prio: typeof chain.prio === "number" ? chain.prio : undefined,
-        policy: typeof chain.policy === "string" ? chain.policy : undefined,
-        rules: [],
-      };
-      chains.set(key(c.family, c.table, c.name), c);
-      rs.chains.push(c);
-    } else if (rule) {
-      const c = chains.get(key(String(rule.family), String(rule.table), String(rule.chain)));
-      if (!c) throw new NftParseError(`a rule of chain ${String(rule.chain)} comes before the chain`);
-      c.rules.push({ handle: typeof rule.handle === "number" ? rule.handle : undefined, expr: asArray(rule.expr) });
-    } else if (set) {
-      rs.sets.set(key(String(set.family), String(set.table), String(set.name)), asArray(set.elem));
-    }
-  }
-  return rs;
-}
-
-const asArray = (v: Json): Json[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
 
 /** Tables iptables-nft keeps (what iptables-save lists): judged by the iptables model instead. */
 const IPTABLES_TABLES: ReadonlySet<string> = new Set(TABLES);
