@@ -7,6 +7,7 @@
  * matches the port the client asked for with `-m conntrack --ctorigdstport 8080 --ctdir ORIGINAL`.
  */
 import { shown } from "./identity";
+import { portRanges, type PortSpan } from "./ordinary";
 import type { Rule, Ruleset } from "./parse";
 import type { RuleInputs } from "./types";
 
@@ -26,18 +27,7 @@ export interface Published {
   address?: string;
 }
 
-function ranges(ports: string): [number, number][] | undefined {
-  const out: [number, number][] = [];
-  for (const part of ports.split(",")) {
-    const m = /^(\d+)(?::(\d+))?$/.exec(part);
-    if (!m) return undefined;
-    out.push([Number(m[1]), Number(m[2] ?? m[1])]);
-  }
-  return out;
-}
-
-const overlap = (a: [number, number][], b: [number, number][]) =>
-  a.some(([l1, h1]) => b.some(([l2, h2]) => l1 <= h2 && l2 <= h1));
+const overlap = (a: PortSpan[], b: PortSpan[]) => a.some(([l1, h1]) => b.some(([l2, h2]) => l1 <= h2 && l2 <= h1));
 
 /** Whether nat PREROUTING sends packets to Docker's DOCKER chain (Docker's own jump). */
 const preroutingJumps = (nat: Ruleset, chain: string) =>
@@ -54,15 +44,15 @@ const preroutingJumps = (nat: Ruleset, chain: string) =>
  */
 export function publishedPorts(nat: Ruleset, rule: Pick<RuleInputs, "protocol" | "ports">): Published[] {
   const chain = nat.tables.get("nat")?.chains.get("DOCKER");
-  const ours = ranges(rule.ports);
+  const ours = portRanges(rule.ports);
   if (!chain || !ours || !preroutingJumps(nat, "DOCKER")) return [];
   return chain.rules.filter((r) => dnatFor(r, rule.protocol, ours)).map(published);
 }
 
-function dnatFor(r: Rule, protocol: string, ours: [number, number][]): boolean {
+function dnatFor(r: Rule, protocol: string, ours: PortSpan[]): boolean {
   if (r.target !== "DNAT" || r.match.protocol?.value !== protocol || r.match.protocol.negated) return false;
   const dport = r.match.dport ?? r.match.dports;
-  const theirs = dport && !dport.negated ? ranges(dport.value) : undefined;
+  const theirs = dport && !dport.negated ? portRanges(dport.value) : undefined;
   return !!theirs && overlap(ours, theirs);
 }
 

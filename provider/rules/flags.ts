@@ -127,15 +127,6 @@ export const NON_TERMINATING: ReadonlySet<string> = new Set([
   "TEE",
 ]);
 
-/** Built-in chains per table. */
-export const BUILTIN_CHAINS: Readonly<Record<string, readonly string[]>> = {
-  filter: ["INPUT", "FORWARD", "OUTPUT"],
-  nat: ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
-  mangle: ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
-  raw: ["PREROUTING", "OUTPUT"],
-  security: ["INPUT", "FORWARD", "OUTPUT"],
-};
-
 /** Finds the table entry for an option token, given the current `-m` module and protocol. */
 export function lookupFlag(token: string, module: string | undefined, protocol: string | undefined): Flag | undefined {
   return FLAGS.find((f) => {

@@ -2,8 +2,11 @@
  * pulumi-iptables/rules: the pure rule core (no I/O). Validate PortRule inputs, render a rule as
  * the argv `iptables -S` prints back, parse what a host lists, and decide where a rule goes.
  */
-export { check, DIALS_PER_HOST, isUnknown, MAX_DIALS, portRuleSchema, UNKNOWN } from "./schema";
-export type { CheckFailure } from "./schema";
+export { check } from "./check";
+export type { CheckFailure } from "./check";
+export { DIALS_PER_HOST, MAX_DIALS } from "./connection-schema";
+export { portRuleSchema } from "./schema";
+export { isUnknown, UNKNOWN } from "./schema-kit";
 export type {
   Backend,
   CheckedConnection,
@@ -35,10 +38,13 @@ export {
 export { chainOf, listingLines, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "./parse";
 export type { Chain, Counters, IptablesVersion, MatchOption, Rule, RuleSpec, Ruleset, Table } from "./parse";
 export { findByTag, findRule, impostors, shown } from "./identity";
-export { matchesPacket, placeRule, PlacementError, shadowing } from "./place";
-export type { Packet } from "./place";
-export { NftParseError, nftVerdicts, parseNft } from "./nft";
-export type { NftJudgement, NftPackets, NftRuleset } from "./nft";
+export { placeRule, PlacementError, shadowing } from "./place";
+export { matchesPacket } from "./overlap";
+export type { Packet } from "./overlap";
+export { nftVerdicts } from "./nft";
+export { NftParseError, parseNft } from "./nft-parse";
+export type { NftJudgement, NftPackets } from "./nft";
+export type { NftRuleset } from "./nft-parse";
 export { DOCKER_USER, dockerWarning, matchesOriginalPort, publishedPorts } from "./docker";
 export type { Published } from "./docker";
 export type { Placement, Shadow } from "./place";

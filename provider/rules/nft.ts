@@ -3,14 +3,17 @@
  * its hook, so an iptables ACCEPT does not open a port that an nft table (the distribution's
  * `table inet filter` with policy drop, firewalld's `table inet firewalld`) drops.
  *
- * Reads `nft -j list ruleset` and judges, for every base chain on the input hook outside iptables'
+ * Judges, from what ./nft-parse read of `nft -j list ruleset`, for every base chain on the input hook outside iptables'
  * own tables, what it does with the ordinary packets of a rule (docs: DESIGN "Where a rule goes"):
  * the first packet of a new connection of the rule's protocol to each of its ports, addressed to a
  * local unicast address, from an arbitrary source, on a non-loopback interface. A rule whose matches
  * the model cannot read matches "some" of them; anything that can drop some ordinary packet makes
  * the chain's answer "may drop".
  */
-import type { Family } from "./types";
+import { TABLES } from "./names";
+import { asArray, isObject, key, type Json, type NftChain, type NftRule, type NftRuleset } from "./nft-parse";
+import { ALL, both, NONE, not, portRanges, protocolName, type PortSpan, type Share, SOME } from "./ordinary";
+import type { Family, Protocol } from "./types";
 
 /** What one base chain does with the ordinary packets of a rule. */
 export interface NftJudgement {
@@ -26,123 +29,20 @@ export interface NftJudgement {
 /** The rule's ordinary packets, as far as nft matches go. */
 export interface NftPackets {
   family: Family;
-  protocol: "tcp" | "udp";
+  protocol: Protocol;
   /** As iptables prints them: "8080", "8000:8100", "53,80,8000:8100". */
   ports: string;
 }
 
-/** `nft -j list ruleset` output that is not the JSON nft prints. */
-export class NftParseError extends Error {
-  constructor(message: string) {
-    super(`cannot read the nft ruleset: ${message}`);
-    this.name = "NftParseError";
-  }
-}
-
-type Json = unknown;
-interface NftRule {
-  handle?: number;
-  expr: Json[];
-}
-interface NftChain {
-  family: string;
-  table: string;
-  name: string;
-  hook?: string;
-  prio?: number;
-  policy?: string;
-  rules: NftRule[];
-}
-export interface NftRuleset {
-  chains: NftChain[];
-  /** Named sets' elements, by "family table name". */
-  sets: Map<string, Json[]>;
-}
-
-const key = (family: string, table: string, name: string) => `${family} ${table} ${name}`;
-const isObject = (v: Json): v is Record<string, Json> => typeof v === "object" && v !== null && !Array.isArray(v);
-
-/** The items of nft's JSON documents, one per line (`nft -j list table` per table; none: no tables). */
-function nftItems(text: string): Json[] {
-  return text
-    .split("\n")
-    .filter((line) => line.trim())
-    .flatMap((line) => {
-      let doc: Json;
-      try {
-        doc = JSON.parse(line);
-      } catch (e) {
-        throw new NftParseError((e as Error).message);
-      }
-      const items = isObject(doc) ? doc.nftables : undefined;
-      if (!Array.isArray(items)) throw new NftParseError('no "nftables" array');
-      return items;
-    });
-}
-
-/**
- * Reads `nft -j list ruleset`, or the output of `nft -j list table` for several tables (one JSON
- * document per line).
- * @throws NftParseError when the text is not nft's JSON.
- * @example parseNft('{"nftables": [{"metainfo": {"version": "1.0.6"}}]}').chains // []
- */
-export function parseNft(text: string): NftRuleset {
-  const items = nftItems(text);
-  const rs: NftRuleset = { chains: [], sets: new Map() };
-  const chains = new Map<string, NftChain>();
-  for (const item of items) {
-    if (!isObject(item)) continue;
-    const { chain, rule, set } = item as Record<string, Record<string, Json> | undefined>;
-    if (chain) {
-      const c: NftChain = {
-        family: String(chain.family),
-        table: String(chain.table),
-        name: String(chain.name),
-        hook: typeof chain.hook === "string" ? chain.hook : undefined,
-        prio: typeof chain.prio === "number" ? chain.prio : undefined,
-        policy: typeof chain.policy === "string" ? chain.policy : undefined,
-        rules: [],
-      };
-      chains.set(key(c.family, c.table, c.name), c);
-      rs.chains.push(c);
-    } else if (rule) {
-      const c = chains.get(key(String(rule.family), String(rule.table), String(rule.chain)));
-      if (!c) throw new NftParseError(`a rule of chain ${String(rule.chain)} comes before the chain`);
-      c.rules.push({ handle: typeof rule.handle === "number" ? rule.handle : undefined, expr: asArray(rule.expr) });
-    } else if (set) {
-      rs.sets.set(key(String(set.family), String(set.table), String(set.name)), asArray(set.elem));
-    }
-  }
-  return rs;
-}
-
-const asArray = (v: Json): Json[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
-
 /** Tables iptables-nft keeps (what iptables-save lists): judged by the iptables model instead. */
-const IPTABLES_TABLES = new Set(["filter", "nat", "mangle", "raw", "security"]);
+const IPTABLES_TABLES: ReadonlySet<string> = new Set(TABLES);
 /** nft families whose hooks see packets of an IP family. */
 const FAMILIES: Record<Family, readonly string[]> = { 4: ["ip", "inet"], 6: ["ip6", "inet"] };
 
 // ---------------------------------------------------------------- matching
 
-/** How much of the ordinary packets a match (or a rule's matches together) takes. */
-type Share = "all" | "none" | "some";
-
-const and = (a: Share, b: Share): Share =>
-  a === "none" || b === "none" ? "none" : a === "some" || b === "some" ? "some" : "all";
-const not = (s: Share): Share => (s === "all" ? "none" : s === "none" ? "all" : "some");
-
-type Range = [number, number];
-
-function portRanges(ports: string): Range[] {
-  return ports.split(",").map((p) => {
-    const [a, b = a] = p.split(":").map(Number);
-    return [a, b];
-  });
-}
-
 /** The port values of a match's right side; undefined when they are not plain numbers. */
-function portValues(right: Json, sets: (name: string) => Json[] | undefined): Range[] | undefined {
+function portValues(right: Json, sets: (name: string) => Json[] | undefined): PortSpan[] | undefined {
   if (typeof right === "number") return [[right, right]];
   if (typeof right === "string" && right.startsWith("@")) {
     const elems = sets(right.slice(1));
@@ -151,7 +51,7 @@ function portValues(right: Json, sets: (name: string) => Json[] | undefined): Ra
   if (isObject(right) && Array.isArray(right.range) && right.range.every((n) => typeof n === "number"))
     return [[right.range[0] as number, right.range[1] as number]];
   if (isObject(right) && Array.isArray(right.set)) {
-    const out: Range[] = [];
+    const out: PortSpan[] = [];
     for (const e of right.set) {
       const r = portValues(e, sets);
       if (!r) return undefined;
@@ -163,7 +63,7 @@ function portValues(right: Json, sets: (name: string) => Json[] | undefined): Ra
 }
 
 /** Which share of `ours` lies in `theirs`. */
-function portShare(ours: Range[], theirs: Range[]): Share {
+function portShare(ours: PortSpan[], theirs: PortSpan[]): Share {
   const inside = (p: number) => theirs.some(([a, b]) => a <= p && p <= b);
   let any = false;
   let every = true;
@@ -176,7 +76,7 @@ function portShare(ours: Range[], theirs: Range[]): Share {
       else every = false;
     }
   }
-  return every ? "all" : any ? "some" : "none";
+  return every ? ALL : any ? SOME : NONE;
 }
 
 /** The string values of a match's right side ("new", ["established","related"], {set: [...]}). */
@@ -188,13 +88,11 @@ function words(right: Json): string[] | undefined {
 
 /** A share from whether ordinary packets' one value is among the match's values. */
 function valueShare(op: string, hit: boolean | undefined): Share {
-  if (hit === undefined) return "some";
-  const s: Share = hit ? "all" : "none";
-  return op === "!=" ? not(s) : op === "==" || op === "in" ? s : "some";
+  return hit === undefined ? SOME : opShare(op, hit ? ALL : NONE);
 }
 
-const L4: Record<string, string> = { "6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp" };
-const l4 = (v: string) => L4[v] ?? v;
+/** The share `==` (or `in`) takes is `s`; `!=` takes the rest; other operators (`<`, `&`...) some. */
+const opShare = (op: string, s: Share): Share => (op === "!=" ? not(s) : op === "==" || op === "in" ? s : SOME);
 
 /** One `match` expression against the ordinary packets. */
 function matchShare(m: Record<string, Json>, p: NftPackets, sets: (name: string) => Json[] | undefined): Share {
@@ -205,28 +103,28 @@ function matchShare(m: Record<string, Json>, p: NftPackets, sets: (name: string)
   const meta = isObject(left.meta) ? left.meta : undefined;
   const ct = isObject(left.ct) ? left.ct : undefined;
   const fib = isObject(left.fib) ? left.fib : undefined;
-  const oneOf = (value: string) => valueShare(op, words(right)?.map(l4).includes(value));
+  const oneOf = (value: string) => valueShare(op, words(right)?.map(protocolName).includes(value));
   if (payload) {
     const proto = String(payload.protocol);
     const field = String(payload.field);
     if (proto === "tcp" || proto === "udp" || proto === "th") {
-      if (proto !== "th" && proto !== p.protocol) return "none"; // the payload match implies its protocol
-      if (field !== "dport") return "some";
+      if (proto !== "th" && proto !== p.protocol) return NONE; // the payload match implies its protocol
+      if (field !== "dport") return SOME;
       const theirs = portValues(right, sets);
-      if (!theirs) return "some";
-      const s = portShare(portRanges(p.ports), theirs);
-      return op === "!=" ? not(s) : op === "==" || op === "in" ? s : "some";
+      if (!theirs) return SOME;
+      const ours = portRanges(p.ports);
+      // ports that are not numbers (never from iptables -S) are among none of theirs
+      return opShare(op, ours ? portShare(ours, theirs) : NONE);
     }
     if (proto === "ip" || proto === "ip6") {
-      if ((proto === "ip") !== (p.family === 4)) return "none";
+      if ((proto === "ip") !== (p.family === 4)) return NONE;
       if (field === "protocol" || field === "nexthdr") return oneOf(p.protocol);
       // A named address is an exception: ordinary packets come from (and to) no address a rule names.
-      if (field === "saddr" || field === "daddr") return op === "!=" ? "all" : op === "==" ? "none" : "some";
-      return "some";
+      if (field === "saddr" || field === "daddr") return op === "!=" ? ALL : op === "==" ? NONE : SOME;
+      return SOME;
     }
-    if (["icmp", "icmpv6", "arp", "vlan", "sctp", "dccp", "udplite", "ah", "esp", "comp"].includes(proto))
-      return "none";
-    return "some";
+    if (["icmp", "icmpv6", "arp", "vlan", "sctp", "dccp", "udplite", "ah", "esp", "comp"].includes(proto)) return NONE;
+    return SOME;
   }
   if (meta) {
     switch (String(meta.key)) {
@@ -239,15 +137,15 @@ function matchShare(m: Record<string, Json>, p: NftPackets, sets: (name: string)
       case "iifname":
       case "iif": {
         // Ordinary packets arrive on some non-loopback interface no rule names.
-        if (op === "!=") return "all";
-        return op === "==" || op === "in" ? "none" : "some";
+        if (op === "!=") return ALL;
+        return op === "==" || op === "in" ? NONE : SOME;
       }
       case "iiftype":
         return oneOf("ether");
       case "pkttype":
         return oneOf("host");
       default:
-        return "some";
+        return SOME;
     }
   }
   if (ct) {
@@ -256,16 +154,16 @@ function matchShare(m: Record<string, Json>, p: NftPackets, sets: (name: string)
         return oneOf("new");
       case "status": {
         // An ordinary packet carries no status bit a rule asks for (not DNATed, not expected...).
-        return op === "!=" ? "all" : op === "==" || op === "in" ? "none" : "some";
+        return op === "!=" ? ALL : op === "==" || op === "in" ? NONE : SOME;
       }
       case "direction":
         return oneOf("original");
       default:
-        return "some";
+        return SOME;
     }
   }
   if (fib && String(fib.result) === "type" && asArray(fib.flags).join(",") === "daddr") return oneOf("local");
-  return "some";
+  return SOME;
 }
 
 // ---------------------------------------------------------------- walking a chain
@@ -300,27 +198,27 @@ function walk(rs: NftRuleset, chain: NftChain, p: NftPackets, depth: number): Wa
   };
   if (depth > 16) return { outcome: { kind: "unknown", by: `${chain.name}: jumps nested more than 16 deep` } };
   for (const rule of chain.rules) {
-    let share: Share = "all";
+    let share: Share = ALL;
     let verdict: { kind: string; target?: string } | undefined;
     for (const e of rule.expr) {
       if (!isObject(e)) {
-        share = and(share, "some");
+        share = both(share, SOME);
         continue;
       }
       const [name, body] = Object.entries(e)[0] ?? ["", undefined];
-      if (name === "match" && isObject(body)) share = and(share, matchShare(body, p, sets));
+      if (name === "match" && isObject(body)) share = both(share, matchShare(body, p, sets));
       else if (name === "vmap" && isObject(body)) {
         const v = vmapVerdict(body, p, sets);
-        share = and(share, v.share);
+        share = both(share, v.share);
         verdict = v.verdict;
       } else if (VERDICT_NAMES.has(name)) verdict = verdictOf(e);
-      else if (PARTIAL.has(name)) share = and(share, "some");
+      else if (PARTIAL.has(name)) share = both(share, SOME);
       else if (!NON_TERMINATING.has(name)) verdict = { kind: "unknown" };
-      if (verdict || share === "none") break;
+      if (verdict || share === NONE) break;
     }
-    if (share === "none" || !verdict) continue;
+    if (share === NONE || !verdict) continue;
     const by = describe(chain, rule);
-    const all = share === "all";
+    const all = share === ALL;
     switch (verdict.kind) {
       case "accept":
         if (all) return { outcome: { kind: "accept", by }, doubt };
@@ -376,15 +274,15 @@ function vmapVerdict(
   sets: (name: string) => Json[] | undefined,
 ): { share: Share; verdict?: { kind: string; target?: string } } {
   const data = isObject(body.data) ? body.data.set : undefined;
-  if (!Array.isArray(data)) return { share: "some", verdict: { kind: "unknown" } };
+  if (!Array.isArray(data)) return { share: SOME, verdict: { kind: "unknown" } };
   let partial = false;
   for (const entry of data) {
-    if (!Array.isArray(entry) || entry.length !== 2) return { share: "some", verdict: { kind: "unknown" } };
+    if (!Array.isArray(entry) || entry.length !== 2) return { share: SOME, verdict: { kind: "unknown" } };
     const share = matchShare({ op: "==", left: body.key, right: entry[0] }, p, sets);
-    if (share === "all") return { share, verdict: verdictOf(entry[1]) };
-    if (share === "some") partial = true;
+    if (share === ALL) return { share, verdict: verdictOf(entry[1]) };
+    if (share === SOME) partial = true;
   }
-  return partial ? { share: "some", verdict: { kind: "unknown" } } : { share: "none" };
+  return partial ? { share: SOME, verdict: { kind: "unknown" } } : { share: NONE };
 }
 
 /** What one base chain does with the packets: its definite path, and the doubts on the way. */

@@ -47,21 +47,32 @@ export interface Rule extends RuleSpec {
   tokens: string[];
 }
 
+/** A listed chain. Read-only: caches key on chains, tables and rulesets (an edit makes a new one). */
 export interface Chain {
-  name: string;
+  readonly name: string;
   /** ACCEPT/DROP for a built-in chain, undefined for a user chain. */
-  policy?: string;
-  counters?: Counters;
-  rules: Rule[];
+  readonly policy?: string;
+  readonly counters?: Counters;
+  readonly rules: readonly Rule[];
 }
 
 export interface Table {
-  name: string;
-  chains: Map<string, Chain>;
+  readonly name: string;
+  readonly chains: ReadonlyMap<string, Chain>;
 }
 
 export interface Ruleset {
-  tables: Map<string, Table>;
+  readonly tables: ReadonlyMap<string, Table>;
+}
+
+/** A chain, table and ruleset while parseRuleset builds them. */
+type ChainDraft = { -readonly [K in keyof Chain]: Chain[K] } & { rules: Rule[] };
+interface TableDraft {
+  name: string;
+  chains: Map<string, ChainDraft>;
+}
+interface RulesetDraft {
+  tables: Map<string, TableDraft>;
 }
 
 /** A line of iptables output that the parser cannot read at all. */
@@ -187,13 +198,13 @@ export function parseSpec(tokens: readonly string[]): RuleSpec {
   return spec;
 }
 
-function newChain(table: Table, name: string, policy?: string, counters?: Counters): Chain {
-  const chain: Chain = { name, policy, counters, rules: [] };
+function newChain(table: TableDraft, name: string, policy?: string, counters?: Counters): ChainDraft {
+  const chain: ChainDraft = { name, policy, counters, rules: [] };
   table.chains.set(name, chain);
   return chain;
 }
 
-function tableOf(ruleset: Ruleset, name: string): Table {
+function tableOf(ruleset: RulesetDraft, name: string): TableDraft {
   let table = ruleset.tables.get(name);
   if (!table) {
     table = { name, chains: new Map() };
@@ -250,8 +261,8 @@ function bracketCounters(raw: string | undefined): Counters | undefined {
  * rs.tables.get("filter")!.chains.get("INPUT")!.rules[0].target; // "ACCEPT"
  */
 export function parseRuleset(text: string, options: { table?: string } = {}): Ruleset {
-  const ruleset: Ruleset = { tables: new Map() };
-  let table: Table | undefined;
+  const ruleset: RulesetDraft = { tables: new Map() };
+  let table: TableDraft | undefined;
   listingLines(text).forEach((rawLine, index) => {
     const line = rawLine.replace(/\r$/, "").trim();
     const fail = (why: string) => new RulesetParseError(index + 1, rawLine, why);

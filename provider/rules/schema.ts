@@ -1,125 +1,11 @@
+/** The schema of PortRule's inputs: the port, the rule's matches, its place and the change's options. */
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
-import { DOCKER_USER, matchesOriginalPort } from "./docker";
-import { BUILTIN_CHAINS } from "./flags";
-import { HOST_KEY_HELP, parseHostKey } from "./hostkey";
-import { MAX_COMMENT_BYTES, NEUTRAL_REJECT_TYPES, REJECT_TYPES, TAG_PREFIX } from "./render";
-import type { CheckedConnection, CheckedPort, Family, RuleInputs } from "./types";
-
-/** SSH handshakes in flight at once in a provider process, over all hosts (the SSH layer holds to it). */
-export const MAX_DIALS = 10;
-/** The default of maxConcurrentDials: SSH handshakes at once that involve one sshd. */
-export const DIALS_PER_HOST = 8;
-
-/** Pulumi's placeholder for a value not known yet (during preview). */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
-
-export interface CheckFailure {
-  property: string;
-  reason: string;
-}
-
-// ---------------------------------------------------------------- field schemas
-
-/** True when the value is, or contains, Pulumi's unknown sentinel. */
-export function isUnknown(v: unknown): boolean {
-  if (v === UNKNOWN) return true;
-  return typeof v === "object" && v !== null && Object.values(v).some(isUnknown);
-}
-
-const custom = (ctx: z.RefinementCtx, message: string, path: (string | number)[] = []) => {
-  ctx.addIssue({ code: "custom", message, path });
-  return z.NEVER;
-};
-
-function oneOf<T extends string>(values: readonly T[], upper: boolean) {
-  const message = `must be one of ${values.join(", ")}`;
-  return z.string({ error: message }).transform((s, ctx) => {
-    const v = (upper ? s.toUpperCase() : s.toLowerCase()) as T;
-    return values.includes(v) ? v : custom(ctx, message);
-  });
-}
-
-const HOSTNAME =
-  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-const secret = (what: string) =>
-  z.string({ error: `must be the ${what} as a string` }).min(1, { error: `must not be empty: leave it out instead` });
-
-const proxyFields = {
-  host: z
-    .string({ error: 'must be the host name or IP address to connect to, e.g. "198.18.0.10"' })
-    .refine(
-      (h) => ipaddr.IPv4.isValidFourPartDecimal(h) || (ipaddr.IPv6.isValid(h) && !h.includes("%")) || HOSTNAME.test(h),
-      {
-        error:
-          'must be a host name or an IPv4/IPv6 address without port or spaces, e.g. "198.18.0.10" or "web1.example.com"',
-      },
-    ),
-  port: z
-    .number({ error: "must be the SSH port as a number, e.g. 22" })
-    .int({ error: "must be a whole number, e.g. 22" })
-    .min(1, { error: "must be between 1 and 65535" })
-    .max(65535, { error: "must be between 1 and 65535" })
-    .default(22),
-  user: z
-    .string({ error: 'must be the login user name, e.g. "root"' })
-    .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, {
-      error: "must be a Unix user name (letters, digits, _ . -; at most 32 characters)",
-    })
-    .default("root"),
-  password: secret("password").optional(),
-  privateKey: secret("private key")
-    .refine((k) => /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(k), {
-      error:
-        'must be the private key\'s text (it starts with -----BEGIN ... PRIVATE KEY-----), not a file path: read the file, e.g. fs.readFileSync(path, "utf8")',
-    })
-    .optional(),
-  privateKeyPassword: secret("private key passphrase").optional(),
-  agentSocketPath: z
-    .string({ error: "must be the path of the ssh-agent socket, e.g. process.env.SSH_AUTH_SOCK" })
-    .regex(/^\/[^\0]{0,4095}$/, { error: "must be an absolute path, e.g. /run/user/1000/ssh-agent.sock" })
-    .optional(),
-  dialErrorLimit: z
-    .number({ error: "must be a number of connection attempts, e.g. 10" })
-    .int({ error: "must be a whole number of attempts" })
-    .refine((n) => n === -1 || (n >= 1 && n <= 1000), {
-      error: "must be from 1 to 1000 attempts, or -1 for no limit (as in @pulumi/command)",
-    })
-    .default(10),
-  perDialTimeout: z
-    .number({ error: "must be a number of seconds, e.g. 15" })
-    .min(1, { error: "must be at least 1 second: an SSH handshake and every remote step need that much" })
-    .max(3600, { error: "must be at most 3600 seconds" })
-    .default(15),
-  maxConcurrentDials: z
-    .number({ error: "must be a number of SSH handshakes at once, e.g. 4" })
-    .int({ error: "must be a whole number of handshakes" })
-    .min(1, { error: `must be from 1 to ${MAX_DIALS} handshakes at once` })
-    .max(MAX_DIALS, {
-      error: `must be at most ${MAX_DIALS}: the provider runs at most ${MAX_DIALS} SSH handshakes at once in all; leave it out for ${DIALS_PER_HOST}`,
-    })
-    .default(DIALS_PER_HOST),
-  hostKey: z
-    .string({ error: HOST_KEY_HELP })
-    .transform((k, ctx) => {
-      const parsed = parseHostKey(k);
-      return parsed ? (parsed.publicKey ?? parsed.fingerprint) : custom(ctx, HOST_KEY_HELP);
-    })
-    .optional(),
-};
-
-const connectionFields = {
-  ...proxyFields,
-  proxy: z
-    .object(proxyFields, { error: "must be the jump host's connection: { host, user, privateKey, ... }" })
-    .optional(),
-  sudo: z.boolean({ error: "must be true or false" }).default(false),
-};
-
-/** The schema and the declaration in ./types describe the same checked connection (checked at compile time). */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
-const connectionMatchesDeclaration: Same<z.output<z.ZodObject<typeof connectionFields>>, CheckedConnection> = true;
-void connectionMatchesDeclaration;
+import { connectionFields } from "./connection-schema";
+import { ALL_BUILTINS, PROTOCOLS, TABLES } from "./names";
+import { MAX_COMMENT_BYTES, TAG_PREFIX } from "./render";
+import { custom, describe, isUnknown, oneOf, type SameKeysAndTypes } from "./schema-kit";
+import type { CheckedPort, Family, RuleInputs } from "./types";
 
 const PORT_HELP = 'a port 1-65535, a range "8000-8100" or { from: 8000, to: 8100 }, or a list of those';
 
@@ -205,14 +91,13 @@ function canonicalCidr(v: string): { cidr: string; family: Family } | { error: s
 }
 
 const TARGET_NAMES = ["ACCEPT", "DROP", "REJECT", "RETURN", "QUEUE", "LOG"];
-const ALL_BUILTINS = [...new Set(Object.values(BUILTIN_CHAINS).flat())];
 
-const ruleFields = {
+export const ruleFields = {
   connection: z.object(connectionFields, {
     error: "must be the SSH connection to the host: { host, user, privateKey, ... }",
   }),
   port: portField,
-  protocol: oneOf(["tcp", "udp"] as const, false).default("tcp"),
+  protocol: oneOf(PROTOCOLS, false).default("tcp"),
   action: oneOf(["ACCEPT", "DROP", "REJECT"] as const, true),
   rejectWith: z
     .string({ error: 'must be a --reject-with type name, e.g. "tcp-reset"' })
@@ -239,7 +124,7 @@ const ruleFields = {
       return c;
     })
     .default("INPUT"),
-  table: oneOf(["filter", "nat", "mangle", "raw", "security"] as const, false).default("filter"),
+  table: oneOf(TABLES, false).default("filter"),
   source: z
     .string({ error: 'must be an address or network, e.g. "198.18.0.0/24"' })
     .transform((s, ctx) => {
@@ -308,166 +193,7 @@ const ruleFields = {
 /** The PortRule input schema (for fully known inputs; `check` also tolerates unknown values). */
 export const portRuleSchema = z.object(ruleFields);
 
-// ---------------------------------------------------------------- check
-
-function describe(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
-  if (typeof v === "number" || typeof v === "boolean" || v === null || v === undefined) return String(v);
-  return Array.isArray(v) ? "a list" : `a ${typeof v}`;
-}
-
-/** `connection.proxy.host`, `port[2]`, `connection["odd key"]`. */
-const pathText = (path: readonly PropertyKey[]) =>
-  path.reduce<string>((s, k) => {
-    if (typeof k === "number") return `${s}[${k}]`;
-    const name = String(k);
-    if (!/^[A-Za-z_]\w*$/.test(name)) return `${s}[${JSON.stringify(name.slice(0, 40))}]`;
-    return s ? `${s}.${name}` : name;
-  }, "");
-
-/** Validates an object field by field, so unknown values skip only their own checks. */
-function checkFields(
-  fields: Record<string, z.ZodType>,
-  value: unknown,
-  path: string[],
-  failures: CheckFailure[],
-): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    failures.push({ property: pathText(path) || "inputs", reason: `must be an object, got ${describe(value)}` });
-    return out;
-  }
-  const given = value as Record<string, unknown>;
-  for (const key of Object.keys(given)) {
-    if (!(key in fields) && !key.startsWith("__")) {
-      failures.push({
-        property: pathText([...path, key]),
-        reason: `is not a known property; known: ${Object.keys(fields)
-          .filter((k) => k !== "identity")
-          .join(", ")}`,
-      });
-    }
-  }
-  for (const [key, schema] of Object.entries(fields)) {
-    const v = given[key];
-    if (v === UNKNOWN) {
-      out[key] = v;
-      continue;
-    }
-    const inner = schema instanceof z.ZodOptional ? schema.unwrap() : schema;
-    if (inner instanceof z.ZodObject && v !== undefined && typeof v === "object" && v !== null && !Array.isArray(v)) {
-      out[key] = checkFields(inner.shape, v, [...path, key], failures);
-      continue;
-    }
-    const r = schema.safeParse(v);
-    if (r.success) {
-      if (r.data !== undefined) out[key] = r.data;
-    } else {
-      for (const issue of r.error.issues) {
-        const message =
-          v === undefined && issue.code === "invalid_type" ? `is required: it ${issue.message}` : issue.message;
-        failures.push({ property: pathText([...path, key, ...issue.path]), reason: message });
-      }
-    }
-  }
-  return out;
-}
-
-const known = (...vs: unknown[]) => vs.every((v) => v !== UNKNOWN);
-
-/** Cross-field rules; skipped for any value still unknown. Fills rejectWith's default. */
-function crossCheck(i: Record<string, unknown>, fail: (property: string, reason: string) => void): void {
-  const { action, protocol, table, chain, ipVersion, source, inInterface } = i;
-  if (known(action) && action !== "REJECT" && i.rejectWith !== undefined) {
-    fail(
-      "rejectWith",
-      `only applies to action REJECT, but action is ${action}: remove rejectWith or set action: "REJECT"`,
-    );
-  }
-  if (action === "REJECT" && known(ipVersion)) {
-    const rw =
-      i.rejectWith ??
-      { ipv4: "icmp-port-unreachable", ipv6: "icmp6-port-unreachable", both: "port-unreachable" }[ipVersion as string];
-    i.rejectWith = rw;
-    const neutral = Object.keys(NEUTRAL_REJECT_TYPES);
-    const allowed =
-      ipVersion === "both" ? ["tcp-reset", ...neutral] : [...REJECT_TYPES[ipVersion === "ipv6" ? 6 : 4], ...neutral];
-    if (known(rw) && !allowed.includes(rw as string)) {
-      fail(
-        "rejectWith",
-        `${describe(rw)} is not a reject type for ipVersion ${ipVersion}: use one of ${allowed.join(", ")}`,
-      );
-    } else if (rw === "tcp-reset" && known(protocol) && protocol !== "tcp") {
-      fail("rejectWith", `tcp-reset only works with protocol tcp: use port-unreachable for ${protocol}`);
-    }
-  }
-  if (known(table, chain)) {
-    const builtins = BUILTIN_CHAINS[table as string] ?? [];
-    if (ALL_BUILTINS.includes(chain as string) && !builtins.includes(chain as string)) {
-      fail("chain", `the ${table} table has no ${chain} chain; its built-in chains are ${builtins.join(", ")}`);
-    }
-  }
-  if (known(chain) && matchesOriginalPort(chain as string)) {
-    if (known(table) && table !== "filter")
-      fail("table", `${DOCKER_USER} is Docker's chain in the filter table: use table "filter"`);
-    if (known(i.ports) && (i.ports as string).includes(","))
-      fail(
-        "port",
-        `in ${DOCKER_USER} the rule matches the original destination port with -m conntrack --ctorigdstport, which takes one port or one range, not a list: make one PortRule per port or range`,
-      );
-  }
-  if (known(action, table)) {
-    if (action === "REJECT" && table !== "filter")
-      fail("action", `REJECT only works in the filter table: use DROP, or table "filter"`);
-    if (action !== "ACCEPT" && table === "nat")
-      fail("action", `the nat table is not for filtering and iptables refuses ${action} there: use table "filter"`);
-  }
-  if (inInterface !== undefined && known(inInterface, chain) && (chain === "OUTPUT" || chain === "POSTROUTING")) {
-    fail(
-      "inInterface",
-      `cannot be used in the ${chain} chain (packets there have no input interface): remove it or use INPUT/FORWARD`,
-    );
-  }
-  if (source !== undefined && known(source, ipVersion)) {
-    const family = (source as string).includes(":") ? "ipv6" : "ipv4";
-    if (ipVersion === "both")
-      fail(
-        "source",
-        `is an ${family === "ipv4" ? "IPv4" : "IPv6"} network, so it cannot apply to both families: set ipVersion: "${family}"`,
-      );
-    else if (ipVersion !== family)
-      fail(
-        "source",
-        `is an ${family === "ipv4" ? "IPv4" : "IPv6"} network but ipVersion is ${ipVersion}: set ipVersion: "${family}" or use a source of that family`,
-      );
-  }
-}
-
-/**
- * Validates and normalizes PortRule inputs. Never throws and touches nothing: bad input comes back
- * as failures naming the property. `olds` (the previous checked inputs) is accepted for the
- * engine's signature; nothing is carried over from it.
- * @example
- * check({}, { connection: { host: "198.18.0.10" }, port: "8000-8100", action: "accept" }).inputs.ports // "8000:8100"
- * check({}, { connection: { host: "198.18.0.10" }, port: 70000, action: "ACCEPT" }).failures[0].property // "port"
- */
-export function check(
-  olds: Record<string, unknown>,
-  news: Record<string, unknown>,
-): { inputs: RuleInputs; failures: CheckFailure[] } {
-  void olds;
-  const failures: CheckFailure[] = [];
-  try {
-    const inputs = checkFields(ruleFields, news, [], failures);
-    if (inputs.port !== undefined)
-      inputs.ports = isUnknown(inputs.port) ? UNKNOWN : portsText(inputs.port as CheckedPort | CheckedPort[]);
-    crossCheck(inputs, (property, reason) => failures.push({ property, reason }));
-    return { inputs: inputs as unknown as RuleInputs, failures };
-  } catch (e) {
-    failures.push({
-      property: "inputs",
-      reason: `could not be validated: ${e instanceof Error ? e.message : String(e)}`,
-    });
-    return { inputs: {} as RuleInputs, failures };
-  }
-}
+/** The schema and the declaration in ./types have the same fields, of the same types (checked at compile time);
+ * `ports` is derived by `check`. */
+const inputsMatchDeclaration: SameKeysAndTypes<z.output<typeof portRuleSchema>, Omit<RuleInputs, "ports">> = true;
+void inputsMatchDeclaration;

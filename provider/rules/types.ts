@@ -1,7 +1,9 @@
 // The vocabulary of PortRule, declared once: what a user writes (`PortRuleInputs`, `Connection`), what
 // `check` makes of it (`RuleInputs`, `CheckedConnection`), and the names every layer shares (families,
 // backends). The SSH layer, the host transactions, the lifecycle and the resource's argument types
-// all derive from these declarations. Types only: no code, no imports.
+// all derive from these declarations. Types only: no code; iptables' own names come from ./names.
+
+import type { PROTOCOLS, TABLES } from "./names";
 
 /** An IP family: 4 is iptables, 6 is ip6tables. */
 export type Family = 4 | 6;
@@ -9,6 +11,11 @@ export type Family = 4 | 6;
 export type FamilyName = "ipv4" | "ipv6";
 /** An iptables backend, as `iptables --version` prints it: "(nf_tables)" or "(legacy)". */
 export type Backend = "nf_tables" | "legacy";
+
+/** A protocol a PortRule opens or blocks. */
+export type Protocol = (typeof PROTOCOLS)[number];
+/** One of iptables' own tables. */
+export type TableName = (typeof TABLES)[number];
 
 /** An inclusive port range. */
 export interface PortRange {
@@ -69,7 +76,7 @@ export interface PortRuleInputs {
   /** A port, a range ("8000-8100", "8000:8100" or {from, to}), or a list of those (multiport). */
   port: PortItem | PortItem[];
   /** tcp (default) or udp. */
-  protocol?: "tcp" | "udp";
+  protocol?: Protocol;
   action: "ACCEPT" | "DROP" | "REJECT";
   /** With REJECT: e.g. "tcp-reset", "port-unreachable" (family-neutral), "icmp6-adm-prohibited".
    * Default: the port-unreachable type of the rule's family. */
@@ -77,7 +84,7 @@ export interface PortRuleInputs {
   /** INPUT (default), FORWARD, OUTPUT or a user chain. */
   chain?: string;
   /** filter (default), nat, mangle, raw or security. */
-  table?: "filter" | "nat" | "mangle" | "raw" | "security";
+  table?: TableName;
   /** Only packets from this address or network; `check` makes it a canonical CIDR ("198.18.0.1/32"). */
   source?: string;
   /** Only packets arriving on this interface ("eth0", or "eth+" for every eth interface). */

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { NftParseError, nftVerdicts, parseNft, type NftPackets } from "../../../provider/rules";
+import { nftVerdicts, parseNft, type NftPackets } from "../../../provider/rules";
 import { ROOT } from "../../fixtures/captures";
 
 /** `nft -j list ruleset` as captured by scripts/capture-nft.ts from test/fixtures/nft/<name>.nft. */
@@ -81,9 +81,71 @@ describe("nft -j list ruleset: the base chains on the input hook beside iptables
     expect(summary("vmap", tcp("7990:8010"))).toEqual(["inet filter input: drops"]);
   });
 
-  it("refuses text that is not nft's JSON, by name", () => {
-    expect(() => parseNft("Error: syntax error")).toThrow(NftParseError);
-    expect(() => parseNft('{"x": 1}')).toThrow(/no "nftables" array/);
-    expect(parseNft('{"nftables": [{"metainfo": {"version": "1.0.6"}}]}').chains).toEqual([]);
+  describe("one match kind at a time, in rulesets written the way nft -j prints them", () => {
+    const payload = (protocol: string, field: string) => ({ payload: { protocol, field } });
+    const match = (left: unknown, right: unknown, op = "==") => ({ match: { op, left, right } });
+    /** One table `inet t` with a base chain `input` (policy accept unless given) holding one rule per argument. */
+    const ruleset = (rules: unknown[][], policy = "accept", extra: unknown[] = []) =>
+      parseNft(
+        JSON.stringify({
+          nftables: [
+            { chain: { family: "inet", table: "t", name: "input", hook: "input", prio: 0, policy } },
+            ...rules.map((expr, handle) => ({ rule: { family: "inet", table: "t", chain: "input", handle, expr } })),
+            ...extra,
+          ],
+        }),
+      );
+    const verdict = (rules: unknown[][], policy?: string, extra?: unknown[]) =>
+      nftVerdicts(ruleset(rules, policy, extra), tcp("8080"), { iptablesNft: true }).map((j) => j.verdict);
+    const drop = { drop: null };
+
+    it("addresses and interfaces a rule names are exceptions; their negations take every ordinary packet", () => {
+      const saddr = payload("ip", "saddr");
+      expect(verdict([[match(saddr, { prefix: { addr: "198.18.0.0", len: 24 } }), drop]])).toEqual(["accepts"]);
+      expect(verdict([[match(saddr, "198.18.0.1", "!="), drop]])).toEqual(["drops"]);
+      expect(verdict([[match({ meta: { key: "iifname" } }, "eth0"), drop]])).toEqual(["accepts"]);
+      expect(verdict([[match({ meta: { key: "iifname" } }, "lo", "!="), drop]])).toEqual(["drops"]);
+    });
+
+    it("another family's, protocol's or header's match takes none of them", () => {
+      expect(verdict([[match(payload("ip6", "nexthdr"), "tcp"), drop]])).toEqual(["accepts"]);
+      expect(verdict([[match(payload("icmp", "type"), "echo-request"), drop]])).toEqual(["accepts"]);
+      expect(verdict([[match({ meta: { key: "nfproto" } }, "ipv6"), drop]])).toEqual(["accepts"]);
+      expect(verdict([[match({ meta: { key: "protocol" } }, "ip"), drop]])).toEqual(["drops"]);
+      expect(verdict([[match(payload("ip", "protocol"), "6"), drop]])).toEqual(["drops"]); // 6 is tcp
+    });
+
+    it("what ordinary packets are (ether, to the host, new, original direction, local) is read", () => {
+      expect(verdict([[match({ meta: { key: "iiftype" } }, "ether"), drop]])).toEqual(["drops"]);
+      expect(verdict([[match({ meta: { key: "pkttype" } }, "host"), drop]])).toEqual(["drops"]);
+      expect(verdict([[match({ ct: { key: "direction" } }, "original"), drop]])).toEqual(["drops"]);
+      expect(verdict([[match({ ct: { key: "status" } }, "dnat"), drop]])).toEqual(["accepts"]);
+      expect(verdict([[match({ ct: { key: "status" } }, "dnat", "!="), drop]])).toEqual(["drops"]);
+      const local = match({ fib: { result: "type", flags: ["daddr"] } }, "local");
+      expect(verdict([[local, { accept: null }]], "drop")).toEqual(["accepts"]);
+    });
+
+    it("what it cannot read (a source port, a port name, a mark, a rate limit, a queue) may drop", () => {
+      expect(verdict([[match(payload("tcp", "sport"), 1024), drop]])).toEqual(["may drop"]);
+      expect(verdict([[match(payload("tcp", "dport"), { set: ["http"] }), drop]])).toEqual(["may drop"]);
+      expect(verdict([[match({ ct: { key: "mark" } }, 1), drop]])).toEqual(["may drop"]);
+      expect(verdict([[match({ meta: { key: "mark" } }, 1), drop]])).toEqual(["may drop"]);
+      expect(verdict([[{ limit: { rate: 10, per: "second" } }, drop]])).toEqual(["may drop"]);
+      expect(verdict([[{ queue: { num: 1 } }]])).toEqual(["may drop"]);
+      expect(verdict([[{ vmap: { key: { ct: { key: "state" } }, data: "@map" } }]])).toEqual(["may drop"]);
+    });
+
+    it("a jump to a chain that is not there, or jumps nested too deep, cannot be read", () => {
+      const [missing] = nftVerdicts(ruleset([[{ jump: { target: "nowhere" } }]]), tcp("8080"), {
+        iptablesNft: true,
+      });
+      expect(missing.why).toMatch(/no chain nowhere decides new tcp connections to port 8080 in a way/);
+      const loop = { chain: { family: "inet", table: "t", name: "loop" } };
+      const again = { rule: { family: "inet", table: "t", chain: "loop", expr: [{ jump: { target: "loop" } }] } };
+      const [deep] = nftVerdicts(ruleset([[{ jump: { target: "loop" } }]], "accept", [loop, again]), tcp("8080"), {
+        iptablesNft: true,
+      });
+      expect(deep.why).toMatch(/^loop: jumps nested more than 16 deep/);
+    });
   });
 });

@@ -4,18 +4,18 @@ import {
   check,
   findByTag,
   makeTag,
-  matchesPacket,
   parseRuleset,
-  parseSpec,
   placeRule,
   PlacementError,
   renderRule,
   ruleText,
   shadowing,
   type Ruleset,
+  type Table,
 } from "../../../provider/rules";
 import { placeholders, type Expectation, type Family } from "../../fixtures/scenarios";
 import { CAPTURES, label, readFamilyFile } from "../../fixtures/captures";
+import { place, save, tcp } from "./rulesets";
 
 const TAG = makeTag({ project: "lab", stack: "dev", name: "rule" }, "abcd1234");
 
@@ -38,17 +38,14 @@ function inputsFor(rule: Expectation["rule"], family: Family) {
 
 /** The ruleset with one more rule inserted the way `iptables -I CHAIN line` would. */
 function inserted(ruleset: Ruleset, table: string, chain: string, line: number, argv: string[]): Ruleset {
-  const copy = parseRuleset(""); // fresh container
-  for (const [name, t] of ruleset.tables)
-    copy.tables.set(name, { name, chains: new Map([...t.chains].map(([n, c]) => [n, { ...c, rules: [...c.rules] }])) });
   const rule = chainOf(parseRuleset(ruleText(chain, argv), { table }), table, chain)!.rules[0];
-  const rules = chainOf(copy, table, chain)!.rules;
-  rules.splice(line - 1, 0, rule);
-  rules.forEach((r, i) => {
-    if (r === rule) r.line = i + 1;
-    else rules.splice(i, 1, { ...r, line: i + 1 });
+  const before = chainOf(ruleset, table, chain)!.rules;
+  const rules = [...before.slice(0, line - 1), rule, ...before.slice(line - 1)].map((r, i) => ({ ...r, line: i + 1 }));
+  const copyOf = (t: Table): Table => ({
+    name: t.name,
+    chains: new Map([...t.chains].map(([n, c]) => [n, t.name === table && n === chain ? { ...c, rules } : c])),
   });
-  return copy;
+  return { tables: new Map([...ruleset.tables].map(([name, t]) => [name, copyOf(t)])) };
 }
 
 const cases = CAPTURES.flatMap((c) =>
@@ -126,22 +123,121 @@ describe("explicit positions", () => {
   });
 });
 
-describe("matchesPacket", () => {
-  it("matchesPacket answers the lockout question", () => {
-    const ssh = parseSpec(["-s", "198.18.0.0/24", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "DROP"]);
-    expect(matchesPacket(ssh, { protocol: "tcp", source: "198.18.0.7", dport: 22 })).toBe(true);
-    expect(matchesPacket(ssh, { protocol: "tcp", source: "198.18.1.7", dport: 22 })).toBe(false);
-    expect(matchesPacket(ssh, { protocol: "tcp", source: "198.18.0.7", dport: 2222 })).toBe(false);
-    expect(matchesPacket(ssh, { protocol: "udp", source: "198.18.0.7", dport: 22 })).toBe(false);
+describe("4. rules that overlap only some of the rule's ports", () => {
+  const rs = save({}, [], ["-A INPUT -p tcp -m tcp --dport 8000:8100 -j DROP"]);
+  it("an ACCEPT of 8080,9000 goes above a DROP of 8000:8100", () => {
+    const p = place(rs, tcp("8080,9000", "ACCEPT"));
+    expect(p).toMatchObject({ line: 1, effective: true });
+    expect(p.reason).toContain("drops tcp 8080");
+    expect(place(rs, tcp("8080,9000", "ACCEPT"), "bottom")).toMatchObject({
+      effective: false,
+      shadowedBy: { path: "INPUT:1", packets: "tcp 8080" },
+    });
+  });
+  it("a range that only touches the DROP's range", () => {
+    expect(place(rs, tcp("8100:8200", "ACCEPT")).line).toBe(1);
+    expect(place(rs, tcp("8101:8200", "ACCEPT")).line).toBe(2);
+  });
+  it("-p all and --ports (either side) count", () => {
+    expect(place(save({}, [], ["-A INPUT -p all -j DROP"]), tcp("80", "ACCEPT")).line).toBe(1);
     expect(
-      matchesPacket(parseSpec(["-i", "eth0", "-p", "tcp", "-m", "multiport", "--dports", "1:1024", "-j", "DROP"]), {
-        protocol: "tcp",
-        source: "198.18.0.7",
-        dport: 22,
-      }),
-    ).toBe(true);
+      place(save({}, [], ["-A INPUT -p tcp -m multiport --ports 2000:3000 -j DROP"]), tcp("2222", "ACCEPT")).line,
+    ).toBe(1);
+  });
+});
+
+describe("5. DROP and REJECT are different verdicts", () => {
+  const rs = save({}, [], ["-A INPUT -p tcp -m tcp --dport 8080 -j DROP"]);
+  it("a REJECT goes above a DROP of the same packets, and below it is not effective", () => {
+    expect(place(rs, tcp("8080", "REJECT")).line).toBe(1);
+    const withReject = save(
+      {},
+      [],
+      ["-A INPUT -p tcp -m tcp --dport 8080 -j DROP", "-A INPUT -p tcp -m tcp --dport 8080 -j REJECT"],
+    );
+    expect(shadowing(withReject, { table: "filter", chain: "INPUT", line: 2 })).toMatchObject({
+      verdict: "DROP",
+      path: "INPUT:1",
+    });
+  });
+  it("REJECTs with another --reject-with are the same verdict (refused at once)", () => {
+    const two = save(
+      {},
+      [],
+      [
+        "-A INPUT -p tcp -m tcp --dport 8080 -j REJECT --reject-with tcp-reset",
+        "-A INPUT -p tcp -m tcp --dport 8080 -j REJECT --reject-with icmp-port-unreachable",
+      ],
+    );
+    expect(shadowing(two, { table: "filter", chain: "INPUT", line: 2 })).toBeUndefined();
+  });
+});
+
+describe("7. a same-verdict rule deciding first makes the rule redundant, not shadowed", () => {
+  const rs = save(
+    {},
+    [],
+    [
+      "-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT",
+      "-A INPUT -j DROP",
+      "-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT",
+    ],
+  );
+  it("shadowing() says nothing about line 3 (no false alarm about -j DROP)", () => {
+    expect(shadowing(rs, { table: "filter", chain: "INPUT", line: 3 })).toBeUndefined();
+  });
+  it("placed there explicitly, it is effective and the reason says it is redundant", () => {
+    const p = place(rs, tcp("8080", "ACCEPT"), 4);
+    expect(p.effective).toBe(true);
+    expect(p.reason).toContain(
+      "(redundant there: INPUT:1 (-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT) accepts tcp 8080 first",
+    );
+  });
+  it("auto puts it where it decides (and counts) its own packets", () => {
+    expect(place(rs, tcp("8080", "ACCEPT")).line).toBe(1);
+  });
+});
+
+describe("found by the kernel-differential test (test/rules-lab/placement.test.ts)", () => {
+  it("-m tcp ! --dport and -m multiport --dports in one rule both have to match", () => {
+    const rs = save({}, [], ["-A INPUT -p tcp -m tcp ! --dport 3306 -m multiport --dports 2222,3306 -j DROP"]);
+    expect(place(rs, tcp("80", "ACCEPT")).line).toBe(2);
+    expect(place(rs, tcp("2222", "ACCEPT")).line).toBe(1);
+    expect(place(rs, tcp("3306", "ACCEPT")).line).toBe(2);
+  });
+});
+
+describe("Docker's DOCKER-USER: the port the client asked for is the original one (--ctorigdstport)", () => {
+  const dockerUser = (rules: string[]) =>
+    save({ FORWARD: "DROP" }, ["DOCKER-USER"], ["-A FORWARD -j DOCKER-USER", ...rules, "-A DOCKER-USER -j RETURN"]);
+  const ours = (verdict: string) => [
+    "-p",
+    "tcp",
+    "-m",
+    "conntrack",
+    "--ctorigdstport",
+    "8080",
+    "--ctdir",
+    "ORIGINAL",
+    "-j",
+    verdict,
+  ];
+  it("a hand-made accept of the original port 8080 is overtaken by a DROP of 8080, not one of 9090", () => {
+    const rs = dockerUser(["-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 8080:8090 --ctdir ORIGINAL -j ACCEPT"]);
+    const p = place(rs, ours("DROP"), "auto", "DOCKER-USER");
+    expect(p).toMatchObject({ line: 1, effective: true });
+    expect(p.reason).toContain("FORWARD:1 -> DOCKER-USER:1 (");
     expect(
-      matchesPacket(parseSpec(["-i", "eth0", "-j", "DROP"]), { protocol: "tcp", dport: 22, inInterface: "eth1" }),
-    ).toBe(false);
+      place(
+        dockerUser(["-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 9090 -j ACCEPT"]),
+        ours("DROP"),
+        "auto",
+        "DOCKER-USER",
+      ).line,
+    ).toBe(2);
+  });
+  it("a match on the container's port (after DNAT, unknown here) may take the packets either way", () => {
+    const rs = dockerUser(["-A DOCKER-USER -p tcp -m tcp --dport 80 -j DROP"]);
+    expect(place(rs, ours("ACCEPT"), "auto", "DOCKER-USER").line).toBe(1);
   });
 });

@@ -1,0 +1,148 @@
+/**
+ * Following the ordinary packets through a table: which chains reach which, and every way the packets
+ * can go from the top of a built-in chain (both branches of a match that may go either way), with the
+ * rule being judged in place. Which rule or policy decides them, along which path.
+ */
+import { NON_TERMINATING, VERDICTS } from "./flags";
+import { matchShare, type Ordinary } from "./match";
+import { BUILTIN_CHAINS } from "./names";
+import { ALL, NONE } from "./ordinary";
+import type { Rule, Table } from "./parse";
+
+/** One step of a packet's path: a rule (`INPUT:2`), or the end of a chain (`TCP-IN:end`, no rule). */
+export interface Hop {
+  chain: string;
+  line: number;
+  rule?: Rule;
+}
+
+/** What happens to the packets on one branch: a verdict (or RETURN out of the start chain, or another target). */
+export interface Outcome {
+  verdict: string;
+  hops: Hop[];
+  /** Decided by the rule being judged. */
+  ours?: true;
+  /** Decided by the chain's policy, not by a rule. */
+  policy?: string;
+}
+
+/** A chain's answer for packets entering it at the top: what it decides, and the first way out, if any. */
+interface ChainResult {
+  decided: Outcome[];
+  leave?: Hop[];
+}
+
+/** The rule being judged, as if inserted before rule `index` (0-based) of `chain`. */
+export interface Judged {
+  chain: string;
+  index: number;
+  verdict: string;
+}
+
+interface Walk {
+  table: Table;
+  o: Ordinary;
+  at: Judged;
+  memo: Map<string, ChainResult>;
+  /** Results of chains that cannot reach `at.chain`, shared by every walk of this table and packet. */
+  shared: Map<string, ChainResult>;
+  active: Set<string>;
+}
+
+/**
+ * What a chain that cannot reach the judged rule's chain does to some ordinary packets does not
+ * depend on where the rule is judged: such results are kept per table (a Table is read-only: an edit
+ * makes a new one) and per packet, so placing a rule walks a Kubernetes node's
+ * thousands of KUBE-* rules once, not once per line tried, and judging a batch's rules shares them.
+ */
+const sharedResults = new WeakMap<Table, Map<string, Map<string, ChainResult>>>();
+function sharedFor(table: Table, o: Ordinary): Map<string, ChainResult> {
+  const byPacket = sharedResults.get(table) ?? sharedResults.set(table, new Map()).get(table)!;
+  const key = JSON.stringify(o);
+  return byPacket.get(key) ?? byPacket.set(key, new Map()).get(key)!;
+}
+
+/** The chains each chain of the table can reach by jumps and gotos (itself included), per table. */
+const reachable = new WeakMap<Table, Map<string, Set<string>>>();
+function reaches(table: Table, from: string, to: string): boolean {
+  const byChain = reachable.get(table) ?? reachable.set(table, new Map()).get(table)!;
+  let set = byChain.get(from);
+  if (!set) {
+    set = new Set([from]);
+    const todo = [from];
+    while (todo.length) {
+      for (const r of table.chains.get(todo.pop()!)?.rules ?? [])
+        if (r.target && table.chains.has(r.target) && !set.has(r.target)) {
+          set.add(r.target);
+          todo.push(r.target);
+        }
+    }
+    byChain.set(from, set);
+  }
+  return set.has(to);
+}
+
+const prefixed = (hop: Hop, outs: Outcome[]) => outs.map((d) => ({ ...d, hops: [hop, ...d.hops] }));
+
+/** What a matching rule's target does: decides, lets the packet go on, or leaves the chain. */
+function target(w: Walk, rule: Rule): { decided: Outcome[]; cont: boolean; leave?: Hop[] } {
+  const t = rule.target;
+  if (t === undefined || NON_TERMINATING.has(t)) return { decided: [], cont: true };
+  if (VERDICTS.has(t) && !rule.goto) return { decided: [{ verdict: t, hops: [] }], cont: false };
+  if (t === "RETURN" && !rule.goto) return { decided: [], cont: false, leave: [] };
+  if (w.table.chains.has(t)) {
+    if (w.active.has(t)) return { decided: [], cont: true }; // a loop: the kernel refuses such a ruleset
+    const r = walkChain(w, t);
+    // -j comes back here; -g goes back to the caller's caller (or the policy) when X falls through
+    return rule.goto ? { decided: r.decided, cont: false, leave: r.leave } : { decided: r.decided, cont: !!r.leave };
+  }
+  return { decided: [{ verdict: t, hops: [] }], cont: false }; // NFQUEUE, TARPIT, SYNPROXY...: decide otherwise
+}
+
+function walkChain(w: Walk, name: string): ChainResult {
+  const independent = !reaches(w.table, name, w.at.chain);
+  const known = w.memo.get(name) ?? (independent ? w.shared.get(name) : undefined);
+  if (known) return known;
+  const chain = w.table.chains.get(name)!;
+  w.active.add(name);
+  const decided: Outcome[] = [];
+  let leave: Hop[] | undefined;
+  let live = true;
+  for (let i = 0; live && i <= chain.rules.length; i++) {
+    if (w.at.chain === name && w.at.index === i) {
+      decided.push({ verdict: w.at.verdict, hops: [{ chain: name, line: i + 1 }], ours: true });
+      live = false;
+      break;
+    }
+    const rule = chain.rules[i];
+    const t = rule ? matchShare(rule, w.o) : NONE;
+    if (t === NONE) continue;
+    const hop = { chain: name, line: i + 1, rule };
+    const r = target(w, rule);
+    decided.push(...prefixed(hop, r.decided));
+    if (r.leave && !leave) leave = [hop, ...r.leave];
+    if (t === ALL && !r.cont) live = false;
+  }
+  if (live && !leave) leave = [{ chain: name, line: chain.rules.length + 1 }];
+  w.active.delete(name);
+  const result = { decided, leave };
+  w.memo.set(name, result);
+  if (independent) w.shared.set(name, result);
+  return result;
+}
+
+/** Every way the ordinary packets can go from the top of `start`, with the judged rule in place. */
+export function outcomes(table: Table, start: string, o: Ordinary, at: Judged): Outcome[] {
+  const w: Walk = { table, o, at, memo: new Map(), shared: sharedFor(table, o), active: new Set() };
+  const r = walkChain(w, start);
+  const policy = table.chains.get(start)!.policy;
+  if (!r.leave) return r.decided;
+  return [...r.decided, policy ? { verdict: policy, hops: r.leave, policy } : { verdict: "RETURN", hops: r.leave }];
+}
+
+/** The built-in chains of the table from which packets can reach `chain` (itself, if it is one). */
+export function entryChains(table: Table, chain: string): string[] {
+  const builtins = (BUILTIN_CHAINS[table.name] ?? []).filter((b) => table.chains.has(b));
+  if (builtins.includes(chain)) return [chain];
+  return builtins.filter((b) => reaches(table, b, chain));
+}
