@@ -10,10 +10,13 @@ import type { Logger, Session } from "../ssh";
 import { HostError } from "./errors";
 import { FAMILIES, framed, iptables, limitsFor, preamble, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
-import { Facts, listing, rulesetOf, withDeadline } from "./facts";
+import { Facts, listingScript, rulesetOf, withDeadline } from "./facts";
 import { impostorWarnings } from "./plan";
-import { freshSession, runTransaction } from "./transaction";
-import type { Conversation, FreshSession, Op, Outcome, TransactionResult } from "./transaction";
+import { freshSession } from "./batch";
+import type { FreshSession, Op, Outcome } from "./batch";
+import type { Conversation } from "./locked";
+import { runTransaction } from "./transaction";
+import type { TransactionResult } from "./transaction";
 import type { ChangeRequest, ChangeResult, ReadResult } from "./types";
 
 export type * from "./types";
@@ -165,7 +168,7 @@ export class HostAgent {
         if (this.pendingRead === p) this.pendingRead = undefined;
         const script = framed(
           preamble(limits) +
-            listing(
+            listingScript(
               this.facts.known,
               FAMILIES.filter((f) => fams.has(f)),
               table,
@@ -217,7 +220,7 @@ export class HostAgent {
         const table = this.queue[0].req.table;
         const batch = this.queue.filter((op) => op.req.table === table);
         this.queue = this.queue.filter((op) => op.req.table !== table);
-        const { outcomes, conversation } = await this.outcomes(table, batch, kept);
+        const { outcomes, conversation } = await this.runBatch(table, batch, kept);
         kept = conversation;
         for (const op of batch) op.done(outcomes.get(op) ?? { error: new Error("no outcome (a bug)") });
       }
@@ -241,7 +244,9 @@ export class HostAgent {
     });
   }
 
-  private async outcomes(table: string, batch: Op[], kept?: Conversation): Promise<TransactionResult> {
+  /** Runs one batch in a transaction; where iptables refused it as a whole, each refused operation
+   * again on its own. */
+  private async runBatch(table: string, batch: Op[], kept?: Conversation): Promise<TransactionResult> {
     const run = (ops: Op[], conv?: Conversation): Promise<TransactionResult> =>
       runTransaction(this.session, this.facts, table, ops, this.fresh, conv).catch((error: unknown) => ({
         outcomes: new Map(ops.map((op): [Op, Outcome] => [op, { error: asError(error) }])),

@@ -10,6 +10,7 @@
 import { shellQuote } from "../ssh";
 import { FAMILIES, heredoc, iptables, LOCK_IDENTITY, section, takeLock } from "./protocol";
 import type { Family, Limits } from "./protocol";
+import { restoreCommand, restoreInput } from "./restore";
 
 /** Pending transactions: one directory each, named by its id. */
 export const TX_DIR = "/run/pulumi-iptables.tx";
@@ -21,9 +22,6 @@ const UNIT = "# unit";
 
 /** An arm's undo lines from the undo units of a batch, each unit after a UNIT line. */
 export const unitsOf = (units: string[][]) => units.flatMap((u) => [UNIT, ...u]);
-
-/** iptables-restore input of `lines` in `table`. */
-export const restoreInput = (table: string, lines: string[]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`;
 
 /** The revert script's last line: what REAP checks to tell a rollback written whole. */
 const REVERT_LAST = `[ "$ok" = 0 ] && s=reverted || s=incomplete; rm -rf "$p.$s"; mv "$d" "$p.$s"; exit $ok`;
@@ -96,7 +94,7 @@ function revertScript(id: string, table: string, families: Family[], limits: Lim
     "ok=0",
   ];
   for (const f of families) {
-    const restore = `${iptables(f)}-restore --noflush -w ${limits.lockWait}`;
+    const restore = restoreCommand(f, limits).join(" ");
     const fit = `pit_fit ${iptables(f)} ${limits.lockWait} ${shellQuote(table)} IPv${f}`;
     lines.push(
       `u=$(cat "$d/undo${f}" 2>/dev/null)`,

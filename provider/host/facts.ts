@@ -13,12 +13,13 @@ import type { HostFacts } from "./types";
 
 type Stable = Pick<HostFacts, "backend" | "version" | "persistence">;
 
-/** One iptables-save per family. */
-export const saves = (families: readonly Family[], table: string) =>
+/** The script that lists the rulesets: one iptables-save per family (sections save4, save6). */
+export const rulesetsScript = (families: readonly Family[], table: string) =>
   families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table])).join("\n");
 
-/** Listing commands: the facts not known yet, listening sockets and the policy owner if asked for, the rulesets. */
-export function listing(
+/** The script that lists a host: the facts not known yet, listening sockets and the policy owner if
+ * asked for, what is beside the chain if asked for, the rulesets. */
+export function listingScript(
   known: boolean,
   families: readonly Family[],
   table: string,
@@ -28,11 +29,11 @@ export function listing(
   if (want.listening) parts.push(section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]));
   if (want.owner) parts.push(OWNER);
   if (want.nat || want.nft) parts.push(besideListing(families, want));
-  return [...parts, saves(families, table)].join("\n");
+  return [...parts, rulesetsScript(families, table)].join("\n");
 }
 
 /** A section's output; a missing section or a non-zero exit is a HostError naming the command. */
-export function out(sections: Sections, name: string, what: string, target: string): string {
+export function outputOf(sections: Sections, name: string, what: string, target: string): string {
   const s = sections[name];
   if (!s) throw new HostError(`${what} on ${target}: the host gave no answer`, { kind: "lost", target, command: what });
   if (s.code === 0) return s.out;
@@ -46,7 +47,8 @@ export function out(sections: Sections, name: string, what: string, target: stri
   });
 }
 
-export const saveOf = (s: Sections, f: Family, target: string) => out(s, `save${f}`, `${iptables(f)}-save`, target);
+/** The text iptables-save printed for a family (its section of rulesetsScript). */
+const savedText = (s: Sections, f: Family, target: string) => outputOf(s, `save${f}`, `${iptables(f)}-save`, target);
 
 /** Each listing received is parsed once, however many requests of the batch (or reads) use it. */
 // Process-wide, keyed weakly: a listing received never changes, and its entry goes with it.
@@ -55,11 +57,11 @@ const parsed = new WeakMap<Sections, Map<Family, Ruleset>>();
 /** The parsed listing of one family. */
 export function rulesetOf(s: Sections, f: Family, target: string): Ruleset {
   const m = parsed.get(s) ?? parsed.set(s, new Map()).get(s)!;
-  return m.get(f) ?? m.set(f, parseRuleset(saveOf(s, f, target))).get(f)!;
+  return m.get(f) ?? m.set(f, parseRuleset(savedText(s, f, target))).get(f)!;
 }
 
-/** The parsed listings of these families, by family. */
-export const listings = (s: Sections, families: readonly Family[], target: string) =>
+/** The parsed rulesets of these families, by family. */
+export const rulesetsOf = (s: Sections, families: readonly Family[], target: string) =>
   new Map(families.map((f) => [f, rulesetOf(s, f, target)] as const));
 
 function parseListening(text: string): Set<string> {
@@ -88,8 +90,8 @@ export class Facts {
   of(sections: Sections, families: readonly Family[]): HostFacts {
     const target = this.session.target;
     if (!this.stable) {
-      const v = parseVersion(out(sections, "version", "iptables --version", target));
-      const how = out(sections, "persistence", "finding how the host saves its ruleset", target);
+      const v = parseVersion(outputOf(sections, "version", "iptables --version", target));
+      const how = outputOf(sections, "persistence", "finding how the host saves its ruleset", target);
       this.stable = { backend: v.backend, version: v.version, persistence: parsePersistence(how) };
     }
     return {

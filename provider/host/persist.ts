@@ -7,16 +7,19 @@
 // adopting never takes a rule out of the boot files (destroy gives it back: plan.ts, giveBack).
 import type { Ruleset } from "../rules";
 import { shellQuote } from "../ssh";
-import { heredoc, iptables, section } from "./protocol";
+import { FAMILIES, heredoc, iptables, section } from "./protocol";
 import type { Family } from "./protocol";
 
 export type Mechanism = "netfilter-persistent" | "iptables-services" | "iptables-save";
 
 export interface Persistence {
   mechanism: Mechanism;
-  /** Rules files: IPv4, IPv6. */
+  /** Rules files: IPv4, IPv6 (a family's is `fileOf`). */
   files: [string, string];
 }
+
+/** The rules file of a family. */
+export const fileOf = (p: Persistence, f: Family) => p.files[f === 4 ? 0 : 1];
 
 /** Tags of live rules that must not be saved (persist: false). */
 export const TRANSIENT = "/run/pulumi-iptables.transient";
@@ -163,24 +166,23 @@ rm -f "$live"`);
   // Each family's file must hold the rule of that family: one file holding it is not enough.
   for (const { tag, families } of change.present)
     for (const f of families) {
-      const file = f === 4 ? v4 : v6;
       lines.push(
-        `grep -qF ${shellQuote(tag)} ${file} 2>/dev/null || { echo "${p.files[f === 4 ? 0 : 1]} does not hold the ${iptables(f)} rule ${tag}" >&2; exit 1; }`,
+        `grep -qF ${shellQuote(tag)} ${shellQuote(fileOf(p, f))} 2>/dev/null || { echo "${fileOf(p, f)} does not hold the ${iptables(f)} rule ${tag}" >&2; exit 1; }`,
       );
     }
   for (const tag of change.absent)
     lines.push(
       `! grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files still hold ${tag}" >&2; exit 1; }`,
     );
-  const read = readBack && section("boot", ["sed", "-n", "/^\\*filter/,/^COMMIT/p", p.files[readBack === 4 ? 0 : 1]]);
+  const read = readBack && section("boot", ["sed", "-n", "/^\\*filter/,/^COMMIT/p", fileOf(p, readBack)]);
   return read ? `${script()}\nif [ "$c" = 0 ]; then\n${read}\nfi` : script();
 }
 
 /** Puts the boot files back as they were before the last save (absent if they were absent). */
 export function unsaveScript(p: Persistence): string {
-  const put = p.files.map(
-    (file, i) =>
-      `if [ -e "$P/${i === 0 ? 4 : 6}" ]; then cp -p "$P/${i === 0 ? 4 : 6}" ${shellQuote(`${file}.pulumi-iptables`)} && mv -f ${shellQuote(`${file}.pulumi-iptables`)} ${shellQuote(file)}; else rm -f ${shellQuote(file)}; fi || exit 1`,
-  );
+  const put = FAMILIES.map((f) => {
+    const file = fileOf(p, f);
+    return `if [ -e "$P/${f}" ]; then cp -p "$P/${f}" ${shellQuote(`${file}.pulumi-iptables`)} && mv -f ${shellQuote(`${file}.pulumi-iptables`)} ${shellQuote(file)}; else rm -f ${shellQuote(file)}; fi || exit 1`;
+  });
   return section("unsave", { script: [`P=${PREVIOUS}`, `[ -d "$P" ] || exit 1`, ...put].join("\n") });
 }

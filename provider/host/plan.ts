@@ -27,8 +27,10 @@ export interface PlanContext {
   origin?: GuardOrigin;
 }
 
-/** `-A CHAIN spec` → `-I CHAIN line spec` / `-D CHAIN spec`, as iptables-restore lines. */
-export const asInsert = (text: string, line: number) => text.replace(/^-A (\S+) /, `-I $1 ${line} `);
+/** The one rewrite of a listed rule's text into restore lines: `-A CHAIN spec` → `-I CHAIN line spec`
+ * (with counters `c`: `-I CHAIN line -c P B spec`) / `-D CHAIN spec`. */
+export const asInsert = (text: string, line: number, c?: { packets: number; bytes: number }) =>
+  text.replace(/^-A (\S+) /, `-I $1 ${line} ${c ? `-c ${c.packets} ${c.bytes} ` : ""}`);
 export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
 
 /**
@@ -40,7 +42,7 @@ export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
  * shrank above `from` still takes `to` at `line`.
  */
 export const swapLines = (from: string, to: string, line: number, c: { packets: number; bytes: number }) => [
-  to.replace(/^-A (\S+) /, `-I $1 ${line} -c ${c.packets} ${c.bytes} `),
+  asInsert(to, line, c),
   asDelete(from),
 ];
 
@@ -63,11 +65,11 @@ export const impostorWarnings = (rs: Ruleset, table: string, tag: string, text: 
   );
 
 /** Does the request concern this family? */
-export const wants = (req: ChangeRequest, f: Family) =>
+export const concerns = (req: ChangeRequest, f: Family) =>
   req.kind === "insert" ? req.specs[f] !== undefined : req.families.includes(f);
 
 /** The families a batch touches, in order. */
-export const familiesOf = (reqs: ChangeRequest[]): Family[] => FAMILIES.filter((f) => reqs.some((r) => wants(r, f)));
+export const familiesOf = (reqs: ChangeRequest[]): Family[] => FAMILIES.filter((f) => reqs.some((r) => concerns(r, f)));
 
 const refusal = (message: string, ctx: PlanContext) => new HostError(message, { kind: "refusal", target: ctx.target });
 
@@ -194,7 +196,7 @@ export function resolveLineage(
   ctx: PlanContext,
 ): InsertRequest {
   const lineage = [{ tag: req.tag, specs: req.specs }, ...(req.successors ?? [])];
-  const rulesets = [...listed].filter(([f]) => wants(req, f));
+  const rulesets = [...listed].filter(([f]) => concerns(req, f));
   const texts = (specs: InsertRequest["specs"]) =>
     Object.fromEntries(rulesets.map(([f]) => [f, ruleText(req.chain, specs[f]!)])) as Partial<Record<Family, string>>;
   const present = lineage.filter(({ specs }) =>
@@ -242,7 +244,7 @@ export function planBatch(
       const req = original.kind === "insert" ? resolveLineage(original, current, ctx) : original;
       const plan: Plan = {};
       const next = new Map(current);
-      for (const f of FAMILIES.filter((g) => wants(req, g) && current.has(g))) {
+      for (const f of FAMILIES.filter((g) => concerns(req, g) && current.has(g))) {
         const r = planOne(req, f, next.get(f)!, ctx);
         if (r.planned) plan[f] = r.planned;
         next.set(f, r.next);
@@ -294,7 +296,7 @@ export function persistChange(reqs: ChangeRequest[]): PersistChange | undefined 
   if (!savers.length && !persistent.length) return undefined;
   const present = savers
     .filter((r) => r.kind !== "delete" && r.persist)
-    .map((r) => ({ tag: r.tag, families: FAMILIES.filter((f) => wants(r, f)) }));
+    .map((r) => ({ tag: r.tag, families: FAMILIES.filter((f) => concerns(r, f)) }));
   // A persisted takeover's files must lose the tag it took over.
   const takenOver = reqs.flatMap((r) => (r.kind === "insert" ? (r.tookOver ?? []) : []));
   const absent = [...transientTags(reqs), ...tags(savers.filter((r) => r.kind === "delete")), ...takenOver];

@@ -1,5 +1,8 @@
 // The remote side of a host transaction, as text: shell snippets that frame each command's output,
 // exit status and stderr in sections, and the parser for what comes back. Pure: no I/O here.
+// `pit` (pulumi-iptables) marks every name the remote scripts define or print: PIT_ variables, pit_
+// shell functions, @@pit- framing lines and here-document terminators, so none clashes with a name
+// of the host's own shell or is taken for output of the commands they run.
 import { randomBytes } from "node:crypto";
 import { shellJoin } from "../ssh";
 

@@ -19,8 +19,9 @@ import { EventEmitter } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { armStep, CLAIM_LOST, confirmStep, REAP, restoreInput, unitsOf } from "../../provider/host/commit";
-import { listing, saves } from "../../provider/host/facts";
+import { armStep, CLAIM_LOST, confirmStep, REAP, unitsOf } from "../../provider/host/commit";
+import { restoreInput } from "../../provider/host/restore";
+import { listingScript, rulesetsScript } from "../../provider/host/facts";
 import { linesOf, planBatch } from "../../provider/host/plan";
 import type { Persistence } from "../../provider/host/persist";
 import { LOCK_LINK, limitsFor, lock, preamble, section } from "../../provider/host/protocol";
@@ -222,7 +223,7 @@ interface Log {
 
 /** The begin step as the provider runs it: the lock, then (only if it is held) REAP and the listing. */
 const beginScript = (limits: Limits) =>
-  `${preamble(limits)}${lock(limits)}\n${ifOk(`${REAP}\n${listing(true, [4], "filter")}`)}`;
+  `${preamble(limits)}${lock(limits)}\n${ifOk(`${REAP}\n${listingScript(true, [4], "filter")}`)}`;
 const ifOk = (then: string) => `if [ "$c" = 0 ]; then\n${then}\nfi`;
 /** The INPUT chain of a step's listing (iptables-save -c: counters cut off). */
 const txOf = (s: Sections, f = "save4") =>
@@ -401,7 +402,7 @@ class Schedule {
           "c=0",
           ifOk(armStep(tx.id, "filter", { 4: unitsOf(lines.units) }, limits)),
           ifOk(restore),
-          saves([4], "filter"),
+          rulesetsScript([4], "filter"),
         ].join("\n"),
       );
       const rules = txOf(s);
@@ -444,7 +445,7 @@ class Schedule {
         ["iptables-restore", "--noflush", "-w", String(limits.lockWait)],
         restoreInput("filter", tx.undo),
       );
-      const u = await shell.step("undo", [undo, saves([4], "filter")].join("\n"));
+      const u = await shell.step("undo", [undo, rulesetsScript([4], "filter")].join("\n"));
       const rules = txOf(u);
       if (!rules) return this.failed(`${who}: no listing after the undo (${u.save4?.err})`);
       if (shows(rules, tx) !== "none")

@@ -10,7 +10,7 @@ import { HostAgent } from "../../provider/host/agent";
 import { armStep, CLAIM_LOST, confirmStep, REAP, TX_DIR, txDir, unitsOf } from "../../provider/host/commit";
 import { TRANSIENT } from "../../provider/host/persist";
 import { framed, limitsFor, LOCK_IDENTITY, lock, preamble } from "../../provider/host/protocol";
-import { freshSession } from "../../provider/host/transaction";
+import { freshSession } from "../../provider/host/batch";
 import { check, create } from "../../provider/provider";
 import { check as checkRule, renderRule } from "../../provider/rules";
 import { closeAll, getSession } from "../../provider/ssh";

@@ -10,7 +10,7 @@
 import { describe, expect, it } from "vitest";
 import { HostAgent } from "../../../provider/host/agent";
 import type { ChangeRequest, InsertRequest } from "../../../provider/host/agent";
-import { review } from "../../../provider/host/confirm";
+import { review } from "../../../provider/host/review";
 import { planBatch } from "../../../provider/host/plan";
 import { parseSections } from "../../../provider/host/protocol";
 import { check, parseRuleset, renderRule, ruleText } from "../../../provider/rules";

@@ -15,20 +15,27 @@ import type { Plan } from "./plan";
 import { withDeleted } from "./ruleset-text";
 import type { ChangeRequest } from "./types";
 
-/** How often a rule moved out of place by a writer that ignores the lock is put back. */
+/** How often a rule moved out of place by a writer that ignores the lock is put back. A batch's
+ * fix-ups stop after twice as many reviews (the rules dropped at FIXUPS are removed by fix-ups too). */
 export const FIXUPS = 5;
+
+/** What is said of a chain that a writer ignoring the lock keeps changing. */
+export const keptChanging = (chain: string, target: string) =>
+  `the chain ${chain} on ${target} kept changing under another writer that ignores ${LOCK_FILE}`;
 
 export interface Review {
   /** Restore lines per family that put the batch (back) in place; none: the listing confirms it. */
   fixes: Map<Family, string[]>;
   /** Requests dropped by this review, with why. */
   dropped: Map<ChangeRequest, HostError>;
+  /** The requests' plans with their lines, reasons and shadowing where the rules are (or are moved to). */
+  plans: Map<ChangeRequest, Plan>;
 }
 
 /**
- * Reviews the listing after the restore (attempt 0) or after the previous review's fixes. `plans`'
- * lines, reasons and shadowing are updated to where the rules are (or are moved to). `expected` is
- * the ruleset per family the plans lead to.
+ * Reviews the listing after the restore (attempt 0) or after the previous review's fixes, against
+ * `plans` (left as they are: the review returns the plans revised). `expected` is the ruleset per
+ * family the plans lead to.
  */
 export function review(
   rulesets: ReadonlyMap<Family, Ruleset>,
@@ -46,12 +53,14 @@ export function review(
   const fixes = new Map<Family, string[]>();
   const fix = (f: Family, ...lines: string[]) => fixes.set(f, [...(fixes.get(f) ?? []), ...lines]);
   const dropped = new Map<ChangeRequest, HostError>();
+  const revised = new Map<ChangeRequest, Plan>();
   for (const req of reqs) {
     const { table, chain } = req;
     const found = (f: Family) => ownRule(rulesets.get(f)!, req, f);
     // Restore lines carry the request's own text (which a found rule is exactly), never listed text.
     const text = (f: Family) => textOf(req, f)!;
-    const plan = plans.get(req) ?? {};
+    const plan: Plan = Object.fromEntries(Object.entries(plans.get(req) ?? {}).map(([f, p]) => [f, { ...p }]));
+    revised.set(req, plan);
     let problem: string | undefined;
     for (const [f, planned] of Object.entries(plan).map(([k, v]) => [Number(k) as Family, v] as const)) {
       if (!rulesets.has(f)) continue;
@@ -74,7 +83,7 @@ export function review(
       // An adopted rule stays where its owner put it.
       if (planned.adopted || req.position !== "auto" || !shadow || !effectiveAsPlanned(f, req)) continue;
       if (attempt >= FIXUPS) {
-        problem = `the chain ${chain} on ${target} kept changing under another writer that ignores ${LOCK_FILE}, so the rule could not be kept in place and was removed`;
+        problem = `${keptChanging(chain, target)}, so the rule could not be kept in place and was removed`;
         break;
       }
       const without = withDeleted(rs, table, rule.chain, rule.line);
@@ -96,7 +105,7 @@ export function review(
       }
     }
   }
-  return { fixes, dropped };
+  return { fixes, dropped, plans: revised };
 }
 
 /** Does a listing show the request's own rule in this family? */

@@ -2,7 +2,7 @@
 // another writer removed drops its request (and its other families), an `auto` rule a new rule above
 // shadows is moved back, a deleted rule that is back is deleted again.
 import { describe, expect, it } from "vitest";
-import { review, shows } from "../../../provider/host/confirm";
+import { review, shows } from "../../../provider/host/review";
 import { asDelete, planBatch } from "../../../provider/host/plan";
 import { withDeleted, withInserted } from "../../../provider/host/ruleset-text";
 import type { ChangeRequest, HostFacts, InsertRequest } from "../../../provider/host/types";
@@ -116,7 +116,11 @@ describe("review", () => {
     const r = review(after, [req], plans, 0, target, exp);
     expect(r.dropped.size).toBe(0);
     expect(r.fixes.get(4)).toEqual([asDelete(text), text.replace(/^-A INPUT /, "-I INPUT 1 ")]);
-    expect(plans.get(req)![4]!.reason).toMatch(/moved back/);
+    expect(r.plans.get(req)![4]!.reason).toMatch(/moved back/);
+    expect(r.plans.get(req)![4]!.line).toBe(1);
+    // The review returns the plans revised; the caller's are left as they were.
+    expect(plans.get(req)![4]!.reason).not.toMatch(/moved back/);
+    expect(plans.get(req)![4]!.line).toBe(l4);
     expect(line(moved)).toBeGreaterThan(0);
   });
 

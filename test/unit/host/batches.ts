@@ -1,0 +1,67 @@
+// The transaction's test helpers: a create's request and its listings (captured nf_tables
+// transcripts), the first step's answer, an agent on a fake host (fake.ts), and checks of its scripts.
+import { expect } from "vitest";
+import { HostAgent } from "../../../provider/host/agent";
+import type { HostError, InsertRequest } from "../../../provider/host/agent";
+import { check, renderRule, ruleText } from "../../../provider/rules";
+import { readFamilyFile } from "../../fixtures/captures";
+import { insertRuleText } from "../../fixtures/listing";
+import { type FakeHost, shellSyntaxError } from "./fake";
+import type { SectionAnswer, StepAnswer } from "./fake";
+
+export const guide = (f: 4 | 6) => readFamilyFile("nf_tables", f, "allow-guide/save-c.txt");
+export const TAG = "pulumi-iptables:web/prod/app/0123456789ab";
+export const inputs = (args: Record<string, unknown> = {}) => {
+  const r = check({}, { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", ...args });
+  expect(r.failures).toEqual([]);
+  return r.inputs;
+};
+export const text = (f: 4 | 6, args: Record<string, unknown> = {}) =>
+  ruleText("INPUT", renderRule(inputs(args), f, TAG));
+export const withRule = (f: 4 | 6, line = 3, args: Record<string, unknown> = {}) =>
+  insertRuleText(guide(f), "filter", "INPUT", line, text(f, args));
+
+export function insert(args: Record<string, unknown> = {}, extra: Partial<InsertRequest> = {}): InsertRequest {
+  const i = inputs(args);
+  const fams = i.ipVersion === "both" ? ([4, 6] as const) : ([4] as const);
+  return {
+    kind: "insert",
+    table: "filter",
+    chain: "INPUT",
+    specs: Object.fromEntries(fams.map((f) => [f, renderRule(i, f, TAG)])),
+    tag: TAG,
+    position: "auto",
+    persist: i.persist,
+    ...extra,
+  };
+}
+
+export const facts = {
+  version: { out: "iptables v1.8.9 (nf_tables)" },
+  persistence: { out: "netfilter-persistent /etc/iptables/rules.v4 /etc/iptables/rules.v6" },
+};
+export const first = (saves: Record<string, string>, more: Record<string, SectionAnswer> = {}): StepAnswer => ({
+  lock: {},
+  reap: {},
+  ...facts,
+  listening: { out: "tcp LISTEN 0 128 0.0.0.0:2222 0.0.0.0:*" },
+  ...more,
+  ...Object.fromEntries(Object.entries(saves).map(([k, v]) => [k, { out: v }])),
+});
+
+export function agentOn(host: FakeHost, fresh?: FakeHost) {
+  return new HostAgent(host.session(), fresh ? () => fresh.session() : undefined);
+}
+
+export async function failure(p: Promise<unknown>): Promise<HostError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e, "the change must fail").toBeInstanceOf(Error);
+  return e as HostError;
+}
+
+export function expectValidShell(host: FakeHost) {
+  for (const s of [...host.scripts, ...host.runs]) expect(shellSyntaxError(s), s).toBeUndefined();
+}
