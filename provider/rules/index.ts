@@ -2,7 +2,7 @@
  * pulumi-iptables/rules: the pure rule core (no I/O). Validate PortRule inputs, render a rule as
  * the argv `iptables -S` prints back, parse what a host lists, and decide where a rule goes.
  */
-export { check, DIALS_PER_HOST, isUnknown, MAX_DIALS, portRuleSchema, UNKNOWN } from "./schema";
+export { check, DIALS_PER_HOST, isUnknown, MAX_DIALS, UNKNOWN } from "./schema";
 export type { CheckFailure } from "./schema";
 export type {
   Backend,

@@ -305,9 +305,6 @@ const ruleFields = {
     .optional(),
 };
 
-/** The PortRule input schema (for fully known inputs; `check` also tolerates unknown values). */
-export const portRuleSchema = z.object(ruleFields);
-
 // ---------------------------------------------------------------- check
 
 function describe(v: unknown): string {
