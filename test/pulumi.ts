@@ -14,7 +14,7 @@ export interface CliResult {
   stderr: string;
 }
 
-function exec(
+export function exec(
   cmd: string,
   args: string[],
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
@@ -54,7 +54,8 @@ export function packedPackage(): Promise<string> {
     const base = process.env.PIT_LAB_DIR ?? WORK;
     mkdirSync(base, { recursive: true });
     const dir = mkdtempSync(join(base, "pack-"));
-    const r = await exec("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: ROOT });
+    // dist/ as `npm test` built it: `prepare` would rebuild it under the other test files' feet.
+    const r = await exec("npm", ["pack", "--silent", "--ignore-scripts", "--pack-destination", dir], { cwd: ROOT });
     if (r.code !== 0) throw new Error(`npm pack failed: ${r.stderr}`);
     const tgz = readdirSync(dir).find((f) => f.endsWith(".tgz"))!;
     const t = await exec("tar", ["-xzf", join(dir, tgz), "-C", dir]);

@@ -78,6 +78,7 @@ const proxyFields = {
     .optional(),
 };
 
+/** @internal Not in the published types: they must not mention zod (see tsconfig's stripInternal). */
 export const connectionFields = {
   ...proxyFields,
   proxy: z

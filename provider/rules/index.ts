@@ -5,7 +5,6 @@
 export { check } from "./check";
 export type { CheckFailure } from "./check";
 export { DIALS_PER_HOST, MAX_DIALS } from "./connection-schema";
-export { portRuleSchema } from "./schema";
 export { isUnknown, UNKNOWN } from "./schema-kit";
 export type {
   Backend,

@@ -14,13 +14,13 @@ export function isUnknown(v: unknown): boolean {
   return typeof v === "object" && v !== null && Object.values(v).some(isUnknown);
 }
 
-/** Adds a failure to a transform's context; what the transform returns then is never used. */
+/** @internal Adds a failure to a transform's context; what the transform returns then is never used. */
 export const custom = (ctx: z.RefinementCtx, message: string, path: (string | number)[] = []) => {
   ctx.addIssue({ code: "custom", message, path });
   return z.NEVER;
 };
 
-/** One of `values`, given in any case (upper-cased or lower-cased before the comparison). */
+/** @internal One of `values`, given in any case (upper-cased or lower-cased before the comparison). */
 export function oneOf<T extends string>(values: readonly T[], upper: boolean) {
   const message = `must be one of ${values.join(", ")}`;
   return z.string({ error: message }).transform((s, ctx) => {

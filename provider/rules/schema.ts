@@ -92,6 +92,7 @@ function canonicalCidr(v: string): { cidr: string; family: Family } | { error: s
 
 const TARGET_NAMES = ["ACCEPT", "DROP", "REJECT", "RETURN", "QUEUE", "LOG"];
 
+/** @internal Not in the published types: they must not mention zod (see tsconfig's stripInternal). */
 export const ruleFields = {
   connection: z.object(connectionFields, {
     error: "must be the SSH connection to the host: { host, user, privateKey, ... }",
@@ -191,7 +192,7 @@ export const ruleFields = {
 };
 
 /** The PortRule input schema (for fully known inputs; `check` also tolerates unknown values). */
-export const portRuleSchema = z.object(ruleFields);
+const portRuleSchema = z.object(ruleFields);
 
 /** The schema and the declaration in ./types have the same fields, of the same types (checked at compile time);
  * `ports` is derived by `check`. */
