@@ -16,7 +16,7 @@ export interface Dim {
   disjoint(a: string, b: string): boolean;
 }
 
-/** An address or network as ipaddr.js reads it (a bare address is its /32 or /128); undefined if it is neither. */
+/** @internal An address or network as ipaddr.js reads it (a bare address is its /32 or /128); undefined if it is neither. */
 export function cidr(v: string): [ipaddr.IPv4 | ipaddr.IPv6, number] | undefined {
   try {
     return ipaddr.parseCIDR(v.includes("/") ? v : `${v}/${v.includes(":") ? 128 : 32}`);
