@@ -3,11 +3,11 @@
 // connection, the host keys recorded in state, and the secrets kept out of every error.
 import { DOCKER_USER, matchesPacket, parseSpec, renderRule } from "./rules";
 import type { RuleInputs } from "./rules";
-import type { DeleteRequest, InsertRequest } from "./host/agent";
-import { familyName } from "./host/protocol";
+import type { DeleteRequest, InsertRequest } from "./host";
+import { familyName } from "./host";
 import { addressOf, pinHostKey, redactError } from "./ssh";
 import type { Logger } from "./ssh";
-import { lockoutOf } from "./lockout";
+import { lockoutOf } from "./host";
 import type { PortRuleState } from "./state";
 
 /** Old rules (by tag) whose replacement opted in to a lockout (`allowLockout: true` in the new inputs).

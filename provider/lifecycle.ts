@@ -3,8 +3,8 @@
 // is the caller's (Env): SSH and Pulumi's log in the engine (provider.ts), a fake host in unit tests.
 import { makeTag, renderRule } from "./rules";
 import type { RuleInputs } from "./rules";
-import type { ChangeResult, HostAgent, ReadResult } from "./host/agent";
-import { familyName } from "./host/protocol";
+import type { ChangeResult, HostAgent, ReadResult } from "./host";
+import { familyName } from "./host";
 import { redactError } from "./ssh";
 import type { Logger } from "./ssh";
 import { rememberPins, secretsOf } from "./guards";

@@ -5,8 +5,8 @@
 import { log as pulumiLog } from "@pulumi/pulumi";
 import { check as checkInputs, isUnknown, makeTag, renderRule, ruleText } from "./rules";
 import type { RuleInputs } from "./rules";
-import { hostAgent } from "./host/agent";
-import { familyName } from "./host/protocol";
+import { hostAgent } from "./host";
+import { familyName } from "./host";
 import { dialForeseen, foresee } from "./ssh";
 import type { Logger } from "./ssh";
 import { guarded, rememberOptIn, rememberPins } from "./guards";

@@ -2,7 +2,7 @@
 // state, with the guards that apply to them.
 import { renderRule } from "./rules";
 import type { Family, RuleInputs } from "./rules";
-import type { DeleteRequest, PersistRequest } from "./host/agent";
+import type { DeleteRequest, PersistRequest } from "./host";
 import type { Logger } from "./ssh";
 import { deleteGuard, insertGuard, mayLockOut } from "./guards";
 import { families, givenBack, handMadeOf, recordedRules, twinOf } from "./state";

@@ -2,8 +2,8 @@
 // no process-wide state; the lifecycle verbs (lifecycle.ts) hand it what the host agent answered.
 import { renderRule, ruleText } from "./rules";
 import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
-import type { ChangeResult, DeleteRequest, HostFacts, Placement, ReadResult } from "./host/agent";
-import { familyName } from "./host/protocol";
+import type { ChangeResult, DeleteRequest, HostFacts, Placement, ReadResult } from "./host";
+import { familyName } from "./host";
 
 export type PerFamily<T> = Partial<Record<FamilyName, T>>;
 

@@ -19,9 +19,6 @@ import { runTransaction } from "./transaction";
 import type { TransactionResult } from "./transaction";
 import type { ChangeRequest, ChangeResult, ReadResult } from "./types";
 
-export type * from "./types";
-export { HostError } from "./errors";
-
 /** Milliseconds the operations the engine starts together get to join one batch. */
 const BATCH_MS = 2;
 

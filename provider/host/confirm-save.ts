@@ -2,7 +2,7 @@
 // SSH connections, after a fresh one proved they still work), and in the same step save the boot
 // files where the batch asks for it, only once confirmed. A save that fails, or whose file would lock
 // SSH out, undoes the change of the requests that asked for it, checked by a listing.
-import { BOOT_SSH_ADVICE, bootLockoutOf } from "../lockout";
+import { BOOT_SSH_ADVICE, bootLockoutOf } from "./lockout";
 import type { Batch, Rulesets } from "./batch";
 import { CLAIM_LOST, confirmStep } from "./commit";
 import { HostError } from "./errors";

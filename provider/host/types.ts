@@ -3,13 +3,11 @@ import type { Backend, Position, Ruleset } from "../rules";
 import type { Twin } from "./adopt";
 import type { Beside } from "./beside";
 import type { HandMade, Persistence } from "./persist";
+import type { Origin } from "../ssh";
 import type { Family } from "./protocol";
 
 /** Where the provider's connection comes from, as far as the lockout guard needs it. */
-export interface GuardOrigin {
-  clientAddress: string;
-  serverPort: number;
-}
+export type GuardOrigin = Pick<Origin, "clientAddress" | "serverPort">;
 
 export interface InsertRequest {
   kind: "insert";

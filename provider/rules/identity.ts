@@ -3,7 +3,7 @@
 // merely carries the tag (an operator's copy, a forgery, a rule with control characters in its
 // comment) is never the provider's, and is only named, escaped, in a warning.
 import type { Chain, Rule, Ruleset } from "./parse";
-import { tagOf } from "./render";
+import { tagOf } from "./tag";
 
 /** Each chain's rules by exact text (the first of equal ones), per chain (an edit makes a new chain). */
 // Process-wide, keyed weakly: a parsed chain is never edited in place, so its index stays true and goes with it.

@@ -23,27 +23,20 @@ export type {
   RuleInputs,
 } from "./types";
 export { FLAGS, type Flag, type MatchKey, type Neg, type RuleMatch } from "./flags";
-export {
-  makeTag,
-  renderRule,
-  ruleText,
-  tagOf,
-  MAX_COMMENT_BYTES,
-  MAX_TAG_BYTES,
-  NEUTRAL_REJECT_TYPES,
-  REJECT_TYPES,
-  TAG_PREFIX,
-} from "./render";
+export { renderRule, ruleText, NEUTRAL_REJECT_TYPES, REJECT_TYPES } from "./render";
+export { makeTag, tagOf, MAX_COMMENT_BYTES, MAX_TAG_BYTES, TAG_PREFIX } from "./tag";
 export { chainOf, listingLines, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "./parse";
 export type { Chain, Counters, IptablesVersion, MatchOption, Rule, RuleSpec, Ruleset, Table } from "./parse";
 export { findByTag, findRule, impostors, shown } from "./identity";
-export { placeRule, PlacementError, shadowing } from "./place";
+export { placeRule, PlacementError, possibleVerdicts, shadowing } from "./place";
 export { matchesPacket } from "./overlap";
 export type { Packet } from "./overlap";
 export { nftVerdicts } from "./nft";
 export { NftParseError, parseNft } from "./nft-parse";
 export type { NftJudgement, NftPackets } from "./nft";
 export type { NftRuleset } from "./nft-parse";
+export { blobType, fingerprintOf, HOST_KEY_HELP, parseHostKey } from "./hostkey";
+export type { ExpectedHostKey } from "./hostkey";
 export { DOCKER_USER, dockerWarning, matchesOriginalPort, publishedPorts } from "./docker";
 export type { Published } from "./docker";
 export type { Placement, Shadow } from "./place";

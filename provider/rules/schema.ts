@@ -3,7 +3,7 @@ import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { connectionFields } from "./connection-schema";
 import { ALL_BUILTINS, PROTOCOLS, TABLES } from "./names";
-import { MAX_COMMENT_BYTES, TAG_PREFIX } from "./render";
+import { MAX_COMMENT_BYTES, TAG_PREFIX } from "./tag";
 import { custom, describe, isUnknown, oneOf, type SameKeysAndTypes } from "./schema-kit";
 import type { CheckedPort, Family, RuleInputs } from "./types";
 

@@ -6,7 +6,7 @@ import type { Duplex } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { Client, utils } from "ssh2";
 import type { CheckedConnection } from "../rules";
-import { withDeadline } from "../util/deadline";
+import { withDeadline } from "../util";
 import { newAttempt, keyboardAnswer, sshConfig } from "./dial-config";
 import type { Attempt } from "./dial-config";
 import { dials } from "./dials";

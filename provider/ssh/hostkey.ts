@@ -1,6 +1,6 @@
 // Host keys as the SSH layer sees them, and the pins a handshake must meet.
-import { blobType, fingerprintOf, HOST_KEY_HELP, parseHostKey } from "../rules/hostkey";
-import type { ExpectedHostKey } from "../rules/hostkey";
+import { blobType, fingerprintOf, HOST_KEY_HELP, parseHostKey } from "../rules";
+import type { ExpectedHostKey } from "../rules";
 import type { HostKeyInfo } from "./types";
 
 export { fingerprintOf };

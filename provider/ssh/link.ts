@@ -5,7 +5,7 @@ import type * as net from "node:net";
 import type { Client } from "ssh2";
 import { DIALS_PER_HOST } from "../rules";
 import type { CheckedConnection } from "../rules";
-import { withDeadline } from "../util/deadline";
+import { withDeadline } from "../util";
 import { dial, preflight } from "./dial";
 import type { Connected, DialPlan } from "./dial";
 import { agentPath } from "./dial-config";

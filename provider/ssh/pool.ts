@@ -4,9 +4,15 @@
 import { createHmac, randomBytes } from "node:crypto";
 import type { CheckedConnection, CheckedJumpHost } from "../rules";
 import { credentialsOf } from "./errors";
-import type { Session } from "./session";
 
-const pool = new Map<string, Session>();
+/** What the pool needs of a session (./session's Session). */
+interface Pooled {
+  readonly key: string;
+  readonly args: { proxy?: unknown };
+  close(): Promise<void>;
+}
+
+const pool = new Map<string, Pooled>();
 
 /** "host:port", with an IPv6 address in brackets. */
 export function hostPort(host: string, port: number): string {
@@ -38,8 +44,8 @@ export function addressOf(conn: { host: string; port: number; proxy?: { host: st
 }
 
 /** The pooled session under `key`, made by `make` if there is none. */
-export function pooled(key: string, make: () => Session): Session {
-  const found = pool.get(key);
+export function pooled<S extends Pooled>(key: string, make: () => S): S {
+  const found = pool.get(key) as S | undefined;
   if (found) return found;
   const session = make();
   pool.set(key, session);
@@ -47,7 +53,7 @@ export function pooled(key: string, make: () => Session): Session {
 }
 
 /** Takes a session out of the pool (when it is the one pooled under its key). */
-export function leavePool(session: Session): void {
+export function leavePool(session: Pooled): void {
   if (pool.get(session.key) === session) pool.delete(session.key);
 }
 

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../lab/lab";
-import { sshFate } from "../../provider/lockout";
+import { sshFate } from "../../provider/host/lockout";
 import { parseRuleset } from "../../provider/rules";
 import { all, ok, stateOf, useLab } from "./harness";
 import { programProject, setRules } from "./program";

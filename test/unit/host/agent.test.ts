@@ -2,7 +2,7 @@
 // from the tables iptables uses now but in the other backend's is not called gone; a batch that
 // iptables refused as a whole is run again one operation at a time, so one bad rule fails alone.
 import { describe, expect, it } from "vitest";
-import type { InsertRequest } from "../../../provider/host/agent";
+import type { InsertRequest } from "../../../provider/host";
 import { renderRule } from "../../../provider/rules";
 import {
   agentOn,

@@ -2,7 +2,7 @@
 // transcripts), the first step's answer, an agent on a fake host (fake.ts), and checks of its scripts.
 import { expect } from "vitest";
 import { HostAgent } from "../../../provider/host/agent";
-import type { HostError, InsertRequest } from "../../../provider/host/agent";
+import type { HostError, InsertRequest } from "../../../provider/host";
 import { check, renderRule, ruleText } from "../../../provider/rules";
 import { readFamilyFile } from "../../fixtures/captures";
 import { insertRuleText } from "../../fixtures/listing";

@@ -9,7 +9,7 @@
 // PIT_FUZZ_CASES sets the number of cases (20,000 by default), PIT_FUZZ_SEED replays a run.
 import { describe, expect, it } from "vitest";
 import { HostAgent } from "../../../provider/host/agent";
-import type { ChangeRequest, InsertRequest } from "../../../provider/host/agent";
+import type { ChangeRequest, InsertRequest } from "../../../provider/host";
 import { review } from "../../../provider/host/review";
 import { planBatch } from "../../../provider/host/plan";
 import { parseSections } from "../../../provider/host/protocol";

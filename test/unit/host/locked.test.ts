@@ -1,7 +1,7 @@
 // Taking the host (locked.ts) against a fake shell: a lock held elsewhere, and batches that keep
 // arriving going on in the kept conversation (its shell, its lock, its listing) or starting afresh.
 import { describe, expect, it } from "vitest";
-import type { InsertRequest } from "../../../provider/host/agent";
+import type { InsertRequest } from "../../../provider/host";
 import { renderRule, ruleText } from "../../../provider/rules";
 import { insertRuleText } from "../../fixtures/listing";
 import { agentOn, expectValidShell, failure, first, guide, inputs, insert, TAG, text, withRule } from "./batches";

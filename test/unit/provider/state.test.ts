@@ -1,7 +1,7 @@
 // The state mapping (pure): what a listing makes of a rule's state, whether an update verifies, what a
 // put-back merges, and what a create records.
 import { describe, expect, it } from "vitest";
-import type { ChangeResult, ReadResult, RuleState } from "../../../provider/host/agent";
+import type { ChangeResult, ReadResult, RuleState } from "../../../provider/host";
 import { check } from "../../../provider/provider";
 import {
   createdState,

@@ -1,15 +1,9 @@
 // The lockout guard: would a change stop the host from accepting the provider's own SSH connections?
 // Pure: it reads the ruleset before and after the change with the rule core's placement semantics.
-import { chainOf, parseRuleset, ruleText, shadowing, shown } from "./rules";
-import type { Ruleset } from "./rules";
-import { possibleVerdicts } from "./rules/place";
-import { withInserted } from "./host/ruleset-text";
-
-/** Where the provider's SSH connection comes from and goes to, as the host sees it. */
-export interface SshOrigin {
-  clientAddress: string;
-  serverPort: number;
-}
+import { chainOf, parseRuleset, possibleVerdicts, ruleText, shadowing, shown } from "../rules";
+import type { Ruleset } from "../rules";
+import { withInserted } from "./ruleset-text";
+import type { GuardOrigin } from "./types";
 
 /** What INPUT does with a new SSH connection from the provider: the verdict and the rule (or policy) deciding it. */
 export interface SshFate {
@@ -19,7 +13,7 @@ export interface SshFate {
 }
 
 /** The provider's SSH packets as a rule matching exactly them (new connections, its address, the SSH port). */
-function probe(origin: SshOrigin, target: string): string[] {
+function probe(origin: GuardOrigin, target: string): string[] {
   const prefix = origin.clientAddress.includes(":") ? 128 : 32;
   const address = `${origin.clientAddress}/${prefix}`;
   return ["-s", address, "-p", "tcp", "-m", "tcp", "--dport", String(origin.serverPort), "-j", target];
@@ -33,7 +27,7 @@ function probe(origin: SshOrigin, target: string): string[] {
  * names the first rule (or the policy) that decides them: the rule that shadows a probe of the other
  * verdict.
  */
-export function sshFate(rs: Ruleset, origin: SshOrigin): SshFate {
+export function sshFate(rs: Ruleset, origin: GuardOrigin): SshFate {
   const input = chainOf(rs, "filter", "INPUT");
   if (!input) return { accepted: true, by: "no filter INPUT chain" };
   const line = input.rules.length + 1;
@@ -55,7 +49,7 @@ export function sshFate(rs: Ruleset, origin: SshOrigin): SshFate {
  * Why a change would lock the provider out (its SSH connections accepted before, not after), or
  * undefined. `what` names the change for the message ("removing this rule").
  */
-export function lockoutOf(before: Ruleset, after: Ruleset, origin: SshOrigin, what: string): string | undefined {
+export function lockoutOf(before: Ruleset, after: Ruleset, origin: GuardOrigin, what: string): string | undefined {
   const was = sshFate(before, origin);
   if (!was.accepted) return undefined;
   const now = sshFate(after, origin);
@@ -72,7 +66,7 @@ export function lockoutOf(before: Ruleset, after: Ruleset, origin: SshOrigin, wh
  * after the host's next reboot where the live ruleset (`live`, parsed) lets it in; or undefined. The
  * same model as the guard, on the file's filter table: the text the host loads at boot.
  */
-export function bootLockoutOf(live: Ruleset, written: string, origin: SshOrigin, file: string): string | undefined {
+export function bootLockoutOf(live: Ruleset, written: string, origin: GuardOrigin, file: string): string | undefined {
   let boot: Ruleset;
   try {
     boot = parseRuleset(written);

@@ -4,8 +4,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { withDeleted, withInserted } from "../../../provider/host/ruleset-text";
-import { bootLockoutOf, lockoutOf, sshFate } from "../../../provider/lockout";
-import type { SshOrigin } from "../../../provider/lockout";
+import { bootLockoutOf, lockoutOf, sshFate } from "../../../provider/host/lockout";
+import type { GuardOrigin } from "../../../provider/host/types";
 import { chainOf, parseRuleset } from "../../../provider/rules";
 import type { Ruleset } from "../../../provider/rules";
 
@@ -13,7 +13,7 @@ import type { Ruleset } from "../../../provider/rules";
 const parse = (save: string) => parseRuleset(save, { table: "filter" });
 const text = (name: string) => readFileSync(join(__dirname, "../../fixtures/nf_tables/ipv4", name, "save.txt"), "utf8");
 const fixture = (name: string) => parse(text(name));
-const origin: SshOrigin = { clientAddress: "198.18.5.1", serverPort: 22 };
+const origin: GuardOrigin = { clientAddress: "198.18.5.1", serverPort: 22 };
 const OURS = "-A INPUT -p tcp -m tcp --dport 22 -m comment --comment pulumi-iptables:p/s/ssh/abc -j ACCEPT";
 /** The ruleset with `rule` appended to INPUT, and its line. */
 const withRule = (rs: Ruleset, rule: string) => {

@@ -1,0 +1,7 @@
+// The host layer: one locked, commit-confirmed conversation per host (HostAgent), what the lifecycle
+// asks of a host and gets back, and the lockout guard.
+export { DEFAULT_ROLLBACK_AFTER, HostAgent, hostAgent, IDLE_MS } from "./agent";
+export { HostError } from "./errors";
+export { lockoutOf } from "./lockout";
+export { familyName } from "./protocol";
+export type * from "./types";
