@@ -89,7 +89,7 @@ function covers(inputs: RuleInputs, port: number): boolean {
  * change is confirmed over the transaction's own connection, so it stays.
  */
 export function mayLockOut(inputs: RuleInputs & { tag?: string }, change: "insert" | "delete"): boolean {
-  if (optedIn(inputs) || ["FORWARD", "OUTPUT", DOCKER_USER].includes(inputs.chain)) return false;
+  if (optedIn(inputs) || !reachesInput(inputs.chain)) return false;
   const ssh = inputs.protocol === "tcp" && covers(inputs, inputs.connection.port);
   if (change === "delete") return inputs.action === "ACCEPT" && ssh;
   return inputs.action !== "ACCEPT" && ssh;

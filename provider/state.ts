@@ -3,7 +3,7 @@
 import { renderRule, ruleText } from "./rules";
 import type { Backend, Family, FamilyName, RuleInputs } from "./rules";
 import type { ChangeResult, DeleteRequest, HostFacts, Placement, ReadResult } from "./host";
-import { familyName } from "./host";
+import { familyName, fileOf } from "./host";
 
 export type PerFamily<T> = Partial<Record<FamilyName, T>>;
 
@@ -61,9 +61,6 @@ export const perFamily = <T>(inputs: RuleInputs, value: (f: Family) => T): PerFa
 
 /** The rule as made by hand, without a tag, as `iptables -S` prints it: what `adopt` takes over. */
 export const twinOf = (inputs: RuleInputs, f: Family) => ruleText(inputs.chain, renderRule(inputs, f));
-
-/** The rules files that hold a rule of these families. */
-const filesOf = (files: [string, string], fams: Family[]) => fams.map((f) => files[f === 4 ? 0 : 1]);
 
 /**
  * The rule per family exactly as it was rendered and recorded in state at create (`rules`): the only
@@ -181,7 +178,7 @@ export function createdState(inputs: RuleInputs, unique: string, tag: string, re
 /** `persisted` of a rule saved with the host's mechanism: the files of each of the rule's families. */
 export const persistedState = (inputs: RuleInputs, mechanism: string, files: [string, string]) => ({
   mechanism,
-  files: filesOf(files, families(inputs.ipVersion)),
+  files: families(inputs.ipVersion).map((f) => fileOf(files, f)),
 });
 
 /** Whether refresh drops the rule from state: no family lists it, and no rule carries its tag either

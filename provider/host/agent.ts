@@ -1,6 +1,7 @@
 // One agent per host connection per provider process. Every change of the host goes through its
 // queue, and the changes that arrive together share one remote transaction (transaction.ts). Reads
 // that arrive together share one listing.
+import { setTimeout as delay } from "node:timers/promises";
 import { findRule, parseRuleset, shadowing } from "../rules";
 import { besideWant, judgeBeside } from "./beside";
 import type { BesideWant } from "./beside";
@@ -10,7 +11,7 @@ import type { Logger, Session } from "../ssh";
 import { HostError } from "./errors";
 import { FAMILIES, framed, iptables, limitsFor, preamble, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
-import { Facts, listingScript, rulesetOf, withDeadline } from "./facts";
+import { Facts, listingScript, rulesetOf, stepDeadline } from "./facts";
 import { impostorWarnings } from "./plan";
 import { freshSession } from "./batch";
 import type { FreshSession, Op, Outcome } from "./batch";
@@ -24,8 +25,6 @@ const BATCH_MS = 2;
 
 /** Milliseconds a finished batch's conversation (and the host's lock) waits for the next batch. */
 export const IDLE_MS = 20;
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Seconds after which the host undoes an unconfirmed change, unless a request says otherwise. */
 export const DEFAULT_ROLLBACK_AFTER = 30;
@@ -135,7 +134,7 @@ export class HostAgent {
           .join("\n"),
     );
     const what = "reading the other iptables backend's tables";
-    const r = await withDeadline(this.session.run(script.script), limits.step, what, this.session.target);
+    const r = await stepDeadline(this.session.run(script.script), limits.step, what, this.session.target);
     const sections = script.parse(r.stdout);
     const there = families.filter((f) => {
       const s = sections[`other${f}`];
@@ -161,7 +160,7 @@ export class HostAgent {
       const fams = new Set<Family>();
       const want: BesideWant = {};
       const limits = limitsFor(this.session.args.perDialTimeout, DEFAULT_ROLLBACK_AFTER);
-      const result = new Promise<void>((r) => setTimeout(r, 2)).then(async () => {
+      const result = delay(BATCH_MS).then(async () => {
         if (this.pendingRead === p) this.pendingRead = undefined;
         const script = framed(
           preamble(limits) +
@@ -172,7 +171,7 @@ export class HostAgent {
               want,
             ),
         );
-        const r = await withDeadline(
+        const r = await stepDeadline(
           this.session.run(script.script),
           limits.step,
           "listing the rules",
@@ -194,7 +193,7 @@ export class HostAgent {
     if (this.draining) return;
     this.draining = true;
     // The engine starts many operations within a millisecond or two: let them join one batch.
-    this.drained = new Promise<void>((r) => setTimeout(r, BATCH_MS)).then(() => this.drain());
+    this.drained = delay(BATCH_MS).then(() => this.drain());
   }
 
   /** Resolves once the queue is empty and the conversation kept for it is closed (the lock free). */
@@ -212,7 +211,7 @@ export class HostAgent {
     while (this.queue.length) {
       let kept: Conversation | undefined;
       for (;;) {
-        if (!this.queue.length && kept && (await this.arrival(IDLE_MS))) await sleep(BATCH_MS);
+        if (!this.queue.length && kept && (await this.arrival(IDLE_MS))) await delay(BATCH_MS);
         if (!this.queue.length) break;
         const table = this.queue[0].req.table;
         const batch = this.queue.filter((op) => op.req.table === table);

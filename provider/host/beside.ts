@@ -3,7 +3,8 @@
 // (every base chain on the input hook must accept a packet). The listing snippets, and the judgement
 // of one rule in one family from what they printed.
 import { dockerWarning, nftVerdicts, NftParseError, parseNft, parseRuleset, publishedPorts } from "../rules";
-import type { Backend, RuleSpec } from "../rules";
+import { TABLES } from "../rules";
+import type { Backend, Protocol, RuleSpec } from "../rules";
 import { iptables, section } from "./protocol";
 import type { Family, Section, Sections } from "./protocol";
 
@@ -37,7 +38,7 @@ export const besideWant = (rules: { chain: string; target?: string }[]): BesideW
 const AS_SAVE = String.raw`-e 's/^-P \([^ ]*\) \([^ ]*\)$/:\1 \2 [0:0]/' -e 's/^-N \([^ ]*\)$/:\1 - [0:0]/'`;
 
 /** iptables-nft's own tables (iptables-save lists them): on such a host nft lists only the others. */
-const IPTABLES_NFT_TABLES = ["filter", "nat", "mangle", "raw", "security"].flatMap((t) => [`ip:${t}`, `ip6:${t}`]);
+const IPTABLES_NFT_TABLES = TABLES.flatMap((t) => [`ip:${t}`, `ip6:${t}`]);
 
 /**
  * The listing of what is beside iptables' filter table, only as much as `want` asks for: the nft
@@ -87,7 +88,7 @@ export interface Beside {
 }
 
 /** The rule's protocol and ports as its spec carries them (tcp/udp with --dport, --dports or --ctorigdstport). */
-function portsOf(spec: RuleSpec): { protocol: "tcp" | "udp"; ports: string } | undefined {
+function portsOf(spec: RuleSpec): { protocol: Protocol; ports: string } | undefined {
   const protocol = spec.match.protocol?.value;
   const ports = spec.match.dport?.value ?? spec.match.dports?.value;
   if ((protocol !== "tcp" && protocol !== "udp") || ports === undefined) return undefined;

@@ -6,7 +6,7 @@ import { BOOT_SSH_ADVICE, bootLockoutOf } from "./lockout";
 import type { Batch, Rulesets } from "./batch";
 import { CLAIM_LOST, confirmStep } from "./commit";
 import { HostError } from "./errors";
-import { outputOf, withDeadline } from "./facts";
+import { outputOf, stepDeadline } from "./facts";
 import { ifOk } from "./locked";
 import type { LockedHost } from "./locked";
 import { fileOf, saveScript, unsaveScript } from "./persist";
@@ -56,7 +56,7 @@ async function proveFresh(batch: Batch): Promise<void> {
   const what = "connecting afresh";
   try {
     const script = framed(preamble(limits) + section("fresh", ["true"]));
-    const r = await withDeadline(fresh.run(script.script), limits.step, what, target);
+    const r = await stepDeadline(fresh.run(script.script), limits.step, what, target);
     outputOf(script.parse(r.stdout), "fresh", what, target);
   } catch (err) {
     throw new HostError(
@@ -144,7 +144,7 @@ function bootLockout(
 ): string | undefined {
   const f = bootFamily(batch, origin);
   if (!f || !origin) return undefined;
-  const file = fileOf(host.facts.persistence, f);
+  const file = fileOf(host.facts.persistence.files, f);
   const boot = answer.boot;
   if (boot?.code !== 0) return `${file} could not be read back to check it: ${boot?.err || "no answer"}`;
   return bootLockoutOf(rulesets.get(f)!, boot.out, origin, file);

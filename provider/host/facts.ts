@@ -3,6 +3,7 @@
 import { parseRuleset, parseVersion } from "../rules";
 import type { Ruleset } from "../rules";
 import type { Session } from "../ssh";
+import { withDeadline } from "../util";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
 import type { BesideWant } from "./beside";
@@ -109,29 +110,11 @@ export class Facts {
   }
 }
 
-/** A promise that fails with a "deadline" HostError after `sec` seconds (`what` names the step). */
-export function withDeadline<T>(p: Promise<T>, sec: number, what: string, target: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () =>
-        reject(
-          new HostError(`${what} on ${target} did not finish within ${sec}s`, {
-            kind: "deadline",
-            target,
-            command: what,
-          }),
-        ),
-      sec * 1000,
-    );
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
+/** Settles as `p` does, or fails with a "deadline" HostError after `sec` seconds (`what` names the step). */
+export const stepDeadline = <T>(p: Promise<T>, sec: number, what: string, target: string): Promise<T> =>
+  withDeadline(
+    p,
+    sec * 1000,
+    () =>
+      new HostError(`${what} on ${target} did not finish within ${sec}s`, { kind: "deadline", target, command: what }),
+  );

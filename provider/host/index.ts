@@ -3,5 +3,6 @@
 export { DEFAULT_ROLLBACK_AFTER, HostAgent, hostAgent, IDLE_MS } from "./agent";
 export { HostError } from "./errors";
 export { lockoutOf } from "./lockout";
+export { fileOf } from "./persist";
 export { familyName } from "./protocol";
 export type * from "./types";

@@ -7,7 +7,7 @@ import { besideWant } from "./beside";
 import type { Batch, Rulesets } from "./batch";
 import { REAP } from "./commit";
 import { HostError } from "./errors";
-import { listingScript, withDeadline } from "./facts";
+import { listingScript, stepDeadline } from "./facts";
 import { LOCK_UNAVAILABLE, lock, preamble } from "./protocol";
 import type { Family, Sections } from "./protocol";
 import { openShell } from "./shell";
@@ -100,7 +100,7 @@ export function handOn(host: LockedHost, batch: Batch, rulesets: Rulesets, kept?
 /** A new shell on the host, within the step's deadline (one that opens too late is closed). */
 export async function newShell(batch: Batch): Promise<Shell> {
   const opening = openShell(batch.session, batch.limits.step);
-  return withDeadline(opening, batch.limits.step, "opening a shell", batch.target).catch((e) => {
+  return stepDeadline(opening, batch.limits.step, "opening a shell", batch.target).catch((e) => {
     opening.then((s) => s.close()).catch(() => undefined);
     throw e;
   });

@@ -19,7 +19,7 @@ export interface Persistence {
 }
 
 /** The rules file of a family. */
-export const fileOf = (p: Persistence, f: Family) => p.files[f === 4 ? 0 : 1];
+export const fileOf = (files: Persistence["files"], f: Family) => files[f === 4 ? 0 : 1];
 
 /** Tags of live rules that must not be saved (persist: false). */
 export const TRANSIENT = "/run/pulumi-iptables.transient";
@@ -167,21 +167,21 @@ rm -f "$live"`);
   for (const { tag, families } of change.present)
     for (const f of families) {
       lines.push(
-        `grep -qF ${shellQuote(tag)} ${shellQuote(fileOf(p, f))} 2>/dev/null || { echo "${fileOf(p, f)} does not hold the ${iptables(f)} rule ${tag}" >&2; exit 1; }`,
+        `grep -qF ${shellQuote(tag)} ${shellQuote(fileOf(p.files, f))} 2>/dev/null || { echo "${fileOf(p.files, f)} does not hold the ${iptables(f)} rule ${tag}" >&2; exit 1; }`,
       );
     }
   for (const tag of change.absent)
     lines.push(
       `! grep -qF ${shellQuote(tag)} ${v4} ${v6} 2>/dev/null || { echo "the rules files still hold ${tag}" >&2; exit 1; }`,
     );
-  const read = readBack && section("boot", ["sed", "-n", "/^\\*filter/,/^COMMIT/p", fileOf(p, readBack)]);
+  const read = readBack && section("boot", ["sed", "-n", "/^\\*filter/,/^COMMIT/p", fileOf(p.files, readBack)]);
   return read ? `${script()}\nif [ "$c" = 0 ]; then\n${read}\nfi` : script();
 }
 
 /** Puts the boot files back as they were before the last save (absent if they were absent). */
 export function unsaveScript(p: Persistence): string {
   const put = FAMILIES.map((f) => {
-    const file = fileOf(p, f);
+    const file = fileOf(p.files, f);
     return `if [ -e "$P/${f}" ]; then cp -p "$P/${f}" ${shellQuote(`${file}.pulumi-iptables`)} && mv -f ${shellQuote(`${file}.pulumi-iptables`)} ${shellQuote(file)}; else rm -f ${shellQuote(file)}; fi || exit 1`;
   });
   return section("unsave", { script: [`P=${PREVIOUS}`, `[ -d "$P" ] || exit 1`, ...put].join("\n") });

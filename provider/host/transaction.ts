@@ -21,7 +21,7 @@ import type { FreshSession, Op, Outcome } from "./batch";
 import { judgeBeside } from "./beside";
 import { commit, saved } from "./confirm-save";
 import { HostError } from "./errors";
-import { withDeadline } from "./facts";
+import { stepDeadline } from "./facts";
 import type { Facts } from "./facts";
 import { begin, fits, handOn, newShell, resume } from "./locked";
 import type { Conversation, LockedHost } from "./locked";
@@ -75,7 +75,7 @@ export async function runTransaction(
 async function originOf(batch: Batch): Promise<GuardOrigin | undefined> {
   const saves = batch.live.some((op) => asksSave(op.req));
   if (!saves && !batch.live.some((op) => op.req.kind !== "persist" && op.req.guard)) return undefined;
-  return withDeadline(
+  return stepDeadline(
     batch.session.origin(),
     batch.limits.step,
     "finding where the connection comes from",

@@ -20,8 +20,11 @@ export type {
   PortRange,
   PortRuleInputs,
   Position,
+  Protocol,
   RuleInputs,
+  TableName,
 } from "./types";
+export { TABLES } from "./names";
 export { FLAGS, type Flag, type MatchKey, type Neg, type RuleMatch } from "./flags";
 export { renderRule, ruleText, NEUTRAL_REJECT_TYPES, REJECT_TYPES } from "./render";
 export { makeTag, tagOf, MAX_COMMENT_BYTES, MAX_TAG_BYTES, TAG_PREFIX } from "./tag";
