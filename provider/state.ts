@@ -9,8 +9,9 @@ export type PerFamily<T> = Partial<Record<FamilyName, T>>;
 
 /** What a created rule records in state beyond its checked inputs: the resource's outputs. */
 export interface PortRuleOutputs {
-  /** Unique part of the identity tag: derived from what defines the rule (so preview shows the tag
-   * that up adds), random instead when that tag was on the host already; fixed at create. */
+  /** Unique part of the identity tag: a hash of what defines the rule (so preview shows the tag that up
+   * adds), or the next one of its lineage (a hash of the one before, not random: lineage.ts) when the
+   * host holds this resource's own identical rule under that tag already; fixed at create. */
   unique: string;
   /** The identity tag carried in the rule's comment. */
   tag: string;

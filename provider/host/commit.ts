@@ -27,7 +27,7 @@ export const unitsOf = (units: string[][]) => units.flatMap((u) => [UNIT, ...u])
 const REVERT_LAST = `[ "$ok" = 0 ] && s=reverted || s=incomplete; rm -rf "$p.$s"; mv "$d" "$p.$s"; exit $ok`;
 
 /** The revert's exit status when it lost the claim: the transaction was confirmed or is being
- * reverted by another (see CLAIM in docs/architecture.md). */
+ * reverted by another (docs/architecture.md, "Commit-confirm"). */
 export const CLAIM_LOST = 3;
 
 /**

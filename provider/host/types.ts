@@ -28,7 +28,7 @@ export interface InsertRequest {
   /** The change may cut off new SSH connections: confirm it over a fresh one. */
   freshConfirm?: boolean;
   /** The next tags of this rule's lineage (and their specs): used in turn when a rule with the tag
-   * before is on the host already, which the create then takes over (see provider.ts, lineage). */
+   * before is on the host already, which the create then takes over (see provider/lineage.ts, lineage). */
   successors?: { tag: string; specs: Partial<Record<Family, string[]>> }[];
   /** Set by planning: this rule's own earlier rules on the host (their exact texts per family) that it
    * replaces in place, and their tags. */

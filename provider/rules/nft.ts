@@ -4,7 +4,7 @@
  * `table inet filter` with policy drop, firewalld's `table inet firewalld`) drops.
  *
  * Judges, from what ./nft-parse read of `nft -j list ruleset`, for every base chain on the input hook outside iptables'
- * own tables, what it does with the ordinary packets of a rule (docs: DESIGN "Where a rule goes"):
+ * own tables, what it does with the ordinary packets of a rule (README.md, `placeRule`):
  * the first packet of a new connection of the rule's protocol to each of its ports, addressed to a
  * local unicast address, from an arbitrary source, on a non-loopback interface. A rule whose matches
  * the model cannot read matches "some" of them; anything that can drop some ordinary packet makes

@@ -1,6 +1,6 @@
 /**
  * What the iptables model (./match, ./walk, ./place) and the nft model (./nft) both say about the
- * ordinary packets of a rule (docs: DESIGN "Where a rule goes"): the first packet of a new connection
+ * ordinary packets of a rule (README.md, `placeRule`): the first packet of a new connection
  * of its protocol to one of its ports, to one of the host's own unicast addresses, arriving on a
  * non-loopback interface, from a source address, port and interface that no rule names.
  */

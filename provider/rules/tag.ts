@@ -13,7 +13,9 @@ const SAFE = /[^A-Za-z0-9._-]/g;
 /**
  * The identity tag of one created rule: `pulumi-iptables:<project>/<stack>/<name>/<unique>`.
  * Each part is reduced to `[A-Za-z0-9._-]` (others become `_`), and the longest parts are cut
- * until the tag fits in MAX_TAG_BYTES. `unique` is the random part fixed at create (the resource id).
+ * until the tag fits in MAX_TAG_BYTES. `unique` is the part fixed at create (the resource id): not
+ * random, but a hash of the rule's identity, host and defining inputs, or one of its successors
+ * (provider/lineage.ts: uniqueOf, successorOf, lineage).
  * @example makeTag({ project: "web", stack: "prod", name: "allow-ssh" }, "k3x9q2ab")
  *   // "pulumi-iptables:web/prod/allow-ssh/k3x9q2ab"
  */

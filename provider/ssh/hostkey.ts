@@ -42,7 +42,7 @@ export interface Pin {
 // Process-wide: Diff and the verbs pin the keys in state; every later handshake of the run must meet them.
 const pins = new Map<string, Map<string, Pin>>();
 
-/** Requires `fingerprint` from every later handshake to this address (an address key, see session.ts). */
+/** Requires `fingerprint` from every later handshake to this address (an address, see ./pool's addressOf). */
 export function pinHostKey(address: string, fingerprint: string, source: string): void {
   const fp = parseExpectedHostKey(fingerprint).fingerprint;
   const set = pins.get(address) ?? pins.set(address, new Map()).get(address)!;

@@ -87,7 +87,7 @@ export class Session {
   }
 
   /**
-   * Starts connecting in advance, for work that is coming (see ../early): the handshake yields its turn
+   * Starts connecting in advance, for work that is coming (see ./early): the handshake yields its turn
    * to dials that someone waits for, until someone does. A failure is left for that first real use,
    * which dials again; a connection nobody uses is idle like any pooled one (it does not keep Node running).
    */

@@ -1,5 +1,5 @@
 // The SSH layer against real OpenSSH servers (lab hosts: stock sshd limits). Run inside the lab:
-//   bash test/lab/in-lab.sh npx vitest run test/ssh
+//   bash test/lab/in-lab.sh npx vitest run test/lab/ssh.test.ts
 import { ed25519Pair } from "../keys";
 import { execFile, execFileSync } from "node:child_process";
 import { Server } from "ssh2";

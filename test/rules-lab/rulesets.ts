@@ -235,7 +235,8 @@ function matchOf(i: number, r: RandomRule, f: Family, ours: OurRule, index: numb
     "-m recent --rcheck --seconds 60 --name lab --rsource",
     "-m connlimit --connlimit-above 10 --connlimit-mask 32",
     // 1000/sec: above what the probes of one case send from one source, so it only singles out sources over
-    // their limit (DESIGN.md: a per-source exception); at 10/sec the probes themselves went over it.
+    // their limit (a per-source match is an exception to placement: README.md, `placeRule`); at 10/sec the
+    // probes themselves went over it.
     `-m hashlimit --hashlimit-above 1000/sec --hashlimit-mode srcip --hashlimit-name h${index}`,
     p === "tcp" ? "-m tcp --syn" : undefined,
     p === "tcp" ? "-m tcp ! --syn" : undefined,

@@ -1,7 +1,7 @@
 /**
  * The classes of wrong answers issue 11 found (placement and `effective` against the kernel), one
  * describe each, on captured rulesets (test/fixtures) and on rulesets written the way the tools
- * write them. Item 8 (opposite rules in one batch) is the host agent's: test/lab/batch.test.ts.
+ * write them. Item 8 (opposite rules in one batch) is the host agent's: test/parallel/opposite.test.ts.
  * Here: How much of a rule's ordinary packets a rule's matches take (provider/rules/match.ts), seen through placeRule and shadowing.
  */
 import { describe, expect, it } from "vitest";
