@@ -9,6 +9,7 @@ import { hostAgent } from "./host";
 import { familyName } from "./host";
 import { dialForeseen, foresee } from "./ssh";
 import type { Logger } from "./ssh";
+import { conflictOf } from "./conflicts";
 import { guarded, rememberOptIn, rememberPins } from "./guards";
 import { createRule, readRule, removeRule, updateRule } from "./lifecycle";
 import type { Env } from "./lifecycle";
@@ -46,6 +47,8 @@ const engine: Env = {
 export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const { inputs, failures } = checkInputs(olds, news);
   if (failures.length) return { inputs: news, failures };
+  const conflict = conflictOf(inputs);
+  if (conflict) return { inputs: news, failures: [{ property: "action", reason: conflict }] };
   if (Object.keys(olds).length === 0) foresee(inputs.connection); // a new rule: dialled early in an up
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
   // Derived from what defines the rule, so preview and up agree on the tag. A create that finds a
@@ -100,7 +103,15 @@ export async function diff(_id: string, olds: Props, news: Props) {
 
 export async function create(inputs: RuleInputs & { unique: string }) {
   dialForeseen();
-  return guarded(inputs.connection, () => createRule(inputs, engine));
+  // Checked again once connected, before any change: a conflicting rule checked after this one (an up
+  // without preview) stops this create too.
+  const connect: Env["connect"] = async (conn) => {
+    const agent = await engine.connect(conn);
+    const conflict = conflictOf(inputs);
+    if (conflict) throw new Error(conflict);
+    return agent;
+  };
+  return guarded(inputs.connection, () => createRule(inputs, { ...engine, connect }));
 }
 
 export async function read(id: string, props: PortRuleState) {

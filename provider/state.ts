@@ -154,7 +154,7 @@ export function createdState(inputs: RuleInputs, unique: string, tag: string, re
     rules: byName((p) => p.rule),
     insertedAt: byName((p) => p.line),
     placement: byName((p) => p.reason),
-    line: byName((p) => p.line),
+    line: byName((p) => p.now ?? p.line),
     counters: byName(startCounters),
     packets: placed.reduce((n, [, p]) => n + startCounters(p).packets, 0),
     bytes: placed.reduce((n, [, p]) => n + startCounters(p).bytes, 0),
@@ -172,7 +172,7 @@ export function createdState(inputs: RuleInputs, unique: string, tag: string, re
     // The save writes every family's rules: the files of each of the rule's families hold it.
     persisted: persisted ? persistedState(inputs, persisted.mechanism, persisted.files) : false,
     adopts: inputs.adopt ? perFamily(inputs, (f) => twinOf(inputs, f)) : {},
-    adopted: byName((p) => (p.adopted && p.twin ? { ...p.twin, line: p.line } : undefined)),
+    adopted: byName((p) => (p.adopted && p.twin ? { ...p.twin, line: p.now ?? p.line } : undefined)),
   };
 }
 

@@ -8,6 +8,7 @@ import type { Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
 import { HostError } from "./errors";
 import type { HandMade, PersistChange } from "./persist";
+import { inApplyOrder } from "./order";
 import { ownerError } from "./persist";
 import { FAMILIES } from "./protocol";
 import type { Family } from "./protocol";
@@ -239,7 +240,7 @@ export function planBatch(
   const plans = new Map<ChangeRequest, Plan>();
   const failed = new Map<ChangeRequest, Error>();
   const resolved = new Map<ChangeRequest, ChangeRequest>();
-  for (const original of reqs) {
+  for (const original of inApplyOrder(reqs)) {
     try {
       const req = original.kind === "insert" ? resolveLineage(original, current, ctx) : original;
       const plan: Plan = {};

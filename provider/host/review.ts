@@ -74,7 +74,10 @@ export function review(
         problem = `the rule ${planned.rule} was removed from ${target} right after it was inserted (by another writer)`;
         break;
       }
-      planned.line = rule.line;
+      // The line it went in at stays; where it is now is said (rules inserted above it later moved it).
+      if (rule.line !== planned.line && !planned.now)
+        planned.reason += `; now at line ${rule.line}: the chain changed above it after it went in`;
+      planned.now = rule.line;
       const rs = rulesets.get(f)!;
       // What the rule's state reports is the listing's truth (another rule of the batch may shadow it).
       const shadow = shadowing(rs, { table, chain: rule.chain, line: rule.line });
@@ -90,6 +93,7 @@ export function review(
       const { line, reason } = placeRule(without, { table, chain, rule: req.specs[f]!, position: "auto" });
       fix(f, asDelete(text(f)), asInsert(text(f), line));
       planned.line = line;
+      planned.now = line;
       planned.reason = `${reason} (moved back: another writer changed the chain while it was inserted)`;
     }
     if (problem) {

@@ -84,7 +84,10 @@ export interface HostFacts {
 }
 
 export interface Placement {
+  /** The line it went in at. */
   line: number;
+  /** The line the confirming listing shows it at, when known (rules that went in above it later move it). */
+  now?: number;
   reason: string;
   /** The rule as `iptables -S` prints it. */
   rule: string;

@@ -160,3 +160,9 @@ export function matchesPacket(rule: RuleSpec, packet: Packet): boolean {
   };
   return mayOverlap(rule, spec);
 }
+
+/** Is network `inner` strictly inside `outer` (undefined: every address of the family)? */
+export function strictlyWithin(inner: string | undefined, outer: string | undefined): boolean {
+  if (inner === undefined) return false;
+  return outer === undefined || (inner !== outer && address.contains(outer, inner));
+}
