@@ -2,6 +2,7 @@
 // a create, an adoption, a refused second family and a confirmation over a fresh connection, and what
 // the error says may be on the host when a step fails (a deadline, a lost connection). The steps
 // have their own tests: locked.test.ts, apply.test.ts, undo.test.ts, confirm-save.test.ts.
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { HostAgent } from "../../../provider/host/agent";
 import { ruleText } from "../../../provider/rules";
@@ -106,11 +107,13 @@ describe("deadlines and lost connections", () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const host = new FakeHost([first({ save4: guide(4) }), "hang"]);
     const p = failure(agentOn(host).change(insert()));
-    // Let the first step answer (the fake answers on setImmediate, which is not faked), then wait.
-    for (let i = 0; i < 20; i++) {
+    // Let the first step answer and the second be sent (the fake answers on setImmediate and the agent
+    // batches with node:timers/promises, neither of them faked: real waits), then let the deadline pass.
+    for (let i = 0; i < 400 && host.scripts.length < 2; i++) {
       await vi.advanceTimersByTimeAsync(5);
-      await new Promise((r) => setImmediate(r));
+      await delay(5);
     }
+    expect(host.scripts).toHaveLength(2);
     await vi.advanceTimersByTimeAsync(60_000);
     const e = await p;
     expect(e.isInterrupted()).toBe(true);
