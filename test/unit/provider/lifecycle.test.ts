@@ -35,7 +35,10 @@ const CONFIRMED: StepAnswer = { confirm: { out: "confirmed" } };
 
 type Inputs = RuleInputs & { unique: string; tag: string; rules: Record<string, string> };
 async function inputs(args: Record<string, unknown> = {}): Promise<Inputs> {
-  const r = await check({}, { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", identity, ...args });
+  const r = await check(
+    {},
+    { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", ipVersion: "ipv4", identity, ...args },
+  );
   expect(r.failures).toEqual([]);
   return r.inputs as unknown as Inputs;
 }
