@@ -50,9 +50,10 @@ export function driftOf(before: PortRuleState, now: PortRuleState | undefined): 
   return { warnings, info: countersChange(what, before, now) };
 }
 
-/** The counters' change since the state before, if any (they go back when the ruleset is reloaded). */
+/** The counters' change since the state before, if any (they go back when the ruleset is reloaded); none
+ * when a family is missing (its warning says why the totals fell). */
 function countersChange(what: string, before: PortRuleState, now: PortRuleState): string[] {
-  if (now.packets === before.packets && now.bytes === before.bytes) return [];
+  if (now.missing.length || (now.packets === before.packets && now.bytes === before.bytes)) return [];
   const total = `${now.packets} packets, ${now.bytes} bytes in all`;
   const delta = now.packets - (before.packets ?? 0);
   return [
