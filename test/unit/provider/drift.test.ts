@@ -22,11 +22,11 @@ const before = {
   bytes: 180,
 } as unknown as PortRuleState;
 const RULE = "block-admin: the rule on INPUT of 198.18.0.10 (DROP tcp 8080)";
-const after = (change: Partial<PortRuleState>) => ({ ...before, ...change }) as PortRuleState;
+const changed = (change: Partial<PortRuleState>) => ({ ...before, ...change }) as PortRuleState;
 
 describe("driftOf", () => {
   it("nothing changed: nothing to say", () => {
-    expect(driftOf(before, after({}))).toEqual({ warnings: [], info: [] });
+    expect(driftOf(before, changed({}))).toEqual({ warnings: [], info: [] });
   });
 
   it("gone: refresh drops it, the next up creates it again", () => {
@@ -36,7 +36,7 @@ describe("driftOf", () => {
   });
 
   it("missing in one family: the next up replaces it (and the counters that fell with it are not news)", () => {
-    const d = driftOf(before, after({ missing: ["ipv6"], line: { ipv4: 1 }, effective: false, packets: 1 }));
+    const d = driftOf(before, changed({ missing: ["ipv6"], line: { ipv4: 1 }, effective: false, packets: 1 }));
     expect(d).toEqual({
       warnings: [
         `${RULE} is missing in ipv6: deleted by hand or by another tool. The next pulumi up replaces the rule`,
@@ -46,24 +46,24 @@ describe("driftOf", () => {
   });
 
   it("moved: from which line to which, and where placement had put it", () => {
-    expect(driftOf(before, after({ line: { ipv4: 2, ipv6: 1 } })).warnings).toEqual([
+    expect(driftOf(before, changed({ line: { ipv4: 2, ipv6: 1 } })).warnings).toEqual([
       `${RULE} moved from line 1 to line 2 (ipv4): rules above it were inserted or deleted (inserted at line 1: top of an empty chain)`,
     ]);
   });
 
   it("not in effect: names the rule that decides its packets", () => {
     const by = "INPUT:1 (-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT) accepts tcp 8080";
-    const d = driftOf(before, after({ line: { ipv4: 2, ipv6: 1 }, shadowedBy: { ipv4: by }, effective: false }));
+    const d = driftOf(before, changed({ line: { ipv4: 2, ipv6: 1 }, shadowedBy: { ipv4: by }, effective: false }));
     expect(d.warnings).toContain(
       `${RULE} is not in effect (ipv4): ${by}; its packets are decided there, not by this rule`,
     );
   });
 
   it("counters: how many packets since the last refresh, or that they went back", () => {
-    expect(driftOf(before, after({ packets: 5, bytes: 300 })).info).toEqual([
+    expect(driftOf(before, changed({ packets: 5, bytes: 300 })).info).toEqual([
       `${RULE} counted 2 packets since the last refresh: 5 packets, 300 bytes in all`,
     ]);
-    expect(driftOf(before, after({ packets: 0, bytes: 0 })).info).toEqual([
+    expect(driftOf(before, changed({ packets: 0, bytes: 0 })).info).toEqual([
       `${RULE} has fewer packets than at the last refresh (counters reset, or the ruleset reloaded): 0 packets, 0 bytes in all`,
     ]);
   });
