@@ -234,6 +234,7 @@ async function checkedInputs(t: Target, ports: number[], stack: string) {
           connection: t.proxy.connection(),
           port,
           action: "ACCEPT",
+          ipVersion: "ipv4",
           identity: { project: "bench", stack, name: `r${i}` },
         },
       );
@@ -400,7 +401,7 @@ function busy(intervals: { t0: number; t1: number }[]): number {
 
 async function cli(t: Target, ports: number[]): Promise<CliFigures> {
   await reset(t);
-  const rules = ports.map((port, i) => ({ name: `r${i}`, args: { port, action: "ACCEPT" } }));
+  const rules = ports.map((port, i) => ({ name: `r${i}`, args: { port, action: "ACCEPT", ipVersion: "ipv4" } }));
   const p = await PulumiProject.create("bench", {
     files: { "index.js": PROGRAM },
     withPackage: true,

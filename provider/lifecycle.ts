@@ -8,6 +8,7 @@ import { familyName } from "./host";
 import { redactError } from "./ssh";
 import type { Logger } from "./ssh";
 import { rememberPins, secretsOf } from "./guards";
+import { driftOf } from "./drift";
 import { lineage } from "./lineage";
 import { deleteRequest, insertRequest, persistRequest } from "./requests";
 import {
@@ -55,11 +56,14 @@ export async function createRule(inputs: RuleInputs & { unique: string }, env: E
   return { id: chosen.tag, outs: state };
 }
 
-/** Refresh: the rule as a listing shows it; an empty id when it is gone. */
+/** Refresh: the rule as a listing shows it; an empty id when it is gone. Says what changed (drift.ts). */
 export async function readRule(id: string, props: PortRuleState, env: Env) {
   rememberPins(props);
   const agent = await env.connect(props.connection);
   const state = readState(props, await listed(agent, props));
+  const drift = driftOf(props, state);
+  for (const w of drift.warnings) env.log.warn?.(w);
+  for (const m of drift.info) env.log.info?.(m);
   return state ? { id, props: state } : { id: "", props: {} };
 }
 

@@ -3,7 +3,7 @@
 // `pulumi-iptables/dist/provider`, is recorded in every stack's state through the serialized provider:
 // keep it and its exports loadable in later versions.
 import { log as pulumiLog } from "@pulumi/pulumi";
-import { check as checkInputs, isUnknown, makeTag, renderRule, ruleText } from "./rules";
+import { check as checkInputs, isUnknown, keptDefaultWarning, makeTag, renderRule, ruleText } from "./rules";
 import type { RuleInputs } from "./rules";
 import { hostAgent } from "./host";
 import { familyName } from "./host";
@@ -50,6 +50,7 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
   const conflict = conflictOf(inputs);
   if (conflict) return { inputs: news, failures: [{ property: "action", reason: conflict }] };
   if (Object.keys(olds).length === 0) foresee(inputs.connection); // a new rule: dialled early in an up
+  if (inputs.defaults?.ipVersion && inputs.action !== "ACCEPT") log.warn?.(keptDefaultWarning(inputs));
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
   // Derived from what defines the rule, so preview and up agree on the tag. A create that finds a
   // rule with this tag on the host takes it over under the tag's successor (lifecycle.ts, createRule).

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { DOCKER_USER, matchesOriginalPort } from "./docker";
+import { defaultIpVersion } from "./ip-version";
 import { ALL_BUILTINS, BUILTIN_CHAINS, HOOKS } from "./names";
 import { NEUTRAL_REJECT_TYPES, REJECT_TYPES } from "./render";
 import { portsText, ruleFields } from "./schema";
@@ -144,8 +145,8 @@ function crossCheck(i: Record<string, unknown>, fail: (property: string, reason:
 
 /**
  * Validates and normalizes PortRule inputs. Never throws and touches nothing: bad input comes back
- * as failures naming the property. `olds` (the previous checked inputs) is accepted for the
- * engine's signature; nothing is carried over from it.
+ * as failures naming the property. From `olds` (the previous checked inputs) only a default the rule
+ * kept from its creation is carried over (`defaults`: see ip-version.ts).
  * @example
  * check({}, { connection: { host: "198.18.0.10" }, port: "8000-8100", action: "accept" }).inputs.ports // "8000:8100"
  * check({}, { connection: { host: "198.18.0.10" }, port: 70000, action: "ACCEPT" }).failures[0].property // "port"
@@ -154,10 +155,14 @@ export function check(
   olds: Record<string, unknown>,
   news: Record<string, unknown>,
 ): { inputs: RuleInputs; failures: CheckFailure[] } {
-  void olds;
   const failures: CheckFailure[] = [];
   try {
     const inputs = checkFields(ruleFields, news, [], failures);
+    if (news.ipVersion === undefined) {
+      const { ipVersion, kept } = defaultIpVersion(news, olds);
+      inputs.ipVersion = ipVersion;
+      inputs.defaults = kept ? { ipVersion: kept } : {};
+    } else inputs.defaults = {};
     if (inputs.port !== undefined)
       inputs.ports = isUnknown(inputs.port) ? UNKNOWN : portsText(inputs.port as CheckedPort | CheckedPort[]);
     crossCheck(inputs, (property, reason) => failures.push({ property, reason }));

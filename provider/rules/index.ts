@@ -3,6 +3,7 @@
  * the argv `iptables -S` prints back, parse what a host lists, and decide where a rule goes.
  */
 export { check } from "./check";
+export { keptDefaultWarning } from "./ip-version";
 export type { CheckFailure } from "./check";
 export { DIALS_PER_HOST, MAX_DIALS } from "./connection-schema";
 export { isUnknown, UNKNOWN } from "./schema-kit";

@@ -155,7 +155,8 @@ export const ruleFields = {
       error: `must be at most ${MAX_COMMENT_BYTES} characters: iptables keeps 255 bytes of comment and the provider's identity tag needs the rest`,
     })
     .optional(),
-  ipVersion: oneOf(["ipv4", "ipv6", "both"] as const, false).default("ipv4"),
+  // Left out: check derives it (ip-version.ts, defaultIpVersion).
+  ipVersion: oneOf(["ipv4", "ipv6", "both"] as const, false).optional(),
   position: z
     .union([z.number(), z.string()], { error: 'must be "auto", "top", "bottom" or a line number' })
     .transform((p, ctx) => {
@@ -195,6 +196,9 @@ export const ruleFields = {
 const portRuleSchema = z.object(ruleFields);
 
 /** The schema and the declaration in ./types have the same fields, of the same types (checked at compile time);
- * `ports` is derived by `check`. */
-const inputsMatchDeclaration: SameKeysAndTypes<z.output<typeof portRuleSchema>, Omit<RuleInputs, "ports">> = true;
+ * `ports`, `defaults` and a left-out `ipVersion` are derived by `check`. */
+const inputsMatchDeclaration: SameKeysAndTypes<
+  z.output<typeof portRuleSchema>,
+  Omit<RuleInputs, "ports" | "defaults" | "ipVersion"> & { ipVersion?: RuleInputs["ipVersion"] }
+> = true;
 void inputsMatchDeclaration;

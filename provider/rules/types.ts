@@ -91,7 +91,8 @@ export interface PortRuleInputs {
   inInterface?: string;
   /** Your text, kept next to the identity tag in the rule's comment. */
   comment?: string;
-  /** ipv4 (default), ipv6, or both (one iptables and one ip6tables rule). */
+  /** ipv4, ipv6, or both (one iptables and one ip6tables rule). Left out: the family `source` (or an ICMP
+   * `rejectWith` of one family) names, else both (a rule created when the default was ipv4 keeps ipv4). */
   ipVersion?: "ipv4" | "ipv6" | "both";
   /** "auto" (default: the lowest line where the rule takes effect), "top", "bottom", or a line number. */
   position?: Position;
@@ -140,4 +141,7 @@ export type RuleInputs = Omit<PortRuleInputs, "connection" | "port" | RuleDefaul
     /** Derived: the ports as iptables prints them: "2222", "8000:8100", "53,80,8000:8100". */
     ports: string;
     identity?: Identity;
+    /** Defaults the rule keeps from the version that created it (ip-version.ts); absent in state written
+     * before they were recorded. */
+    defaults?: { ipVersion?: "ipv4" | "ipv6" | "both" };
   };

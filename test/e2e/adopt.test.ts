@@ -39,7 +39,9 @@ describe("adopting a hand-made DROP 8080 (nf_tables)", () => {
   });
 
   it("without adopt: up warns and names the untagged twin; the tagged rule goes beside it; destroy leaves the hand-made one", async () => {
-    const p = await programProject("twin", h, [{ name: "block", args: { port: 8080, action: "DROP" } }]);
+    const p = await programProject("twin", h, [
+      { name: "block", args: { port: 8080, action: "DROP", ipVersion: "ipv4" } },
+    ]);
     const up = await ok(p.up());
     expect(all(up)).toContain(`already holds this rule without a tag at line 2 (${TWIN}`);
     expect(all(up)).toContain("set adopt: true to take it over in place");
@@ -57,7 +59,9 @@ describe("adopting a hand-made DROP 8080 (nf_tables)", () => {
     const before = await input(h);
     const counted = before[1].packets;
     expect(counted).toBeGreaterThan(0);
-    const p = await programProject("adopt", h, [{ name: "block", args: { port: 8080, action: "DROP", adopt: true } }]);
+    const p = await programProject("adopt", h, [
+      { name: "block", args: { port: 8080, action: "DROP", ipVersion: "ipv4", adopt: true } },
+    ]);
 
     const preview = await ok(p.preview());
     expect(all(preview)).toContain(`adopt: up takes over ${TWIN} where INPUT on ${h.v4} holds it without a tag`);
@@ -106,7 +110,7 @@ describe("issue 21.5: adoption and give-back with a writer that ignores the lock
   const FOREIGN = "-A INPUT -s 198.18.99.9/32 -j DROP";
   const START = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n[12:720] ${OPERATOR}\n[7:420] ${TWIN}\n[3:180] ${UDP}\nCOMMIT\n`;
   const TAG = makeTag({ project: "lab", stack: "dev", name: "block" }, "21f5a0b1");
-  const checked = check({}, { connection: { host: "198.18.0.10" }, port: 8080, action: "DROP" });
+  const checked = check({}, { connection: { host: "198.18.0.10" }, port: 8080, action: "DROP", ipVersion: "ipv4" });
   const spec = renderRule(checked.inputs, 4, TAG);
   const tagged = ruleText("INPUT", spec);
   const facts: HostFacts = {

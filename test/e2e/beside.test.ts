@@ -44,7 +44,7 @@ describe("an nftables host: table inet filter with policy drop beside iptables-n
     h = await lab.addHost({ listen: { tcp: [8080] } });
     const r = await h.exec(["nft", "-f", "-"], INET_FILTER);
     expect(r.code, r.stderr).toBe(0);
-    p = await programProject("nft", h, [{ name: "allow", args: { port: 8080, action: "ACCEPT" } }]);
+    p = await programProject("nft", h, [{ name: "allow", args: { port: 8080, action: "ACCEPT", ipVersion: "ipv4" } }]);
   });
 
   it("an iptables ACCEPT reports effective: false naming the nft chain, and the probe agrees", async () => {
@@ -113,7 +113,7 @@ describe("a Docker-like host: a container behind a bridge, Docker's nat and filt
       execFile("ip", ["addr", "add", `${second}/24`, "dev", `pv${h.slot}`], (e) => (e ? reject(e) : resolve())),
     );
     before = await h.ruleset(4);
-    p = await programProject("docker", h, [{ name: "input", args: { port: 8080, action: "DROP" } }]);
+    p = await programProject("docker", h, [{ name: "input", args: { port: 8080, action: "DROP", ipVersion: "ipv4" } }]);
   });
   afterAll(() => {
     if (container) process.kill(container, "SIGTERM");
@@ -132,7 +132,9 @@ describe("a Docker-like host: a container behind a bridge, Docker's nat and filt
   });
 
   it("a DOCKER-USER PortRule DROP blocks the published port, placed before Docker's RETURN", async () => {
-    await setRules(p, "docker", [{ name: "block", args: { port: 8080, action: "DROP", chain: "DOCKER-USER" } }]);
+    await setRules(p, "docker", [
+      { name: "block", args: { port: 8080, action: "DROP", ipVersion: "ipv4", chain: "DOCKER-USER" } },
+    ]);
     await ok(p.up());
     const s = await stateOf(p, "block");
     expect(s.rules.ipv4).toBe(
@@ -147,8 +149,11 @@ describe("a Docker-like host: a container behind a bridge, Docker's nat and filt
 
   it("an ACCEPT with source lets that one client in; destroy restores Docker's ruleset", async () => {
     await setRules(p, "docker", [
-      { name: "block", args: { port: 8080, action: "DROP", chain: "DOCKER-USER" } },
-      { name: "admin", args: { port: 8080, action: "ACCEPT", chain: "DOCKER-USER", source: `${second}/32` } },
+      { name: "block", args: { port: 8080, action: "DROP", ipVersion: "ipv4", chain: "DOCKER-USER" } },
+      {
+        name: "admin",
+        args: { port: 8080, action: "ACCEPT", ipVersion: "ipv4", chain: "DOCKER-USER", source: `${second}/32` },
+      },
     ]);
     await ok(p.up());
     const admin = await stateOf(p, "admin");

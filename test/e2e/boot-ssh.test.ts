@@ -24,8 +24,8 @@ const DEFAULT_DROP = `*filter
 ${HAND_MADE_SSH}
 COMMIT
 `;
-const SSH = { name: "ssh", args: { port: 22, action: "ACCEPT", adopt: true } };
-const APP = { name: "app", args: { port: 8080, action: "ACCEPT", persist: true } };
+const SSH = { name: "ssh", args: { port: 22, action: "ACCEPT", ipVersion: "ipv4", adopt: true } };
+const APP = { name: "app", args: { port: 8080, action: "ACCEPT", ipVersion: "ipv4", persist: true } };
 
 let lab: Lab;
 useLab((l) => {
@@ -96,14 +96,16 @@ describe("issue 20.3: boot files keep SSH", () => {
   it("refuses a save whose rules.v4 would lock SSH out where the live ruleset lets it in, and undoes it", async () => {
     const h = await lab.addHost({ rules: { v4: DEFAULT_DROP }, listen: { tcp: [8080] } });
     // SSH accepted live only by a runtime-only PortRule (the hand-made accept removed by hand).
-    const p = await programProject("boot-lockout", h, [{ name: "ssh", args: { port: 22, action: "ACCEPT" } }]);
+    const p = await programProject("boot-lockout", h, [
+      { name: "ssh", args: { port: 22, action: "ACCEPT", ipVersion: "ipv4" } },
+    ]);
     await ok(p.up());
     const ssh = await stateOf(p, "ssh");
     await h.iptables(4, ["-D", ...HAND_MADE_SSH.split(" ").slice(1)]);
     expect(await input(h)).toContain(ssh.rules.ipv4);
     const before = { live: await h.ruleset(4), file: rulesV4(h) };
 
-    await setRules(p, "boot-lockout", [{ name: "ssh", args: { port: 22, action: "ACCEPT" } }, APP]);
+    await setRules(p, "boot-lockout", [{ name: "ssh", args: { port: 22, action: "ACCEPT", ipVersion: "ipv4" } }, APP]);
     const up = await p.up();
     expect(up.code).not.toBe(0);
     const said = all(up).replace(/\s+/g, " ");

@@ -27,7 +27,7 @@ describe("conflicts between the PortRules of a run", () => {
     ]);
     const message =
       'PortRule "allow" (ACCEPT tcp 9500, position auto) and PortRule "block" (DROP tcp 9500, position auto) ' +
-      `match the same packets on ${h.v4} (filter INPUT, ipv4) with different verdicts, and neither says which ` +
+      `match the same packets on ${h.v4} (filter INPUT, ipv4 and ipv6) with different verdicts, and neither says which ` +
       "wins: whichever pulumi up inserted second would go above the other and decide those packets. Say which " +
       "wins: give the exception a source inside the other's (it goes above it, for that source; position " +
       '"auto" or "top" for it, "auto" or "bottom" for the other), or give both explicit, different positions ' +

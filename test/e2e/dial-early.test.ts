@@ -54,7 +54,7 @@ describe("SSH connections of a run", () => {
       name: `r${i}`,
       // Host keys given: only a host whose key is known is dialled before its own first batch.
       connection: { ...hosts[k].connection(), hostKey: hosts[k].hostKey },
-      args: { port: 9100 + i, action: "ACCEPT" },
+      args: { port: 9100 + i, action: "ACCEPT", ipVersion: "ipv4" },
     }));
     const p = await createProject("dialearly", {
       files: { "index.js": PROGRAM, "trace.cjs": TRACE },

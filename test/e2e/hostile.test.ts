@@ -43,7 +43,9 @@ async function foreign(host: LabHost, where: "top" | "bottom", port: number, com
 
 async function upOne(name: string): Promise<{ host: LabHost; p: PulumiProject; tag: string }> {
   const host = await lab.addHost({ rules: { v4: ALLOW_GUIDE }, listen: { tcp: [PORT, 8443] }, ssh: "lo" });
-  const p = await programProject(name, host, [{ name: "app", args: { port: PORT, action: "ACCEPT" } }]);
+  const p = await programProject(name, host, [
+    { name: "app", args: { port: PORT, action: "ACCEPT", ipVersion: "ipv4" } },
+  ]);
   await ok(p.up());
   const tag = (await stateOf(p, "app")).tag as string;
   expect(tag).toMatch(/^pulumi-iptables:/);

@@ -27,7 +27,7 @@ async function refusedThrice(p: PulumiProject, name: string, real: LabHost, impo
   const runs = {
     refresh: await p.refresh(),
     "up (a replacement)": await (async () => {
-      await setRules(p, name, [{ name: "app", args: { port: 2261, action: "ACCEPT" } }]);
+      await setRules(p, name, [{ name: "app", args: { port: 2261, action: "ACCEPT", ipVersion: "ipv4" } }]);
       return p.up();
     })(),
     destroy: await p.destroy(),
@@ -51,7 +51,9 @@ async function refusedThrice(p: PulumiProject, name: string, real: LabHost, impo
 describe("an impostor takes the address after pulumi up", () => {
   it("of the host: refresh, up (replacement) and destroy are refused before any credential is sent", async () => {
     const name = "impostor";
-    const p = await programProject(name, target, [{ name: "app", args: { port: 2260, action: "ACCEPT" } }]);
+    const p = await programProject(name, target, [
+      { name: "app", args: { port: 2260, action: "ACCEPT", ipVersion: "ipv4" } },
+    ]);
     // A password as well as the key: neither may reach the impostor.
     await p.must([
       "config",
@@ -77,7 +79,9 @@ describe("an impostor takes the address after pulumi up", () => {
 
   it("of the jump host: its key, recorded at create, is required the same way", async () => {
     const name = "jumpimpostor";
-    const p = await programProject(name, target, [{ name: "app", args: { port: 2260, action: "ACCEPT" } }]);
+    const p = await programProject(name, target, [
+      { name: "app", args: { port: 2260, action: "ACCEPT", ipVersion: "ipv4" } },
+    ]);
     const via = { ...target.connection(), proxy: { ...jump.connection("sudo"), password: LAB_PASSWORD } };
     await p.must(["config", "set", "--secret", `${name}:connection`, "--", JSON.stringify(via)]);
     await ok(p.up());

@@ -89,7 +89,7 @@ describe("persist where it cannot or must not save", () => {
     if (owner === "firewalld") await h.sh("nft add table inet firewalld");
     const before = await h.ruleset(4);
     const p = await project(`owner-${owner}`, h, [
-      { name: "app", args: { port: 8080, action: "DROP", persist: true } },
+      { name: "app", args: { port: 8080, action: "DROP", ipVersion: "ipv4", persist: true } },
     ]);
     const up = await p.up();
     expect(up.code).not.toBe(0);
@@ -98,7 +98,7 @@ describe("persist where it cannot or must not save", () => {
     expect(hostFile(h, "/etc/iptables/rules.v4")).toBe("");
     expect(await p.resources()).toHaveLength(0);
     // Runtime rules without persist still work there.
-    await setRules(p, `owner-${owner}`, [{ name: "app", args: { port: 8080, action: "DROP" } }]);
+    await setRules(p, `owner-${owner}`, [{ name: "app", args: { port: 8080, action: "DROP", ipVersion: "ipv4" } }]);
     await ok(p.up());
     expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toMatch(/--dport 8080 .* -j DROP/);
     await ok(p.destroy());
@@ -108,7 +108,9 @@ describe("persist where it cannot or must not save", () => {
     const h = await lab.addHost({ rules: { v4: CHAIN() } });
     await h.sh("mount --bind -o ro /etc/iptables /etc/iptables");
     const before = await h.ruleset(4);
-    const p = await project("persist-ro", h, [{ name: "app", args: { port: 8080, action: "DROP", persist: true } }]);
+    const p = await project("persist-ro", h, [
+      { name: "app", args: { port: 8080, action: "DROP", ipVersion: "ipv4", persist: true } },
+    ]);
     const up = await p.up();
     expect(up.code).not.toBe(0);
     expect(up.stdout + up.stderr).toMatch(/rules\.v4/);

@@ -96,7 +96,7 @@ describe("issue 20.4: a rebuilt host", () => {
   it("where the rule cannot go back (its chain is not on the new host), up says so and state records it missing", async () => {
     const name = "rebuiltchain";
     const p = await programProject(name, chained, [
-      { name: "app", args: { port: 2271, action: "DROP", chain: "PIT-APP" } },
+      { name: "app", args: { port: 2271, action: "DROP", ipVersion: "ipv4", chain: "PIT-APP" } },
     ]);
     await ok(p.up());
     const before = await stateOf(p, "app");

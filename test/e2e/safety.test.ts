@@ -28,7 +28,9 @@ const project = (name: string, rules: ProgramRule[], withPackage: boolean | stri
 describe("safety", () => {
   it("refuses a DROP that would cut off the provider's own SSH session, unless allowLockout", async () => {
     const before = await host.ruleset(4);
-    const p = await project("lockout", [{ name: "ssh", args: { port: 22, action: "DROP", inInterface: "eth0" } }]);
+    const p = await project("lockout", [
+      { name: "ssh", args: { port: 22, action: "DROP", ipVersion: "ipv4", inInterface: "eth0" } },
+    ]);
     const up = await p.up();
     expect(up.code).not.toBe(0);
     expect(up.stdout + up.stderr).toMatch(/would match the provider's own SSH connection .*allowLockout: true/s);
@@ -40,7 +42,9 @@ describe("safety", () => {
       "set",
       "lockout:rules",
       "--",
-      JSON.stringify([{ name: "ssh", args: { port: 22, action: "DROP", inInterface: "eth0", allowLockout: true } }]),
+      JSON.stringify([
+        { name: "ssh", args: { port: 22, action: "DROP", ipVersion: "ipv4", inInterface: "eth0", allowLockout: true } },
+      ]),
     ]);
     const ok = await p.up();
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
@@ -51,8 +55,8 @@ describe("safety", () => {
 
   it("warns when nothing listens on an opened port, and says so in `listening`", async () => {
     const p = await project("listen", [
-      { name: "served", args: { port: 2222, action: "ACCEPT" } },
-      { name: "idle", args: { port: 2399, action: "ACCEPT" } },
+      { name: "served", args: { port: 2222, action: "ACCEPT", ipVersion: "ipv4" } },
+      { name: "idle", args: { port: 2399, action: "ACCEPT", ipVersion: "ipv4" } },
     ]);
     const up = await p.up();
     expect(up.code, up.stdout + up.stderr).toBe(0);
@@ -99,7 +103,7 @@ describe("safety", () => {
   });
 
   it("replacing a rule by an identical one (up --replace) keeps the new rule: the tags differ", async () => {
-    const p = await project("replace", [{ name: "app", args: { port: 2222, action: "ACCEPT" } }]);
+    const p = await project("replace", [{ name: "app", args: { port: 2222, action: "ACCEPT", ipVersion: "ipv4" } }]);
     expect((await p.up()).code).toBe(0);
     const [before] = await p.resources();
     const replaced = await p.up(["--replace", before.urn]);
@@ -143,6 +147,7 @@ describe("safety", () => {
         connection: host.connection(),
         port: 2230,
         action: "ACCEPT",
+        ipVersion: "ipv4",
         identity: { project: "t", stack: "t", name: "pinned" },
       },
     );

@@ -23,7 +23,7 @@ describe("the lockout guard, removing the rule that lets the provider in", () =>
     const host = await lab.addHost({ rules: { v4: guide("-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n") } });
     const name = "lockout";
     const ssh = (extra: Record<string, unknown> = {}) => [
-      { name: "ssh", args: { port: 22, action: "ACCEPT", ...extra } },
+      { name: "ssh", args: { port: 22, action: "ACCEPT", ipVersion: "ipv4", ...extra } },
     ];
     const p = await programProject(name, host, ssh());
     const up = await p.up();
@@ -71,7 +71,7 @@ describe("issue 21.7: allowLockout on a replacement counts for the old rule's re
     // The watchdog reverts an unconfirmed change after rollbackAfter seconds: waiting past it shows what stays.
     const rollbackAfter = 10;
     const ssh = (extra: Record<string, unknown> = {}) => [
-      { name: "ssh", args: { port: 22, action: "ACCEPT", rollbackAfter, ...extra } },
+      { name: "ssh", args: { port: 22, action: "ACCEPT", ipVersion: "ipv4", rollbackAfter, ...extra } },
     ];
     /** A default-DROP host whose SSH is open only through the PortRule "ssh" (port 22), as in the guard test. */
     const onlyThroughPortRule = async (name: string) => {
@@ -132,8 +132,8 @@ const cfg = new pulumi.Config();
 const base = cfg.requireObject("base");
 const byKey = { ...base, privateKey: cfg.requireSecret("privateKey"), privateKeyPassword: cfg.requireSecret("passphrase") };
 const byPassword = { ...base, user: cfg.get("passwordUser") ?? base.user, password: cfg.requireSecret("password") };
-new PortRule("by-key", { connection: byKey, port: 2271, action: "ACCEPT" });
-new PortRule("by-password", { connection: byPassword, port: 2272, action: "ACCEPT" });
+new PortRule("by-key", { connection: byKey, port: 2271, action: "ACCEPT", ipVersion: "ipv4" });
+new PortRule("by-password", { connection: byPassword, port: 2272, action: "ACCEPT", ipVersion: "ipv4" });
 `;
 
 /** The key of a secret in one of the engine's property or config dumps, right before its value. */

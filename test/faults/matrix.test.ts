@@ -48,7 +48,7 @@ const withAppChain = chain(":pit-app - [0:0]\n-A INPUT -j pit-app\n");
 type Rule = { name: string; args: Record<string, unknown> };
 const rule = (name: string, port: number, args: Record<string, unknown> = {}): Rule => ({
   name,
-  args: { port, action: "ACCEPT", rollbackAfter: ROLLBACK, ...args },
+  args: { port, action: "ACCEPT", ipVersion: "ipv4", rollbackAfter: ROLLBACK, ...args },
 });
 
 interface Ctx {

@@ -23,7 +23,13 @@ afterAll(async () => {
 async function inputs(name: string, port: number) {
   const { inputs, failures } = await check(
     {},
-    { connection: h.connection(), port, action: "DROP", identity: { project: "lock", stack: "lab", name } },
+    {
+      connection: h.connection(),
+      port,
+      action: "DROP",
+      ipVersion: "ipv4",
+      identity: { project: "lock", stack: "lab", name },
+    },
   );
   expect(failures).toEqual([]);
   return inputs as any;

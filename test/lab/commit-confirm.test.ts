@@ -54,6 +54,7 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
           connection: h.connection(),
           port: 8111,
           action: "DROP",
+          ipVersion: "ipv4",
           identity: { project: "commit", stack: "lab", name: "full" },
         },
       );
@@ -111,6 +112,7 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
           connection: h.connection(),
           port: 8112,
           action: "DROP",
+          ipVersion: "ipv4",
           identity: { project: "commit", stack: "lab", name: "ro" },
         },
       );
@@ -173,6 +175,7 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
         connection: { ...h.connection(), perDialTimeout: 1 },
         port: 8121,
         action: "DROP",
+        ipVersion: "ipv4",
         identity: { project: "commit", stack: "lab", name: "busy" },
       },
     );

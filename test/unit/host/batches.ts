@@ -12,7 +12,10 @@ import type { SectionAnswer, StepAnswer } from "./fake";
 export const guide = (f: 4 | 6) => readFamilyFile("nf_tables", f, "allow-guide/save-c.txt");
 export const TAG = "pulumi-iptables:web/prod/app/0123456789ab";
 export const inputs = (args: Record<string, unknown> = {}) => {
-  const r = check({}, { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", ...args });
+  const r = check(
+    {},
+    { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", ipVersion: "ipv4", ...args },
+  );
   expect(r.failures).toEqual([]);
   return r.inputs;
 };

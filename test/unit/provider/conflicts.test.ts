@@ -30,7 +30,7 @@ describe("conflicts between the rules of a run", () => {
     expect(other[0]).toBeUndefined();
     expect(one[1]).toBe(
       `PortRule "allow" (ACCEPT tcp 9500, position auto) and PortRule "block" (DROP tcp 9500, position auto) ` +
-        `match the same packets on ${a.connection.host} (filter INPUT, ipv4) with different verdicts, and neither ` +
+        `match the same packets on ${a.connection.host} (filter INPUT, ipv4 and ipv6) with different verdicts, and neither ` +
         "says which wins: whichever pulumi up inserted second would go above the other and decide those packets. " +
         "Say which wins: give the exception a source inside the other's (it goes above it, for that source; " +
         'position "auto" or "top" for it, "auto" or "bottom" for the other), or give both explicit, different ' +
@@ -68,7 +68,7 @@ describe("conflicts between the rules of a run", () => {
     ["a narrower port range", { port: 9500 }, { port: "9000-9999" }, "conflict"],
     ["disjoint ports", { port: 9501 }, {}, "none"],
     ["other protocols", { protocol: "udp" }, {}, "none"],
-    ["other families", { ipVersion: "ipv6" }, {}, "none"],
+    ["other families", { ipVersion: "ipv6" }, { ipVersion: "ipv4" }, "none"],
     ["both families against ipv6", { ipVersion: "both" }, { ipVersion: "ipv6" }, "conflict"],
     ["other chains", { chain: "FORWARD" }, {}, "none"],
     ["other interfaces", { inInterface: "eth0" }, { inInterface: "eth1" }, "none"],

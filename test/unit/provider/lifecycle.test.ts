@@ -35,7 +35,10 @@ const CONFIRMED: StepAnswer = { confirm: { out: "confirmed" } };
 
 type Inputs = RuleInputs & { unique: string; tag: string; rules: Record<string, string> };
 async function inputs(args: Record<string, unknown> = {}): Promise<Inputs> {
-  const r = await check({}, { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", identity, ...args });
+  const r = await check(
+    {},
+    { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", ipVersion: "ipv4", identity, ...args },
+  );
   expect(r.failures).toEqual([]);
   return r.inputs as unknown as Inputs;
 }
@@ -265,9 +268,13 @@ describe("read (refresh)", () => {
   it("drops a rule that no listing shows, once the other backend's tables do not hold it either", async () => {
     const props = await created();
     const host = new FakeHost([], [{ ...facts, save4: { out: guide(4) } }, { other4: { out: guide(4) } }]);
-    const { env } = envOn(host);
+    const { env, told } = envOn(host);
     expect(await readRule(props.tag, props, env)).toEqual({ id: "", props: {} });
     expect(host.runs[1]).toContain("iptables-legacy-save -c");
+    expect(told.warn).toEqual([
+      "app: the rule on INPUT of 198.18.0.10 (ACCEPT tcp 2222) is gone (ipv4): deleted by hand or by another tool. " +
+        "Refresh drops it from state; the next pulumi up creates it again",
+    ]);
   });
 
   it("refuses to call a rule gone that is in the other backend's tables", async () => {

@@ -28,7 +28,7 @@ describe("diff", () => {
     ["source", { source: "198.18.0.0/24" }, "replace"],
     ["inInterface", { inInterface: "eth0" }, "replace"],
     ["comment", { comment: "app" }, "replace"],
-    ["ipVersion", { ipVersion: "both" }, "replace"],
+    ["ipVersion", { ipVersion: "ipv4" }, "replace"],
     ["position", { position: "top" }, "replace"],
     ["ssh user", { connection: { host: "198.18.1.2", privateKey: key("k"), user: "deploy", sudo: true } }, "update"],
     ["private key", { connection: { host: "198.18.1.2", privateKey: key("k2") } }, "update"],
@@ -51,6 +51,14 @@ describe("diff", () => {
       expect(d.changes).toBe(true);
       expect(d.replaces.length).toBeGreaterThan(0);
     }
+  });
+
+  it("a rule created when ipVersion defaulted to ipv4 (no `defaults` in state): no change, not replaced", async () => {
+    const { defaults: _, ...former } = await checked({ ...base, ipVersion: "ipv4", action: "DROP" });
+    const olds = { ...former, packets: 7, bytes: 900, line: { ipv4: 1 }, effective: true, missing: [] };
+    const news = await checked({ ...base, action: "DROP" }, olds);
+    expect(news.ipVersion).toBe("ipv4");
+    expect(await diff("id", olds, news)).toMatchObject({ changes: false, replaces: [] });
   });
 
   it("counters and other live outputs never count as a change", async () => {
