@@ -2,13 +2,15 @@
 // reach the host (lifecycle.ts) over SSH, with Pulumi's log. This module's path,
 // `pulumi-iptables/dist/provider`, is recorded in every stack's state through the serialized provider:
 // keep it and its exports loadable in later versions.
-import { log as pulumiLog } from "@pulumi/pulumi";
+import { output, log as pulumiLog } from "@pulumi/pulumi";
+import type { Resource } from "@pulumi/pulumi";
 import { check as checkInputs, isUnknown, makeTag, renderRule, ruleText } from "./rules";
-import type { RuleInputs } from "./rules";
+import type { CheckFailure, RuleInputs } from "./rules";
 import { hostAgent } from "./host";
 import { familyName } from "./host";
-import { dialForeseen, foresee } from "./ssh";
+import { dialForeseen, foresee, unusableKeys } from "./ssh";
 import type { Logger } from "./ssh";
+import { unechoed } from "./engine-echo";
 import { guarded, rememberOptIn, rememberPins } from "./guards";
 import { createRule, readRule, removeRule, updateRule } from "./lifecycle";
 import type { Env } from "./lifecycle";
@@ -23,29 +25,47 @@ export { mayLockOut } from "./guards";
 export { isGone, mustVerify, putBackState, withLive } from "./state";
 export type { PortRuleOutputs, PortRuleState } from "./state";
 
-/** Pulumi's log: shown by the engine with the resource's diagnostics. */
-const log: Logger = {
-  info: (m) => pulumiLog.info(m),
-  warn: (m) => pulumiLog.warn(m),
-  debug: (m) => pulumiLog.debug(m),
-  error: (m) => pulumiLog.error(m),
-};
+/** Pulumi's log, each message on the resource whose URN is given (the PortRule constructor passes its
+ * own in `identity.urn`: a dynamic provider's verbs are not told it), else on the Stack. */
+function logOn(urn: unknown): Logger {
+  const on = typeof urn === "string" ? ({ urn: output(urn) } as unknown as Resource) : undefined;
+  return {
+    info: (m) => pulumiLog.info(m, on),
+    warn: (m) => pulumiLog.warn(m, on),
+    debug: (m) => pulumiLog.debug(m, on),
+    error: (m) => pulumiLog.error(m, on),
+  };
+}
 
-/** The engine's: each host's pooled SSH session and its agent, and Pulumi's log. */
-const engine: Env = {
-  async connect(conn) {
-    const agent = hostAgent(conn, log);
-    await agent.session.connect();
-    return agent;
-  },
-  log,
-};
+/** The engine's, for the resource `props` describe: each host's pooled SSH session and its agent, and
+ * Pulumi's log on that resource. */
+function engineFor(props: { identity?: { urn?: string } }): Env {
+  const log = logOn(props.identity?.urn);
+  return {
+    async connect(conn) {
+      const agent = hostAgent(conn, log);
+      await agent.session.connect();
+      return agent;
+    },
+    log,
+  };
+}
+
+/** A check failure as the engine shows it: "property P value V has a problem" when P is a top-level
+ * input, where the engine looks V up; any other path (and the secret connection, whose value the engine
+ * cannot show) goes into the reason, as "resource 'x' has a problem: connection.port: ...". */
+function forEngine(f: CheckFailure): CheckFailure {
+  const topLevel = /^[A-Za-z_]\w*$/.test(f.property) && f.property !== "connection" && f.property !== "inputs";
+  return topLevel ? f : { property: "", reason: `${f.property}: ${f.reason}` };
+}
 
 /** Validates and normalizes; adds the identity tag and the exact rule text for `pulumi preview`. Not pure:
  * a new rule's connection is remembered (ssh/early.ts) to be dialled early in an up. */
 export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const { inputs, failures } = checkInputs(olds, news);
-  if (failures.length) return { inputs: news, failures };
+  if (!failures.length) failures.push(...unusableKeys(inputs.connection));
+  if (failures.length) return { inputs: news, failures: failures.map(forEngine) };
+  const log = logOn(inputs.identity?.urn);
   if (Object.keys(olds).length === 0) foresee(inputs.connection); // a new rule: dialled early in an up
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
   // Derived from what defines the rule, so preview and up agree on the tag. A create that finds a
@@ -100,19 +120,21 @@ export async function diff(_id: string, olds: Props, news: Props) {
 
 export async function create(inputs: RuleInputs & { unique: string }) {
   dialForeseen();
-  return guarded(inputs.connection, () => createRule(inputs, engine));
+  return unechoed(() => guarded(inputs.connection, () => createRule(inputs, engineFor(inputs))));
 }
 
 export async function read(id: string, props: PortRuleState) {
-  return guarded(props.connection, () => readRule(id, props, engine));
+  return unechoed(() => guarded(props.connection, () => readRule(id, props, engineFor(props))));
 }
 
 export async function update(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
   dialForeseen();
-  return guarded(news.connection, () => guarded(olds.connection, () => updateRule(olds, news, engine)));
+  return unechoed(() =>
+    guarded(news.connection, () => guarded(olds.connection, () => updateRule(olds, news, engineFor(news)))),
+  );
 }
 
 export async function remove(_id: string, props: PortRuleState) {
   dialForeseen();
-  return guarded(props.connection, () => removeRule(props, engine));
+  return unechoed(() => guarded(props.connection, () => removeRule(props, engineFor(props))));
 }
