@@ -11,6 +11,7 @@ import { familyName } from "./host";
 import { dialForeseen, foresee, unusableKeys } from "./ssh";
 import type { Logger } from "./ssh";
 import { unechoed } from "./engine-echo";
+import { logToEngine } from "./engine-log";
 import { guarded, rememberOptIn, rememberPins } from "./guards";
 import { createRule, readRule, removeRule, updateRule } from "./lifecycle";
 import type { Env } from "./lifecycle";
@@ -24,6 +25,8 @@ export { RULE_DEFINING, lineage, successorOf } from "./lineage";
 export { mayLockOut } from "./guards";
 export { isGone, mustVerify, putBackState, withLive } from "./state";
 export type { PortRuleOutputs, PortRuleState } from "./state";
+
+logToEngine();
 
 /** Pulumi's log, each message on the resource whose URN is given (the PortRule constructor passes its
  * own in `identity.urn`: a dynamic provider's verbs are not told it), else on the Stack. */
