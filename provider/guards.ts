@@ -25,7 +25,7 @@ const optedIn = (r: RuleInputs & { tag?: string }) =>
 
 /** The provider's packets arrive through INPUT (and the user chains it jumps to), not FORWARD, OUTPUT or
  * Docker's DOCKER-USER (which FORWARD jumps to). */
-const reachesInput = (chain: string) => !["FORWARD", "OUTPUT", DOCKER_USER].includes(chain);
+export const reachesInput = (chain: string) => !["FORWARD", "OUTPUT", DOCKER_USER].includes(chain);
 
 /** A lockout found with `allowLockout: true`: go ahead, and say so. */
 function allowed(message: string, log: Logger): undefined {

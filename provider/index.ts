@@ -57,6 +57,10 @@ const OUTPUTS: Record<keyof PortRuleOutputs | "ports", undefined> = {
   ports: undefined,
 };
 
+/** The URN of the PortRule `name` (pulumi.dynamic.Resource's type, as super is given it below). */
+const urnOf = (name: string, opts?: pulumi.CustomResourceOptions) =>
+  pulumi.createUrn(name, "pulumi-nodejs:dynamic/pulumi-iptables:PortRule", opts?.parent);
+
 /** The outputs of a PortRule, typed by PortRuleOutputs (declaration merging with the class below). */
 export interface PortRule extends Readonly<OutputsOf<PortRuleOutputs & Pick<RuleInputs, "ports">>> {}
 type OutputsOf<T> = { [K in keyof T]-?: pulumi.Output<T[K]> };
@@ -69,7 +73,8 @@ export class PortRule extends pulumi.dynamic.Resource {
       ...OUTPUTS,
       // Credentials stay secret in state; the host is shown separately as `host`.
       connection: pulumi.secret(args.connection),
-      identity: { project: pulumi.getProject(), stack: pulumi.getStack(), name },
+      // The URN the engine gives this resource, for the provider's messages to appear on it.
+      identity: { project: pulumi.getProject(), stack: pulumi.getStack(), name, urn: urnOf(name, opts) },
     };
     super(
       provider,

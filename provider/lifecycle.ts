@@ -7,7 +7,7 @@ import type { ChangeResult, HostAgent, ReadResult } from "./host";
 import { familyName } from "./host";
 import { redactError } from "./ssh";
 import type { Logger } from "./ssh";
-import { rememberPins, secretsOf } from "./guards";
+import { reachesInput, rememberPins, secretsOf } from "./guards";
 import { driftOf } from "./drift";
 import { lineage } from "./lineage";
 import { deleteRequest, insertRequest, persistRequest } from "./requests";
@@ -152,6 +152,8 @@ function reportCreated(state: PortRuleState, res: ChangeResult, log: Logger): vo
           `stays, untracked; set adopt: true to take it over in place (same line, counters kept)`,
       );
   }
+  // Whether something listens matters to packets for this host (INPUT), not to those it forwards.
+  if (!reachesInput(state.chain)) return;
   if (state.action === "ACCEPT" && state.listening === undefined)
     log.info?.(
       `whether anything listens on ${state.protocol} ${state.ports} on ${state.host} is unknown: the host has no ss`,

@@ -31,7 +31,9 @@ const hash12 = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).di
 /** The unique part of a new rule's tag: a hash of its identity, host and what defines it (not random),
  * so preview and up agree on it. */
 export function uniqueOf(inputs: RuleInputs): string {
-  return hash12([inputs.identity, inputs.connection?.host, ...RULE_DEFINING.map((k) => inputs[k])]);
+  const { urn: _, ...identity } = inputs.identity ?? {}; // where messages go, not who owns the rule
+  const owner = inputs.identity && identity;
+  return hash12([owner, inputs.connection?.host, ...RULE_DEFINING.map((k) => inputs[k])]);
 }
 
 /** The next unique part of a rule's lineage: derived from the one before, so the same on every try. */

@@ -2,14 +2,17 @@
 // reach the host (lifecycle.ts) over SSH, with Pulumi's log. This module's path,
 // `pulumi-iptables/dist/provider`, is recorded in every stack's state through the serialized provider:
 // keep it and its exports loadable in later versions.
-import { log as pulumiLog } from "@pulumi/pulumi";
+import { output, log as pulumiLog } from "@pulumi/pulumi";
+import type { Resource } from "@pulumi/pulumi";
 import { check as checkInputs, isUnknown, keptDefaultWarning, makeTag, renderRule, ruleText } from "./rules";
-import type { RuleInputs } from "./rules";
+import type { CheckFailure, RuleInputs } from "./rules";
 import { hostAgent } from "./host";
 import { familyName } from "./host";
-import { dialForeseen, foresee } from "./ssh";
+import { dialForeseen, foresee, unusableKeys } from "./ssh";
 import type { Logger } from "./ssh";
 import { conflictOf } from "./conflicts";
+import { unechoed } from "./engine-echo";
+import { logToEngine } from "./engine-log";
 import { guarded, rememberOptIn, rememberPins } from "./guards";
 import { createRule, readRule, removeRule, updateRule } from "./lifecycle";
 import type { Env } from "./lifecycle";
@@ -24,31 +27,51 @@ export { mayLockOut } from "./guards";
 export { isGone, mustVerify, putBackState, withLive } from "./state";
 export type { PortRuleOutputs, PortRuleState } from "./state";
 
-/** Pulumi's log: shown by the engine with the resource's diagnostics. */
-const log: Logger = {
-  info: (m) => pulumiLog.info(m),
-  warn: (m) => pulumiLog.warn(m),
-  debug: (m) => pulumiLog.debug(m),
-  error: (m) => pulumiLog.error(m),
-};
+logToEngine();
 
-/** The engine's: each host's pooled SSH session and its agent, and Pulumi's log. */
-const engine: Env = {
-  async connect(conn) {
-    const agent = hostAgent(conn, log);
-    await agent.session.connect();
-    return agent;
-  },
-  log,
-};
+/** Pulumi's log, each message on the resource whose URN is given (the PortRule constructor passes its
+ * own in `identity.urn`: a dynamic provider's verbs are not told it), else on the Stack. */
+function logOn(urn: unknown): Logger {
+  const on = typeof urn === "string" ? ({ urn: output(urn) } as unknown as Resource) : undefined;
+  return {
+    info: (m) => pulumiLog.info(m, on),
+    warn: (m) => pulumiLog.warn(m, on),
+    debug: (m) => pulumiLog.debug(m, on),
+    error: (m) => pulumiLog.error(m, on),
+  };
+}
+
+/** The engine's, for the resource `props` describe: each host's pooled SSH session and its agent, and
+ * Pulumi's log on that resource. */
+function engineFor(props: { identity?: { urn?: string } }): Env {
+  const log = logOn(props.identity?.urn);
+  return {
+    async connect(conn) {
+      const agent = hostAgent(conn, log);
+      await agent.session.connect();
+      return agent;
+    },
+    log,
+  };
+}
+
+/** A check failure as the engine shows it: "property P value V has a problem" when P is a top-level
+ * input, where the engine looks V up; any other path (and the secret connection, whose value the engine
+ * cannot show) goes into the reason, as "resource 'x' has a problem: connection.port: ...". */
+function forEngine(f: CheckFailure): CheckFailure {
+  const topLevel = /^[A-Za-z_]\w*$/.test(f.property) && f.property !== "connection" && f.property !== "inputs";
+  return topLevel ? f : { property: "", reason: `${f.property}: ${f.reason}` };
+}
 
 /** Validates and normalizes; adds the identity tag and the exact rule text for `pulumi preview`. Not pure:
  * a new rule's connection is remembered (ssh/early.ts) to be dialled early in an up. */
 export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const { inputs, failures } = checkInputs(olds, news);
-  if (failures.length) return { inputs: news, failures };
+  if (!failures.length) failures.push(...unusableKeys(inputs.connection));
+  if (failures.length) return { inputs: news, failures: failures.map(forEngine) };
   const conflict = conflictOf(inputs);
-  if (conflict) return { inputs: news, failures: [{ property: "action", reason: conflict }] };
+  if (conflict) return { inputs: news, failures: [forEngine({ property: "action", reason: conflict })] };
+  const log = logOn(inputs.identity?.urn);
   if (Object.keys(olds).length === 0) foresee(inputs.connection); // a new rule: dialled early in an up
   if (inputs.defaults?.ipVersion && inputs.action !== "ACCEPT") log.warn?.(keptDefaultWarning(inputs));
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
@@ -106,25 +129,28 @@ export async function create(inputs: RuleInputs & { unique: string }) {
   dialForeseen();
   // Checked again once connected, before any change: a conflicting rule checked after this one (an up
   // without preview) stops this create too.
+  const env = engineFor(inputs);
   const connect: Env["connect"] = async (conn) => {
-    const agent = await engine.connect(conn);
+    const agent = await env.connect(conn);
     const conflict = conflictOf(inputs);
     if (conflict) throw new Error(conflict);
     return agent;
   };
-  return guarded(inputs.connection, () => createRule(inputs, { ...engine, connect }));
+  return unechoed(() => guarded(inputs.connection, () => createRule(inputs, { ...env, connect })));
 }
 
 export async function read(id: string, props: PortRuleState) {
-  return guarded(props.connection, () => readRule(id, props, engine));
+  return unechoed(() => guarded(props.connection, () => readRule(id, props, engineFor(props))));
 }
 
 export async function update(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
   dialForeseen();
-  return guarded(news.connection, () => guarded(olds.connection, () => updateRule(olds, news, engine)));
+  return unechoed(() =>
+    guarded(news.connection, () => guarded(olds.connection, () => updateRule(olds, news, engineFor(news)))),
+  );
 }
 
 export async function remove(_id: string, props: PortRuleState) {
   dialForeseen();
-  return guarded(props.connection, () => removeRule(props, engine));
+  return unechoed(() => guarded(props.connection, () => removeRule(props, engineFor(props))));
 }

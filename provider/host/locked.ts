@@ -8,7 +8,7 @@ import type { Batch, Rulesets } from "./batch";
 import { REAP } from "./commit";
 import { HostError } from "./errors";
 import { listingScript, stepDeadline } from "./facts";
-import { LOCK_UNAVAILABLE, lock, preamble } from "./protocol";
+import { LOCK_FILE, LOCK_UNAVAILABLE, NOT_ROOT, lock, preamble } from "./protocol";
 import type { Family, Sections } from "./protocol";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
@@ -128,18 +128,31 @@ export async function begin(batch: Batch, shell: Shell): Promise<Taken> {
   return { host, rulesets: batch.rulesetsIn(answer) };
 }
 
+/** The lock step's answer when the shell is not root (connection.sudo not set), said first. */
+function notRoot(target: string, err: string): string | undefined {
+  const who = err.split("\n").find((l) => l.startsWith(NOT_ROOT));
+  if (!who) return undefined;
+  return (
+    `${who} on ${target}, and connection.sudo is not set: iptables and the lock file ${LOCK_FILE} need root. ` +
+    `Log in as root, or set connection.sudo: true (the user needs passwordless sudo for sh)`
+  );
+}
+
 /** Says why the lock could not be had, if it could not. */
 function lockTaken(batch: Batch, answer: Sections): void {
   const { target } = batch;
   const lockSection = answer.lock;
   if (lockSection?.code === LOCK_UNAVAILABLE)
-    throw new HostError(`could not take the lock on ${target}: ${lockSection.err}`, {
-      kind: "command",
-      target,
-      command: "lock",
-      status: lockSection.code,
-      stderr: lockSection.err,
-    });
+    throw new HostError(
+      notRoot(target, lockSection.err) ?? `could not take the lock on ${target}: ${lockSection.err}`,
+      {
+        kind: "command",
+        target,
+        command: "lock",
+        status: lockSection.code,
+        stderr: lockSection.err,
+      },
+    );
   if (lockSection?.code !== 0) {
     throw new HostError(
       `could not take the host's lock on ${target} within ${batch.limits.lockWait}s: another pulumi-iptables run ` +

@@ -3,14 +3,14 @@
 // as the earlier requests of the batch leave it. A create that finds its own identical rule (a tag of
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
-import { findRule, impostors, placeRule, ruleText, shown } from "../rules";
+import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
 import type { Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
 import { HostError } from "./errors";
 import type { HandMade, PersistChange } from "./persist";
 import { inApplyOrder } from "./order";
 import { ownerError } from "./persist";
-import { FAMILIES } from "./protocol";
+import { FAMILIES, iptables } from "./protocol";
 import type { Family } from "./protocol";
 import { withDeleted, withInserted } from "./ruleset-text";
 import type { ChangeRequest, GuardOrigin, HostFacts, InsertRequest, Placement } from "./types";
@@ -149,7 +149,9 @@ export function planOne(
   }
   const refused = ctx.origin && req.guard?.(ctx.origin, f);
   if (refused) throw refusal(refused, ctx);
-  const { line, reason, shadowedBy } = placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position });
+  const { line, reason, shadowedBy } = placedIn(f, () =>
+    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position }),
+  );
   return {
     planned: {
       line,
@@ -162,6 +164,17 @@ export function planOne(
     },
     next: withInserted(rs, table, chain, line, text),
   };
+}
+
+/** A placement in family `f`'s tables; a PlacementError (a chain missing there) names the family, which
+ * matters when the other family has the chain. */
+function placedIn<T>(f: Family, place: () => T): T {
+  try {
+    return place();
+  } catch (e) {
+    if (!(e instanceof PlacementError)) throw e;
+    throw new PlacementError(`${e.message} of ${f === 4 ? "IPv4" : "IPv6"} (${iptables(f)})`);
+  }
 }
 
 /** The adopted rule `found` replaced by the hand-made rule it was, at its line with its counters (no

@@ -169,6 +169,8 @@ const BREAK_LINK = `${LOCK_FILE}-break`;
 
 /** The lock section's exit status when the lock cannot be had at all (not: another holder has it). */
 export const LOCK_UNAVAILABLE = 3;
+/** How the lock step says that the shell is not root (followed by the user and uid). */
+export const NOT_ROOT = "not root: logged in as";
 
 /**
  * Shell text that takes the host's lock for the shell running it, which holds it until it exits:
@@ -192,6 +194,7 @@ export function takeLock(wait?: number): string {
       : `\n    if [ "$(date +%s)" -ge "$pit_end" ]; then echo "${LOCK_LINK} (the lock on a host without flock) is held by process \${pit_holder%%:*}" >&2; break; fi`;
   return `if command -v flock >/dev/null 2>&1; then
   if command exec 9>>${LOCK_FILE}; then ${flock}
+  elif [ "$(id -u)" != 0 ]; then echo "${NOT_ROOT} $(id -un) (uid $(id -u))" >&2; (exit ${LOCK_UNAVAILABLE})
   else echo "the lock file ${LOCK_FILE} cannot be opened for writing: it needs root (log in as root or set connection.sudo) and a writable /run" >&2; (exit ${LOCK_UNAVAILABLE}); fi
 else
   ${end}pit_fails=0; pit_rc=1

@@ -186,6 +186,7 @@ export const ruleFields = {
         project: z.string().min(1).max(400),
         stack: z.string().min(1).max(400),
         name: z.string().min(1).max(400),
+        urn: z.string().max(4000).optional(),
       },
       { error: "is set by PortRule itself; do not pass it" },
     )

@@ -115,6 +115,9 @@ export interface Identity {
   project: string;
   stack: string;
   name: string;
+  /** The resource's URN, for the provider's messages to appear on it (the engine does not tell a dynamic
+   * provider's verbs). Not part of the tag nor of what defines the rule. */
+  urn?: string;
 }
 
 /** Inputs that `check` fills with their defaults. */

@@ -5,13 +5,14 @@ import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { Client, utils } from "ssh2";
-import type { CheckedConnection } from "../rules";
+import { isUnknown } from "../rules";
+import type { CheckedConnection, CheckedJumpHost } from "../rules";
 import { withDeadline } from "../util";
 import { newAttempt, keyboardAnswer, sshConfig } from "./dial-config";
 import type { Attempt } from "./dial-config";
 import { dials } from "./dials";
 import type { DialSlot } from "./dials";
-import { ConnectionError, HostKeyError, redact, scrubError } from "./errors";
+import { ConnectionError, HostKeyError, redact, scrubError, secretsOf } from "./errors";
 import { parseExpectedHostKey } from "./hostkey";
 import type { Pin } from "./hostkey";
 import { hostPort } from "./pool";
@@ -77,6 +78,45 @@ function explainDialReason(reason: string): string {
   return "";
 }
 
+/** Why the privateKey (with privateKeyPassword) cannot be used, or undefined: it parses, or none is given.
+ * Needs no network, so `check` (preview) asks it too. */
+export function privateKeyProblem(
+  a: { privateKey?: string; privateKeyPassword?: string },
+  target: string,
+  secrets: readonly (string | undefined)[],
+): { text: string; cause: Error; passphrase: boolean } | undefined {
+  if (!a.privateKey) return undefined;
+  const parsed = utils.parseKey(a.privateKey, a.privateKeyPassword);
+  if (!(parsed instanceof Error)) return undefined;
+  const msg = parsed.message;
+  const cause = scrubError(parsed, secrets);
+  if (/no passphrase/i.test(msg))
+    return { text: `the privateKey for ${target} is encrypted: set privateKeyPassword`, cause, passphrase: true };
+  if (/bad passphrase|decrypt|integrity check/i.test(msg))
+    return { text: `privateKeyPassword does not decrypt the privateKey for ${target}`, cause, passphrase: true };
+  return {
+    text: `the privateKey for ${target} cannot be read (${redact(msg, secrets)}): give the private key itself (PEM or OpenSSH format), not a path or a public key`,
+    cause,
+    passphrase: false,
+  };
+}
+
+/** The private keys of a connection and of its jump host that are encrypted without the passphrase that
+ * decrypts them, by property, for `check` (so preview finds them). Keys not known yet are skipped; a key
+ * that cannot be read at all is left to the dial, which says why. */
+export function unusableKeys(conn: CheckedConnection): { property: string; reason: string }[] {
+  const secrets = secretsOf(conn);
+  const hops: [string, CheckedConnection | CheckedJumpHost | undefined][] = [
+    ["connection.privateKey", conn],
+    ["connection.proxy.privateKey", conn.proxy],
+  ];
+  return hops.flatMap(([property, c]) => {
+    if (!c || [c.privateKey, c.privateKeyPassword, c.host, c.user, c.port].some(isUnknown)) return [];
+    const problem = privateKeyProblem(c, `${c.user}@${hostPort(c.host, c.port)}`, secrets);
+    return problem?.passphrase ? [{ property, reason: problem.text }] : [];
+  });
+}
+
 /** Checks what can be checked before touching the network; failures here are never retried. */
 export function preflight(plan: DialPlan): void {
   const { conn: a, target, secrets } = plan;
@@ -87,19 +127,8 @@ export function preflight(plan: DialPlan): void {
       throw new ConnectionError(`${(e as Error).message} (for ${target})`, "config", target);
     }
   }
-  if (a.privateKey) {
-    const parsed = utils.parseKey(a.privateKey, a.privateKeyPassword);
-    if (parsed instanceof Error) {
-      const msg = parsed.message;
-      let text: string;
-      if (/no passphrase/i.test(msg)) text = `the privateKey for ${target} is encrypted: set privateKeyPassword`;
-      else if (/bad passphrase|decrypt|integrity check/i.test(msg))
-        text = `privateKeyPassword does not decrypt the privateKey for ${target}`;
-      else
-        text = `the privateKey for ${target} cannot be read (${redact(msg, secrets)}): give the private key itself (PEM or OpenSSH format), not a path or a public key`;
-      throw new ConnectionError(text, "config", target, { cause: scrubError(parsed, secrets) });
-    }
-  }
+  const unreadable = privateKeyProblem(a, target, secrets);
+  if (unreadable) throw new ConnectionError(unreadable.text, "config", target, { cause: unreadable.cause });
   if (!a.privateKey && !a.password && !plan.agent) {
     throw new ConnectionError(
       `no credentials for ${target}: set privateKey, password or agentSocketPath (or run an ssh-agent with SSH_AUTH_SOCK set)`,
@@ -107,6 +136,13 @@ export function preflight(plan: DialPlan): void {
       target,
     );
   }
+}
+
+/** Said once, at the first failed dial: how long the retries may take, and which settings bound it. */
+function retryHint(a: CheckedConnection): string {
+  const dials =
+    a.dialErrorLimit < 0 ? "with no limit (dialErrorLimit -1)" : `up to dialErrorLimit (${a.dialErrorLimit}) dials`;
+  return `; it keeps dialling ${dials}, each waiting up to perDialTimeout (${a.perDialTimeout}s): lower them in the connection to fail sooner`;
 }
 
 /** Dials until a dial succeeds, or fails in a way no retry fixes, or the connection's dialErrorLimit is reached. */
@@ -132,7 +168,8 @@ export async function dial(plan: DialPlan): Promise<Connected> {
       }
       const wait = dialDelayMs(attempt);
       plan.log.warn?.(
-        `Dial ${attempt}${limit >= 0 ? `/${limit}` : ""} to ${where} failed: ${err.reason}: retrying in ${wait / 1000}s`,
+        `Dial ${attempt}${limit >= 0 ? `/${limit}` : ""} to ${where} failed: ${err.reason}: retrying in ${wait / 1000}s` +
+          (attempt === 1 ? retryHint(a) : ""),
       );
       await delay(wait);
     }

@@ -27,5 +27,6 @@ export { MAX_CHANNELS } from "./channels";
 export { asksPassword } from "./prompts";
 export type { Prompt } from "./prompts";
 export { dialForeseen, foresee, foreseenCount } from "./early";
+export { unusableKeys } from "./dial";
 export { DialLimiter, dials } from "./dials";
 export type { DialSlot } from "./dials";

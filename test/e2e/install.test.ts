@@ -7,7 +7,7 @@
 // this repo's, so every tarball comes from the npm cache this repo's `npm ci` filled.
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, posix } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliResult, exec, ROOT } from "../pulumi";
 
@@ -174,7 +174,14 @@ describe("npm pack, installed into fresh projects from both `pulumi new typescri
       "dist/rules/index.d.ts",
     ])
       expect(files, `the tarball lacks ${f}`).toContain(f);
-    expect(files.filter((f) => !f.startsWith("dist/"))).toEqual(["README.md", "package.json"]);
+    expect(files.filter((f) => !/^(dist|provider)\//.test(f))).toEqual(["README.md", "package.json"]);
+    // Stack traces go through the source maps to the TypeScript sources: every file a map names is shipped.
+    const maps = files.filter((f) => f.endsWith(".js.map"));
+    expect(maps.length).toBeGreaterThan(10);
+    for (const m of maps)
+      for (const s of readJson(join(work, "pack/package", m)).sources as string[])
+        expect(files, `${m} names ${s}`).toContain(posix.join(posix.dirname(m), s));
+    expect(files.filter((f) => f.startsWith("provider/") && !f.endsWith(".ts"))).toEqual([]);
     const zod = files.filter(
       (f) => f.endsWith(".d.ts") && /from ["']zod/.test(readFileSync(join(work, "pack/package", f), "utf8")),
     );
