@@ -1,10 +1,10 @@
 import type { Backend, Family } from "./types";
 import { MODELED_MODULES, lookupFlag, type RuleMatch } from "./flags";
 
-/** Packet and byte counters (`[pkts:bytes]` in `iptables-save -c`, `-c pkts bytes` in `-S -v`). */
+/** Packet and byte counters (`[pkts:bytes]` in `iptables-save -c`, `-c pkts bytes` in `-S -v`): 64-bit, exact. */
 export interface Counters {
-  packets: number;
-  bytes: number;
+  packets: bigint;
+  bytes: bigint;
 }
 
 /** A rule spec read through the flag table: what it matches and what it does. */
@@ -157,7 +157,7 @@ export function parseSpec(tokens: readonly string[]): RuleSpec {
       continue;
     }
     if ((t === "-c" || t === "--set-counters") && COUNT.test(tokens[i + 1] ?? "") && COUNT.test(tokens[i + 2] ?? "")) {
-      spec.counters = { packets: Number(tokens[i + 1]), bytes: Number(tokens[i + 2]) };
+      spec.counters = { packets: BigInt(tokens[i + 1]), bytes: BigInt(tokens[i + 2]) };
       i += 3;
       continue;
     }
@@ -251,7 +251,7 @@ const BRACKET_COUNTERS = /^\[(\d+):(\d+)\]$/;
 
 function bracketCounters(raw: string | undefined): Counters | undefined {
   const m = BRACKET_COUNTERS.exec(raw ?? "");
-  return m ? { packets: Number(m[1]), bytes: Number(m[2]) } : undefined;
+  return m ? { packets: BigInt(m[1]), bytes: BigInt(m[2]) } : undefined;
 }
 
 /**
