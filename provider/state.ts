@@ -131,8 +131,10 @@ export const placements = (inputs: RuleInputs, res: ChangeResult): [Family, Plac
   });
 
 /** The packets and bytes a placed rule starts with: those of the hand-made rule it adopted, else none. */
-const startCounters = (p: Placement) =>
-  p.adopted && p.twin ? { packets: p.twin.packets, bytes: p.twin.bytes } : { packets: 0, bytes: 0 };
+const startCounters = (p: Placement) => (p.adopted && p.twin ? wire(p.twin) : { packets: 0, bytes: 0 });
+
+/** Counters as the state holds them: the engine's wire format carries numbers (doubles), exact up to 2^53. */
+const wire = (c: { packets: bigint; bytes: bigint }) => ({ packets: Number(c.packets), bytes: Number(c.bytes) });
 
 /** The state of a rule the host agent just inserted (in the families it placed). */
 export function createdState(inputs: RuleInputs, unique: string, tag: string, res: ChangeResult): PortRuleState {
@@ -172,7 +174,7 @@ export function createdState(inputs: RuleInputs, unique: string, tag: string, re
     // The save writes every family's rules: the files of each of the rule's families hold it.
     persisted: persisted ? persistedState(inputs, persisted.mechanism, persisted.files) : false,
     adopts: inputs.adopt ? perFamily(inputs, (f) => twinOf(inputs, f)) : {},
-    adopted: byName((p) => (p.adopted && p.twin ? { ...p.twin, line: p.now ?? p.line } : undefined)),
+    adopted: byName((p) => (p.adopted && p.twin ? { ...p.twin, ...wire(p.twin), line: p.now ?? p.line } : undefined)),
   };
 }
 
@@ -212,9 +214,9 @@ export function withLive(props: PortRuleState, live: ReadResult): PortRuleState 
       continue;
     }
     state.line[n] = r.line;
-    state.counters[n] = { packets: r.packets, bytes: r.bytes };
-    state.packets += r.packets;
-    state.bytes += r.bytes;
+    state.counters[n] = wire(r);
+    state.packets += state.counters[n].packets;
+    state.bytes += state.counters[n].bytes;
     const by = r.shadowedBy ?? r.beside.blockedBy;
     if (by) {
       state.shadowedBy[n] = by;

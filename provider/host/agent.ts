@@ -91,8 +91,8 @@ export class HostAgent {
         result.families[f] = {
           line: found.line,
           rule: found.text,
-          packets: found.counters?.packets ?? 0,
-          bytes: found.counters?.bytes ?? 0,
+          packets: found.counters?.packets ?? 0n,
+          bytes: found.counters?.bytes ?? 0n,
           shadowedBy: shadowing(rs, { table, chain: found.chain, line: found.line })?.why,
           beside: judgeBeside(
             sections,

@@ -4,7 +4,7 @@
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
 import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
-import type { Rule, Ruleset } from "../rules";
+import type { Counters, Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
 import { HostError } from "./errors";
 import type { HandMade, PersistChange } from "./persist";
@@ -30,7 +30,7 @@ export interface PlanContext {
 
 /** The one rewrite of a listed rule's text into restore lines: `-A CHAIN spec` → `-I CHAIN line spec`
  * (with counters `c`: `-I CHAIN line -c P B spec`) / `-D CHAIN spec`. */
-export const asInsert = (text: string, line: number, c?: { packets: number; bytes: number }) =>
+export const asInsert = (text: string, line: number, c?: Counters) =>
   text.replace(/^-A (\S+) /, `-I $1 ${line} ${c ? `-c ${c.packets} ${c.bytes} ` : ""}`);
 export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
 
@@ -42,7 +42,7 @@ export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
  * The undo is the mirror image, swapLines(to, from, line, c). Inserted first, so that a chain that
  * shrank above `from` still takes `to` at `line`.
  */
-export const swapLines = (from: string, to: string, line: number, c: { packets: number; bytes: number }) => [
+export const swapLines = (from: string, to: string, line: number, c: Counters) => [
   asInsert(to, line, c),
   asDelete(from),
 ];
@@ -186,7 +186,7 @@ function giveBack(
   rs: Ruleset,
   table: string,
 ): { planned: Planned; next: Ruleset } {
-  const counters = { packets: found.counters?.packets ?? 0, bytes: found.counters?.bytes ?? 0 };
+  const counters = { packets: found.counters?.packets ?? 0n, bytes: found.counters?.bytes ?? 0n };
   return {
     planned: {
       line: found.line,

@@ -116,8 +116,9 @@ export interface ChangeResult {
 export interface RuleState {
   line: number;
   rule: string;
-  packets: number;
-  bytes: number;
+  /** Its counters, exact (64-bit): the state gives them as numbers. */
+  packets: bigint;
+  bytes: bigint;
   /** What decides some of ours' packets otherwise, with their path; undefined when ours is effective. */
   shadowedBy?: string;
   /** Docker and the host's nft tables: what they do to the rule's packets. */
