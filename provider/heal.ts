@@ -35,7 +35,7 @@ export function healOf(s: PortRuleState): Heal | undefined {
   for (const [n, by] of shadowed) {
     const tag = s.shadowTag?.[n];
     const to = s.placeable?.[n];
-    if (tag) said.push(`${why(n, by)}: that rule is ${ownerOf(tag, s)}'s, not fought over`);
+    if (tag) said.push(`${why(n, by)}: that rule belongs to ${ownerOf(tag, s)}, not fought over`);
     else if (!to || to.shadowedBy)
       said.push(`${why(n, by)}: no line of ${s.chain} makes it effective (${to?.shadowedBy ?? by})`);
     else {
