@@ -10,7 +10,6 @@
 import { describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../lab/lab";
 import { ufwRoot, ufwScript } from "../lab/ufw";
-import type { PulumiProject } from "../pulumi";
 import { all, EMPTY, ok, stateOf, useLab } from "./harness";
 import { programProject, type ProgramRule } from "./program";
 

@@ -18,7 +18,7 @@ const facts: HostFacts = {
   backend: "nf_tables",
   version: "1.8.9",
   hostKeyFingerprint: "SHA256:x",
-  persistence: { mechanism: "none", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
+  persistence: { mechanism: "iptables-save", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
 };
 const ctx = { target: "root@198.18.0.10:22", facts };
 const move: MoveRequest = {
