@@ -36,6 +36,8 @@ export function healOf(s: PortRuleState): Heal | undefined {
     const tag = s.shadowTag?.[n];
     const to = s.placeable?.[n];
     if (tag) said.push(`${why(n, by)}: that rule belongs to ${ownerOf(tag, s)}, not fought over`);
+    else if (!s.placeable)
+      said.push(`${why(n, by)}: where it would go is not in state yet (run pulumi refresh, or up --refresh)`);
     else if (!to || to.shadowedBy)
       said.push(`${why(n, by)}: no line of ${s.chain} makes it effective (${to?.shadowedBy ?? by})`);
     else {

@@ -64,9 +64,11 @@ describe("healOf", () => {
     });
   });
 
-  it("state written before heal existed: heal on, but no placeable recorded until a refresh, so reported", () => {
+  it("state written before heal existed: heal on, but where it would go is not recorded until a refresh: reported", () => {
     const { heal: _h, placeable: _p, ...old } = state as unknown as Record<string, unknown>;
-    expect(healOf(old as unknown as PortRuleState)).toHaveProperty("report");
+    expect(healOf(old as unknown as PortRuleState)).toEqual({
+      report: `${WHO} is not in effect: ${BY} above it (ipv4): where it would go is not in state yet (run pulumi refresh, or up --refresh); not moved`,
+    });
   });
 
   it("a rule shadowed by another PortRule's (this stack's or another's) is reported, not fought over", () => {
