@@ -33,6 +33,12 @@ export interface PortRuleOutputs {
    * ACCEPT opens; `shadowedBy` names that rule, Docker's DNAT or the nft table and chain. */
   effective: boolean;
   shadowedBy: PerFamily<string>;
+  /** Where a rule out of effect would go now (refresh), per family it is shadowed in: the line position
+   * "auto" chooses in the chain without it, and what would still keep it from effect there (no line makes
+   * it effective: another rule, Docker's DNAT, an nft chain). What `pulumi up` heals by (heal.ts). */
+  placeable?: PerFamily<{ line: number; shadowedBy?: string }>;
+  /** The tag of the PortRule rule (of any stack) that shadows this one, per family (refresh). */
+  shadowTag?: PerFamily<string>;
   /** Families whose rule has gone from the host (refresh); the next `up` replaces the rule. */
   missing: FamilyName[];
   backend: Backend;
@@ -198,6 +204,8 @@ export function withLive(props: PortRuleState, live: ReadResult): PortRuleState 
     line: {},
     counters: {},
     shadowedBy: {},
+    placeable: {},
+    shadowTag: {},
     missing: [],
     packets: 0,
     bytes: 0,
@@ -222,6 +230,9 @@ export function withLive(props: PortRuleState, live: ReadResult): PortRuleState 
       state.shadowedBy[n] = by;
       state.effective = false;
     }
+    const blocked = r.beside.blockedBy;
+    if (r.placeable) state.placeable![n] = blocked ? { line: r.placeable.line, shadowedBy: blocked } : r.placeable;
+    if (r.shadowTag) state.shadowTag![n] = r.shadowTag;
   }
   return state;
 }
