@@ -50,6 +50,9 @@ export class HostAgent {
   /** Set while a kept conversation waits for the next operation. */
   private arrived?: () => void;
   private pendingRead?: { families: Set<Family>; table: string; want: BesideWant; result: Promise<Sections> };
+  /** The last listing of reads (see list), and how many changes were queued in all. */
+  private lastRead?: SharedRead;
+  private changes = 0;
   readonly facts: Facts;
 
   constructor(
@@ -61,6 +64,7 @@ export class HostAgent {
 
   /** Applies a change (insert, delete, or a persist flag's save) in the next transaction. */
   change(req: ChangeRequest & { rollbackAfter?: number }): Promise<ChangeResult> {
+    this.changes++;
     return new Promise((resolve, reject) => {
       const done = (o: Outcome) => ("error" in o ? reject(o.error) : resolve(o.result));
       this.enqueue({ req, rollbackAfter: req.rollbackAfter ?? DEFAULT_ROLLBACK_AFTER, done });
@@ -153,8 +157,12 @@ export class HostAgent {
   }
 
   /** One listing for every read of the same table that arrives while it is being gathered, with
-   * what each of them needs beside the chain. */
+   * what each of them needs beside the chain; reads that arrive while it is on its way or within
+   * IDLE_MS of its answer share it too, where it holds all they need and no change went through
+   * this agent since it was started. */
   private list(table: string, families: Family[], beside: BesideWant): Promise<Sections> {
+    const last = this.lastRead;
+    if (last && last.changes === this.changes && sharesListing(last, table, families, beside)) return last.result;
     let p = this.pendingRead;
     if (!p || p.table !== table) {
       const fams = new Set<Family>();
@@ -162,6 +170,9 @@ export class HostAgent {
       const limits = limitsFor(this.session.args.perDialTimeout, DEFAULT_ROLLBACK_AFTER);
       const result = delay(BATCH_MS).then(async () => {
         if (this.pendingRead === p) this.pendingRead = undefined;
+        const started = this.changes;
+        const listing: SharedRead = { table, families: fams, want, result, changes: started };
+        this.lastRead = listing;
         const script = framed(
           preamble(limits) +
             listingScript(
@@ -171,13 +182,19 @@ export class HostAgent {
               want,
             ),
         );
-        const r = await stepDeadline(
-          this.session.run(script.script),
-          limits.step,
-          "listing the rules",
-          this.session.target,
-        );
-        return script.parse(r.stdout);
+        try {
+          const r = await stepDeadline(
+            this.session.run(script.script),
+            limits.step,
+            "listing the rules",
+            this.session.target,
+          );
+          listing.answered = Date.now();
+          return script.parse(r.stdout);
+        } catch (e) {
+          if (this.lastRead === listing) this.lastRead = undefined;
+          throw e;
+        }
       });
       p = this.pendingRead = { families: fams, table, want, result };
     }
@@ -262,4 +279,26 @@ export class HostAgent {
   }
 }
 
+/** A listing of reads once started: what it holds, its answer, the agent's change count when it started. */
+interface SharedRead {
+  table: string;
+  families: ReadonlySet<Family>;
+  want: BesideWant;
+  result: Promise<Sections>;
+  changes: number;
+  /** When its answer arrived (ms). */
+  answered?: number;
+}
+
 const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
+
+/** May a read of `table` in `families`, needing `beside`, take this listing? */
+function sharesListing(l: SharedRead, table: string, families: Family[], beside: BesideWant): boolean {
+  return (
+    l.table === table &&
+    families.every((f) => l.families.has(f)) &&
+    (!beside.nat || !!l.want.nat) &&
+    (!beside.nft || !!l.want.nft) &&
+    (l.answered === undefined || Date.now() - l.answered < IDLE_MS)
+  );
+}
