@@ -49,7 +49,7 @@ export class HostAgent {
   private drained: Promise<void> = Promise.resolve();
   /** Set while a kept conversation waits for the next operation. */
   private arrived?: () => void;
-  private pendingRead?: { families: Set<Family>; table: string; want: BesideWant; result: Promise<Sections> };
+  private pendingRead?: SharedRead;
   /** The last listing of reads (see list), and how many changes were queued in all. */
   private lastRead?: SharedRead;
   private changes = 0;
@@ -83,7 +83,25 @@ export class HostAgent {
   ): Promise<ReadResult> {
     const families = FAMILIES.filter((f) => rules[f] !== undefined);
     const beside = table === "filter" ? besideWant([{ chain, target }]) : {};
-    const sections = await this.list(table, families, beside);
+    const listing = this.list(table, families, beside);
+    listing.readers++;
+    try {
+      return this.found(await listing.result!, table, chain, tag, rules, families);
+    } finally {
+      listing.readers--;
+      listing.done = Date.now();
+    }
+  }
+
+  /** What a listing shows of the rule (see read). */
+  private found(
+    sections: Sections,
+    table: string,
+    chain: string,
+    tag: string,
+    rules: Partial<Record<Family, string>>,
+    families: Family[],
+  ): ReadResult {
     const result: ReadResult = { facts: this.facts.of(sections, families), families: {}, carried: [] };
     for (const f of families) {
       const rs = rulesetOf(sections, f, this.session.target);
@@ -157,29 +175,27 @@ export class HostAgent {
   }
 
   /** One listing for every read of the same table that arrives while it is being gathered, with
-   * what each of them needs beside the chain; reads that arrive while it is on its way or within
-   * IDLE_MS of its answer share it too, where it holds all they need and no change went through
-   * this agent since it was started. */
-  private list(table: string, families: Family[], beside: BesideWant): Promise<Sections> {
+   * what each of them needs beside the chain; reads that arrive while it is on its way, while reads
+   * of it are being judged or within IDLE_MS after the last of them share it too, where it holds all
+   * they need and no change went through this agent since it was started. */
+  private list(table: string, families: Family[], beside: BesideWant): SharedRead {
     const last = this.lastRead;
-    if (last && last.changes === this.changes && sharesListing(last, table, families, beside)) return last.result;
+    if (last && last.changes === this.changes && sharesListing(last, table, families, beside)) return last;
     let p = this.pendingRead;
     if (!p || p.table !== table) {
-      const fams = new Set<Family>();
-      const want: BesideWant = {};
       const limits = limitsFor(this.session.args.perDialTimeout, DEFAULT_ROLLBACK_AFTER);
-      const result = delay(BATCH_MS).then(async () => {
-        if (this.pendingRead === p) this.pendingRead = undefined;
-        const started = this.changes;
-        const listing: SharedRead = { table, families: fams, want, result, changes: started };
+      const listing: SharedRead = { table, families: new Set(), want: {}, changes: this.changes, readers: 0 };
+      listing.result = delay(BATCH_MS).then(async () => {
+        if (this.pendingRead === listing) this.pendingRead = undefined;
+        listing.changes = this.changes;
         this.lastRead = listing;
         const script = framed(
           preamble(limits) +
             listingScript(
               this.facts.known,
-              FAMILIES.filter((f) => fams.has(f)),
+              FAMILIES.filter((f) => listing.families.has(f)),
               table,
-              want,
+              listing.want,
             ),
         );
         try {
@@ -189,19 +205,18 @@ export class HostAgent {
             "listing the rules",
             this.session.target,
           );
-          listing.answered = Date.now();
           return script.parse(r.stdout);
         } catch (e) {
           if (this.lastRead === listing) this.lastRead = undefined;
           throw e;
         }
       });
-      p = this.pendingRead = { families: fams, table, want, result };
+      p = this.pendingRead = listing;
     }
     for (const f of families) p.families.add(f);
     p.want.nat ||= beside.nat;
     p.want.nft ||= beside.nft;
-    return p.result;
+    return p;
   }
 
   private enqueue(op: Op): void {
@@ -279,15 +294,16 @@ export class HostAgent {
   }
 }
 
-/** A listing of reads once started: what it holds, its answer, the agent's change count when it started. */
+/** A listing of reads: what it holds, its answer, the agent's change count when it started, the
+ * reads being judged from it and when the last of them was done (ms). */
 interface SharedRead {
   table: string;
-  families: ReadonlySet<Family>;
+  families: Set<Family>;
   want: BesideWant;
-  result: Promise<Sections>;
+  result?: Promise<Sections>;
   changes: number;
-  /** When its answer arrived (ms). */
-  answered?: number;
+  readers: number;
+  done?: number;
 }
 
 const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
@@ -299,6 +315,6 @@ function sharesListing(l: SharedRead, table: string, families: Family[], beside:
     families.every((f) => l.families.has(f)) &&
     (!beside.nat || !!l.want.nat) &&
     (!beside.nft || !!l.want.nft) &&
-    (l.answered === undefined || Date.now() - l.answered < IDLE_MS)
+    (l.readers > 0 || l.done === undefined || Date.now() - l.done < IDLE_MS)
   );
 }
