@@ -144,8 +144,11 @@ export class Batch {
         const b = before.get(f);
         const listed = b && withListedChains(b, answer, f, this.table, chains);
         if (listed) return [f, listed] as const;
-        if (answer[`save${f}`]) return [f, rulesetOf(answer, f, this.target)] as const;
-        outputOf(answer, `chains${f}`, `${iptables(f)} -S`, this.target);
+        // The whole table where the host listed it; otherwise what failed says why.
+        if (!answer[`save${f}`]) {
+          outputOf(answer, `digest${f}`, `${iptables(f)}-save`, this.target);
+          outputOf(answer, `chains${f}`, `${iptables(f)} -S`, this.target);
+        }
         return [f, rulesetOf(answer, f, this.target)] as const;
       }),
     );

@@ -69,20 +69,27 @@ $1 == "-A" && ($2 in s) { next }
 
 /**
  * The listing that confirms a batch in one family: the digest of the rest of `table` without
- * `chains`, compared on the host with `digest`; the whole table (section save<f>) where it differs
- * or is not known; the edited chains (section chains<f>) in any case.
+ * `chains`, compared on the host with `digest` (exit 1 where it differs or is not known); then the
+ * whole table (section save<f>) where it differs, or else the edited chains (section chains<f>), and
+ * the whole table where they cannot be listed (legacy's `iptables -S` waits for the xtables lock,
+ * iptables-save does not). A digest that fails otherwise (killed at its deadline) lists nothing more.
  */
 export function confirmListing(f: Family, table: string, chains: readonly string[], digest?: string): string {
   const save = `${iptables(f)}-save`;
   const d = `d=$(${save} -t ${shellQuote(table)} | awk -v skip=${shellQuote(chains.join(" "))} ${shellQuote(DIGEST_AWK)} | md5sum)`;
   const compare = digest === undefined ? "exit 1" : `[ "$d" = ${shellQuote(digest)} ]`;
   const list = chains.map((c) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S ${shellQuote(c)}`).join(" && ");
+  const whole = section(`save${f}`, [save, "-c", "-t", table]);
   return [
     section(`digest${f}`, { script: `${d}\nd=\${d%% *}; echo "$d"\n${compare}` }),
-    `if [ "$c" != 0 ]; then`,
-    section(`save${f}`, [save, "-c", "-t", table]),
-    "fi",
+    `if [ "$c" = 1 ]; then`,
+    whole,
+    `elif [ "$c" = 0 ]; then`,
     section(`chains${f}`, { script: list }),
+    `if [ "$c" != 0 ]; then`,
+    whole,
+    "fi",
+    "fi",
   ].join("\n");
 }
 

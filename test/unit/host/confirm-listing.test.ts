@@ -96,10 +96,15 @@ describe("the confirming listing's script", () => {
   it("compares with the digest it is given and lists the whole table only where it differs", () => {
     const s = confirmListing(6, "filter", ["INPUT", "a'b"], HOST_DIGEST);
     expect(s).toContain(`[ "$d" = ${HOST_DIGEST} ]`);
-    expect(s.indexOf("digest6")).toBeLessThan(s.indexOf('if [ "$c" != 0 ]; then'));
-    expect(s.indexOf('if [ "$c" != 0 ]; then')).toBeLessThan(s.indexOf("save6"));
-    expect(s.indexOf("save6")).toBeLessThan(s.indexOf("\nfi\n"));
-    expect(s.indexOf("\nfi\n")).toBeLessThan(s.indexOf("chains6"));
+    // The whole table where the digest differs, else the chains, and the whole table where they fail.
+    const at = (x: string, from = 0) => s.indexOf(x, from);
+    expect(at("digest6")).toBeLessThan(at('if [ "$c" = 1 ]; then'));
+    expect(at('if [ "$c" = 1 ]; then')).toBeLessThan(at("save6"));
+    expect(at("save6")).toBeLessThan(at('elif [ "$c" = 0 ]; then'));
+    expect(at('elif [ "$c" = 0 ]; then')).toBeLessThan(at("chains6"));
+    expect(at("chains6")).toBeLessThan(at('if [ "$c" != 0 ]; then'));
+    expect(at("save6", at('if [ "$c" != 0 ]; then'))).toBeGreaterThan(0);
+    expect(s.trimEnd().endsWith("fi\nfi")).toBe(true);
     // A chain's name reaches the host quoted, never as it is.
     expect(s).not.toContain("-S a'b");
     expect(s).not.toContain("skip=INPUT a'b");
