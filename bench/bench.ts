@@ -16,7 +16,8 @@
 // counted inside the host) and round trips (channels), and the targets line (met / NOT met).
 //   npm run bench   (= npm run build && bash test/lab/in-lab.sh tsx bench/bench.ts)
 // Env: BENCH_RUNS (runs at 20 ms, default 3), BENCH_OTHER_RUNS (at 0 and 100 ms, default 1),
-// BENCH_ONLY (comma list of sections: rtt,fleet,kube,cli; default all). Progress goes to stderr, with
+// BENCH_ONLY (comma list of sections: rtt,fleet,kube,cli; default all), BENCH_KUBE_BACKENDS (the
+// 20,000-rule host's iptables backends: nf_tables,legacy by default). Progress goes to stderr, with
 // the CPU seconds each lifecycle phase kept busy (the machine's, and the provider's own process's).
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
@@ -29,7 +30,7 @@ import type { CheckedConnection } from "../dist/rules/index.js";
 import { closeAll } from "../dist/ssh/index.js";
 import { PROGRAM } from "../test/e2e/program";
 import { kubeProxyFilter } from "../test/fixtures/kube";
-import type { LabHost } from "../test/lab/lab";
+import type { Backend, LabHost } from "../test/lab/lab";
 import { Lab } from "../test/lab/lab";
 import type { SshProxy } from "../test/lab/toxiproxy";
 import { Toxiproxy } from "../test/lab/toxiproxy";
@@ -41,6 +42,8 @@ const OTHER_RUNS = Number(process.env.BENCH_OTHER_RUNS ?? 1);
 const ONLY = new Set((process.env.BENCH_ONLY ?? "rtt,fleet,kube,cli").split(","));
 const HEADLINE = 20;
 const KUBE_RULES = 20_000;
+/** The iptables backends of the 20,000-rule host (BENCH_KUBE_BACKENDS, comma list). */
+const KUBE_BACKENDS = (process.env.BENCH_KUBE_BACKENDS ?? "nf_tables,legacy").split(",") as Backend[];
 const PORT0 = 20000;
 
 const now = () => performance.now();
@@ -499,8 +502,8 @@ async function main() {
   const targets: string[] = [];
   const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
   const providerLost: number[] = [];
-  const target = async (rules: string, baseInput: string[]): Promise<Target> => {
-    const host = await lab.addHost({ backend: "nf_tables", rules: { v4: rules } });
+  const target = async (rules: string, baseInput: string[], backend: Backend = "nf_tables"): Promise<Target> => {
+    const host = await lab.addHost({ backend, rules: { v4: rules } });
     const t: Target = {
       host,
       proxy: await toxi.proxy(host),
@@ -618,12 +621,13 @@ async function main() {
       await setRtt(fleet, HEADLINE);
     }
 
-    if (ONLY.has("kube")) {
-      log(`kube host: ${KUBE_RULES} foreign rules`);
+    for (const backend of ONLY.has("kube") ? KUBE_BACKENDS : []) {
+      log(`kube host (${backend}): ${KUBE_RULES} foreign rules`);
       const kubeRules = kubeProxyFilter(KUBE_RULES, BASE_INPUT);
       const k = await target(
         kubeRules,
         kubeRules.split("\n").filter((l) => l.startsWith("-A INPUT ")),
+        backend,
       );
       await setRtt([k], HEADLINE);
       const ports = Array.from({ length: 50 }, (_, i) => PORT0 + i);
@@ -631,7 +635,7 @@ async function main() {
       const prov: (Sample & { refresh?: number; refreshChannels?: number; refreshConns?: number })[] = [];
       const save: number[] = [];
       for (let run = 0; run < RUNS; run++) {
-        log(`kube run ${run + 1}/${RUNS} (load ${load()})`);
+        log(`kube (${backend}) run ${run + 1}/${RUNS} (load ${load()})`);
         lower.push(await lowerBound(k, ports));
         prov.push(await lifecycle([k], 50, PARALLEL, "host", { refresh: true }));
         log(`  lower ${JSON.stringify(lower.at(-1))}\n  provider ${JSON.stringify(prov.at(-1))}`);
@@ -646,7 +650,7 @@ async function main() {
       const refresh = median(prov.map((p) => p.refresh!));
       const refreshQ = refresh / median(save);
       out.push(
-        `### A host with ${KUBE_RULES} foreign kube-proxy rules (filter listing ${(bytes / 1e6).toFixed(1)} MB) at ${HEADLINE} ms (${RUNS} runs; load ${load()})`,
+        `### A host with ${KUBE_RULES} foreign kube-proxy rules, iptables ${backend} (filter listing ${(bytes / 1e6).toFixed(1)} MB) at ${HEADLINE} ms (${RUNS} runs; load ${load()})`,
         "",
         HEADER("lower"),
         rowText({ n: "50", approach: "lower bound: 1 ssh, 1 iptables-restore --noflush", samples: lower, lower }),
@@ -657,8 +661,8 @@ async function main() {
       );
       const q = tot(prov) / tot(lower);
       targets.push(
-        `- ${KUBE_RULES}-rule host: 50 rules within 1.5x of the lower bound there: ${fix2(q)}x -> ${verdict(q <= 1.5)}`,
-        `- ${KUBE_RULES}-rule host: refresh of 50 within 1.5x of one iptables-save: ${fix2(refreshQ)}x -> ${verdict(refreshQ <= 1.5)}`,
+        `- ${KUBE_RULES}-rule host (${backend}): 50 rules within 1.5x of the lower bound there: ${fix2(q)}x -> ${verdict(q <= 1.5)}`,
+        `- ${KUBE_RULES}-rule host (${backend}): refresh of 50 within 1.5x of one iptables-save: ${fix2(refreshQ)}x -> ${verdict(refreshQ <= 1.5)}`,
       );
     }
 

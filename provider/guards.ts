@@ -1,7 +1,7 @@
 // The lifecycle's guards, in one place: the lockout guards (would a change cut off the provider's own
 // SSH?) and the operator's opt-in to a lockout (allowLockout), which changes are confirmed over a fresh
 // connection, the host keys recorded in state, and the secrets kept out of every error.
-import { DOCKER_USER, matchesPacket, parseSpec, renderRule } from "./rules";
+import { DOCKER_USER, findRule, matchesPacket, parseSpec, renderRule } from "./rules";
 import type { RuleInputs } from "./rules";
 import type { DeleteRequest, InsertRequest } from "./host";
 import { familyName } from "./host";
@@ -59,6 +59,12 @@ export function deleteGuard(props: PortRuleState, log: Logger): DeleteRequest["g
   if (props.action !== "ACCEPT" || props.table !== "filter" || !reachesInput(props.chain)) return undefined;
   return (origin, family, before, after) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
+    // A rule that cannot match the provider's SSH packets decides none of them: removing it changes
+    // nothing for them (the judgement of the whole chain is skipped).
+    const text = props.rules[familyName(family)];
+    const rule = text === undefined ? undefined : findRule(before, props.table, props.chain, text);
+    const ssh = { protocol: "tcp", source: origin.clientAddress, dport: origin.serverPort };
+    if (rule && !matchesPacket(rule, ssh)) return undefined;
     const message = lockoutOf(
       before,
       after,

@@ -2,8 +2,8 @@
 // queue, and the changes that arrive together share one remote transaction (transaction.ts). Reads
 // that arrive together share one listing.
 import { setTimeout as delay } from "node:timers/promises";
-import { findRule, parseRuleset, shadowing, tagOf } from "../rules";
-import { besideWant, judgeBeside } from "./beside";
+import { findRule, parseRuleset } from "../rules";
+import { besideWant } from "./beside";
 import type { BesideWant } from "./beside";
 import type { CheckedConnection } from "../rules";
 import { getSession } from "../ssh";
@@ -12,7 +12,7 @@ import { HostError } from "./errors";
 import { FAMILIES, framed, iptables, limitsFor, preamble, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
 import { Facts, listingScript, rulesetOf, stepDeadline } from "./facts";
-import { placeableOf } from "./move";
+import { listedRule } from "./listed";
 import { impostorWarnings } from "./plan";
 import { freshSession } from "./batch";
 import type { FreshSession, Op, Outcome } from "./batch";
@@ -50,7 +50,10 @@ export class HostAgent {
   private drained: Promise<void> = Promise.resolve();
   /** Set while a kept conversation waits for the next operation. */
   private arrived?: () => void;
-  private pendingRead?: { families: Set<Family>; table: string; want: BesideWant; result: Promise<Sections> };
+  private pendingRead?: SharedRead;
+  /** The last listing of reads (see list), and how many changes were queued in all. */
+  private lastRead?: SharedRead;
+  private changes = 0;
   readonly facts: Facts;
 
   constructor(
@@ -62,6 +65,7 @@ export class HostAgent {
 
   /** Applies a change (insert, delete, or a persist flag's save) in the next transaction. */
   change(req: ChangeRequest & { rollbackAfter?: number }): Promise<ChangeResult> {
+    this.changes++;
     return new Promise((resolve, reject) => {
       const done = (o: Outcome) => ("error" in o ? reject(o.error) : resolve(o.result));
       this.enqueue({ req, rollbackAfter: req.rollbackAfter ?? DEFAULT_ROLLBACK_AFTER, done });
@@ -80,7 +84,25 @@ export class HostAgent {
   ): Promise<ReadResult> {
     const families = FAMILIES.filter((f) => rules[f] !== undefined);
     const beside = table === "filter" ? besideWant([{ chain, target }]) : {};
-    const sections = await this.list(table, families, beside);
+    const listing = this.list(table, families, beside);
+    listing.readers++;
+    try {
+      return this.found(await listing.result!, table, chain, tag, rules, families);
+    } finally {
+      listing.readers--;
+      listing.done = Date.now();
+    }
+  }
+
+  /** What a listing shows of the rule (see read). */
+  private found(
+    sections: Sections,
+    table: string,
+    chain: string,
+    tag: string,
+    rules: Partial<Record<Family, string>>,
+    families: Family[],
+  ): ReadResult {
     const result: ReadResult = { facts: this.facts.of(sections, families), families: {}, carried: [] };
     for (const f of families) {
       const rs = rulesetOf(sections, f, this.session.target);
@@ -88,25 +110,11 @@ export class HostAgent {
       for (const w of warnings) this.session.log.warn?.(w);
       if (warnings.length) result.carried.push(f);
       const found = findRule(rs, table, chain, rules[f]!);
-      if (found) {
-        const shadow = shadowing(rs, { table, chain: found.chain, line: found.line });
-        const shadowTag = shadow && tagOf(shadow);
-        result.families[f] = {
-          line: found.line,
-          rule: found.text,
-          packets: found.counters?.packets ?? 0n,
-          bytes: found.counters?.bytes ?? 0n,
-          shadowedBy: shadow?.why,
-          ...(shadow && { placeable: placeableOf(rs, table, found) }),
-          ...(shadowTag && { shadowTag }),
-          beside: judgeBeside(
-            sections,
-            f,
-            { table, chain: found.chain, spec: found },
-            { backend: result.facts.backend, name: this.session.target },
-          ),
-        };
-      }
+      if (found)
+        result.families[f] = listedRule(sections, f, rs, table, found, {
+          backend: result.facts.backend,
+          name: this.session.target,
+        });
     }
     return result;
   }
@@ -158,38 +166,48 @@ export class HostAgent {
   }
 
   /** One listing for every read of the same table that arrives while it is being gathered, with
-   * what each of them needs beside the chain. */
-  private list(table: string, families: Family[], beside: BesideWant): Promise<Sections> {
+   * what each of them needs beside the chain; reads that arrive while it is on its way, while reads
+   * of it are being judged or within IDLE_MS after the last of them share it too, where it holds all
+   * they need and no change went through this agent since it was started. */
+  private list(table: string, families: Family[], beside: BesideWant): SharedRead {
+    const last = this.lastRead;
+    if (last && last.changes === this.changes && sharesListing(last, table, families, beside)) return last;
     let p = this.pendingRead;
     if (!p || p.table !== table) {
-      const fams = new Set<Family>();
-      const want: BesideWant = {};
       const limits = limitsFor(this.session.args.perDialTimeout, DEFAULT_ROLLBACK_AFTER);
-      const result = delay(BATCH_MS).then(async () => {
-        if (this.pendingRead === p) this.pendingRead = undefined;
+      const listing: SharedRead = { table, families: new Set(), want: {}, changes: this.changes, readers: 0 };
+      listing.result = delay(BATCH_MS).then(async () => {
+        if (this.pendingRead === listing) this.pendingRead = undefined;
+        listing.changes = this.changes;
+        this.lastRead = listing;
         const script = framed(
           preamble(limits) +
             listingScript(
               this.facts.known,
-              FAMILIES.filter((f) => fams.has(f)),
+              FAMILIES.filter((f) => listing.families.has(f)),
               table,
-              want,
+              listing.want,
             ),
         );
-        const r = await stepDeadline(
-          this.session.run(script.script),
-          limits.step,
-          "listing the rules",
-          this.session.target,
-        );
-        return script.parse(r.stdout);
+        try {
+          const r = await stepDeadline(
+            this.session.run(script.script),
+            limits.step,
+            "listing the rules",
+            this.session.target,
+          );
+          return script.parse(r.stdout);
+        } catch (e) {
+          if (this.lastRead === listing) this.lastRead = undefined;
+          throw e;
+        }
       });
-      p = this.pendingRead = { families: fams, table, want, result };
+      p = this.pendingRead = listing;
     }
     for (const f of families) p.families.add(f);
     p.want.nat ||= beside.nat;
     p.want.nft ||= beside.nft;
-    return p.result;
+    return p;
   }
 
   private enqueue(op: Op): void {
@@ -267,4 +285,27 @@ export class HostAgent {
   }
 }
 
+/** A listing of reads: what it holds, its answer, the agent's change count when it started, the
+ * reads being judged from it and when the last of them was done (ms). */
+interface SharedRead {
+  table: string;
+  families: Set<Family>;
+  want: BesideWant;
+  result?: Promise<Sections>;
+  changes: number;
+  readers: number;
+  done?: number;
+}
+
 const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
+
+/** May a read of `table` in `families`, needing `beside`, take this listing? */
+function sharesListing(l: SharedRead, table: string, families: Family[], beside: BesideWant): boolean {
+  return (
+    l.table === table &&
+    families.every((f) => l.families.has(f)) &&
+    (!beside.nat || !!l.want.nat) &&
+    (!beside.nft || !!l.want.nft) &&
+    (l.readers > 0 || l.done === undefined || Date.now() - l.done < IDLE_MS)
+  );
+}

@@ -53,11 +53,12 @@ export async function apply(batch: Batch, host: LockedHost, rulesets: Rulesets):
     parts.push(ifOk(armStep(batch.id, batch.table, undo, batch.limits)));
     for (const f of touched) parts.push(ifOk(batch.restore(f, lines.get(f)!.apply)));
   }
-  parts.push(batch.listRulesets());
+  const chains = batch.chains();
+  parts.push(batch.confirmListing(rulesets, chains));
   batch.phase = "applying";
   const answer = await shell.step("applying the change", parts.join("\n"));
   batch.armed = answer.arm?.code === 0;
-  const after = batch.rulesetsIn(answer);
+  const after = batch.confirmedIn(answer, rulesets, chains);
   // Each step before the restores runs only if the one before it succeeded: the first that failed says why.
   const before: [string, Section | undefined][] = [];
   if (transient.length) before.push(["keeping persist: false rules out of the rules files", answer.persist]);

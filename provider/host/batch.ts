@@ -5,11 +5,12 @@
 import { randomBytes } from "node:crypto";
 import type { Ruleset } from "../rules";
 import { Session } from "../ssh";
-import { rulesetsOf, rulesetsScript } from "./facts";
+import { confirmListing, digestOf, withListedChains } from "./confirm-listing";
+import { outputOf, rulesetOf, rulesetsOf, rulesetsScript } from "./facts";
 import type { Facts } from "./facts";
 import { familiesOf, linesOf } from "./plan";
 import type { Plan } from "./plan";
-import { limitsFor } from "./protocol";
+import { iptables, limitsFor } from "./protocol";
 import type { Family, Limits, Sections } from "./protocol";
 import { restoreStep } from "./restore";
 import type { ChangeRequest, ChangeResult } from "./types";
@@ -121,6 +122,36 @@ export class Batch {
   /** The script that lists this batch's rulesets. */
   listRulesets(): string {
     return rulesetsScript(this.families, this.table);
+  }
+
+  /** The chains the batch's requests edit. */
+  chains(): string[] {
+    return [...new Set(this.reqs().map((r) => r.chain))];
+  }
+
+  /** The listing that confirms the batch: `chains` and a digest of the rest of the copies `before`
+   * (the whole table where the rest changed), see confirm-listing.ts. */
+  confirmListing(before: Rulesets, chains: readonly string[]): string {
+    return this.families
+      .map((f) => confirmListing(f, this.table, chains, before.has(f) ? digestOf(before.get(f)!, chains) : undefined))
+      .join("\n");
+  }
+
+  /** The rulesets an answer of confirmListing shows (`before` with the chains as listed, or the whole table). */
+  confirmedIn(answer: Sections, before: Rulesets, chains: readonly string[]): Rulesets {
+    return new Map(
+      this.families.map((f) => {
+        const b = before.get(f);
+        const listed = b && withListedChains(b, answer, f, this.table, chains);
+        if (listed) return [f, listed] as const;
+        // The whole table where the host listed it; otherwise what failed says why.
+        if (!answer[`save${f}`]) {
+          outputOf(answer, `digest${f}`, `${iptables(f)}-save`, this.target);
+          outputOf(answer, `chains${f}`, `${iptables(f)} -S`, this.target);
+        }
+        return [f, rulesetOf(answer, f, this.target)] as const;
+      }),
+    );
   }
 
   /** The rulesets an answer of listRulesets holds. */

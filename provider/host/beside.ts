@@ -45,7 +45,9 @@ const IPTABLES_NFT_TABLES = TABLES.flatMap((t) => [`ip:${t}`, `ip6:${t}`]);
  * tables (where nft exists; on an iptables-nft host only those that are not iptables' own, which the
  * iptables model judges and which on a Kubernetes node hold every kube-proxy rule), one JSON document
  * per line; and per family the nat table's PREROUTING and DOCKER chains in iptables-save's form. A
- * legacy host lists nat only if it is loaded (listing would load it).
+ * legacy host lists nat only if it is loaded (listing would load it). The tables are named by `nft list
+ * chains` ("table FAMILY NAME {"), which fetches no rules; `nft list tables` fetches them all (0.7 s on
+ * a Kubernetes node).
  */
 export function besideListing(families: readonly Family[], want: BesideWant = { nat: true, nft: true }): string {
   const nat = (f: Family) => {
@@ -66,11 +68,11 @@ fi`,
       section("nft", {
         script: `if ! command -v nft >/dev/null 2>&1; then exit ${NO_NFT}; fi
 if [ "$(iptables --version 2>/dev/null | grep -c nf_tables)" = 1 ]; then
-  tables=$(nft list tables) || exit 1
-  printf '%s\\n' "$tables" | while read -r _ fam name; do
+  tables=$(nft list chains) || exit 1
+  printf '%s\\n' "$tables" | grep '^table ' | while read -r _ fam name _; do
     case "$fam:$name" in ${skip}|:) continue ;; esac
     # A table removed since it was listed (a firewall manager reloading) is not an error.
-    nft -j list table "$fam" "$name" || ! nft list tables | grep -qxF "table $fam $name" || exit 1
+    nft -j list table "$fam" "$name" || ! nft list chains | grep -qxF "table $fam $name {" || exit 1
   done
 else nft -j list ruleset; fi`,
       }),

@@ -6,6 +6,7 @@ import type { Session } from "../ssh";
 import { withDeadline } from "../util";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
+import { listedFrom } from "./confirm-listing";
 import type { BesideWant } from "./beside";
 import { DETECT, OWNER, ownerOf, parsePersistence } from "./persist";
 import { iptables, KILLED, section } from "./protocol";
@@ -58,7 +59,12 @@ const parsed = new WeakMap<Sections, Map<Family, Ruleset>>();
 /** The parsed listing of one family. */
 export function rulesetOf(s: Sections, f: Family, target: string): Ruleset {
   const m = parsed.get(s) ?? parsed.set(s, new Map()).get(s)!;
-  return m.get(f) ?? m.set(f, parseRuleset(savedText(s, f, target), { family: f })).get(f)!;
+  const known = m.get(f);
+  if (known) return known;
+  const text = savedText(s, f, target);
+  const rs = parseRuleset(text, { family: f });
+  listedFrom(rs, text);
+  return m.set(f, rs).get(f)!;
 }
 
 /** The parsed rulesets of these families, by family. */

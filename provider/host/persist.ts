@@ -59,7 +59,7 @@ fi`,
 export const OWNER = section("owner", {
   script: `if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw
 elif command -v firewall-cmd >/dev/null 2>&1 && [ "$(firewall-cmd --state 2>/dev/null)" = running ]; then echo firewalld
-elif command -v nft >/dev/null 2>&1 && nft list tables 2>/dev/null | grep -q 'inet firewalld'; then echo firewalld
+elif command -v nft >/dev/null 2>&1 && nft list chains 2>/dev/null | grep -q '^table inet firewalld '; then echo firewalld
 fi; true`,
 });
 

@@ -3,7 +3,7 @@
 // merely carries the tag (an operator's copy, a forgery, a rule with control characters in its
 // comment) is never the provider's, and is only named, escaped, in a warning.
 import type { Chain, Rule, Ruleset } from "./parse";
-import { tagOf } from "./tag";
+import { TAG_PREFIX, tagOf } from "./tag";
 
 /** Each chain's rules by exact text (the first of equal ones), per chain (an edit makes a new chain). */
 // Process-wide, keyed weakly: a parsed chain is never edited in place, so its index stays true and goes with it.
@@ -46,10 +46,20 @@ export function findByTag(ruleset: Ruleset, table: string, chain: string, tag: s
 /** Does the rule's comment carry this tag (anywhere, in any form)? */
 const carries = (r: Rule, tag: string) => tagOf(r) === tag || !!r.match.comment?.value.includes(tag);
 
+/** Each chain's rules whose comment holds a tag's prefix (every rule that carries a tag), per chain. */
+const taggedIndex = new WeakMap<Chain, readonly Rule[]>();
+function taggedIn(c: Chain): readonly Rule[] {
+  const known = taggedIndex.get(c);
+  if (known) return known;
+  const rules = c.rules.filter((r) => !!r.match.comment?.value.includes(TAG_PREFIX));
+  taggedIndex.set(c, rules);
+  return rules;
+}
+
 /** Rules of the table that carry `tag` but are not exactly `text`: never acted on, named in warnings. */
 export function impostors(ruleset: Ruleset, table: string, tag: string, text: string): Rule[] {
   const chains = [...(ruleset.tables.get(table)?.chains.values() ?? [])];
-  return chains.flatMap((c) => c.rules.filter((r) => r.text !== text && carries(r, tag)));
+  return chains.flatMap((c) => taggedIn(c).filter((r) => r.text !== text && carries(r, tag)));
 }
 
 /**

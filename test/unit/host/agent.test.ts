@@ -33,6 +33,44 @@ describe("a read", () => {
   });
 });
 
+describe("reads that arrive together", () => {
+  const listing: StepAnswer = { ...facts, save4: { out: withRule(4) } };
+  const read = (agent: ReturnType<typeof agentOn>) => agent.read("filter", "INPUT", TAG, { 4: text(4) }, "ACCEPT");
+
+  it("share one listing: those of one moment, and those that come while it is on its way or just after it", async () => {
+    const host = new FakeHost([], [listing, listing]);
+    const agent = agentOn(host);
+    const [a, b] = await Promise.all([read(agent), read(agent)]);
+    expect(host.runs).toHaveLength(1);
+    const c = await read(agent);
+    expect(host.runs).toHaveLength(1);
+    for (const r of [a, b, c]) expect(r.families[4]).toMatchObject({ line: 3, rule: text(4) });
+    // Later than IDLE_MS after its answer: a listing of its own.
+    await new Promise((r) => setTimeout(r, 40));
+    await read(agent);
+    expect(host.runs).toHaveLength(2);
+  });
+
+  it("never share one with a read after a change went through the agent", async () => {
+    const host = new FakeHost([], [listing, listing]);
+    const agent = agentOn(host);
+    await read(agent);
+    const change = agent.change(insert()).catch((e: Error) => e);
+    await read(agent);
+    expect(host.runs).toHaveLength(2);
+    await change;
+  });
+
+  it("needing another family or what is beside the chain, list again", async () => {
+    const host = new FakeHost([], [listing, { ...listing, save6: { out: guide(4) } }]);
+    const agent = agentOn(host);
+    await read(agent);
+    await agent.read("filter", "INPUT", TAG, { 4: text(4), 6: text(4) }, "ACCEPT");
+    expect(host.runs).toHaveLength(2);
+    expect(host.runs[1]).toContain("ip6tables-save");
+  });
+});
+
 describe("a rule in the other iptables backend's tables", () => {
   const afterRead = async (other: StepAnswer) => {
     const host = new FakeHost([], [{ ...facts, save4: { out: guide(4) } }, other]);

@@ -4,10 +4,12 @@
 // have their own tests: locked.test.ts, apply.test.ts, undo.test.ts, confirm-save.test.ts.
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import type { InsertRequest } from "../../../provider/host";
 import { HostAgent } from "../../../provider/host/agent";
-import { ruleText } from "../../../provider/rules";
+import { restDigest } from "../../../provider/host/confirm-listing";
+import { renderRule, ruleText } from "../../../provider/rules";
 import { insertRuleText } from "../../fixtures/listing";
-import { agentOn, expectValidShell, failure, first, guide, insert, TAG, text, withRule } from "./batches";
+import { agentOn, expectValidShell, failure, first, guide, inputs, insert, TAG, text, withRule } from "./batches";
 import { FakeHost, stable } from "./fake";
 import type { StepAnswer } from "./fake";
 
@@ -157,6 +159,53 @@ describe("a change that may cut off new SSH connections", () => {
     expect(stable(fresh.runs)).toMatchSnapshot();
     expect(host.scripts[2]).toMatch(/'@@pit-begin %s %s\\n' "\$PIT_M" confirm\n/);
     expectValidShell(fresh);
+    expectValidShell(host);
+  });
+});
+
+describe("batches of one conversation", () => {
+  const TAG2 = "pulumi-iptables:web/prod/app2/0123456789ab";
+  const second = (): InsertRequest => ({
+    ...insert(),
+    specs: { 4: renderRule(inputs({ port: 2223 }), 4, TAG2) },
+    tag: TAG2,
+  });
+  /** INPUT of an iptables-save listing as `iptables -v -S INPUT` prints it. */
+  const inputOf = (save: string) =>
+    save
+      .split("\n")
+      .flatMap((l) => {
+        const policy = /^:INPUT (\S+) \[(\d+):(\d+)\]$/.exec(l);
+        if (policy) return [`-P INPUT ${policy[1]} -c ${policy[2]} ${policy[3]}`];
+        const rule = /^\[(\d+):(\d+)\] (-A INPUT .*?)( -j .*)?$/.exec(l);
+        return rule ? [`${rule[3]} -c ${rule[1]} ${rule[2]}${rule[4] ?? ""}`] : [];
+      })
+      .join("\n");
+
+  it("are confirmed from the chain they edited and a digest of the rest: the table is listed once", async () => {
+    const one = withRule(4);
+    const two = insertRuleText(one, "filter", "INPUT", 4, ruleText("INPUT", second().specs[4]!));
+    const digest = restDigest(guide(4), ["INPUT"]);
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, digest4: { out: digest }, chains4: { out: inputOf(one) } },
+      { confirm: { out: "confirmed" } },
+      { persist: {}, arm: {}, restore4: {}, digest4: { out: digest }, chains4: { out: inputOf(two) } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const agent = agentOn(host);
+    expect((await agent.change(insert())).families[4]).toMatchObject({ line: 3, rule: text(4) });
+    const res = await agent.change(second());
+    expect(res.families[4]).toMatchObject({ line: 4, rule: ruleText("INPUT", second().specs[4]!) });
+    // The apply steps' answers hold no whole table (no save4): where each rule is, and the second
+    // batch's plan, come from the chain listed after the first restore. Each apply step compares the
+    // digest of the rest of the first listing (INPUT left out), which carries over from batch to batch.
+    for (const s of [host.scripts[1], host.scripts[3]]) {
+      expect(s).toContain(`[ "$d" = ${digest} ]`);
+      expect(s).toContain("iptables -w 5 -t filter -v -S INPUT");
+    }
+    await agent.settled();
+    expect(host.released).toBe(1);
     expectValidShell(host);
   });
 });

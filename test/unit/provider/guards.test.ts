@@ -3,7 +3,10 @@
 // are confirmed over a fresh SSH connection.
 import { afterEach, describe, expect, it } from "vitest";
 import { check } from "../../../provider/provider";
-import { guarded, insertGuard, mayLockOut, rememberPins, secretsOf } from "../../../provider/guards";
+import { deleteGuard, guarded, insertGuard, mayLockOut, rememberPins, secretsOf } from "../../../provider/guards";
+import { withDeleted } from "../../../provider/host/ruleset-text";
+import { parseRuleset } from "../../../provider/rules";
+import type { Ruleset } from "../../../provider/rules";
 import { addressOf, forgetPins, pinsOf } from "../../../provider/ssh";
 
 const identity = { project: "web", stack: "prod", name: "allow-app" };
@@ -99,5 +102,42 @@ describe("secrets", () => {
     );
     expect(e?.message).not.toMatch(/pw-1|key-2|pass-3/);
     expect(await guarded(conn, async () => 7)).toBe(7);
+  });
+});
+
+describe("the removal guard: would the host stop accepting the provider's SSH connections without the rule?", () => {
+  const origin = { clientAddress: "198.18.0.1", serverPort: 22 };
+  const rule = (port: number) =>
+    `-A INPUT -p tcp -m tcp --dport ${port} -m comment --comment pulumi-iptables:web/prod/r${port}/abc -j ACCEPT`;
+  const before = parseRuleset(
+    `*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\n${rule(22)}\n${rule(8080)}\nCOMMIT\n`,
+  );
+  const props = (port: number) =>
+    ({ action: "ACCEPT", table: "filter", chain: "INPUT", tag: `t${port}`, rules: { ipv4: rule(port) } }) as any;
+  const gone = (port: number) =>
+    withDeleted(
+      before,
+      "filter",
+      "INPUT",
+      before.tables
+        .get("filter")!
+        .chains.get("INPUT")!
+        .rules.findIndex((r) => r.text === rule(port)) + 1,
+    );
+
+  it("refuses removing the rule that accepts them", () => {
+    const guard = deleteGuard(props(22), {})!;
+    expect(guard(origin, 4, before, gone(22))).toMatch(/would lock the provider out of the host/);
+  });
+
+  it("does not judge the chain for a rule that cannot match their packets (another port)", () => {
+    const guard = deleteGuard(props(8080), {})!;
+    const unread = new Proxy({} as Ruleset, {
+      get: () => {
+        throw new Error("the ruleset after the removal was read");
+      },
+    });
+    expect(guard(origin, 4, before, unread)).toBeUndefined();
+    expect(guard(origin, 4, before, gone(8080))).toBeUndefined();
   });
 });
