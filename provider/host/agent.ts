@@ -93,7 +93,12 @@ export class HostAgent {
           rule: found.text,
           packets: found.counters?.packets ?? 0,
           bytes: found.counters?.bytes ?? 0,
-          shadowedBy: shadowing(rs, { table, chain: found.chain, line: found.line })?.why,
+          shadowedBy: shadowing(rs, {
+            table,
+            chain: found.chain,
+            line: found.line,
+            interfaces: result.facts.interfaces,
+          })?.why,
           beside: judgeBeside(
             sections,
             f,

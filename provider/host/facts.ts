@@ -18,6 +18,21 @@ type Stable = Pick<HostFacts, "backend" | "version" | "persistence">;
 export const rulesetsScript = (families: readonly Family[], table: string) =>
   families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table])).join("\n");
 
+/** The host's network interfaces with their flags (one "name 0x1003" a line), from /sys as busybox has it. */
+const INTERFACES = section("interfaces", {
+  script: `for d in /sys/class/net/*; do [ -r "$d/flags" ] && printf '%s %s\\n' "\${d##*/}" "$(cat "$d/flags")"; done; exit 0`,
+});
+
+/** The interfaces that are up and not loopback (IFF_UP 0x1, IFF_LOOPBACK 0x8); undefined when none is read. */
+export function parseInterfaces(text: string): string[] | undefined {
+  const up = text
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([name, flags]) => name && /^0x[0-9a-f]+$/i.test(flags ?? "") && (Number(flags) & 0x9) === 0x1)
+    .map(([name]) => name);
+  return up.length ? up : undefined;
+}
+
 /** The script that lists a host: the facts not known yet, listening sockets and the policy owner if
  * asked for, what is beside the chain if asked for, the rulesets. */
 export function listingScript(
@@ -30,7 +45,7 @@ export function listingScript(
   if (want.listening) parts.push(section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]));
   if (want.owner) parts.push(OWNER);
   if (want.nat || want.nft) parts.push(besideListing(families, want));
-  return [...parts, rulesetsScript(families, table)].join("\n");
+  return [...parts, INTERFACES, rulesetsScript(families, table)].join("\n");
 }
 
 /** A section's output; a missing section or a non-zero exit is a HostError naming the command. */
@@ -100,6 +115,7 @@ export class Facts {
       hostKeyFingerprint: this.session.hostKey?.fingerprint ?? "",
       // Unknown where the host has no ss.
       listening: sections.listening?.code === 0 ? parseListening(sections.listening.out) : undefined,
+      interfaces: sections.interfaces?.code === 0 ? parseInterfaces(sections.interfaces.out) : undefined,
       owner: sections.owner
         ? ownerOf(
             sections.owner.out,

@@ -150,7 +150,7 @@ export function planOne(
   const refused = ctx.origin && req.guard?.(ctx.origin, f);
   if (refused) throw refusal(refused, ctx);
   const { line, reason, shadowedBy } = placedIn(f, () =>
-    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position }),
+    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position, interfaces: ctx.facts.interfaces }),
   );
   return {
     planned: {

@@ -78,6 +78,8 @@ export interface HostFacts {
   hostKeyFingerprint: string;
   /** Listening sockets as "tcp/22", "udp/53"; undefined when the host cannot tell (no `ss`). */
   listening?: Set<string>;
+  /** The interfaces ordinary packets arrive on (up, not loopback); undefined when the listing could not tell. */
+  interfaces?: string[];
   /** How this host saves its ruleset, and the firewall manager that owns its policy, if any. */
   persistence: Persistence;
   owner?: string;

@@ -204,8 +204,23 @@ export function matchShare(rule: RuleSpec, o: Ordinary): Share {
   return both(fieldsShare(rule.match, o), ...(rule.options ?? []).map((opt) => optionShare(opt, o)));
 }
 
-/** The ordinary packets of `spec` entering on `hook`, to port `dport` (one piece of its ports). */
-export function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined): Ordinary {
+/**
+ * The interfaces the ordinary packets of `spec` arrive on, each judged on its own: the host's
+ * (non-loopback) interfaces that the rule's own `-i` takes, or, where the host's are not known, one
+ * that no rule names (undefined), or the rule's own `-i` as it is written. None on OUTPUT.
+ */
+export function arrivalsOf(spec: RuleSpec, hook: Hook, host: readonly string[] | undefined): (string | undefined)[] {
+  const own = spec.match.inInterface;
+  if (hook === "out") return [undefined];
+  if (!host?.length) return [own && !own.negated ? own.value : undefined];
+  if (!own) return [...host];
+  const taken = host.filter((i) => iface.contains(own.value, i) !== own.negated);
+  return taken.length ? taken : [own.negated ? undefined : own.value];
+}
+
+/** The ordinary packets of `spec` entering on `hook`, to port `dport` (one piece of its ports), arriving
+ * on `arrival` (one of arrivalsOf). */
+export function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined, arrival?: string): Ordinary {
   const positive = (n: Neg | undefined) => (n && !n.negated ? n.value : undefined);
   const p = positive(spec.match.protocol);
   const translated = !spec.match.dport && !spec.match.dports && !!positive(spec.match.ctorigdstport);
@@ -215,7 +230,7 @@ export function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined
     ...(translated ? { translated, origDport: dport } : { dport }),
     source: positive(spec.match.source),
     destination: positive(spec.match.destination),
-    inInterface: positive(spec.match.inInterface),
+    inInterface: arrival ?? positive(spec.match.inInterface),
     outInterface: positive(spec.match.outInterface),
   };
 }

@@ -4,7 +4,7 @@
  */
 import { VERDICTS } from "./flags";
 import { shown } from "./identity";
-import { ordinaryOf } from "./match";
+import { arrivalsOf, type Ordinary, ordinaryOf } from "./match";
 import { BUILTIN_CHAINS, HOOKS } from "./names";
 import { portRanges } from "./ordinary";
 import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset, type Table } from "./parse";
@@ -20,6 +20,15 @@ export class PlacementError extends Error {
 }
 
 // ---------------------------------------------------------------- judging a rule at a line
+
+/**
+ * The host's non-loopback interfaces (ordinary packets arrive on each of them, each judged on its
+ * own, and rules that name one, exactly or by `eth+`, match it); left out, or empty, where they are
+ * not known: then ordinary packets arrive on an interface that no rule names.
+ */
+export interface HostInterfaces {
+  interfaces?: readonly string[];
+}
 
 /** The rule (or policy) that decides a rule's packets otherwise, with the path the packets take. */
 export type Shadow = Rule & {
@@ -97,11 +106,32 @@ function cutsOf(chain: Chain): number[] {
   return out;
 }
 
+/** The ordinary packets of `spec` from built-in chain `start`: one per port piece and interface they arrive on. */
+function packetsOf(table: Table, spec: RuleSpec, start: string, host: readonly string[] | undefined) {
+  const hook = HOOKS[start] ?? "in";
+  return portPieces(table, spec).flatMap((port) =>
+    arrivalsOf(spec, hook, host).map((arrival) => ({ o: ordinaryOf(spec, hook, port, arrival), port })),
+  );
+}
+
+/** "tcp 8080", and "on eth0" when the host's interfaces are judged one by one. */
+function packetsText(o: Ordinary, port: number | undefined, host: readonly string[] | undefined): string {
+  const on = host?.length && o.inInterface ? ` on ${o.inInterface}` : "";
+  return ([o.protocol ?? "", port ?? ""].join(" ").trim() || "its packets") + on;
+}
+
 /**
  * Is `spec` effective as rule `line` of `chain`: does every ordinary packet of every one of its ports,
  * from every built-in chain that leads there (or from the top of `chain` when `local`), get its verdict?
  */
-function judge(table: Table, chain: string, spec: RuleSpec, line: number, local = false): Judgement {
+function judge(
+  table: Table,
+  chain: string,
+  spec: RuleSpec,
+  line: number,
+  host: readonly string[] | undefined,
+  local = false,
+): Judgement {
   const verdict = spec.target ?? "";
   const starts = local ? [chain] : entryChains(table, chain);
   if (!starts.length) {
@@ -112,10 +142,9 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, local 
   }
   let first: Shadow | undefined;
   for (const start of starts)
-    for (const port of portPieces(table, spec)) {
-      const o = ordinaryOf(spec, HOOKS[start] ?? "in", port);
+    for (const { o, port } of packetsOf(table, spec, start, host)) {
       const outs = outcomes(table, start, o, { chain, index: line - 1, verdict });
-      const packets = [o.protocol ?? "", port ?? ""].join(" ").trim() || "its packets";
+      const packets = packetsText(o, port, host);
       const against = outs.find((x) => x.verdict !== verdict);
       if (against) {
         const shadow = shadowOf(table, start, against, packets);
@@ -134,14 +163,18 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, local 
  */
 export function possibleVerdicts(
   ruleset: Ruleset,
-  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number },
-): { port?: number; verdicts: string[]; ours: boolean; others: boolean }[] {
+  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number } & HostInterfaces,
+): { port?: number; arrival?: string; verdicts: string[]; ours: boolean; others: boolean }[] {
   const { table } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
   const starts = entryChains(table, request.chain);
-  return portPieces(table, spec).map((port) => {
+  const hook = HOOKS[starts[0] ?? request.chain] ?? "in";
+  const pieces = portPieces(table, spec).flatMap((port) =>
+    arrivalsOf(spec, hook, request.interfaces).map((arrival) => ({ port, arrival })),
+  );
+  return pieces.map(({ port, arrival }) => {
     const outs = (starts.length ? starts : [request.chain]).flatMap((start) =>
-      outcomes(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port), {
+      outcomes(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival), {
         chain: request.chain,
         index: request.line - 1,
         verdict: spec.target ?? "",
@@ -149,6 +182,7 @@ export function possibleVerdicts(
     );
     return {
       port,
+      ...(arrival !== undefined && { arrival }),
       verdicts: [...new Set(outs.map((o) => o.verdict))],
       ours: outs.some((o) => o.ours),
       others: outs.some((o) => !o.ours),
@@ -157,11 +191,17 @@ export function possibleVerdicts(
 }
 
 /** The lowest line of the chain where the rule decides its packets (that only shrinks going down). */
-function lowest(table: Table, chain: Chain, spec: RuleSpec, local: boolean): number {
+function lowest(
+  table: Table,
+  chain: Chain,
+  spec: RuleSpec,
+  host: readonly string[] | undefined,
+  local: boolean,
+): number {
   let [lo, hi] = [1, chain.rules.length + 1]; // the rule decides at lo
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    if (judge(table, chain.name, spec, mid, local).decides) lo = mid;
+    if (judge(table, chain.name, spec, mid, host, local).decides) lo = mid;
     else hi = mid - 1;
   }
   return lo;
@@ -201,8 +241,9 @@ const redundancy = (j: Judgement) =>
  */
 export function placeRule(
   ruleset: Ruleset,
-  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; position?: Position },
+  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; position?: Position } & HostInterfaces,
 ): Placement {
+  const host = request.interfaces;
   const { table, chain } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
   const position = request.position ?? "auto";
@@ -211,10 +252,10 @@ export function placeRule(
   if (position === "auto") {
     if (!spec.target || !VERDICTS.has(spec.target) || spec.goto)
       return { line: end, reason: "end of chain: the rule gives no verdict of its own", effective: true };
-    const first = judge(table, chain.name, spec, 1);
+    const first = judge(table, chain.name, spec, 1, host);
     if (!first.decides) {
       // Only in a user chain: its packets are decided before they reach it, or never reach it.
-      const line = lowest(table, chain, spec, true);
+      const line = lowest(table, chain, spec, host, true);
       const at = line === end ? "the end of the chain" : `line ${line}`;
       const why = first.effective
         ? `its packets get its verdict without it: ${first.first!.why} first`
@@ -226,9 +267,9 @@ export function placeRule(
         ...(first.shadow && { shadowedBy: first.shadow }),
       };
     }
-    const line = lowest(table, chain, spec, false);
+    const line = lowest(table, chain, spec, host, false);
     if (line === end) return { line, reason: "end of chain: it decides its packets there", effective: true };
-    const below = judge(table, chain.name, spec, line + 1);
+    const below = judge(table, chain.name, spec, line + 1, host);
     return { line, reason: `before ${ruleAt(line)}: below it, ${below.first!.why}`, effective: true };
   }
   const line = position === "top" ? 1 : position === "bottom" ? end : position;
@@ -240,7 +281,7 @@ export function placeRule(
   const where = position === "top" ? "top of chain" : position === "bottom" ? "end of chain" : `line ${line}`;
   const j =
     spec.target && VERDICTS.has(spec.target) && !spec.goto
-      ? judge(table, chain.name, spec, line)
+      ? judge(table, chain.name, spec, line, host)
       : { effective: true, decides: true };
   const warning = j.effective ? redundancy(j) : `; warning: not effective there: ${j.shadow!.why}`;
   return {
@@ -257,10 +298,13 @@ export function placeRule(
  * rule deciding its packets first makes it redundant, not shadowed) or gives no verdict of its own.
  * @example shadowing(parseRuleset(save), { table: "filter", chain: "INPUT", line: 5 })?.path // "INPUT:4"
  */
-export function shadowing(ruleset: Ruleset, at: { table: string; chain: string; line: number }): Shadow | undefined {
+export function shadowing(
+  ruleset: Ruleset,
+  at: { table: string; chain: string; line: number } & HostInterfaces,
+): Shadow | undefined {
   const { table, chain } = lookup(ruleset, at.table, at.chain);
   const ours = chain.rules[at.line - 1];
   if (!ours) throw new PlacementError(`${chain.name} has no line ${at.line} (it has ${chain.rules.length} rules)`);
   if (!ours.target || !VERDICTS.has(ours.target) || ours.goto) return undefined;
-  return judge(table, chain.name, ours, at.line).shadow;
+  return judge(table, chain.name, ours, at.line, at.interfaces).shadow;
 }
