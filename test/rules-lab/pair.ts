@@ -4,7 +4,9 @@
  * process); the client runs one node prober that opens connections and says, per port, whether the
  * connection was made ("open"), answered with an error at once ("refused": a TCP reset or an ICMP
  * unreachable, what REJECT sends) or never answered ("timeout": DROP). Addresses are the lab's:
- * server 198.18.0.2 / fd00:18::2, client .1 / ::1, on an interface named vlab0 that no rule names.
+ * server 198.18.0.2 / fd00:18::2, client .1 / ::1, on an interface named vlab0 that no rule names;
+ * a pair made with more interfaces (zone firewalls: eth0, eth1, ...) links them all, the k-th (from 0)
+ * on 198.18.k.0/24 and fd00:18:0:k::/64, so the client reaches the server through each of them.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -16,6 +18,12 @@ export const ADDRESSES = {
   4: { server: "198.18.0.2", client: "198.18.0.1", prefix: 24 },
   6: { server: "fd00:18::2", client: "fd00:18::1", prefix: 64 },
 } as const;
+
+/** The address of a side on the k-th interface of a pair (0: ADDRESSES). */
+export function addressOn(family: 4 | 6, side: "server" | "client", k: number): string {
+  const last = side === "server" ? 2 : 1;
+  return family === 4 ? `198.18.${k}.${last}` : k ? `fd00:18:0:${k}::${last}` : ADDRESSES[6][side];
+}
 
 const LISTENER = `
 const net = require("node:net");
@@ -98,6 +106,42 @@ function must(ns: string, args: string[]) {
   if (r.status !== 0) throw new Error(`${args.join(" ")} in ${ns} failed (exit ${r.status}): ${r.stderr}`);
 }
 
+/** The k-th link between server and client: a veth pair named `dev` on both sides, both families. */
+function link(server: Netns, client: Netns, dev: string, k: number): void {
+  must(server.name, ["ip", "link", "add", dev, "type", "veth", "peer", "name", dev, "netns", client.name]);
+  for (const [ns, side] of [
+    [server, "server"],
+    [client, "client"],
+  ] as const) {
+    must(ns.name, ["ip", "addr", "add", `${addressOn(4, side, k)}/${ADDRESSES[4].prefix}`, "dev", dev]);
+    must(ns.name, ["ip", "addr", "add", `${addressOn(6, side, k)}/${ADDRESSES[6].prefix}`, "dev", dev, "nodad"]);
+    must(ns.name, ["ip", "link", "set", dev, "up"]);
+  }
+  // Permanent neighbours: a DROP policy also drops IPv6 neighbour discovery, which must not
+  // decide whether a SYN is sent at all.
+  const mac = (ns: Netns) =>
+    JSON.parse(
+      spawnSync("ip", ["netns", "exec", ns.name, "ip", "-j", "link", "show", dev], { encoding: "utf8" }).stdout,
+    )[0].address as string;
+  for (const [ns, peer, side] of [
+    [server, client, "client"],
+    [client, server, "server"],
+  ] as const)
+    for (const f of [4, 6] as const)
+      must(ns.name, [
+        "ip",
+        "neigh",
+        "replace",
+        addressOn(f, side, k),
+        "lladdr",
+        mac(peer),
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+      ]);
+}
+
 export class Pair {
   private pending = new Map<number, (r: Outcome[]) => void>();
   private nextId = 0;
@@ -105,6 +149,8 @@ export class Pair {
   private constructor(
     readonly server: Netns,
     readonly client: Netns,
+    /** The server's interfaces, in order (the k-th on addressOn(f, side, k)). */
+    readonly interfaces: readonly string[],
     private readonly listener: ChildProcessWithoutNullStreams,
     private readonly prober: ChildProcessWithoutNullStreams,
   ) {
@@ -117,8 +163,9 @@ export class Pair {
     });
   }
 
-  /** Makes both namespaces, links them, starts the listener on `ports` and the prober. */
-  static async create(ports: readonly number[]): Promise<Pair> {
+  /** Makes both namespaces, links them by one veth pair per interface name (same name on both sides),
+   * starts the listener on `ports` and the prober. */
+  static async create(ports: readonly number[], interfaces: readonly string[] = ["vlab0"]): Promise<Pair> {
     const server = Netns.create("pit-pl");
     const client = Netns.create("pit-pl");
     for (const ns of [server, client]) {
@@ -127,38 +174,7 @@ export class Pair {
       // never see a REJECT as a DROP because the lab asked often
       must(ns.name, ["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"]);
     }
-    must(server.name, ["ip", "link", "add", "vlab0", "type", "veth", "peer", "name", "vlab0", "netns", client.name]);
-    for (const [ns, side] of [
-      [server, "server"],
-      [client, "client"],
-    ] as const) {
-      must(ns.name, ["ip", "addr", "add", `${ADDRESSES[4][side]}/${ADDRESSES[4].prefix}`, "dev", "vlab0"]);
-      must(ns.name, ["ip", "addr", "add", `${ADDRESSES[6][side]}/${ADDRESSES[6].prefix}`, "dev", "vlab0", "nodad"]);
-      must(ns.name, ["ip", "link", "set", "vlab0", "up"]);
-    }
-    // Permanent neighbours: a DROP policy also drops IPv6 neighbour discovery, which must not
-    // decide whether a SYN is sent at all.
-    const mac = (ns: Netns) =>
-      JSON.parse(
-        spawnSync("ip", ["netns", "exec", ns.name, "ip", "-j", "link", "show", "vlab0"], { encoding: "utf8" }).stdout,
-      )[0].address as string;
-    for (const [ns, peer, side] of [
-      [server, client, "client"],
-      [client, server, "server"],
-    ] as const)
-      for (const f of [4, 6] as const)
-        must(ns.name, [
-          "ip",
-          "neigh",
-          "replace",
-          ADDRESSES[f][side],
-          "lladdr",
-          mac(peer),
-          "dev",
-          "vlab0",
-          "nud",
-          "permanent",
-        ]);
+    interfaces.forEach((dev, k) => link(server, client, dev, k));
     const listener = spawn("ip", [
       "netns",
       "exec",
@@ -183,16 +199,16 @@ export class Pair {
       ),
     );
     prober.stdin.on("error", () => undefined); // a prober gone is reported by probe()
-    return new Pair(server, client, listener, prober);
+    return new Pair(server, client, interfaces, listener, prober);
   }
 
-  /** Connections from the client to each port of the server, all at once. */
-  probe(family: 4 | 6, ports: number[], wait = 400): Promise<Outcome[]> {
+  /** Connections from the client to each port of the server (through its k-th interface), all at once. */
+  probe(family: 4 | 6, ports: number[], wait = 400, k = 0): Promise<Outcome[]> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.prober.exitCode !== null) return reject(new Error(`the prober in ${this.client.name} has exited`));
       this.pending.set(id, resolve);
-      this.prober.stdin.write(`${JSON.stringify({ id, family, host: ADDRESSES[family].server, ports, wait })}\n`);
+      this.prober.stdin.write(`${JSON.stringify({ id, family, host: addressOn(family, "server", k), ports, wait })}\n`);
     });
   }
 
