@@ -11,7 +11,7 @@ import type { Logger, Session } from "../ssh";
 import { HostError } from "./errors";
 import { FAMILIES, framed, iptables, limitsFor, preamble, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
-import { Facts, listingScript, rulesetOf, stepDeadline } from "./facts";
+import { contextOf, Facts, listingScript, rulesetOf, stepDeadline } from "./facts";
 import { impostorWarnings } from "./plan";
 import { freshSession } from "./batch";
 import type { FreshSession, Op, Outcome } from "./batch";
@@ -97,7 +97,7 @@ export class HostAgent {
             table,
             chain: found.chain,
             line: found.line,
-            interfaces: result.facts.interfaces,
+            ...contextOf(result.facts, f),
           })?.why,
           beside: judgeBeside(
             sections,

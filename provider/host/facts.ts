@@ -1,7 +1,7 @@
 // What a listing tells about a host (the backend, how it saves its ruleset, who owns its policy,
 // listening sockets, the rulesets), the listing commands themselves, and reading a section's answer.
 import { parseRuleset, parseVersion } from "../rules";
-import type { Ruleset } from "../rules";
+import type { HostContext, Ruleset } from "../rules";
 import type { Session } from "../ssh";
 import { withDeadline } from "../util";
 import { HostError } from "./errors";
@@ -80,6 +80,25 @@ export function rulesetOf(s: Sections, f: Family, target: string): Ruleset {
 export const rulesetsOf = (s: Sections, families: readonly Family[], target: string) =>
   new Map(families.map((f) => [f, rulesetOf(s, f, target)] as const));
 
+/** The nat tables besideListing printed (families whose nat is loaded), parsed once per listing. */
+const natParsed = new WeakMap<Sections, HostFacts["nat"]>();
+function natOf(s: Sections): HostFacts["nat"] {
+  if (!natParsed.has(s)) {
+    const listed = ([4, 6] as const).filter((f) => s[`nat${f}`]?.code === 0 && s[`nat${f}`]!.out.trim());
+    natParsed.set(
+      s,
+      listed.length ? Object.fromEntries(listed.map((f) => [f, parseRuleset(s[`nat${f}`]!.out)])) : undefined,
+    );
+  }
+  return natParsed.get(s);
+}
+
+/** What placement judges a rule of family `f` with, beside its table (rules/place.ts, HostContext). */
+export const contextOf = (facts: HostFacts, f: Family): HostContext => ({
+  interfaces: facts.interfaces,
+  nat: facts.nat?.[f],
+});
+
 function parseListening(text: string): Set<string> {
   const set = new Set<string>();
   for (const line of text.split("\n")) {
@@ -116,6 +135,7 @@ export class Facts {
       // Unknown where the host has no ss.
       listening: sections.listening?.code === 0 ? parseListening(sections.listening.out) : undefined,
       interfaces: sections.interfaces?.code === 0 ? parseInterfaces(sections.interfaces.out) : undefined,
+      nat: natOf(sections),
       owner: sections.owner
         ? ownerOf(
             sections.owner.out,

@@ -3,6 +3,7 @@
 // as the earlier requests of the batch leave it. A create that finds its own identical rule (a tag of
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
+import { contextOf } from "./facts";
 import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
 import type { Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
@@ -150,7 +151,7 @@ export function planOne(
   const refused = ctx.origin && req.guard?.(ctx.origin, f);
   if (refused) throw refusal(refused, ctx);
   const { line, reason, shadowedBy } = placedIn(f, () =>
-    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position, interfaces: ctx.facts.interfaces }),
+    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position, ...contextOf(ctx.facts, f) }),
   );
   return {
     planned: {

@@ -80,6 +80,8 @@ export interface HostFacts {
   listening?: Set<string>;
   /** The interfaces ordinary packets arrive on (up, not loopback); undefined when the listing could not tell. */
   interfaces?: string[];
+  /** Each family's nat table as listed beside a rule on INPUT (besideListing), where it was. */
+  nat?: Partial<Record<Family, Ruleset>>;
   /** How this host saves its ruleset, and the firewall manager that owns its policy, if any. */
   persistence: Persistence;
   owner?: string;

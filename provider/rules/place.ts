@@ -9,7 +9,8 @@ import { BUILTIN_CHAINS, HOOKS } from "./names";
 import { portRanges } from "./ordinary";
 import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset, type Table } from "./parse";
 import type { Position } from "./types";
-import { entryChains, outcomes, type Hop, type Outcome } from "./walk";
+import { type Ending, endings } from "./prerouting";
+import { entryChains, type Hop, type Outcome } from "./walk";
 
 /** A placement request that cannot be honoured (missing chain, line out of range). */
 export class PlacementError extends Error {
@@ -21,13 +22,17 @@ export class PlacementError extends Error {
 
 // ---------------------------------------------------------------- judging a rule at a line
 
-/**
- * The host's non-loopback interfaces (ordinary packets arrive on each of them, each judged on its
- * own, and rules that name one, exactly or by `eth+`, match it); left out, or empty, where they are
- * not known: then ordinary packets arrive on an interface that no rule names.
- */
-export interface HostInterfaces {
+/** What of the host beside the rule's table its placement is judged with. */
+export interface HostContext {
+  /**
+   * The host's non-loopback interfaces (ordinary packets arrive on each of them, each judged on its
+   * own, and rules that name one, exactly or by `eth+`, match it); left out, or empty, where they are
+   * not known: then ordinary packets arrive on an interface that no rule names.
+   */
   interfaces?: readonly string[];
+  /** The same family's nat table (PREROUTING and the chains it reaches), for rules on filter INPUT:
+   * a port DNAT-ed elsewhere goes through FORWARD, a REDIRECT is judged under its new port. */
+  nat?: Ruleset;
 }
 
 /** The rule (or policy) that decides a rule's packets otherwise, with the path the packets take. */
@@ -51,7 +56,6 @@ function pseudoRule(table: string, chain: string, text: string, target?: string)
 const VERBS: Record<string, string> = { ACCEPT: "accepts", DROP: "drops", REJECT: "rejects" };
 
 function shadowOf(table: Table, start: string, out: Outcome, packets: string): Shadow {
-  const hopText = (h: Hop) => (h.rule ? `${h.chain}:${h.line}` : `${h.chain}:end`);
   const path = [...out.hops.map(hopText), ...(out.policy ? [`policy ${out.policy}`] : [])].join(" -> ");
   const last = [...out.hops].reverse().find((h) => h.rule)?.rule;
   const rule = out.policy
@@ -63,6 +67,29 @@ function shadowOf(table: Table, start: string, out: Outcome, packets: string): S
       ? `returns ${packets} from ${start}`
       : `hands ${packets} to ${out.verdict}`;
   return { ...rule, path, verdict: out.verdict, packets, why: shown(`${path} (${rule.text}) ${what}`) };
+}
+
+const hopText = (h: Hop) => (h.rule ? `${h.chain}:${h.line}` : `${h.chain}:end`);
+
+/** What decides some packets, when nat PREROUTING translated them on the way: the DNAT that sends them
+ * elsewhere (with what to write instead), or the REDIRECT and then what decides their new port. */
+function shadowAfter(table: Table, start: string, e: Ending, packets: string): Shadow {
+  if (!e.via) return shadowOf(table, start, e.out, packets);
+  const { rule, path } = e.via;
+  const chains = `nat ${[...new Set(path.map((h) => h.chain))].join(" -> ")}`;
+  const head = `${chains}: ${shown(rule.text)}`;
+  const natPath = `nat ${path.map(hopText).join(" -> ")}`;
+  if (e.via.kind === "away") {
+    const port = e.o.dport;
+    const why =
+      `${head} (sends ${packets} to ${e.via.to} through FORWARD: they never reach ${start}; write the rule in ` +
+      `FORWARD, DOCKER-USER on a Docker host, or the chain of the tool that made the DNAT, matching the port ` +
+      `the client asked for: -m conntrack --ctorigdstport ${port} --ctdir ORIGINAL)`;
+    return { ...rule, path: natPath, verdict: "FORWARD", packets, why };
+  }
+  const inner = shadowOf(table, start, e.out, [e.o.protocol, e.o.dport].join(" "));
+  const why = `${head} (sends ${packets} to port ${e.o.dport}); then ${inner.why}`;
+  return { ...inner, path: `${natPath} -> ${inner.path}`, why };
 }
 
 interface Judgement {
@@ -124,14 +151,7 @@ function packetsText(o: Ordinary, port: number | undefined, host: readonly strin
  * Is `spec` effective as rule `line` of `chain`: does every ordinary packet of every one of its ports,
  * from every built-in chain that leads there (or from the top of `chain` when `local`), get its verdict?
  */
-function judge(
-  table: Table,
-  chain: string,
-  spec: RuleSpec,
-  line: number,
-  host: readonly string[] | undefined,
-  local = false,
-): Judgement {
+function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: HostContext, local = false): Judgement {
   const verdict = spec.target ?? "";
   const starts = local ? [chain] : entryChains(table, chain);
   if (!starts.length) {
@@ -141,17 +161,19 @@ function judge(
     return { effective: false, decides: false, shadow, first: shadow };
   }
   let first: Shadow | undefined;
+  const nat = local ? undefined : host.nat?.tables.get("nat");
   for (const start of starts)
-    for (const { o, port } of packetsOf(table, spec, start, host)) {
-      const outs = outcomes(table, start, o, { chain, index: line - 1, verdict });
-      const packets = packetsText(o, port, host);
-      const against = outs.find((x) => x.verdict !== verdict);
+    for (const { o, port } of packetsOf(table, spec, start, host.interfaces)) {
+      const ends = endings(table, start, o, { chain, index: line - 1, verdict }, spec, nat);
+      const packets = packetsText(o, port, host.interfaces);
+      // Packets DNAT-ed elsewhere are admitted (to another host) by an ACCEPT: the same verdict.
+      const against = ends.find((x) => x.out.verdict !== verdict && !(x.via?.kind === "away" && verdict === "ACCEPT"));
       if (against) {
-        const shadow = shadowOf(table, start, against, packets);
+        const shadow = shadowAfter(table, start, against, packets);
         return { effective: false, decides: false, shadow, first: first ?? shadow };
       }
-      const other = outs.find((x) => !x.ours);
-      if (other && !first) first = shadowOf(table, start, other, packets);
+      const other = ends.find((x) => !x.out.ours);
+      if (other && !first) first = shadowAfter(table, start, other, packets);
     }
   return { effective: true, decides: !first, first };
 }
@@ -163,7 +185,7 @@ function judge(
  */
 export function possibleVerdicts(
   ruleset: Ruleset,
-  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number } & HostInterfaces,
+  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number } & HostContext,
 ): { port?: number; arrival?: string; verdicts: string[]; ours: boolean; others: boolean }[] {
   const { table } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
@@ -173,12 +195,10 @@ export function possibleVerdicts(
     arrivalsOf(spec, hook, request.interfaces).map((arrival) => ({ port, arrival })),
   );
   return pieces.map(({ port, arrival }) => {
+    const at = { chain: request.chain, index: request.line - 1, verdict: spec.target ?? "" };
+    const nat = request.nat?.tables.get("nat");
     const outs = (starts.length ? starts : [request.chain]).flatMap((start) =>
-      outcomes(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival), {
-        chain: request.chain,
-        index: request.line - 1,
-        verdict: spec.target ?? "",
-      }),
+      endings(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival), at, spec, nat).map((e) => e.out),
     );
     return {
       port,
@@ -191,13 +211,7 @@ export function possibleVerdicts(
 }
 
 /** The lowest line of the chain where the rule decides its packets (that only shrinks going down). */
-function lowest(
-  table: Table,
-  chain: Chain,
-  spec: RuleSpec,
-  host: readonly string[] | undefined,
-  local: boolean,
-): number {
+function lowest(table: Table, chain: Chain, spec: RuleSpec, host: HostContext, local: boolean): number {
   let [lo, hi] = [1, chain.rules.length + 1]; // the rule decides at lo
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
@@ -241,9 +255,9 @@ const redundancy = (j: Judgement) =>
  */
 export function placeRule(
   ruleset: Ruleset,
-  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; position?: Position } & HostInterfaces,
+  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; position?: Position } & HostContext,
 ): Placement {
-  const host = request.interfaces;
+  const host: HostContext = request;
   const { table, chain } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
   const position = request.position ?? "auto";
@@ -300,11 +314,11 @@ export function placeRule(
  */
 export function shadowing(
   ruleset: Ruleset,
-  at: { table: string; chain: string; line: number } & HostInterfaces,
+  at: { table: string; chain: string; line: number } & HostContext,
 ): Shadow | undefined {
   const { table, chain } = lookup(ruleset, at.table, at.chain);
   const ours = chain.rules[at.line - 1];
   if (!ours) throw new PlacementError(`${chain.name} has no line ${at.line} (it has ${chain.rules.length} rules)`);
   if (!ours.target || !VERDICTS.has(ours.target) || ours.goto) return undefined;
-  return judge(table, chain.name, ours, at.line, at.interfaces).shadow;
+  return judge(table, chain.name, ours, at.line, at).shadow;
 }
