@@ -10,7 +10,9 @@
  * gets the rule's verdict; one line lower, the model says the rule no longer decides them.
  * Half the lanes' servers have two or three interfaces (eth0, eth1, wan0; the rulesets' zone
  * dispatch names them, exactly and by eth+): the model judges the packets arriving on each of them
- * on its own, and the kernel is asked through each of them.
+ * on its own, and the kernel is asked through each of them. Half the cases have nat PREROUTING rules
+ * (a DNAT of one of the rule's ports to a backend namespace behind the server, a REDIRECT to another
+ * port, Docker's chain, a DNAT bound to eth1, a REDIRECT bound to eth+): the model follows them.
  * Both backends, both families, 8 namespace pairs at once. PIT_PLACEMENT_CASES sets the number of
  * cases (default 200; the full run uses thousands). A failure prints the ruleset, the rule and what
  * the kernel and the model said, ready to become a fixture.
@@ -32,7 +34,7 @@ import {
 import { possibleVerdicts } from "../../provider/rules/place";
 import { deleteAll, labUnavailable, tools, type Backend } from "./netns";
 import { type Outcome, Pair } from "./pair";
-import { cases, type Case, type Family, POOL, rulesetText } from "./rulesets";
+import { cases, type Case, type Family, natText, POOL, rulesetText } from "./rulesets";
 
 const TOTAL = Number(process.env.PIT_PLACEMENT_CASES ?? 200);
 const ONE = ["vlab0"];
@@ -90,12 +92,15 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
   const ours = ruleText(chain, argv);
   const log: string[] = [];
   try {
+    await pair.serverSh(backend, restore, natText(c));
     await pair.serverSh(backend, restore, text);
     const base = await pair.serverSh(backend, `${save} -t filter`);
     const rs = parseRuleset(base);
+    const nat = parseRuleset(await pair.serverSh(backend, `${save} -t nat`));
     const end = chainOf(rs, "filter", chain)!.rules.length + 1;
     const interfaces = pair.interfaces;
-    const placed = placeRule(rs, { table: "filter", chain, rule: argv, interfaces });
+    const host = { interfaces, nat };
+    const placed = placeRule(rs, { table: "filter", chain, rule: argv, ...host });
     log.push(`placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}`);
     const lines = [
       { line: placed.line, role: "placed" },
@@ -110,8 +115,12 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
       for (let k = 0; k < interfaces.length; k++) kernel.push(await pair.probe(c.family, c.ours.ports, 400, k));
       const listed = parseRuleset(await pair.serverSh(backend, `${save} -c -t filter`));
       const mine = findByTag(listed, "filter", chain, TAG)!;
-      const model = possibleVerdicts(rs, { table: "filter", chain, rule: argv, line, interfaces });
-      const shadow = shadowing(parseRuleset(withOurs), { table: "filter", chain, line, interfaces });
+      // Packets DNAT-ed to the backend go through FORWARD (which accepts them) to a listening port.
+      const model = possibleVerdicts(rs, { table: "filter", chain, rule: argv, line, ...host }).map((m) => ({
+        ...m,
+        verdicts: [...new Set(m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x)))],
+      }));
+      const shadow = shadowing(parseRuleset(withOurs), { table: "filter", chain, line, ...host });
       // The kernel's answer for each (port, interface) the model judges: the rule speaks for no other.
       const judged = model.map((m) => {
         const k = interfaces.indexOf(m.arrival ?? "");
@@ -160,7 +169,7 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
     }
   } catch (e) {
     throw new Error(
-      `${(e as Error).message}\n--- ${backend} ipv${c.family}, template ${c.template}: ruleset ---\n${text}` +
+      `${(e as Error).message}\n--- ${backend} ipv${c.family}, template ${c.template}, interfaces ${pair.interfaces.join(" ")}: ruleset ---\n${natText(c)}${text}` +
         `--- rule ---\n${ours}\n--- what happened ---\n${log.join("\n")}\n`,
     );
   }

@@ -34,6 +34,60 @@ export interface Case {
   ours: OurRule;
   /** Lines (1-based, taken modulo the chain's length + 1) where shadowing() is checked as well. */
   probes: number[];
+  /** The nat table's user chains and `-A` lines (PREROUTING's DNAT to the lab's backend, REDIRECT). */
+  nat: { chains: string[]; rules: string[] };
+}
+
+/** The nat table as iptables-restore reads it (empty chains too: restoring it clears the last case's). */
+export function natText(c: Case): string {
+  const builtin = ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"].map((n) => `:${n} ACCEPT [0:0]`);
+  return ["*nat", ...builtin, ...c.nat.chains.map((n) => `:${n} - [0:0]`), ...c.nat.rules, "COMMIT", ""].join("\n");
+}
+
+/** The backend namespace's address (./pair, BACKEND) as DNAT's --to-destination names it, with a port or not. */
+const backendAt = (f: Family, port?: number) =>
+  f === 4 ? `198.19.250.2${port ? `:${port}` : ""}` : port ? `[fd00:19:250::2]:${port}` : "fd00:19:250::2";
+
+/**
+ * nat PREROUTING as the tools that DNAT write it: nothing, a DNAT of one of our ports to the backend,
+ * a REDIRECT of it to another port of the server, Docker's chain (`! -i docker0`, to another port),
+ * a zone's DNAT bound to eth1, a REDIRECT bound to eth+ below an ACCEPT that keeps one port as it is.
+ */
+function natOf(kind: number, f: Family, port: number, other: number): Case["nat"] {
+  const tcp = "-p tcp -m tcp --dport";
+  switch (kind) {
+    case 1:
+      return { chains: [], rules: [`-A PREROUTING ${tcp} ${port} -j DNAT --to-destination ${backendAt(f)}`] };
+    case 2:
+      return { chains: [], rules: [`-A PREROUTING ${tcp} ${port} -j REDIRECT --to-ports ${other}`] };
+    case 3:
+      return {
+        chains: ["DOCKER"],
+        rules: [
+          "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+          "-A DOCKER -i docker0 -j RETURN",
+          `-A DOCKER ! -i docker0 ${tcp} ${port} -j DNAT --to-destination ${backendAt(f, other)}`,
+        ],
+      };
+    case 4:
+      return {
+        chains: ["NAT-ZONE"],
+        rules: [
+          "-A PREROUTING -i eth1 -j NAT-ZONE",
+          `-A NAT-ZONE -p tcp -m multiport --dports ${port},${other} -j DNAT --to-destination ${backendAt(f)}`,
+        ],
+      };
+    case 5:
+      return {
+        chains: [],
+        rules: [
+          `-A PREROUTING ${tcp} ${other} -j ACCEPT`,
+          `-A PREROUTING -i eth+ ${tcp} ${port} -j REDIRECT --to-ports ${other}`,
+        ],
+      };
+    default:
+      return { chains: [], rules: [] };
+  }
 }
 
 const v = (f: Family, v4: string, v6: string) => (f === 4 ? v4 : v6);
@@ -356,6 +410,7 @@ export function cases(f: Family, backend: Backend, interfaces: readonly string[]
       chains: fc.array(fc.array(fc.tuple(fc.nat(30), randomRule), { maxLength: 4 }), { maxLength: 3 }),
       ours: ourRule,
       probes: fc.array(fc.nat(40), { minLength: 1, maxLength: 2 }),
+      nat: fc.record({ kind: fc.nat(9), port: fc.nat(5), other: fc.constantFrom(...POOL) }),
     })
     .map((g) => {
       const base = g.template.chains(f, backend).map((c) => ({ name: c.name, rules: [...c.rules] }));
@@ -395,6 +450,7 @@ export function cases(f: Family, backend: Backend, interfaces: readonly string[]
         chains,
         ours,
         probes: g.probes,
+        nat: natOf(g.nat.kind, f, ours.ports[g.nat.port % ours.ports.length], g.nat.other),
       };
     });
 }
