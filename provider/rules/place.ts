@@ -9,6 +9,7 @@ import { BUILTIN_CHAINS, HOOKS } from "./names";
 import { portRanges } from "./ordinary";
 import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset, type Table } from "./parse";
 import type { Position } from "./types";
+import { type Both, type OtherBackend, withOther } from "./backends";
 import { type Ending, endings } from "./prerouting";
 import { entryChains, type Hop, type Outcome } from "./walk";
 
@@ -33,6 +34,8 @@ export interface HostContext {
   /** The same family's nat table (PREROUTING and the chains it reaches), for rules on filter INPUT:
    * a port DNAT-ed elsewhere goes through FORWARD, a REDIRECT is judged under its new port. */
   nat?: Ruleset;
+  /** The same family's tables in the other iptables backend, which the kernel applies as well. */
+  other?: OtherBackend;
 }
 
 /** The rule (or policy) that decides a rule's packets otherwise, with the path the packets take. */
@@ -90,6 +93,22 @@ function shadowAfter(table: Table, start: string, e: Ending, packets: string): S
   const inner = shadowOf(table, start, e.out, [e.o.protocol, e.o.dport].join(" "));
   const why = `${head} (sends ${packets} to port ${e.o.dport}); then ${inner.why}`;
   return { ...inner, path: `${natPath} -> ${inner.path}`, why };
+}
+
+/** Each ending with what the other backend's tables do to its packets (not to those sent through FORWARD). */
+function finals(table: Table, start: string, ends: Ending[], host: HostContext): { e: Ending; b: Both }[] {
+  return ends.flatMap((e) =>
+    (e.via?.kind === "away" ? [{ verdict: e.out.verdict }] : withOther(e.out, table.name, start, e.o, host.other)).map(
+      (b) => ({ e, b }),
+    ),
+  );
+}
+
+/** What decides the packets of one final outcome: a rule of the other backend, or as shadowAfter says. */
+function decider(table: Table, start: string, f: { e: Ending; b: Both }, packets: string, host: HostContext): Shadow {
+  if (!f.b.other || !host.other) return shadowAfter(table, start, f.e, packets);
+  const s = shadowOf(host.other.ruleset.tables.get(table.name)!, start, f.b.other, packets);
+  return { ...s, why: `the ${host.other.backend} tables (the kernel applies them too): ${s.why}` };
 }
 
 interface Judgement {
@@ -164,16 +183,18 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: 
   const nat = local ? undefined : host.nat?.tables.get("nat");
   for (const start of starts)
     for (const { o, port } of packetsOf(table, spec, start, host.interfaces)) {
-      const ends = endings(table, start, o, { chain, index: line - 1, verdict }, spec, nat);
+      const ends = finals(table, start, endings(table, start, o, { chain, index: line - 1, verdict }, spec, nat), host);
       const packets = packetsText(o, port, host.interfaces);
       // Packets DNAT-ed elsewhere are admitted (to another host) by an ACCEPT: the same verdict.
-      const against = ends.find((x) => x.out.verdict !== verdict && !(x.via?.kind === "away" && verdict === "ACCEPT"));
+      const against = ends.find(
+        ({ e, b }) => b.verdict !== verdict && !(e.via?.kind === "away" && verdict === "ACCEPT"),
+      );
       if (against) {
-        const shadow = shadowAfter(table, start, against, packets);
+        const shadow = decider(table, start, against, packets, host);
         return { effective: false, decides: false, shadow, first: first ?? shadow };
       }
-      const other = ends.find((x) => !x.out.ours);
-      if (other && !first) first = shadowAfter(table, start, other, packets);
+      const other = ends.find(({ e, b }) => !e.out.ours || b.other);
+      if (other && !first) first = decider(table, start, other, packets, host);
     }
   return { effective: true, decides: !first, first };
 }
@@ -198,14 +219,19 @@ export function possibleVerdicts(
     const at = { chain: request.chain, index: request.line - 1, verdict: spec.target ?? "" };
     const nat = request.nat?.tables.get("nat");
     const outs = (starts.length ? starts : [request.chain]).flatMap((start) =>
-      endings(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival), at, spec, nat).map((e) => e.out),
+      finals(
+        table,
+        start,
+        endings(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival), at, spec, nat),
+        request,
+      ),
     );
     return {
       port,
       ...(arrival !== undefined && { arrival }),
-      verdicts: [...new Set(outs.map((o) => o.verdict))],
-      ours: outs.some((o) => o.ours),
-      others: outs.some((o) => !o.ours),
+      verdicts: [...new Set(outs.map((o) => o.b.verdict))],
+      ours: outs.some((o) => o.e.out.ours),
+      others: outs.some((o) => !o.e.out.ours || o.b.other),
     };
   });
 }

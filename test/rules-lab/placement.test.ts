@@ -13,6 +13,8 @@
  * on its own, and the kernel is asked through each of them. Half the cases have nat PREROUTING rules
  * (a DNAT of one of the rule's ports to a backend namespace behind the server, a REDIRECT to another
  * port, Docker's chain, a DNAT bound to eth1, a REDIRECT bound to eth+): the model follows them.
+ * The other backend holds a filter table too in half the cases (ferm-like policy DROP, a fail2ban-like
+ * chain, a DROP or REJECT of a port): the kernel applies both, and so does the model.
  * Both backends, both families, 8 namespace pairs at once. PIT_PLACEMENT_CASES sets the number of
  * cases (default 200; the full run uses thousands). A failure prints the ruleset, the rule and what
  * the kernel and the model said, ready to become a fixture.
@@ -34,7 +36,7 @@ import {
 import { possibleVerdicts } from "../../provider/rules/place";
 import { deleteAll, labUnavailable, tools, type Backend } from "./netns";
 import { type Outcome, Pair } from "./pair";
-import { cases, type Case, type Family, natText, POOL, rulesetText } from "./rulesets";
+import { cases, type Case, type Family, natText, otherText, POOL, rulesetText } from "./rulesets";
 
 const TOTAL = Number(process.env.PIT_PLACEMENT_CASES ?? 200);
 const ONE = ["vlab0"];
@@ -91,7 +93,9 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
   const chain = c.ours.chain;
   const ours = ruleText(chain, argv);
   const log: string[] = [];
+  const second: Backend = backend === "legacy" ? "nf_tables" : "legacy";
   try {
+    await pair.serverSh(second, restore, otherText(c));
     await pair.serverSh(backend, restore, natText(c));
     await pair.serverSh(backend, restore, text);
     const base = await pair.serverSh(backend, `${save} -t filter`);
@@ -99,7 +103,8 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
     const nat = parseRuleset(await pair.serverSh(backend, `${save} -t nat`));
     const end = chainOf(rs, "filter", chain)!.rules.length + 1;
     const interfaces = pair.interfaces;
-    const host = { interfaces, nat };
+    const other = { backend: second, ruleset: parseRuleset(await pair.serverSh(second, `${save} -t filter`)) };
+    const host = { interfaces, nat, other };
     const placed = placeRule(rs, { table: "filter", chain, rule: argv, ...host });
     log.push(`placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}`);
     const lines = [
@@ -169,7 +174,7 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
     }
   } catch (e) {
     throw new Error(
-      `${(e as Error).message}\n--- ${backend} ipv${c.family}, template ${c.template}, interfaces ${pair.interfaces.join(" ")}: ruleset ---\n${natText(c)}${text}` +
+      `${(e as Error).message}\n--- ${backend} ipv${c.family}, template ${c.template}, interfaces ${pair.interfaces.join(" ")}: ruleset ---\n${natText(c)}${text}--- ${second} ---\n${otherText(c)}` +
         `--- rule ---\n${ours}\n--- what happened ---\n${log.join("\n")}\n`,
     );
   }

@@ -36,6 +36,51 @@ export interface Case {
   probes: number[];
   /** The nat table's user chains and `-A` lines (PREROUTING's DNAT to the lab's backend, REDIRECT). */
   nat: { chains: string[]; rules: string[] };
+  /** The filter table loaded with the other backend (ferm on legacy beside fail2ban on nf_tables). */
+  other: { policy: "ACCEPT" | "DROP"; chains: string[]; rules: string[] };
+}
+
+/** The other backend's filter table as iptables-restore reads it (an empty one clears the last case's). */
+export function otherText(c: Case): string {
+  const { policy, chains, rules } = c.other;
+  const head = [`:INPUT ${policy} [0:0]`, ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"];
+  return ["*filter", ...head, ...chains.map((n) => `:${n} - [0:0]`), ...rules, "COMMIT", ""].join("\n");
+}
+
+/**
+ * What the other backend holds: nothing, a ferm-like policy DROP that admits a few ports, a
+ * fail2ban-like chain for two ports that bans other hosts, a DROP or REJECT of one of our ports.
+ */
+function otherOf(kind: number, f: Family, port: number, other: number): Case["other"] {
+  const tcp = "-p tcp -m tcp --dport";
+  switch (kind) {
+    case 1:
+      return {
+        policy: "DROP",
+        chains: [],
+        rules: [
+          "-A INPUT -i lo -j ACCEPT",
+          "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+          `-A INPUT -p tcp -m multiport --dports 22,${other} -j ACCEPT`,
+        ],
+      };
+    case 2:
+      return {
+        policy: "ACCEPT",
+        chains: ["f2b-lab"],
+        rules: [
+          `-A INPUT -p tcp -m multiport --dports ${port},${other} -j f2b-lab`,
+          `-A f2b-lab -s ${otherHost(f, 9)} -j REJECT --reject-with ${rejectDefault(f)}`,
+          "-A f2b-lab -j RETURN",
+        ],
+      };
+    case 3:
+      return { policy: "ACCEPT", chains: [], rules: [`-A INPUT ${tcp} ${port} -j DROP`] };
+    case 4:
+      return { policy: "ACCEPT", chains: [], rules: [`-A INPUT ${tcp} ${other} -j REJECT --reject-with tcp-reset`] };
+    default:
+      return { policy: "ACCEPT", chains: [], rules: [] };
+  }
 }
 
 /** The nat table as iptables-restore reads it (empty chains too: restoring it clears the last case's). */
@@ -411,6 +456,7 @@ export function cases(f: Family, backend: Backend, interfaces: readonly string[]
       ours: ourRule,
       probes: fc.array(fc.nat(40), { minLength: 1, maxLength: 2 }),
       nat: fc.record({ kind: fc.nat(9), port: fc.nat(5), other: fc.constantFrom(...POOL) }),
+      other: fc.record({ kind: fc.nat(7), port: fc.nat(5), other: fc.constantFrom(...POOL) }),
     })
     .map((g) => {
       const base = g.template.chains(f, backend).map((c) => ({ name: c.name, rules: [...c.rules] }));
@@ -451,6 +497,7 @@ export function cases(f: Family, backend: Backend, interfaces: readonly string[]
         ours,
         probes: g.probes,
         nat: natOf(g.nat.kind, f, ours.ports[g.nat.port % ours.ports.length], g.nat.other),
+        other: otherOf(g.other.kind, f, ours.ports[g.other.port % ours.ports.length], g.other.other),
       };
     });
 }
