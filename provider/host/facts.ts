@@ -6,6 +6,7 @@ import type { Session } from "../ssh";
 import { withDeadline } from "../util";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
+import { secondOf, secondScript } from "./second";
 import type { BesideWant } from "./beside";
 import { DETECT, OWNER, ownerOf, parsePersistence } from "./persist";
 import { iptables, KILLED, section } from "./protocol";
@@ -45,6 +46,7 @@ export function listingScript(
   if (want.listening) parts.push(section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]));
   if (want.owner) parts.push(OWNER);
   if (want.nat || want.nft) parts.push(besideListing(families, want));
+  if (table === "filter") parts.push(secondScript(families));
   return [...parts, INTERFACES, rulesetsScript(families, table)].join("\n");
 }
 
@@ -97,6 +99,7 @@ function natOf(s: Sections): HostFacts["nat"] {
 export const contextOf = (facts: HostFacts, f: Family): HostContext => ({
   interfaces: facts.interfaces,
   nat: facts.nat?.[f],
+  other: facts.other?.[f],
 });
 
 function parseListening(text: string): Set<string> {
@@ -136,6 +139,7 @@ export class Facts {
       listening: sections.listening?.code === 0 ? parseListening(sections.listening.out) : undefined,
       interfaces: sections.interfaces?.code === 0 ? parseInterfaces(sections.interfaces.out) : undefined,
       nat: natOf(sections),
+      other: secondOf(sections, this.stable.backend),
       owner: sections.owner
         ? ownerOf(
             sections.owner.out,
