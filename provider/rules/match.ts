@@ -7,7 +7,7 @@ import type { MatchKey, Neg, RuleMatch } from "./flags";
 import type { Hook } from "./names";
 import { ALL, both, either, negate, NONE, type Share, SOME, portRanges, protocolName } from "./ordinary";
 import { address, cidr, iface, ports } from "./overlap";
-import type { MatchOption, RuleSpec } from "./parse";
+import type { MatchOption, RuleSpec, Table } from "./parse";
 
 /** The ordinary packets of one port of a rule. An undefined value: one that no rule names. */
 export interface Ordinary {
@@ -202,6 +202,39 @@ const KNOWN_MODULES: ReadonlySet<string> = new Set([
 /** How much of the ordinary packets the rule matches: every match must take them. */
 export function matchShare(rule: RuleSpec, o: Ordinary): Share {
   return both(fieldsShare(rule.match, o), ...(rule.options ?? []).map((opt) => optionShare(opt, o)));
+}
+
+/** The interfaces the `-i` matches of a table name, per table (a Table is read-only). */
+const namedIn = new WeakMap<Table, string[]>();
+function interfacesNamed(table: Table): string[] {
+  let out = namedIn.get(table);
+  if (!out) {
+    const names = new Set<string>();
+    for (const chain of table.chains.values())
+      for (const r of chain.rules) if (r.match.inInterface) names.add(r.match.inInterface.value);
+    out = [...names];
+    namedIn.set(table, out);
+  }
+  return out;
+}
+
+/**
+ * The host's interfaces, one for each group that every `-i` of these tables (and the rule's own)
+ * treats alike: a Kubernetes node's hundred veths that no rule tells apart are judged once.
+ */
+export function distinctInterfaces(
+  host: readonly string[] | undefined,
+  spec: RuleSpec,
+  tables: (Table | undefined)[],
+): readonly string[] | undefined {
+  if (!host || host.length < 2) return host;
+  const names = [...tables.flatMap((t) => (t ? interfacesNamed(t) : [])), spec.match.inInterface?.value ?? "+"];
+  const seen = new Map<string, string>();
+  for (const i of host) {
+    const key = names.map((n) => (iface.contains(n, i) ? "1" : "0")).join("");
+    if (!seen.has(key)) seen.set(key, i);
+  }
+  return [...seen.values()];
 }
 
 /**

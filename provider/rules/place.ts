@@ -4,7 +4,7 @@
  */
 import { VERDICTS } from "./flags";
 import { shown } from "./identity";
-import { arrivalsOf, type Ordinary, ordinaryOf } from "./match";
+import { arrivalsOf, distinctInterfaces, type Ordinary, ordinaryOf } from "./match";
 import { BUILTIN_CHAINS, HOOKS } from "./names";
 import { portRanges } from "./ordinary";
 import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset, type Table } from "./parse";
@@ -153,12 +153,21 @@ function cutsOf(chain: Chain): number[] {
 }
 
 /** The ordinary packets of `spec` from built-in chain `start`: one per port piece and interface they arrive on. */
-function packetsOf(table: Table, spec: RuleSpec, start: string, host: readonly string[] | undefined) {
+function packetsOf(table: Table, spec: RuleSpec, start: string, host: HostContext) {
   const hook = HOOKS[start] ?? "in";
+  const arrivals = arrivalsOf(spec, hook, interfacesOf(table, spec, host));
   return portPieces(table, spec).flatMap((port) =>
-    arrivalsOf(spec, hook, host).map((arrival) => ({ o: ordinaryOf(spec, hook, port, arrival), port })),
+    arrivals.map((arrival) => ({ o: ordinaryOf(spec, hook, port, arrival), port })),
   );
 }
+
+/** The host's interfaces that the tables (this one, nat, the other backend's) tell apart, one of each group. */
+const interfacesOf = (table: Table, spec: RuleSpec, host: HostContext) =>
+  distinctInterfaces(host.interfaces, spec, [
+    table,
+    host.nat?.tables.get("nat"),
+    host.other?.ruleset.tables.get(table.name),
+  ]);
 
 /** "tcp 8080", and "on eth0" when the host's interfaces are judged one by one. */
 function packetsText(o: Ordinary, port: number | undefined, host: readonly string[] | undefined): string {
@@ -182,7 +191,7 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: 
   let first: Shadow | undefined;
   const nat = local ? undefined : host.nat?.tables.get("nat");
   for (const start of starts)
-    for (const { o, port } of packetsOf(table, spec, start, host.interfaces)) {
+    for (const { o, port } of packetsOf(table, spec, start, host)) {
       const ends = finals(table, start, endings(table, start, o, { chain, index: line - 1, verdict }, spec, nat), host);
       const packets = packetsText(o, port, host.interfaces);
       // Packets DNAT-ed elsewhere are admitted (to another host) by an ACCEPT: the same verdict.
@@ -213,7 +222,7 @@ export function possibleVerdicts(
   const starts = entryChains(table, request.chain);
   const hook = HOOKS[starts[0] ?? request.chain] ?? "in";
   const pieces = portPieces(table, spec).flatMap((port) =>
-    arrivalsOf(spec, hook, request.interfaces).map((arrival) => ({ port, arrival })),
+    arrivalsOf(spec, hook, interfacesOf(table, spec, request)).map((arrival) => ({ port, arrival })),
   );
   return pieces.map(({ port, arrival }) => {
     const at = { chain: request.chain, index: request.line - 1, verdict: spec.target ?? "" };

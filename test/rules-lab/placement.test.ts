@@ -121,10 +121,14 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
       const listed = parseRuleset(await pair.serverSh(backend, `${save} -c -t filter`));
       const mine = findByTag(listed, "filter", chain, TAG)!;
       // Packets DNAT-ed to the backend go through FORWARD (which accepts them) to a listening port.
-      const model = possibleVerdicts(rs, { table: "filter", chain, rule: argv, line, ...host }).map((m) => ({
-        ...m,
-        verdicts: [...new Set(m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x)))],
-      }));
+      // Each interface asked on its own (placeRule and shadowing judge one of each group the rules treat alike).
+      const model = interfaces
+        .flatMap((i) =>
+          possibleVerdicts(rs, { table: "filter", chain, rule: argv, line, ...host, interfaces: [i] }).filter(
+            (m) => m.arrival === i,
+          ),
+        )
+        .map((m) => ({ ...m, verdicts: [...new Set(m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x)))] }));
       const shadow = shadowing(parseRuleset(withOurs), { table: "filter", chain, line, ...host });
       // The kernel's answer for each (port, interface) the model judges: the rule speaks for no other.
       const judged = model.map((m) => {
