@@ -5,8 +5,9 @@
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
 import { contextOf } from "./facts";
 import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
-import type { Rule, Ruleset } from "../rules";
+import type { Counters, HostContext, Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
+import { placeableOf } from "./move";
 import { HostError } from "./errors";
 import type { HandMade, PersistChange } from "./persist";
 import { inApplyOrder } from "./order";
@@ -31,7 +32,7 @@ export interface PlanContext {
 
 /** The one rewrite of a listed rule's text into restore lines: `-A CHAIN spec` → `-I CHAIN line spec`
  * (with counters `c`: `-I CHAIN line -c P B spec`) / `-D CHAIN spec`. */
-export const asInsert = (text: string, line: number, c?: { packets: number; bytes: number }) =>
+export const asInsert = (text: string, line: number, c?: Counters) =>
   text.replace(/^-A (\S+) /, `-I $1 ${line} ${c ? `-c ${c.packets} ${c.bytes} ` : ""}`);
 export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
 
@@ -43,7 +44,7 @@ export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
  * The undo is the mirror image, swapLines(to, from, line, c). Inserted first, so that a chain that
  * shrank above `from` still takes `to` at `line`.
  */
-export const swapLines = (from: string, to: string, line: number, c: { packets: number; bytes: number }) => [
+export const swapLines = (from: string, to: string, line: number, c: Counters) => [
   asInsert(to, line, c),
   asDelete(from),
 ];
@@ -86,9 +87,13 @@ export function planOne(
     throw refusal(ownerError(ctx.facts.owner, ctx.target), ctx);
   const { table, chain, tag } = req;
   const found = ownRule(rs, req, f);
-  if (req.kind === "persist") {
+  if (req.kind === "persist" || req.kind === "move") {
     if (!found) throw refusal(`the rule tagged ${tag} is not on ${ctx.target} (run pulumi refresh)`, ctx);
-    return { next: rs };
+    if (req.kind === "persist") return { next: rs };
+    const moved = planMove(rs, table, found, textOf(req, f)!, contextOf(ctx.facts, f));
+    const refused = moved.planned.apply.length && ctx.origin && req.guard?.(ctx.origin, f);
+    if (refused) throw refusal(refused, ctx);
+    return moved;
   }
   if (req.kind === "delete") {
     if (!found) return { next: rs }; // already gone: success
@@ -167,6 +172,39 @@ export function planOne(
   };
 }
 
+/**
+ * The move of `found` (listed exactly as `text`, the recorded rule) to where position "auto" puts it now:
+ * out by its text and in at that line with its counters, in one restore; when no line makes it effective,
+ * or it is there already, a plan that changes nothing and says why.
+ */
+function planMove(
+  rs: Ruleset,
+  table: string,
+  found: Rule,
+  text: string,
+  host: HostContext,
+): { planned: Planned; next: Ruleset } {
+  const to = placeableOf(rs, table, found, host);
+  const c = { packets: found.counters?.packets ?? 0n, bytes: found.counters?.bytes ?? 0n };
+  const stay = (reason: string) => ({
+    planned: { line: found.line, now: found.line, reason, rule: text, apply: [], undo: [] },
+    next: rs,
+  });
+  if (to.shadowedBy) return stay(`not moved: no line of ${found.chain} makes it effective: ${to.shadowedBy}`);
+  if (to.line === found.line) return stay(`not moved: line ${found.line} is where it decides its packets`);
+  return {
+    planned: {
+      line: to.line,
+      now: to.line,
+      reason: `moved from line ${found.line} to line ${to.line}, where it decides its packets again (counters kept: ${c.packets} packets, ${c.bytes} bytes)`,
+      rule: text,
+      apply: [asDelete(text), asInsert(text, to.line, c)],
+      undo: [asDelete(text), asInsert(text, found.line, c)],
+    },
+    next: withInserted(withDeleted(rs, table, found.chain, found.line), table, found.chain, to.line, text),
+  };
+}
+
 /** A placement in family `f`'s tables; a PlacementError (a chain missing there) names the family, which
  * matters when the other family has the chain. */
 function placedIn<T>(f: Family, place: () => T): T {
@@ -187,7 +225,7 @@ function giveBack(
   rs: Ruleset,
   table: string,
 ): { planned: Planned; next: Ruleset } {
-  const counters = { packets: found.counters?.packets ?? 0, bytes: found.counters?.bytes ?? 0 };
+  const counters = { packets: found.counters?.packets ?? 0n, bytes: found.counters?.bytes ?? 0n };
   return {
     planned: {
       line: found.line,

@@ -157,7 +157,7 @@ function packetsOf(table: Table, spec: RuleSpec, start: string, host: HostContex
   const hook = HOOKS[start] ?? "in";
   const arrivals = arrivalsOf(spec, hook, interfacesOf(table, spec, host));
   return portPieces(table, spec).flatMap((port) =>
-    arrivals.map((arrival) => ({ o: ordinaryOf(spec, hook, port, arrival), port })),
+    arrivals.map((arrival) => ({ o: ordinaryOf(spec, hook, port, arrival, table), port })),
   );
 }
 
@@ -231,7 +231,7 @@ export function possibleVerdicts(
       finals(
         table,
         start,
-        endings(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival), at, spec, nat),
+        endings(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival, table), at, spec, nat),
         request,
       ),
     );
