@@ -11,7 +11,7 @@ import type { Logger, Session } from "../ssh";
 import { HostError } from "./errors";
 import { FAMILIES, framed, iptables, limitsFor, preamble, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
-import { Facts, listingScript, rulesetOf, stepDeadline } from "./facts";
+import { contextOf, Facts, listingScript, rulesetOf, stepDeadline } from "./facts";
 import { listedRule } from "./listed";
 import { impostorWarnings } from "./plan";
 import { freshSession } from "./batch";
@@ -111,7 +111,7 @@ export class HostAgent {
       if (warnings.length) result.carried.push(f);
       const found = findRule(rs, table, chain, rules[f]!);
       if (found)
-        result.families[f] = listedRule(sections, f, rs, table, found, {
+        result.families[f] = listedRule(sections, f, rs, table, found, contextOf(result.facts, f), {
           backend: result.facts.backend,
           name: this.session.target,
         });

@@ -112,7 +112,7 @@ export async function fixUp(batch: Batch, host: LockedHost, rulesets: Rulesets):
   let listed = rulesets;
   const chains = [...new Set(batch.reqs().map((q) => q.chain))].join(", ");
   for (let attempt = 0; ; attempt++) {
-    const r = review(listed, batch.reqs(), batch.plansOf(), attempt, batch.target, batch.expected);
+    const r = review(listed, batch.reqs(), batch.plansOf(), attempt, batch.target, batch.expected, host.facts);
     batch.revise(r.plans);
     for (const [req, error] of r.dropped) batch.failWhere((q) => q === req, error);
     if (!r.fixes.size) return listed;

@@ -21,7 +21,7 @@ const NO_NFT = 127;
 
 /** What of the host beside iptables' filter table a listing includes. */
 export interface BesideWant {
-  /** Docker's DNAT (the nat table's PREROUTING and DOCKER chains): for rules on INPUT. */
+  /** The nat table (PREROUTING's DNAT and REDIRECT, Docker's among them): for rules on INPUT. */
   nat?: boolean;
   /** The nft tables: for ACCEPT rules on INPUT (a DROP or REJECT in iptables drops whatever nft says). */
   nft?: boolean;
@@ -44,20 +44,17 @@ const IPTABLES_NFT_TABLES = TABLES.flatMap((t) => [`ip:${t}`, `ip6:${t}`]);
  * The listing of what is beside iptables' filter table, only as much as `want` asks for: the nft
  * tables (where nft exists; on an iptables-nft host only those that are not iptables' own, which the
  * iptables model judges and which on a Kubernetes node hold every kube-proxy rule), one JSON document
- * per line; and per family the nat table's PREROUTING and DOCKER chains in iptables-save's form. A
- * legacy host lists nat only if it is loaded (listing would load it). The tables are named by `nft list
- * chains` ("table FAMILY NAME {"), which fetches no rules; `nft list tables` fetches them all (0.7 s on
- * a Kubernetes node).
+ * per line; and per family the nat table in iptables-save's form. A legacy host lists nat only if it is
+ * loaded (listing would load it). The tables are named by `nft list chains` ("table FAMILY NAME {"),
+ * which fetches no rules; `nft list tables` fetches them all (0.7 s on a Kubernetes node).
  */
 export function besideListing(families: readonly Family[], want: BesideWant = { nat: true, nft: true }): string {
   const nat = (f: Family) => {
     const ipt = `${iptables(f)} -w 5 -t nat -S`;
     return section(`nat${f}`, {
       script: `if [ "$(${iptables(f)} --version 2>/dev/null | grep -c nf_tables)" = 1 ] || grep -qx nat /proc/net/${f === 4 ? "ip" : "ip6"}_tables_names 2>/dev/null; then
-  pre=$(${ipt} PREROUTING) || exit 1
-  # No DOCKER chain is no Docker; any other failure (the xtables lock) is one.
-  docker=$(${ipt} DOCKER 2>&1) || case "$docker" in *"No chain"*|*"does not exist"*) docker= ;; *) echo "$docker" >&2; exit 1 ;; esac
-  { echo '*nat'; printf '%s\\n' "$pre"; [ -z "$docker" ] || printf '%s\\n' "$docker"; echo COMMIT; } | sed ${AS_SAVE}
+  nat=$(${ipt}) || exit 1
+  { echo '*nat'; printf '%s\\n' "$nat"; echo COMMIT; } | sed ${AS_SAVE}
 fi`,
     });
   };

@@ -1,12 +1,13 @@
 // What a listing tells about a host (the backend, how it saves its ruleset, who owns its policy,
 // listening sockets, the rulesets), the listing commands themselves, and reading a section's answer.
 import { parseRuleset, parseVersion } from "../rules";
-import type { Ruleset } from "../rules";
+import type { HostContext, Ruleset } from "../rules";
 import type { Session } from "../ssh";
 import { withDeadline } from "../util";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
 import { listedFrom } from "./confirm-listing";
+import { secondOf, secondScript } from "./second";
 import type { BesideWant } from "./beside";
 import { DETECT, OWNER, ownerOf, parsePersistence } from "./persist";
 import { iptables, KILLED, section } from "./protocol";
@@ -18,6 +19,21 @@ type Stable = Pick<HostFacts, "backend" | "version" | "persistence">;
 /** The script that lists the rulesets: one iptables-save per family (sections save4, save6). */
 export const rulesetsScript = (families: readonly Family[], table: string) =>
   families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table])).join("\n");
+
+/** The host's network interfaces with their flags (one "name 0x1003" a line), from /sys as busybox has it. */
+const INTERFACES = section("interfaces", {
+  script: `for d in /sys/class/net/*; do [ -r "$d/flags" ] && printf '%s %s\\n' "\${d##*/}" "$(cat "$d/flags")"; done; exit 0`,
+});
+
+/** The interfaces that are up and not loopback (IFF_UP 0x1, IFF_LOOPBACK 0x8); undefined when none is read. */
+export function parseInterfaces(text: string): string[] | undefined {
+  const up = text
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([name, flags]) => name && /^0x[0-9a-f]+$/i.test(flags ?? "") && (Number(flags) & 0x9) === 0x1)
+    .map(([name]) => name);
+  return up.length ? up : undefined;
+}
 
 /** The script that lists a host: the facts not known yet, listening sockets and the policy owner if
  * asked for, what is beside the chain if asked for, the rulesets. */
@@ -31,7 +47,8 @@ export function listingScript(
   if (want.listening) parts.push(section("listening", ["ss", "-H", "-l", "-n", "-t", "-u"]));
   if (want.owner) parts.push(OWNER);
   if (want.nat || want.nft) parts.push(besideListing(families, want));
-  return [...parts, rulesetsScript(families, table)].join("\n");
+  if (table === "filter") parts.push(secondScript(families));
+  return [...parts, INTERFACES, rulesetsScript(families, table)].join("\n");
 }
 
 /** A section's output; a missing section or a non-zero exit is a HostError naming the command. */
@@ -71,6 +88,26 @@ export function rulesetOf(s: Sections, f: Family, target: string): Ruleset {
 export const rulesetsOf = (s: Sections, families: readonly Family[], target: string) =>
   new Map(families.map((f) => [f, rulesetOf(s, f, target)] as const));
 
+/** The nat tables besideListing printed (families whose nat is loaded), parsed once per listing. */
+const natParsed = new WeakMap<Sections, HostFacts["nat"]>();
+function natOf(s: Sections): HostFacts["nat"] {
+  if (!natParsed.has(s)) {
+    const listed = ([4, 6] as const).filter((f) => s[`nat${f}`]?.code === 0 && s[`nat${f}`]!.out.trim());
+    natParsed.set(
+      s,
+      listed.length ? Object.fromEntries(listed.map((f) => [f, parseRuleset(s[`nat${f}`]!.out)])) : undefined,
+    );
+  }
+  return natParsed.get(s);
+}
+
+/** What placement judges a rule of family `f` with, beside its table (rules/place.ts, HostContext). */
+export const contextOf = (facts: HostFacts, f: Family): HostContext => ({
+  interfaces: facts.interfaces,
+  nat: facts.nat?.[f],
+  other: facts.other?.[f],
+});
+
 function parseListening(text: string): Set<string> {
   const set = new Set<string>();
   for (const line of text.split("\n")) {
@@ -106,6 +143,9 @@ export class Facts {
       hostKeyFingerprint: this.session.hostKey?.fingerprint ?? "",
       // Unknown where the host has no ss.
       listening: sections.listening?.code === 0 ? parseListening(sections.listening.out) : undefined,
+      interfaces: sections.interfaces?.code === 0 ? parseInterfaces(sections.interfaces.out) : undefined,
+      nat: natOf(sections),
+      other: secondOf(sections, this.stable.backend),
       owner: sections.owner
         ? ownerOf(
             sections.owner.out,

@@ -3,8 +3,9 @@
 // as the earlier requests of the batch leave it. A create that finds its own identical rule (a tag of
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
+import { contextOf } from "./facts";
 import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
-import type { Counters, Rule, Ruleset } from "../rules";
+import type { Counters, HostContext, Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
 import { placeableOf } from "./move";
 import { HostError } from "./errors";
@@ -89,7 +90,7 @@ export function planOne(
   if (req.kind === "persist" || req.kind === "move") {
     if (!found) throw refusal(`the rule tagged ${tag} is not on ${ctx.target} (run pulumi refresh)`, ctx);
     if (req.kind === "persist") return { next: rs };
-    const moved = planMove(rs, table, found, textOf(req, f)!);
+    const moved = planMove(rs, table, found, textOf(req, f)!, contextOf(ctx.facts, f));
     const refused = moved.planned.apply.length && ctx.origin && req.guard?.(ctx.origin, f);
     if (refused) throw refusal(refused, ctx);
     return moved;
@@ -155,7 +156,7 @@ export function planOne(
   const refused = ctx.origin && req.guard?.(ctx.origin, f);
   if (refused) throw refusal(refused, ctx);
   const { line, reason, shadowedBy } = placedIn(f, () =>
-    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position }),
+    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position, ...contextOf(ctx.facts, f) }),
   );
   return {
     planned: {
@@ -176,8 +177,14 @@ export function planOne(
  * out by its text and in at that line with its counters, in one restore; when no line makes it effective,
  * or it is there already, a plan that changes nothing and says why.
  */
-function planMove(rs: Ruleset, table: string, found: Rule, text: string): { planned: Planned; next: Ruleset } {
-  const to = placeableOf(rs, table, found);
+function planMove(
+  rs: Ruleset,
+  table: string,
+  found: Rule,
+  text: string,
+  host: HostContext,
+): { planned: Planned; next: Ruleset } {
+  const to = placeableOf(rs, table, found, host);
   const c = { packets: found.counters?.packets ?? 0n, bytes: found.counters?.bytes ?? 0n };
   const stay = (reason: string) => ({
     planned: { line: found.line, now: found.line, reason, rule: text, apply: [], undo: [] },

@@ -8,6 +8,8 @@
 import { placeRule, shadowing } from "../rules";
 import type { Ruleset } from "../rules";
 import { HostError } from "./errors";
+import { contextOf } from "./facts";
+import type { HostFacts } from "./types";
 import { LOCK_FILE } from "./protocol";
 import type { Family } from "./protocol";
 import { asDelete, asInsert, ownRule, swapLines, textOf } from "./plan";
@@ -44,11 +46,13 @@ export function review(
   attempt: number,
   target: string,
   expected: ReadonlyMap<Family, Ruleset>,
+  facts?: HostFacts,
 ): Review {
+  const context = (f: Family) => (facts ? contextOf(facts, f) : {});
   const effectiveAsPlanned = (f: Family, req: ChangeRequest) => {
     const rs = expected.get(f);
     const mine = rs ? ownRule(rs, req, f) : undefined;
-    return !!rs && !!mine && !shadowing(rs, { table: req.table, chain: mine.chain, line: mine.line });
+    return !!rs && !!mine && !shadowing(rs, { table: req.table, chain: mine.chain, line: mine.line, ...context(f) });
   };
   const fixes = new Map<Family, string[]>();
   const fix = (f: Family, ...lines: string[]) => fixes.set(f, [...(fixes.get(f) ?? []), ...lines]);
@@ -80,7 +84,7 @@ export function review(
       planned.now = rule.line;
       const rs = rulesets.get(f)!;
       // What the rule's state reports is the listing's truth (another rule of the batch may shadow it).
-      const shadow = shadowing(rs, { table, chain: rule.chain, line: rule.line });
+      const shadow = shadowing(rs, { table, chain: rule.chain, line: rule.line, ...context(f) });
       if (shadow) planned.shadowedBy = shadow.why;
       else delete planned.shadowedBy;
       // An adopted rule stays where its owner put it.
@@ -90,7 +94,13 @@ export function review(
         break;
       }
       const without = withDeleted(rs, table, rule.chain, rule.line);
-      const { line, reason } = placeRule(without, { table, chain, rule: req.specs[f]!, position: "auto" });
+      const { line, reason } = placeRule(without, {
+        table,
+        chain,
+        rule: req.specs[f]!,
+        position: "auto",
+        ...context(f),
+      });
       fix(f, asDelete(text(f)), asInsert(text(f), line));
       planned.line = line;
       planned.now = line;

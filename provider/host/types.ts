@@ -1,5 +1,5 @@
 // What the lifecycle asks of a host and what it gets back (declarations only).
-import type { Backend, Position, Ruleset } from "../rules";
+import type { Backend, OtherBackend, Position, Ruleset } from "../rules";
 import type { Twin } from "./adopt";
 import type { Beside } from "./beside";
 import type { HandMade, Persistence } from "./persist";
@@ -97,6 +97,12 @@ export interface HostFacts {
   hostKeyFingerprint: string;
   /** Listening sockets as "tcp/22", "udp/53"; undefined when the host cannot tell (no `ss`). */
   listening?: Set<string>;
+  /** The interfaces ordinary packets arrive on (up, not loopback); undefined when the listing could not tell. */
+  interfaces?: string[];
+  /** Each family's nat table as listed beside a rule on INPUT (besideListing), where it was. */
+  nat?: Partial<Record<Family, Ruleset>>;
+  /** Each family's tables in the other iptables backend, where the host has some (./second). */
+  other?: Partial<Record<Family, OtherBackend>>;
   /** How this host saves its ruleset, and the firewall manager that owns its policy, if any. */
   persistence: Persistence;
   owner?: string;

@@ -253,8 +253,62 @@ export function matchShare(rule: RuleSpec, o: Ordinary): Share {
   return both(fieldsShare(rule.match, o), ...options.map((opt, i) => optionShare(opt, o, instanceOf(options, i))));
 }
 
-/** The ordinary packets of `spec` entering on `hook`, to port `dport` (one piece of its ports), in `table`. */
-export function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined, table?: Table): Ordinary {
+/** The interfaces the `-i` matches of a table name, per table (a Table is read-only). */
+const namedIn = new WeakMap<Table, string[]>();
+function interfacesNamed(table: Table): string[] {
+  let out = namedIn.get(table);
+  if (!out) {
+    const names = new Set<string>();
+    for (const chain of table.chains.values())
+      for (const r of chain.rules) if (r.match.inInterface) names.add(r.match.inInterface.value);
+    out = [...names];
+    namedIn.set(table, out);
+  }
+  return out;
+}
+
+/**
+ * The host's interfaces, one for each group that every `-i` of these tables (and the rule's own)
+ * treats alike: a Kubernetes node's hundred veths that no rule tells apart are judged once.
+ */
+export function distinctInterfaces(
+  host: readonly string[] | undefined,
+  spec: RuleSpec,
+  tables: (Table | undefined)[],
+): readonly string[] | undefined {
+  if (!host || host.length < 2) return host;
+  const names = [...tables.flatMap((t) => (t ? interfacesNamed(t) : [])), spec.match.inInterface?.value ?? "+"];
+  const seen = new Map<string, string>();
+  for (const i of host) {
+    const key = names.map((n) => (iface.contains(n, i) ? "1" : "0")).join("");
+    if (!seen.has(key)) seen.set(key, i);
+  }
+  return [...seen.values()];
+}
+
+/**
+ * The interfaces the ordinary packets of `spec` arrive on, each judged on its own: the host's
+ * (non-loopback) interfaces that the rule's own `-i` takes, or, where the host's are not known, one
+ * that no rule names (undefined), or the rule's own `-i` as it is written. None on OUTPUT.
+ */
+export function arrivalsOf(spec: RuleSpec, hook: Hook, host: readonly string[] | undefined): (string | undefined)[] {
+  const own = spec.match.inInterface;
+  if (hook === "out") return [undefined];
+  if (!host?.length) return [own && !own.negated ? own.value : undefined];
+  if (!own) return [...host];
+  const taken = host.filter((i) => iface.contains(own.value, i) !== own.negated);
+  return taken.length ? taken : [own.negated ? undefined : own.value];
+}
+
+/** The ordinary packets of `spec` entering on `hook`, to port `dport` (one piece of its ports), arriving
+ * on `arrival` (one of arrivalsOf), in `table`. */
+export function ordinaryOf(
+  spec: RuleSpec,
+  hook: Hook,
+  dport: number | undefined,
+  arrival?: string,
+  table?: Table,
+): Ordinary {
   const positive = (n: Neg | undefined) => (n && !n.negated ? n.value : undefined);
   const p = positive(spec.match.protocol);
   const translated = !spec.match.dport && !spec.match.dports && !!positive(spec.match.ctorigdstport);
@@ -264,7 +318,7 @@ export function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined
     ...(translated ? { translated, origDport: dport } : { dport }),
     source: positive(spec.match.source),
     destination: positive(spec.match.destination),
-    inInterface: positive(spec.match.inInterface),
+    inInterface: arrival ?? positive(spec.match.inInterface),
     outInterface: positive(spec.match.outInterface),
     family: familyOfRule(spec) ?? (table && familyOfTable(table)),
   };

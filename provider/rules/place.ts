@@ -4,12 +4,14 @@
  */
 import { VERDICTS } from "./flags";
 import { shown } from "./identity";
-import { ordinaryOf } from "./match";
+import { arrivalsOf, distinctInterfaces, type Ordinary, ordinaryOf } from "./match";
 import { BUILTIN_CHAINS, HOOKS } from "./names";
 import { portRanges } from "./ordinary";
 import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset, type Table } from "./parse";
 import type { Position } from "./types";
-import { entryChains, outcomes, type Hop, type Outcome } from "./walk";
+import { type Both, type OtherBackend, withOther } from "./backends";
+import { type Ending, endings } from "./prerouting";
+import { entryChains, type Hop, type Outcome } from "./walk";
 
 /** A placement request that cannot be honoured (missing chain, line out of range). */
 export class PlacementError extends Error {
@@ -20,6 +22,21 @@ export class PlacementError extends Error {
 }
 
 // ---------------------------------------------------------------- judging a rule at a line
+
+/** What of the host beside the rule's table its placement is judged with. */
+export interface HostContext {
+  /**
+   * The host's non-loopback interfaces (ordinary packets arrive on each of them, each judged on its
+   * own, and rules that name one, exactly or by `eth+`, match it); left out, or empty, where they are
+   * not known: then ordinary packets arrive on an interface that no rule names.
+   */
+  interfaces?: readonly string[];
+  /** The same family's nat table (PREROUTING and the chains it reaches), for rules on filter INPUT:
+   * a port DNAT-ed elsewhere goes through FORWARD, a REDIRECT is judged under its new port. */
+  nat?: Ruleset;
+  /** The same family's tables in the other iptables backend, which the kernel applies as well. */
+  other?: OtherBackend;
+}
 
 /** The rule (or policy) that decides a rule's packets otherwise, with the path the packets take. */
 export type Shadow = Rule & {
@@ -42,7 +59,6 @@ function pseudoRule(table: string, chain: string, text: string, target?: string)
 const VERBS: Record<string, string> = { ACCEPT: "accepts", DROP: "drops", REJECT: "rejects" };
 
 function shadowOf(table: Table, start: string, out: Outcome, packets: string): Shadow {
-  const hopText = (h: Hop) => (h.rule ? `${h.chain}:${h.line}` : `${h.chain}:end`);
   const path = [...out.hops.map(hopText), ...(out.policy ? [`policy ${out.policy}`] : [])].join(" -> ");
   const last = [...out.hops].reverse().find((h) => h.rule)?.rule;
   const rule = out.policy
@@ -54,6 +70,45 @@ function shadowOf(table: Table, start: string, out: Outcome, packets: string): S
       ? `returns ${packets} from ${start}`
       : `hands ${packets} to ${out.verdict}`;
   return { ...rule, path, verdict: out.verdict, packets, why: shown(`${path} (${rule.text}) ${what}`) };
+}
+
+const hopText = (h: Hop) => (h.rule ? `${h.chain}:${h.line}` : `${h.chain}:end`);
+
+/** What decides some packets, when nat PREROUTING translated them on the way: the DNAT that sends them
+ * elsewhere (with what to write instead), or the REDIRECT and then what decides their new port. */
+function shadowAfter(table: Table, start: string, e: Ending, packets: string): Shadow {
+  if (!e.via) return shadowOf(table, start, e.out, packets);
+  const { rule, path } = e.via;
+  const chains = `nat ${[...new Set(path.map((h) => h.chain))].join(" -> ")}`;
+  const head = `${chains}: ${shown(rule.text)}`;
+  const natPath = `nat ${path.map(hopText).join(" -> ")}`;
+  if (e.via.kind === "away") {
+    const port = e.o.dport;
+    const why =
+      `${head} (sends ${packets} to ${e.via.to} through FORWARD: they never reach ${start}; write the rule in ` +
+      `FORWARD, DOCKER-USER on a Docker host, or the chain of the tool that made the DNAT, matching the port ` +
+      `the client asked for: -m conntrack --ctorigdstport ${port} --ctdir ORIGINAL)`;
+    return { ...rule, path: natPath, verdict: "FORWARD", packets, why };
+  }
+  const inner = shadowOf(table, start, e.out, [e.o.protocol, e.o.dport].join(" "));
+  const why = `${head} (sends ${packets} to port ${e.o.dport}); then ${inner.why}`;
+  return { ...inner, path: `${natPath} -> ${inner.path}`, why };
+}
+
+/** Each ending with what the other backend's tables do to its packets (not to those sent through FORWARD). */
+function finals(table: Table, start: string, ends: Ending[], host: HostContext): { e: Ending; b: Both }[] {
+  return ends.flatMap((e) =>
+    (e.via?.kind === "away" ? [{ verdict: e.out.verdict }] : withOther(e.out, table.name, start, e.o, host.other)).map(
+      (b) => ({ e, b }),
+    ),
+  );
+}
+
+/** What decides the packets of one final outcome: a rule of the other backend, or as shadowAfter says. */
+function decider(table: Table, start: string, f: { e: Ending; b: Both }, packets: string, host: HostContext): Shadow {
+  if (!f.b.other || !host.other) return shadowAfter(table, start, f.e, packets);
+  const s = shadowOf(host.other.ruleset.tables.get(table.name)!, start, f.b.other, packets);
+  return { ...s, why: `the ${host.other.backend} tables (the kernel applies them too): ${s.why}` };
 }
 
 interface Judgement {
@@ -97,11 +152,34 @@ function cutsOf(chain: Chain): number[] {
   return out;
 }
 
+/** The ordinary packets of `spec` from built-in chain `start`: one per port piece and interface they arrive on. */
+function packetsOf(table: Table, spec: RuleSpec, start: string, host: HostContext) {
+  const hook = HOOKS[start] ?? "in";
+  const arrivals = arrivalsOf(spec, hook, interfacesOf(table, spec, host));
+  return portPieces(table, spec).flatMap((port) =>
+    arrivals.map((arrival) => ({ o: ordinaryOf(spec, hook, port, arrival, table), port })),
+  );
+}
+
+/** The host's interfaces that the tables (this one, nat, the other backend's) tell apart, one of each group. */
+const interfacesOf = (table: Table, spec: RuleSpec, host: HostContext) =>
+  distinctInterfaces(host.interfaces, spec, [
+    table,
+    host.nat?.tables.get("nat"),
+    host.other?.ruleset.tables.get(table.name),
+  ]);
+
+/** "tcp 8080", and "on eth0" when the host's interfaces are judged one by one. */
+function packetsText(o: Ordinary, port: number | undefined, host: readonly string[] | undefined): string {
+  const on = host?.length && o.inInterface ? ` on ${o.inInterface}` : "";
+  return ([o.protocol ?? "", port ?? ""].join(" ").trim() || "its packets") + on;
+}
+
 /**
  * Is `spec` effective as rule `line` of `chain`: does every ordinary packet of every one of its ports,
  * from every built-in chain that leads there (or from the top of `chain` when `local`), get its verdict?
  */
-function judge(table: Table, chain: string, spec: RuleSpec, line: number, local = false): Judgement {
+function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: HostContext, local = false): Judgement {
   const verdict = spec.target ?? "";
   const starts = local ? [chain] : entryChains(table, chain);
   if (!starts.length) {
@@ -111,18 +189,21 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, local 
     return { effective: false, decides: false, shadow, first: shadow };
   }
   let first: Shadow | undefined;
+  const nat = local ? undefined : host.nat?.tables.get("nat");
   for (const start of starts)
-    for (const port of portPieces(table, spec)) {
-      const o = ordinaryOf(spec, HOOKS[start] ?? "in", port, table);
-      const outs = outcomes(table, start, o, { chain, index: line - 1, verdict });
-      const packets = [o.protocol ?? "", port ?? ""].join(" ").trim() || "its packets";
-      const against = outs.find((x) => x.verdict !== verdict);
+    for (const { o, port } of packetsOf(table, spec, start, host)) {
+      const ends = finals(table, start, endings(table, start, o, { chain, index: line - 1, verdict }, spec, nat), host);
+      const packets = packetsText(o, port, host.interfaces);
+      // Packets DNAT-ed elsewhere are admitted (to another host) by an ACCEPT: the same verdict.
+      const against = ends.find(
+        ({ e, b }) => b.verdict !== verdict && !(e.via?.kind === "away" && verdict === "ACCEPT"),
+      );
       if (against) {
-        const shadow = shadowOf(table, start, against, packets);
+        const shadow = decider(table, start, against, packets, host);
         return { effective: false, decides: false, shadow, first: first ?? shadow };
       }
-      const other = outs.find((x) => !x.ours);
-      if (other && !first) first = shadowOf(table, start, other, packets);
+      const other = ends.find(({ e, b }) => !e.out.ours || b.other);
+      if (other && !first) first = decider(table, start, other, packets, host);
     }
   return { effective: true, decides: !first, first };
 }
@@ -134,34 +215,42 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, local 
  */
 export function possibleVerdicts(
   ruleset: Ruleset,
-  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number },
-): { port?: number; verdicts: string[]; ours: boolean; others: boolean }[] {
+  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number } & HostContext,
+): { port?: number; arrival?: string; verdicts: string[]; ours: boolean; others: boolean }[] {
   const { table } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
   const starts = entryChains(table, request.chain);
-  return portPieces(table, spec).map((port) => {
+  const hook = HOOKS[starts[0] ?? request.chain] ?? "in";
+  const pieces = portPieces(table, spec).flatMap((port) =>
+    arrivalsOf(spec, hook, interfacesOf(table, spec, request)).map((arrival) => ({ port, arrival })),
+  );
+  return pieces.map(({ port, arrival }) => {
+    const at = { chain: request.chain, index: request.line - 1, verdict: spec.target ?? "" };
+    const nat = request.nat?.tables.get("nat");
     const outs = (starts.length ? starts : [request.chain]).flatMap((start) =>
-      outcomes(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, table), {
-        chain: request.chain,
-        index: request.line - 1,
-        verdict: spec.target ?? "",
-      }),
+      finals(
+        table,
+        start,
+        endings(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival, table), at, spec, nat),
+        request,
+      ),
     );
     return {
       port,
-      verdicts: [...new Set(outs.map((o) => o.verdict))],
-      ours: outs.some((o) => o.ours),
-      others: outs.some((o) => !o.ours),
+      ...(arrival !== undefined && { arrival }),
+      verdicts: [...new Set(outs.map((o) => o.b.verdict))],
+      ours: outs.some((o) => o.e.out.ours),
+      others: outs.some((o) => !o.e.out.ours || o.b.other),
     };
   });
 }
 
 /** The lowest line of the chain where the rule decides its packets (that only shrinks going down). */
-function lowest(table: Table, chain: Chain, spec: RuleSpec, local: boolean): number {
+function lowest(table: Table, chain: Chain, spec: RuleSpec, host: HostContext, local: boolean): number {
   let [lo, hi] = [1, chain.rules.length + 1]; // the rule decides at lo
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    if (judge(table, chain.name, spec, mid, local).decides) lo = mid;
+    if (judge(table, chain.name, spec, mid, host, local).decides) lo = mid;
     else hi = mid - 1;
   }
   return lo;
@@ -201,8 +290,9 @@ const redundancy = (j: Judgement) =>
  */
 export function placeRule(
   ruleset: Ruleset,
-  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; position?: Position },
+  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; position?: Position } & HostContext,
 ): Placement {
+  const host: HostContext = request;
   const { table, chain } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
   const position = request.position ?? "auto";
@@ -211,10 +301,10 @@ export function placeRule(
   if (position === "auto") {
     if (!spec.target || !VERDICTS.has(spec.target) || spec.goto)
       return { line: end, reason: "end of chain: the rule gives no verdict of its own", effective: true };
-    const first = judge(table, chain.name, spec, 1);
+    const first = judge(table, chain.name, spec, 1, host);
     if (!first.decides) {
       // Only in a user chain: its packets are decided before they reach it, or never reach it.
-      const line = lowest(table, chain, spec, true);
+      const line = lowest(table, chain, spec, host, true);
       const at = line === end ? "the end of the chain" : `line ${line}`;
       const why = first.effective
         ? `its packets get its verdict without it: ${first.first!.why} first`
@@ -226,9 +316,9 @@ export function placeRule(
         ...(first.shadow && { shadowedBy: first.shadow }),
       };
     }
-    const line = lowest(table, chain, spec, false);
+    const line = lowest(table, chain, spec, host, false);
     if (line === end) return { line, reason: "end of chain: it decides its packets there", effective: true };
-    const below = judge(table, chain.name, spec, line + 1);
+    const below = judge(table, chain.name, spec, line + 1, host);
     return { line, reason: `before ${ruleAt(line)}: below it, ${below.first!.why}`, effective: true };
   }
   const line = position === "top" ? 1 : position === "bottom" ? end : position;
@@ -240,7 +330,7 @@ export function placeRule(
   const where = position === "top" ? "top of chain" : position === "bottom" ? "end of chain" : `line ${line}`;
   const j =
     spec.target && VERDICTS.has(spec.target) && !spec.goto
-      ? judge(table, chain.name, spec, line)
+      ? judge(table, chain.name, spec, line, host)
       : { effective: true, decides: true };
   const warning = j.effective ? redundancy(j) : `; warning: not effective there: ${j.shadow!.why}`;
   return {
@@ -257,10 +347,13 @@ export function placeRule(
  * rule deciding its packets first makes it redundant, not shadowed) or gives no verdict of its own.
  * @example shadowing(parseRuleset(save), { table: "filter", chain: "INPUT", line: 5 })?.path // "INPUT:4"
  */
-export function shadowing(ruleset: Ruleset, at: { table: string; chain: string; line: number }): Shadow | undefined {
+export function shadowing(
+  ruleset: Ruleset,
+  at: { table: string; chain: string; line: number } & HostContext,
+): Shadow | undefined {
   const { table, chain } = lookup(ruleset, at.table, at.chain);
   const ours = chain.rules[at.line - 1];
   if (!ours) throw new PlacementError(`${chain.name} has no line ${at.line} (it has ${chain.rules.length} rules)`);
   if (!ours.target || !VERDICTS.has(ours.target) || ours.goto) return undefined;
-  return judge(table, chain.name, ours, at.line).shadow;
+  return judge(table, chain.name, ours, at.line, at).shadow;
 }

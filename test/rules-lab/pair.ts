@@ -4,7 +4,11 @@
  * process); the client runs one node prober that opens connections and says, per port, whether the
  * connection was made ("open"), answered with an error at once ("refused": a TCP reset or an ICMP
  * unreachable, what REJECT sends) or never answered ("timeout": DROP). Addresses are the lab's:
- * server 198.18.0.2 / fd00:18::2, client .1 / ::1, on an interface named vlab0 that no rule names.
+ * server 198.18.0.2 / fd00:18::2, client .1 / ::1, on an interface named vlab0 that no rule names;
+ * a pair made with more interfaces (zone firewalls: eth0, eth1, ...) links them all, the k-th (from 0)
+ * on 198.18.k.0/24 and fd00:18:0:k::/64, so the client reaches the server through each of them.
+ * Behind the server, a backend namespace (BACKEND, on the server's bk0) listens on the same ports:
+ * what the server's nat PREROUTING DNATs there is forwarded to it (FORWARD accepts).
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -16,6 +20,12 @@ export const ADDRESSES = {
   4: { server: "198.18.0.2", client: "198.18.0.1", prefix: 24 },
   6: { server: "fd00:18::2", client: "fd00:18::1", prefix: 64 },
 } as const;
+
+/** The address of a side on the k-th interface of a pair (0: ADDRESSES). */
+export function addressOn(family: 4 | 6, side: "server" | "client", k: number): string {
+  const last = side === "server" ? 2 : 1;
+  return family === 4 ? `198.18.${k}.${last}` : k ? `fd00:18:0:${k}::${last}` : ADDRESSES[6][side];
+}
 
 const LISTENER = `
 const net = require("node:net");
@@ -98,6 +108,46 @@ function must(ns: string, args: string[]) {
   if (r.status !== 0) throw new Error(`${args.join(" ")} in ${ns} failed (exit ${r.status}): ${r.stderr}`);
 }
 
+/** A veth pair named `dev` on both sides between `a` and `b`, with an address of each family on each
+ * side (prefixes /24 and /64) and permanent neighbours (a DROP policy also drops IPv6 neighbour
+ * discovery, which must not decide whether a SYN is sent at all). */
+function veth(a: Netns, b: Netns, dev: string, addresses: (side: "server" | "client", f: 4 | 6) => string): void {
+  must(a.name, ["ip", "link", "add", dev, "type", "veth", "peer", "name", dev, "netns", b.name]);
+  const sides = [
+    [a, b, "server", "client"],
+    [b, a, "client", "server"],
+  ] as const;
+  for (const [ns, , side] of sides) {
+    must(ns.name, ["ip", "addr", "add", `${addresses(side, 4)}/${ADDRESSES[4].prefix}`, "dev", dev]);
+    must(ns.name, ["ip", "addr", "add", `${addresses(side, 6)}/${ADDRESSES[6].prefix}`, "dev", dev, "nodad"]);
+    must(ns.name, ["ip", "link", "set", dev, "up"]);
+  }
+  const mac = (ns: Netns) =>
+    JSON.parse(
+      spawnSync("ip", ["netns", "exec", ns.name, "ip", "-j", "link", "show", dev], { encoding: "utf8" }).stdout,
+    )[0].address as string;
+  for (const [ns, peer, , other] of sides)
+    for (const f of [4, 6] as const)
+      must(ns.name, [
+        "ip",
+        "neigh",
+        "replace",
+        addresses(other, f),
+        "lladdr",
+        mac(peer),
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+      ]);
+}
+
+/** The backend a DNAT sends packets to (through the server's FORWARD): its address, and the server's on its link. */
+export const BACKEND = {
+  4: { server: "198.19.250.1", backend: "198.19.250.2" },
+  6: { server: "fd00:19:250::1", backend: "fd00:19:250::2" },
+} as const;
+
 export class Pair {
   private pending = new Map<number, (r: Outcome[]) => void>();
   private nextId = 0;
@@ -105,7 +155,11 @@ export class Pair {
   private constructor(
     readonly server: Netns,
     readonly client: Netns,
-    private readonly listener: ChildProcessWithoutNullStreams,
+    /** The server's interfaces, in order (the k-th on addressOn(f, side, k)). */
+    readonly interfaces: readonly string[],
+    /** The namespace behind the server that its DNAT rules send packets to, listening on the same ports. */
+    readonly backend: Netns,
+    private readonly listeners: ChildProcessWithoutNullStreams[],
     private readonly prober: ChildProcessWithoutNullStreams,
   ) {
     createInterface({ input: prober.stdout }).on("line", (line) => {
@@ -117,82 +171,52 @@ export class Pair {
     });
   }
 
-  /** Makes both namespaces, links them, starts the listener on `ports` and the prober. */
-  static async create(ports: readonly number[]): Promise<Pair> {
+  /** Makes both namespaces, links them by one veth pair per interface name (same name on both sides),
+   * links the server to a backend namespace (bk0) it forwards to, starts the listeners on `ports`
+   * (server and backend) and the prober. */
+  static async create(ports: readonly number[], interfaces: readonly string[] = ["vlab0"]): Promise<Pair> {
     const server = Netns.create("pit-pl");
     const client = Netns.create("pit-pl");
-    for (const ns of [server, client]) {
+    const backend = Netns.create("pit-pl");
+    for (const ns of [server, client, backend]) {
       must(ns.name, ["ip", "link", "set", "lo", "up"]);
       // REJECT's ICMP errors are rate-limited per peer (this namespace's own settings): a probe must
       // never see a REJECT as a DROP because the lab asked often
       must(ns.name, ["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"]);
     }
-    must(server.name, ["ip", "link", "add", "vlab0", "type", "veth", "peer", "name", "vlab0", "netns", client.name]);
-    for (const [ns, side] of [
-      [server, "server"],
-      [client, "client"],
-    ] as const) {
-      must(ns.name, ["ip", "addr", "add", `${ADDRESSES[4][side]}/${ADDRESSES[4].prefix}`, "dev", "vlab0"]);
-      must(ns.name, ["ip", "addr", "add", `${ADDRESSES[6][side]}/${ADDRESSES[6].prefix}`, "dev", "vlab0", "nodad"]);
-      must(ns.name, ["ip", "link", "set", "vlab0", "up"]);
-    }
-    // Permanent neighbours: a DROP policy also drops IPv6 neighbour discovery, which must not
-    // decide whether a SYN is sent at all.
-    const mac = (ns: Netns) =>
-      JSON.parse(
-        spawnSync("ip", ["netns", "exec", ns.name, "ip", "-j", "link", "show", "vlab0"], { encoding: "utf8" }).stdout,
-      )[0].address as string;
-    for (const [ns, peer, side] of [
-      [server, client, "client"],
-      [client, server, "server"],
-    ] as const)
-      for (const f of [4, 6] as const)
-        must(ns.name, [
-          "ip",
-          "neigh",
-          "replace",
-          ADDRESSES[f][side],
-          "lladdr",
-          mac(peer),
-          "dev",
-          "vlab0",
-          "nud",
-          "permanent",
-        ]);
-    const listener = spawn("ip", [
-      "netns",
-      "exec",
-      server.name,
-      process.execPath,
-      "-e",
-      LISTENER,
-      ...ports.map(String),
-    ]);
+    for (const [k, dev] of interfaces.entries()) veth(server, client, dev, (side, f) => addressOn(f, side, k));
+    veth(server, backend, "bk0", (side, f) => BACKEND[f][side === "server" ? "server" : "backend"]);
+    must(server.name, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+    must(backend.name, ["ip", "route", "add", "default", "via", BACKEND[4].server]);
+    must(backend.name, ["ip", "-6", "route", "add", "default", "via", BACKEND[6].server]);
+    const listen = (ns: Netns) =>
+      spawn("ip", ["netns", "exec", ns.name, process.execPath, "-e", LISTENER, ...ports.map(String)]);
+    const listeners = [listen(server), listen(backend)];
     const prober = spawn("ip", ["netns", "exec", client.name, "python3", "-c", PROBER]);
     await Promise.all(
-      [listener, prober].map(
+      [...listeners, prober].map(
         (p, i) =>
           new Promise<void>((resolve, reject) => {
             let err = "";
             p.stderr.on("data", (d) => {
               err += d;
             });
-            p.once("exit", (code) => reject(new Error(`${i ? "prober" : "listener"} exited ${code}: ${err}`)));
+            p.once("exit", (code) => reject(new Error(`${i === 2 ? "prober" : "listener"} exited ${code}: ${err}`)));
             p.stdout.once("data", () => resolve());
           }),
       ),
     );
     prober.stdin.on("error", () => undefined); // a prober gone is reported by probe()
-    return new Pair(server, client, listener, prober);
+    return new Pair(server, client, interfaces, backend, listeners, prober);
   }
 
-  /** Connections from the client to each port of the server, all at once. */
-  probe(family: 4 | 6, ports: number[], wait = 400): Promise<Outcome[]> {
+  /** Connections from the client to each port of the server (through its k-th interface), all at once. */
+  probe(family: 4 | 6, ports: number[], wait = 400, k = 0): Promise<Outcome[]> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.prober.exitCode !== null) return reject(new Error(`the prober in ${this.client.name} has exited`));
       this.pending.set(id, resolve);
-      this.prober.stdin.write(`${JSON.stringify({ id, family, host: ADDRESSES[family].server, ports, wait })}\n`);
+      this.prober.stdin.write(`${JSON.stringify({ id, family, host: addressOn(family, "server", k), ports, wait })}\n`);
     });
   }
 
@@ -204,8 +228,7 @@ export class Pair {
   }
 
   close(): void {
-    for (const p of [this.listener, this.prober]) if (p.pid) p.kill();
-    this.server.delete();
-    this.client.delete();
+    for (const p of [...this.listeners, this.prober]) if (p.pid) p.kill();
+    for (const ns of [this.server, this.client, this.backend]) ns.delete();
   }
 }

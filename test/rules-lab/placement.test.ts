@@ -8,6 +8,13 @@
  * the rule, its counters count them; a rule in a chain nothing jumps to counts nothing; and
  * shadowing() must agree with the model. Where placeRule says effective, every port
  * gets the rule's verdict; one line lower, the model says the rule no longer decides them.
+ * Half the lanes' servers have two or three interfaces (eth0, eth1, wan0; the rulesets' zone
+ * dispatch names them, exactly and by eth+): the model judges the packets arriving on each of them
+ * on its own, and the kernel is asked through each of them. Half the cases have nat PREROUTING rules
+ * (a DNAT of one of the rule's ports to a backend namespace behind the server, a REDIRECT to another
+ * port, Docker's chain, a DNAT bound to eth1, a REDIRECT bound to eth+): the model follows them.
+ * The other backend holds a filter table too in half the cases (ferm-like policy DROP, a fail2ban-like
+ * chain, a DROP or REJECT of a port): the kernel applies both, and so does the model.
  * Both backends, both families, 8 namespace pairs at once. PIT_PLACEMENT_CASES sets the number of
  * cases (default 200; the full run uses thousands). A failure prints the ruleset, the rule and what
  * the kernel and the model said, ready to become a fixture.
@@ -29,18 +36,19 @@ import {
 import { possibleVerdicts } from "../../provider/rules/place";
 import { deleteAll, labUnavailable, tools, type Backend } from "./netns";
 import { type Outcome, Pair } from "./pair";
-import { cases, type Case, type Family, POOL, rulesetText } from "./rulesets";
+import { cases, type Case, type Family, natText, otherText, POOL, rulesetText } from "./rulesets";
 
 const TOTAL = Number(process.env.PIT_PLACEMENT_CASES ?? 200);
-const LANES: [Backend, Family][] = [
-  ["nf_tables", 4],
-  ["nf_tables", 6],
-  ["legacy", 4],
-  ["legacy", 6],
-  ["nf_tables", 4],
-  ["nf_tables", 6],
-  ["legacy", 4],
-  ["legacy", 6],
+const ONE = ["vlab0"];
+const LANES: [Backend, Family, string[]][] = [
+  ["nf_tables", 4, ONE],
+  ["nf_tables", 6, ONE],
+  ["legacy", 4, ONE],
+  ["legacy", 6, ONE],
+  ["nf_tables", 4, ["eth0", "eth1", "wan0"]],
+  ["nf_tables", 6, ["eth0", "eth1"]],
+  ["legacy", 4, ["eth0", "eth1"]],
+  ["legacy", 6, ["eth0", "eth1", "wan0"]],
 ];
 const TAG = makeTag({ project: "lab", stack: "kernel", name: "placed" }, "k3rn3l00");
 const KERNEL: Record<Outcome, string> = { open: "ACCEPT", refused: "REJECT", timeout: "DROP" };
@@ -51,7 +59,7 @@ const stats = { cases: 0, lines: 0, probes: 0, determinate: 0, unreached: 0, eff
 beforeAll(async () => {
   const why = labUnavailable();
   if (why) throw new Error(`the placement lab cannot run: ${why}`);
-  for (const _ of LANES) pairs.push(await Pair.create(POOL));
+  for (const [, , interfaces] of LANES) pairs.push(await Pair.create(POOL, interfaces));
 }, 60_000);
 
 afterAll(() => {
@@ -70,6 +78,7 @@ function argvOf(c: Case): string[] {
       rejectWith: c.ours.rejectWith,
       source: c.ours.source,
       chain: c.ours.chain,
+      inInterface: c.ours.inInterface,
       ipVersion: c.family === 4 ? "ipv4" : "ipv6",
     },
   );
@@ -84,12 +93,19 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
   const chain = c.ours.chain;
   const ours = ruleText(chain, argv);
   const log: string[] = [];
+  const second: Backend = backend === "legacy" ? "nf_tables" : "legacy";
   try {
+    await pair.serverSh(second, restore, otherText(c));
+    await pair.serverSh(backend, restore, natText(c));
     await pair.serverSh(backend, restore, text);
     const base = await pair.serverSh(backend, `${save} -t filter`);
     const rs = parseRuleset(base);
+    const nat = parseRuleset(await pair.serverSh(backend, `${save} -t nat`));
     const end = chainOf(rs, "filter", chain)!.rules.length + 1;
-    const placed = placeRule(rs, { table: "filter", chain, rule: argv });
+    const interfaces = pair.interfaces;
+    const other = { backend: second, ruleset: parseRuleset(await pair.serverSh(second, `${save} -t filter`)) };
+    const host = { interfaces, nat, other };
+    const placed = placeRule(rs, { table: "filter", chain, rule: argv, ...host });
     log.push(`placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}`);
     const lines = [
       { line: placed.line, role: "placed" },
@@ -100,14 +116,28 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
     for (const { line, role } of lines) {
       const withOurs = insertRuleText(base, "filter", chain, line, ours);
       await pair.serverSh(backend, restore, withOurs);
-      const kernel = await pair.probe(c.family, c.ours.ports);
+      const kernel: Outcome[][] = [];
+      for (let k = 0; k < interfaces.length; k++) kernel.push(await pair.probe(c.family, c.ours.ports, 400, k));
       const listed = parseRuleset(await pair.serverSh(backend, `${save} -c -t filter`));
       const mine = findByTag(listed, "filter", chain, TAG)!;
-      const model = possibleVerdicts(rs, { table: "filter", chain, rule: argv, line });
-      const shadow = shadowing(parseRuleset(withOurs), { table: "filter", chain, line });
+      // Packets DNAT-ed to the backend go through FORWARD (which accepts them) to a listening port.
+      // Each interface asked on its own (placeRule and shadowing judge one of each group the rules treat alike).
+      const model = interfaces
+        .flatMap((i) =>
+          possibleVerdicts(rs, { table: "filter", chain, rule: argv, line, ...host, interfaces: [i] }).filter(
+            (m) => m.arrival === i,
+          ),
+        )
+        .map((m) => ({ ...m, verdicts: [...new Set(m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x)))] }));
+      const shadow = shadowing(parseRuleset(withOurs), { table: "filter", chain, line, ...host });
+      // The kernel's answer for each (port, interface) the model judges: the rule speaks for no other.
+      const judged = model.map((m) => {
+        const k = interfaces.indexOf(m.arrival ?? "");
+        return { ...m, kernel: kernel[k][c.ours.ports.indexOf(m.port!)] };
+      });
       log.push(
-        `line ${line}: kernel ${kernel.map((k, j) => `${c.ours.ports[j]} ${KERNEL[k] ?? k}`).join(", ")}; ` +
-          `model ${model.map((m) => `${m.port} ${m.verdicts.join("|")}${m.ours ? " (ours)" : ""}`).join(", ")}; ` +
+        `line ${line}: kernel ${interfaces.map((i, k) => `${i}: ${kernel[k].map((o, j) => `${c.ours.ports[j]} ${KERNEL[o] ?? o}`).join(", ")}`).join("; ")}; ` +
+          `model ${model.map((m) => `${m.port} on ${m.arrival} ${m.verdicts.join("|")}${m.ours ? " (ours)" : ""}`).join(", ")}; ` +
           `counted ${mine.counters?.packets}; shadowing: ${shadow?.why ?? "none"}`,
       );
       stats.lines++;
@@ -118,14 +148,14 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
         expect(mine.counters?.packets, "no packet reaches the rule's chain").toBe(0n);
         continue;
       }
-      expect(model.map((m) => m.port)).toEqual(c.ours.ports);
-      kernel.forEach((k, j) => {
+      expect([...new Set(model.map((m) => m.port))]).toEqual(c.ours.ports);
+      for (const m of judged) {
         stats.probes++;
-        if (model[j].verdicts.length === 1) stats.determinate++;
-        expect(model[j].verdicts, `port ${c.ours.ports[j]}: the kernel's verdict is one the model allows`).toContain(
-          KERNEL[k] ?? k,
+        if (m.verdicts.length === 1) stats.determinate++;
+        expect(m.verdicts, `port ${m.port} on ${m.arrival}: the kernel's verdict is one the model allows`).toContain(
+          KERNEL[m.kernel] ?? m.kernel,
         );
-      });
+      }
       const verdict = c.ours.action;
       const effective = model.every((m) => m.verdicts.every((x) => x === verdict));
       expect(shadow === undefined, "shadowing() agrees with the model").toBe(effective);
@@ -136,9 +166,9 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
       if (role === "placed" && placed.effective) {
         stats.effective++;
         expect(
-          kernel.map((k) => KERNEL[k]),
-          "placed where placeRule says, every port gets the rule's verdict",
-        ).toEqual(c.ours.ports.map(() => verdict));
+          judged.map((m) => KERNEL[m.kernel]),
+          "placed where placeRule says, every port on every interface gets the rule's verdict",
+        ).toEqual(judged.map(() => verdict));
       }
       if (role === "lower")
         expect(
@@ -148,7 +178,7 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
     }
   } catch (e) {
     throw new Error(
-      `${(e as Error).message}\n--- ${backend} ipv${c.family}, template ${c.template}: ruleset ---\n${text}` +
+      `${(e as Error).message}\n--- ${backend} ipv${c.family}, template ${c.template}, interfaces ${pair.interfaces.join(" ")}: ruleset ---\n${natText(c)}${text}--- ${second} ---\n${otherText(c)}` +
         `--- rule ---\n${ours}\n--- what happened ---\n${log.join("\n")}\n`,
     );
   }
@@ -160,9 +190,9 @@ describe("placement and effective against the kernel", () => {
     const seed = Number(process.env.PIT_PLACEMENT_SEED ?? Date.now() % 1_000_000);
     console.log(`kernel-differential placement: seed ${seed} (PIT_PLACEMENT_SEED replays it)`);
     const lanes = await Promise.allSettled(
-      LANES.map(([backend, family], i) =>
+      LANES.map(([backend, family, interfaces], i) =>
         fc.assert(
-          fc.asyncProperty(cases(family, backend), (c) => runCase(pairs[i], backend, c)),
+          fc.asyncProperty(cases(family, backend, interfaces), (c) => runCase(pairs[i], backend, c)),
           { numRuns: per, seed: seed + i, endOnFailure: true },
         ),
       ),

@@ -21,6 +21,8 @@ export interface OurRule {
   rejectWith?: "tcp-reset";
   /** The client's own address or network (never narrower than the rules that name it). */
   source?: string;
+  /** The interface the rule names (`eth1`, `eth+`), on hosts with several. */
+  inInterface?: string;
 }
 
 export interface Case {
@@ -32,12 +34,116 @@ export interface Case {
   ours: OurRule;
   /** Lines (1-based, taken modulo the chain's length + 1) where shadowing() is checked as well. */
   probes: number[];
+  /** The nat table's user chains and `-A` lines (PREROUTING's DNAT to the lab's backend, REDIRECT). */
+  nat: { chains: string[]; rules: string[] };
+  /** The filter table loaded with the other backend (ferm on legacy beside fail2ban on nf_tables). */
+  other: { policy: "ACCEPT" | "DROP"; chains: string[]; rules: string[] };
+}
+
+/** The other backend's filter table as iptables-restore reads it (an empty one clears the last case's). */
+export function otherText(c: Case): string {
+  const { policy, chains, rules } = c.other;
+  const head = [`:INPUT ${policy} [0:0]`, ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"];
+  return ["*filter", ...head, ...chains.map((n) => `:${n} - [0:0]`), ...rules, "COMMIT", ""].join("\n");
+}
+
+/**
+ * What the other backend holds: nothing, a ferm-like policy DROP that admits a few ports, a
+ * fail2ban-like chain for two ports that bans other hosts, a DROP or REJECT of one of our ports.
+ */
+function otherOf(kind: number, f: Family, port: number, other: number): Case["other"] {
+  const tcp = "-p tcp -m tcp --dport";
+  switch (kind) {
+    case 1:
+      return {
+        policy: "DROP",
+        chains: [],
+        rules: [
+          "-A INPUT -i lo -j ACCEPT",
+          "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+          `-A INPUT -p tcp -m multiport --dports 22,${other} -j ACCEPT`,
+        ],
+      };
+    case 2:
+      return {
+        policy: "ACCEPT",
+        chains: ["f2b-lab"],
+        rules: [
+          `-A INPUT -p tcp -m multiport --dports ${port},${other} -j f2b-lab`,
+          `-A f2b-lab -s ${otherHost(f, 9)} -j REJECT --reject-with ${rejectDefault(f)}`,
+          "-A f2b-lab -j RETURN",
+        ],
+      };
+    case 3:
+      return { policy: "ACCEPT", chains: [], rules: [`-A INPUT ${tcp} ${port} -j DROP`] };
+    case 4:
+      return { policy: "ACCEPT", chains: [], rules: [`-A INPUT ${tcp} ${other} -j REJECT --reject-with tcp-reset`] };
+    default:
+      return { policy: "ACCEPT", chains: [], rules: [] };
+  }
+}
+
+/** The nat table as iptables-restore reads it (empty chains too: restoring it clears the last case's). */
+export function natText(c: Case): string {
+  const builtin = ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"].map((n) => `:${n} ACCEPT [0:0]`);
+  return ["*nat", ...builtin, ...c.nat.chains.map((n) => `:${n} - [0:0]`), ...c.nat.rules, "COMMIT", ""].join("\n");
+}
+
+/** The backend namespace's address (./pair, BACKEND) as DNAT's --to-destination names it, with a port or not. */
+const backendAt = (f: Family, port?: number) =>
+  f === 4 ? `198.19.250.2${port ? `:${port}` : ""}` : port ? `[fd00:19:250::2]:${port}` : "fd00:19:250::2";
+
+/**
+ * nat PREROUTING as the tools that DNAT write it: nothing, a DNAT of one of our ports to the backend,
+ * a REDIRECT of it to another port of the server, Docker's chain (`! -i docker0`, to another port),
+ * a zone's DNAT bound to eth1, a REDIRECT bound to eth+ below an ACCEPT that keeps one port as it is.
+ */
+function natOf(kind: number, f: Family, port: number, other: number): Case["nat"] {
+  const tcp = "-p tcp -m tcp --dport";
+  switch (kind) {
+    case 1:
+      return { chains: [], rules: [`-A PREROUTING ${tcp} ${port} -j DNAT --to-destination ${backendAt(f)}`] };
+    case 2:
+      return { chains: [], rules: [`-A PREROUTING ${tcp} ${port} -j REDIRECT --to-ports ${other}`] };
+    case 3:
+      return {
+        chains: ["DOCKER"],
+        rules: [
+          "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+          "-A DOCKER -i docker0 -j RETURN",
+          `-A DOCKER ! -i docker0 ${tcp} ${port} -j DNAT --to-destination ${backendAt(f, other)}`,
+        ],
+      };
+    case 4:
+      return {
+        chains: ["NAT-ZONE"],
+        rules: [
+          "-A PREROUTING -i eth1 -j NAT-ZONE",
+          `-A NAT-ZONE -p tcp -m multiport --dports ${port},${other} -j DNAT --to-destination ${backendAt(f)}`,
+        ],
+      };
+    case 5:
+      return {
+        chains: [],
+        rules: [
+          `-A PREROUTING ${tcp} ${other} -j ACCEPT`,
+          `-A PREROUTING -i eth+ ${tcp} ${port} -j REDIRECT --to-ports ${other}`,
+        ],
+      };
+    default:
+      return { chains: [], rules: [] };
+  }
 }
 
 const v = (f: Family, v4: string, v6: string) => (f === 4 ? v4 : v6);
 const otherNet = (f: Family, i: number) => v(f, `198.19.${i}.0/24`, `fd00:19:${i}::/64`);
 const otherHost = (f: Family, i: number) => v(f, `198.19.${i}.7/32`, `fd00:19:${i}::7/128`);
-const clientNets = (f: Family) => v(f, "198.18.0.0/16|198.18.0.0/24", "fd00:18::/48|fd00:18::/64").split("|");
+/** Networks that hold the client's address: on a host with several interfaces it has one on each
+ * (198.18.k.1), so only the network that holds them all. */
+const clientNets = (f: Family, many: boolean) =>
+  v(f, "198.18.0.0/16|198.18.0.0/24", "fd00:18::/48|fd00:18::/64")
+    .split("|")
+    .slice(0, many ? 1 : 2);
 const rejectDefault = (f: Family) => v(f, "icmp-port-unreachable", "icmp6-port-unreachable");
 
 /** The ruleset as iptables-restore reads it. */
@@ -79,6 +185,38 @@ function ufwChains(f: Family, backend: Backend) {
 
 const TEMPLATES: Template[] = [
   { name: "plain", chains: () => [{ name: "INPUT", rules: [] }] },
+  {
+    // A zone firewall (Shorewall, firewalld's zones): the interface decides which chain judges a packet.
+    name: "zones",
+    chains: (f) => [
+      {
+        name: "INPUT",
+        rules: [
+          "-A INPUT -i lo -j ACCEPT",
+          "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+          "-A INPUT -i eth0 -j zone-a",
+          "-A INPUT -i eth1 -g zone-b",
+          "-A INPUT -i eth+ -j zone-c",
+        ],
+      },
+      {
+        name: "zone-a",
+        rules: [
+          "-A zone-a -p tcp -m tcp --dport 22 -j ACCEPT",
+          "-A zone-a -p tcp -m multiport --dports 80,443 -j ACCEPT",
+          "-A zone-a -j DROP",
+        ],
+      },
+      {
+        name: "zone-b",
+        rules: [
+          "-A zone-b -p tcp -m tcp --dport 8080 -j ACCEPT",
+          `-A zone-b -j REJECT --reject-with ${rejectDefault(f)}`,
+        ],
+      },
+      { name: "zone-c", rules: ["-A zone-c -p tcp -m tcp --dport 9090 -j DROP", "-A zone-c -j RETURN"] },
+    ],
+  },
   { name: "ufw", policy: "DROP", chains: ufwChains },
   {
     name: "fail2ban",
@@ -196,7 +334,8 @@ const PORTS = [
 const LISTS = ["22,80", "80,443,8080", "2222,3306", "8000:8100,9090", "443,9000:9100", "22,8443,9100"];
 
 /** One match, given the rule's protocol; undefined where it does not fit. */
-function matchOf(i: number, r: RandomRule, f: Family, ours: OurRule, index: number): string | undefined {
+function matchOf(i: number, r: RandomRule, f: Family, ours: OurRule, index: number, many: boolean): string | undefined {
+  const nets = clientNets(f, many);
   const p = r.proto === "tcp" || r.proto === "udp" ? r.proto : undefined;
   const port = PORTS[r.port % PORTS.length];
   const list = LISTS[r.port % LISTS.length];
@@ -210,14 +349,16 @@ function matchOf(i: number, r: RandomRule, f: Family, ours: OurRule, index: numb
     p && `-m ${p} --sport 1024:65535`,
     `-s ${otherNet(f, (r.port % 5) + 1)}`,
     `! -s ${otherNet(f, (r.port % 5) + 1)}`,
-    ours.source ? `-s ${clientNets(f)[r.port % 2]}` : `-s ${otherHost(f, 3)}`,
-    ours.source ? `! -s ${clientNets(f)[r.port % 2]}` : `! -s ${otherHost(f, 4)}`,
+    ours.source ? `-s ${nets[r.port % nets.length]}` : `-s ${otherHost(f, 3)}`,
+    ours.source ? `! -s ${nets[r.port % nets.length]}` : `! -s ${otherHost(f, 4)}`,
     `-d ${v(f, "198.19.0.251/32", "ff02::fb/128")}`,
     "-i lo",
     "-i eth0",
     "-i eth+",
     "! -i lo",
     "! -i eth0",
+    "-i eth1",
+    "! -i eth+",
     "-m conntrack --ctstate NEW",
     "-m conntrack --ctstate RELATED,ESTABLISHED",
     "-m conntrack --ctstate INVALID",
@@ -249,11 +390,19 @@ function matchOf(i: number, r: RandomRule, f: Family, ours: OurRule, index: numb
   return catalogue[i % catalogue.length];
 }
 
-function ruleOf(r: RandomRule, f: Family, chain: string, later: string[], ours: OurRule, index: number): string {
+function ruleOf(
+  r: RandomRule,
+  f: Family,
+  chain: string,
+  later: string[],
+  ours: OurRule,
+  index: number,
+  many: boolean,
+): string {
   const proto = r.proto === "icmp" ? v(f, "-p icmp", "-p ipv6-icmp") : r.proto ? `-p ${r.proto}` : "";
   const seen = new Set<string>();
   const matches = r.matches
-    .map((i) => matchOf(i, r, f, ours, index))
+    .map((i) => matchOf(i, r, f, ours, index, many))
     .filter((m): m is string => !!m)
     .filter((m) => {
       const words = m.replace(/^! /, "").split(" ");
@@ -291,10 +440,12 @@ const ourRule = fc.record({
   action: fc.constantFrom("ACCEPT", "DROP", "REJECT", "REJECT"),
   reset: fc.boolean(),
   source: fc.nat(5),
+  inInterface: fc.constantFrom(undefined, undefined, undefined, undefined, "eth1", "eth+"),
 });
 
-/** Cases for one family and backend. */
-export function cases(f: Family, backend: Backend): fc.Arbitrary<Case> {
+/** Cases for one family and backend, on a server with these interfaces. */
+export function cases(f: Family, backend: Backend, interfaces: readonly string[] = ["vlab0"]): fc.Arbitrary<Case> {
+  const many = interfaces.length > 1;
   return fc
     .record({
       template: fc.constantFrom(...TEMPLATES),
@@ -304,6 +455,8 @@ export function cases(f: Family, backend: Backend): fc.Arbitrary<Case> {
       chains: fc.array(fc.array(fc.tuple(fc.nat(30), randomRule), { maxLength: 4 }), { maxLength: 3 }),
       ours: ourRule,
       probes: fc.array(fc.nat(40), { minLength: 1, maxLength: 2 }),
+      nat: fc.record({ kind: fc.nat(9), port: fc.nat(5), other: fc.constantFrom(...POOL) }),
+      other: fc.record({ kind: fc.nat(7), port: fc.nat(5), other: fc.constantFrom(...POOL) }),
     })
     .map((g) => {
       const base = g.template.chains(f, backend).map((c) => ({ name: c.name, rules: [...c.rules] }));
@@ -314,8 +467,8 @@ export function cases(f: Family, backend: Backend): fc.Arbitrary<Case> {
         undefined,
         undefined,
         undefined,
-        v(f, "198.18.0.1/32", "fd00:18::1/128"),
-        clientNets(f)[1],
+        many ? undefined : v(f, "198.18.0.1/32", "fd00:18::1/128"),
+        clientNets(f, many).at(-1),
       ][g.ours.source];
       const userChains = chains.filter((c) => c.name !== "INPUT").map((c) => c.name);
       const ours: OurRule = {
@@ -324,11 +477,12 @@ export function cases(f: Family, backend: Backend): fc.Arbitrary<Case> {
         action: g.ours.action as OurRule["action"],
         rejectWith: g.ours.action === "REJECT" && g.ours.reset ? "tcp-reset" : undefined,
         source,
+        ...(many && g.ours.inInterface && { inInterface: g.ours.inInterface }),
       };
       let index = 0;
       const insert = (chain: { name: string; rules: string[] }, at: number, r: RandomRule, later: string[]) => {
         const pos = at % (chain.rules.length + 1);
-        chain.rules.splice(pos, 0, ruleOf(r, f, chain.name, later, ours, index++));
+        chain.rules.splice(pos, 0, ruleOf(r, f, chain.name, later, ours, index++, many));
       };
       const input = chains[0];
       for (const [at, r] of g.input) insert(input, at, r, randomNames);
@@ -342,6 +496,8 @@ export function cases(f: Family, backend: Backend): fc.Arbitrary<Case> {
         chains,
         ours,
         probes: g.probes,
+        nat: natOf(g.nat.kind, f, ours.ports[g.nat.port % ours.ports.length], g.nat.other),
+        other: otherOf(g.other.kind, f, ours.ports[g.other.port % ours.ports.length], g.other.other),
       };
     });
 }

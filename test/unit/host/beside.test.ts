@@ -23,13 +23,13 @@ describe("judgeBeside: Docker and the host's nft tables, from what besideListing
     const script = besideListing([4, 6]);
     expect(script).toContain("nft -j list ruleset");
     expect(script).toContain("grep -qx nat /proc/net/ip6_tables_names");
-    expect(script).toContain("ip6tables -w 5 -t nat -S DOCKER");
+    expect(script).toContain("nat=$(ip6tables -w 5 -t nat -S)");
     // Only what is asked for: nat alone for a DROP on INPUT, nothing for other chains.
     expect(besideListing([4], besideWant([{ chain: "INPUT", target: "DROP" }]))).not.toContain("nft");
     expect(besideListing([4], besideWant([{ chain: "FORWARD", target: "ACCEPT" }]))).toBe("");
   });
 
-  it("on an iptables-nft host lists the nft tables but iptables' own, and Docker's two nat chains", () => {
+  it("on an iptables-nft host lists the nft tables but iptables' own, and the nat table", () => {
     // Commands that answer as an iptables-nft host with Docker and an inet table that drops would.
     const bin = mkdtempSync(join(tmpdir(), "pit-beside-"));
     const calls = join(bin, "calls");
@@ -43,8 +43,7 @@ describe("judgeBeside: Docker and the host's nft tables, from what besideListing
         "iptables",
         `case "$*" in
   --version) echo "iptables v1.8.9 (nf_tables)" ;;
-  *PREROUTING) printf '%s\\n' '-P PREROUTING ACCEPT' '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER' ;;
-  *DOCKER) printf '%s\\n' '-N DOCKER' '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80' ;;
+  "-w 5 -t nat -S") printf '%s\\n' '-P PREROUTING ACCEPT' '-N DOCKER' '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER' '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80' ;;
 esac`,
       );
       fake(

@@ -5,7 +5,7 @@
  * Here: How much of a rule's ordinary packets a rule's matches take (provider/rules/match.ts), seen through placeRule and shadowing.
  */
 import { describe, expect, it } from "vitest";
-import { parseRuleset, shadowing } from "../../../provider/rules";
+import { parseRuleset, placeRule, shadowing } from "../../../provider/rules";
 import { tcp, save, place, rulesText } from "./rulesets";
 
 describe("2. --ctstate NEW / --state NEW match every first packet", () => {
@@ -142,5 +142,48 @@ describe("exceptions and matches that may go either way", () => {
     expect(place(listed(undefined, 32), tcp("8080", "ACCEPT")).line).toBe(1);
     // a rule's own address shows the family
     expect(place(listed(undefined, 32), tcp("8080", "ACCEPT", "-s", "198.18.0.5/32")).line).toBe(2);
+  });
+});
+
+describe("the host's interfaces, each judged on its own (issue 23)", () => {
+  const zones = parseRuleset(
+    [
+      "*filter",
+      ":INPUT DROP [0:0]",
+      ":FORWARD ACCEPT [0:0]",
+      ":OUTPUT ACCEPT [0:0]",
+      ":net-fw - [0:0]",
+      "-A INPUT -i lo -j ACCEPT",
+      "-A INPUT -i eth0 -j net-fw",
+      "-A INPUT -i veth+ -j ACCEPT",
+      "-A net-fw -p tcp -m tcp --dport 22 -j ACCEPT",
+      "-A net-fw -j DROP",
+      "COMMIT",
+      "",
+    ].join("\n"),
+  );
+  const accept = ["-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "ACCEPT"];
+
+  it("a zone dispatch decides the packets arriving on its interface: an ACCEPT goes above it", () => {
+    const veths = Array.from({ length: 200 }, (_, i) => `veth${i}`);
+    const placed = placeRule(zones, { table: "filter", chain: "INPUT", rule: accept, interfaces: ["eth0", ...veths] });
+    expect(placed).toMatchObject({ line: 2, effective: true });
+    expect(placed.reason).toBe(
+      "before line 2 (-A INPUT -i eth0 -j net-fw): below it, INPUT:2 -> net-fw:2 (-A net-fw -j DROP) drops tcp 8080 on eth0",
+    );
+    // At the end of the chain, the zone's DROP decides the packets on eth0, and the reason says so.
+    const atEnd = parseRuleset(
+      rulesText(zones).replace("COMMIT", "-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT\nCOMMIT"),
+    );
+    const shadow = shadowing(atEnd, { table: "filter", chain: "INPUT", line: 4, interfaces: ["eth0", "eth1"] });
+    expect(shadow?.packets).toBe("tcp 8080 on eth0");
+  });
+
+  it("inInterface limits the interfaces judged; without interfaces, the old model (one no rule names)", () => {
+    const onVeth = [...accept.slice(0, -2), "-i", "veth3", "-j", "ACCEPT"];
+    expect(
+      placeRule(zones, { table: "filter", chain: "INPUT", rule: onVeth, interfaces: ["eth0", "veth3"] }).line,
+    ).toBe(3); // the veth+ ACCEPT decides them below
+    expect(placeRule(zones, { table: "filter", chain: "INPUT", rule: accept }).line).toBe(4);
   });
 });
