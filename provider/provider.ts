@@ -97,7 +97,7 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
 }
 
 /**
- * Replace on anything that defines the rule, update credentials and persist in place. No I/O, but not
+ * Replace on anything that defines the rule, update credentials, persist and the comment in place. No I/O, but not
  * pure: it remembers, for the rest of this run, in three process-wide registries, what the old state
  * says that a replacement's create and the old rule's delete must honour: the host keys recorded (the
  * engine checks a replacement's inputs again without the old ones, and create sees only those: ssh's
@@ -110,7 +110,7 @@ export async function diff(_id: string, olds: Props, news: Props) {
   if (hostOf(olds) !== hostOf(news)) replaces.push("connection.host");
   if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
   if (replaces.length && news.allowLockout === true && typeof olds.tag === "string") rememberOptIn(olds.tag);
-  const updates = ["persist", "allowLockout", "adopt", "rollbackAfter"].filter((k) => olds[k] !== news[k]);
+  const updates = ["persist", "allowLockout", "adopt", "rollbackAfter", "comment"].filter((k) => olds[k] !== news[k]);
   const { host: _oh, ...oldConn } = olds.connection ?? {};
   const { host: _nh, ...newConn } = news.connection ?? {};
   if (JSON.stringify(oldConn) !== JSON.stringify(newConn)) updates.push("connection");
