@@ -54,7 +54,7 @@ describe("diff", () => {
   });
 
   it("a comment-only change keeps the tag (what defines the rule did not change) and renders the new comment", async () => {
-    const olds = { ...(await checked({ ...base, comment: "old" })), packets: 7, bytes: 900 };
+    const olds: Record<string, any> = { ...(await checked({ ...base, comment: "old" })), packets: 7, bytes: 900 };
     const news = await checked({ ...base, comment: "new" }, olds);
     expect(news.tag).toBe(olds.tag);
     expect(news.unique).toBe(olds.unique);
