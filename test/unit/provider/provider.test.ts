@@ -62,6 +62,9 @@ describe("diff", () => {
       `-A INPUT -p tcp -m tcp --dport 2222 -m comment --comment "new ${olds.tag}" -j ACCEPT`,
     );
     expect(await diff("id", olds, news)).toMatchObject({ changes: true, replaces: [] });
+    // State an earlier version wrote (its unique part hashed the comment too): its tag is kept as well.
+    const former = { ...olds, unique: "0123456789ab" };
+    expect((await checked({ ...base, comment: "new" }, former)).unique).toBe("0123456789ab");
   });
 
   it("a rule created when ipVersion defaulted to ipv4 (no `defaults` in state): no change, not replaced", async () => {
