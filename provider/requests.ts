@@ -3,6 +3,7 @@
 import { renderRule, ruleText } from "./rules";
 import type { Family, RuleInputs } from "./rules";
 import type { DeleteRequest, PersistRequest } from "./host";
+import { familyName } from "./host";
 import type { Logger } from "./ssh";
 import { deleteGuard, insertGuard, mayLockOut } from "./guards";
 import { families, givenBack, handMadeOf, recordedRules, twinOf } from "./state";
@@ -73,6 +74,8 @@ export function rewriteRequest(state: PortRuleState, comment: string | undefined
     ),
   ) as Partial<Record<Family, string>>;
   if (!Object.keys(rewrites).length) return undefined;
+  const rules = { ...state.rules };
+  for (const f of families(state.ipVersion)) rules[familyName(f)] = ruleText(state.chain, specs[f]);
   return {
     kind: "insert" as const,
     table: state.table,
@@ -82,6 +85,8 @@ export function rewriteRequest(state: PortRuleState, comment: string | undefined
     position: state.position,
     persist: state.persist,
     rewrites,
+    // An adopted rule lent with persist: false: the boot files keep the hand-made rule in place of the new text.
+    handMade: state.persist ? undefined : handMadeOf({ ...state, rules }),
     rollbackAfter: state.rollbackAfter,
   };
 }

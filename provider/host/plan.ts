@@ -281,7 +281,7 @@ export const transientTags = (reqs: ChangeRequest[]) =>
 export const handMadeKept = (reqs: ChangeRequest[], plans: ReadonlyMap<ChangeRequest, Plan>): HandMade[] =>
   reqs.flatMap((r) => {
     if (r.persist || r.kind === "delete") return [];
-    if (r.kind === "persist") return r.handMade ?? [];
+    if (r.kind === "persist" || r.rewrites) return r.handMade ?? [];
     const planned = Object.values(plans.get(r) ?? {});
     return planned.flatMap((p) => (p.adopted && p.twin ? [{ rule: p.rule, handMade: p.twin.rule }] : []));
   });
