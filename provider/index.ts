@@ -45,6 +45,8 @@ const OUTPUTS: Record<keyof PortRuleOutputs | "ports", undefined> = {
   bytes: undefined,
   effective: undefined,
   shadowedBy: undefined,
+  placeable: undefined,
+  shadowTag: undefined,
   missing: undefined,
   backend: undefined,
   iptablesVersion: undefined,

@@ -2,7 +2,7 @@
 // host agent, and maps the answer to state (state.ts). Where the agent comes from and where messages go
 // is the caller's (Env): SSH and Pulumi's log in the engine (provider.ts), a fake host in unit tests.
 import { makeTag, renderRule, ruleText } from "./rules";
-import type { Family, RuleInputs } from "./rules";
+import type { Family, FamilyName, RuleInputs } from "./rules";
 import type { ChangeResult, HostAgent, ReadResult } from "./host";
 import { familyName } from "./host";
 import { redactError } from "./ssh";
@@ -10,7 +10,8 @@ import type { Logger } from "./ssh";
 import { reachesInput, rememberPins, secretsOf } from "./guards";
 import { driftOf } from "./drift";
 import { lineage } from "./lineage";
-import { deleteRequest, insertRequest, persistRequest, rewriteRequest } from "./requests";
+import { deleteRequest, insertRequest, moveRequest, persistRequest, rewriteRequest } from "./requests";
+import { healOf } from "./heal";
 import {
   createdState,
   families,
@@ -95,6 +96,8 @@ export async function updateRule(olds: PortRuleState, news: RuleInputs & { uniqu
     if (outs.missing.length) return { outs: await putBack(agent, outs, env.log) };
   }
   if (news.comment !== olds.comment) outs = await recommented(agent, { ...outs, persist: olds.persist }, env.log);
+  const heal = healOf({ ...olds, heal: news.heal });
+  if (heal && "move" in heal) outs = await moveBack(agent, outs, heal.move, env.log);
   if (news.persist !== olds.persist) {
     const { facts } = await agent.change(persistRequest({ ...outs, persist: olds.persist }, news.persist));
     const { mechanism, files } = facts.persistence;
@@ -144,6 +147,16 @@ async function putBack(agent: HostAgent, state: PortRuleState, log: Logger): Pro
   const made = createdState(state, state.unique, state.tag, res);
   reportCreated(made, res, log);
   return putBackState(state, made);
+}
+
+/** Moves the rule of these families back where it decides its packets (heal.ts), says where each went
+ * or why it stayed, and records the rule as a listing then shows it. */
+async function moveBack(agent: HostAgent, state: PortRuleState, names: FamilyName[], log: Logger) {
+  const fams = families(state.ipVersion).filter((f) => names.includes(familyName(f)));
+  const res = await agent.change(moveRequest(state, fams, log));
+  for (const [f, p] of placements(state, res))
+    log.info?.(`${state.chain} on ${state.host} (${familyName(f)}): ${p.reason}`);
+  return withLive(state, await listed(agent, state));
 }
 
 /** Deletes the rule (gives an adopted one back); refuses when it is in the other backend's tables. */

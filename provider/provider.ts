@@ -15,6 +15,7 @@ import { unechoed } from "./engine-echo";
 import { logToEngine } from "./engine-log";
 import { guarded, rememberOptIn, rememberPins } from "./guards";
 import { awaitAbove, createSettled, expectCreate, movedDown } from "./positions";
+import { healOf } from "./heal";
 import { createRule, readRule, removeRule, updateRule } from "./lifecycle";
 import type { Env } from "./lifecycle";
 import { RULE_DEFINING, hostOf, sameRule, uniqueOf } from "./lineage";
@@ -115,9 +116,11 @@ export async function diff(_id: string, olds: Props, news: Props) {
   if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
   if (replaces.length && news.allowLockout === true && typeof olds.tag === "string") rememberOptIn(olds.tag);
   const updates = ["persist", "allowLockout", "adopt", "rollbackAfter", "comment"].filter((k) => olds[k] !== news[k]);
+  if ((olds.heal ?? true) !== (news.heal ?? true)) updates.push("heal"); // state from before heal: true
   const { host: _oh, ...oldConn } = olds.connection ?? {};
   const { host: _nh, ...newConn } = news.connection ?? {};
   if (JSON.stringify(oldConn) !== JSON.stringify(newConn)) updates.push("connection");
+  if (!replaces.length && sayHeal(olds, news)) updates.push("effective");
   if (replaces.length || updates.length) foresee(news.connection); // dialled early in an up
   if (replaces.length) expectCreate(news as unknown as RuleInputs); // its replacement's create will come
   return {
@@ -125,6 +128,17 @@ export async function diff(_id: string, olds: Props, news: Props) {
     replaces,
     deleteBeforeReplace: false,
   };
+}
+
+/** Says what up does about a rule a refresh found out of effect (heal.ts), on the resource: whether it
+ * moves it back (then the diff proposes an update) or why not. */
+function sayHeal(olds: Props, news: Props): boolean {
+  const heal = healOf({ ...olds, heal: news.heal } as unknown as PortRuleState);
+  if (!heal) return false;
+  const log = logOn((news.identity as { urn?: string } | undefined)?.urn);
+  if ("move" in heal) log.info?.(heal.reason);
+  else log.warn?.(heal.report);
+  return "move" in heal;
 }
 
 // Create, update and delete each start dialling the hosts this run foresaw (ssh/early.ts); every verb's

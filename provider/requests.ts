@@ -2,7 +2,7 @@
 // state, with the guards that apply to them.
 import { renderRule, ruleText } from "./rules";
 import type { Family, RuleInputs } from "./rules";
-import type { DeleteRequest, PersistRequest } from "./host";
+import type { DeleteRequest, MoveRequest, PersistRequest } from "./host";
 import { familyName } from "./host";
 import type { Logger } from "./ssh";
 import { deleteGuard, insertGuard, mayLockOut } from "./guards";
@@ -88,5 +88,27 @@ export function rewriteRequest(state: PortRuleState, comment: string | undefined
     // An adopted rule lent with persist: false: the boot files keep the hand-made rule in place of the new text.
     handMade: state.persist ? undefined : handMadeOf({ ...state, rules }),
     rollbackAfter: state.rollbackAfter,
+  };
+}
+
+/** What healing asks of the host: the recorded rule of these families moved to where position "auto"
+ * puts it now (heal.ts says which), guarded as an insert there, commit-confirmed, saved when persisted. */
+export function moveRequest(
+  props: PortRuleState,
+  fams: Family[],
+  log: Logger,
+): MoveRequest & { rollbackAfter?: number } {
+  const rules = recordedRules(props);
+  return {
+    kind: "move",
+    table: props.table,
+    chain: props.chain,
+    families: fams,
+    tag: props.tag,
+    rules: Object.fromEntries(fams.map((f) => [f, rules[f]])),
+    persist: props.persist,
+    guard: insertGuard(props, log),
+    freshConfirm: mayLockOut(props, "insert"),
+    rollbackAfter: props.rollbackAfter,
   };
 }

@@ -33,6 +33,12 @@ export interface PortRuleOutputs {
    * ACCEPT opens; `shadowedBy` names that rule, Docker's DNAT or the nft table and chain. */
   effective: boolean;
   shadowedBy: PerFamily<string>;
+  /** Where a rule out of effect would go now (refresh), per family it is shadowed in: the line position
+   * "auto" chooses in the chain without it, and what would still keep it from effect there (no line makes
+   * it effective: another rule, Docker's DNAT, an nft chain). What `pulumi up` heals by (heal.ts). */
+  placeable?: PerFamily<{ line: number; shadowedBy?: string }>;
+  /** The tag of the PortRule rule (of any stack) that shadows this one, per family (refresh). */
+  shadowTag?: PerFamily<string>;
   /** Families whose rule has gone from the host (refresh); the next `up` replaces the rule. */
   missing: FamilyName[];
   backend: Backend;
@@ -131,8 +137,10 @@ export const placements = (inputs: RuleInputs, res: ChangeResult): [Family, Plac
   });
 
 /** The packets and bytes a placed rule starts with: those of the hand-made rule it adopted, else none. */
-const startCounters = (p: Placement) =>
-  p.adopted && p.twin ? { packets: p.twin.packets, bytes: p.twin.bytes } : { packets: 0, bytes: 0 };
+const startCounters = (p: Placement) => (p.adopted && p.twin ? wire(p.twin) : { packets: 0, bytes: 0 });
+
+/** Counters as the state holds them: the engine's wire format carries numbers (doubles), exact up to 2^53. */
+const wire = (c: { packets: bigint; bytes: bigint }) => ({ packets: Number(c.packets), bytes: Number(c.bytes) });
 
 /** The state of a rule the host agent just inserted (in the families it placed). */
 export function createdState(inputs: RuleInputs, unique: string, tag: string, res: ChangeResult): PortRuleState {
@@ -172,7 +180,7 @@ export function createdState(inputs: RuleInputs, unique: string, tag: string, re
     // The save writes every family's rules: the files of each of the rule's families hold it.
     persisted: persisted ? persistedState(inputs, persisted.mechanism, persisted.files) : false,
     adopts: inputs.adopt ? perFamily(inputs, (f) => twinOf(inputs, f)) : {},
-    adopted: byName((p) => (p.adopted && p.twin ? { ...p.twin, line: p.now ?? p.line } : undefined)),
+    adopted: byName((p) => (p.adopted && p.twin ? { ...p.twin, ...wire(p.twin), line: p.now ?? p.line } : undefined)),
   };
 }
 
@@ -196,6 +204,8 @@ export function withLive(props: PortRuleState, live: ReadResult): PortRuleState 
     line: {},
     counters: {},
     shadowedBy: {},
+    placeable: {},
+    shadowTag: {},
     missing: [],
     packets: 0,
     bytes: 0,
@@ -212,14 +222,17 @@ export function withLive(props: PortRuleState, live: ReadResult): PortRuleState 
       continue;
     }
     state.line[n] = r.line;
-    state.counters[n] = { packets: r.packets, bytes: r.bytes };
-    state.packets += r.packets;
-    state.bytes += r.bytes;
+    state.counters[n] = wire(r);
+    state.packets += state.counters[n].packets;
+    state.bytes += state.counters[n].bytes;
     const by = r.shadowedBy ?? r.beside.blockedBy;
     if (by) {
       state.shadowedBy[n] = by;
       state.effective = false;
     }
+    const blocked = r.beside.blockedBy;
+    if (r.placeable) state.placeable![n] = blocked ? { line: r.placeable.line, shadowedBy: blocked } : r.placeable;
+    if (r.shadowTag) state.shadowTag![n] = r.shadowTag;
   }
   return state;
 }

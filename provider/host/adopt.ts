@@ -8,17 +8,18 @@ export interface Twin {
   line: number;
   /** As `iptables -S` prints it. */
   rule: string;
-  packets: number;
-  bytes: number;
+  /** Its counters, exact (64-bit). */
+  packets: bigint;
+  bytes: bigint;
 }
 
 /**
  * The first rule of `chain` whose text is exactly `twin` (the rule without its tag) and that carries
  * no identity tag: a rule made by hand, or by another tool.
  * @example findTwin(rs, "filter", "INPUT", "-A INPUT -p tcp -m tcp --dport 8080 -j DROP")
- *   // { line: 1, rule: "-A INPUT -p tcp -m tcp --dport 8080 -j DROP", packets: 3, bytes: 180 }
+ *   // { line: 1, rule: "-A INPUT -p tcp -m tcp --dport 8080 -j DROP", packets: 3n, bytes: 180n }
  */
 export function findTwin(rs: Ruleset, table: string, chain: string, twin: string): Twin | undefined {
   const r = chainOf(rs, table, chain)?.rules.find((x) => x.text === twin && !tagOf(x));
-  return r && { line: r.line, rule: r.text, packets: r.counters?.packets ?? 0, bytes: r.counters?.bytes ?? 0 };
+  return r && { line: r.line, rule: r.text, packets: r.counters?.packets ?? 0n, bytes: r.counters?.bytes ?? 0n };
 }

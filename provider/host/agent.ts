@@ -2,7 +2,7 @@
 // queue, and the changes that arrive together share one remote transaction (transaction.ts). Reads
 // that arrive together share one listing.
 import { setTimeout as delay } from "node:timers/promises";
-import { findRule, parseRuleset, shadowing } from "../rules";
+import { findRule, parseRuleset, shadowing, tagOf } from "../rules";
 import { besideWant, judgeBeside } from "./beside";
 import type { BesideWant } from "./beside";
 import type { CheckedConnection } from "../rules";
@@ -12,6 +12,7 @@ import { HostError } from "./errors";
 import { FAMILIES, framed, iptables, limitsFor, preamble, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
 import { Facts, listingScript, rulesetOf, stepDeadline } from "./facts";
+import { placeableOf } from "./move";
 import { impostorWarnings } from "./plan";
 import { freshSession } from "./batch";
 import type { FreshSession, Op, Outcome } from "./batch";
@@ -88,12 +89,16 @@ export class HostAgent {
       if (warnings.length) result.carried.push(f);
       const found = findRule(rs, table, chain, rules[f]!);
       if (found) {
+        const shadow = shadowing(rs, { table, chain: found.chain, line: found.line });
+        const shadowTag = shadow && tagOf(shadow);
         result.families[f] = {
           line: found.line,
           rule: found.text,
-          packets: found.counters?.packets ?? 0,
-          bytes: found.counters?.bytes ?? 0,
-          shadowedBy: shadowing(rs, { table, chain: found.chain, line: found.line })?.why,
+          packets: found.counters?.packets ?? 0n,
+          bytes: found.counters?.bytes ?? 0n,
+          shadowedBy: shadow?.why,
+          ...(shadow && { placeable: placeableOf(rs, table, found) }),
+          ...(shadowTag && { shadowTag }),
           beside: judgeBeside(
             sections,
             f,

@@ -40,9 +40,10 @@ export const CLAIM_LOST = 3;
  * logs once the line went in. The undo is idempotent: an `-I` of a rule the chain holds already, or a
  * `-D` of a rule it does not hold (exact text, as a listing of the chain that succeeded shows it), is left out and announced
  * as `# skipped: ...`, so undoing a change that never went in (a shell killed between the arm and the
- * restore) changes nothing: a delete's undo never adds a second copy.
+ * restore) changes nothing: a delete's undo never adds a second copy. An `-I` of a rule that a `-D`
+ * before it in the same input takes out (a move's undo: out, and back in at its old line) goes in.
  */
-const FIT = `pit_fit() { pit_l=
+const FIT = `pit_fit() { pit_l= pit_d=
   while IFS= read -r l; do
     c=\${l#-? }; c=\${c%% *}
     case $l in
@@ -51,7 +52,8 @@ const FIT = `pit_fit() { pit_l=
       case $n in ""|*[!0-9]*) printf '%s\\n' "$l"; pit_l="$pit_l+ $c
 "; continue ;; esac
       t=$r; case $t in "-c "*) t=\${t#-c * * } ;; esac
-      if s=$($1 -w "$2" -t "$3" -S "$c" 2>/dev/null) && printf '%s\\n' "$s" | grep -qxF -- "-A $c $t"; then
+      if s=$($1 -w "$2" -t "$3" -S "$c" 2>/dev/null) && printf '%s\\n' "$s" | grep -qxF -- "-A $c $t" &&
+        ! printf '%s' "$pit_d" | grep -qxF -- "-A $c $t"; then
         printf '# skipped: %s\\n' "$4: -A $c $t is on the host already (the change never took it away)"; continue
       fi
       m=$(( $($1 -w "$2" -t "$3" -S "$c" 2>/dev/null | grep -c '^-A ') + $(printf '%s' "$pit_l" | grep -cxF "+ $c") - $(printf '%s' "$pit_l" | grep -cxF -- "- $c") + 1 ))
@@ -65,6 +67,7 @@ const FIT = `pit_fit() { pit_l=
         printf '# skipped: %s\\n' "$4: -A \${l#-D } is not on the host (the change never put it there)"; continue
       fi
       printf '%s\\n' "$l"; pit_l="$pit_l- $c
+"; pit_d="$pit_d-A \${l#-D }
 " ;;
     *) printf '%s\\n' "$l" ;;
     esac

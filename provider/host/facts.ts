@@ -58,7 +58,7 @@ const parsed = new WeakMap<Sections, Map<Family, Ruleset>>();
 /** The parsed listing of one family. */
 export function rulesetOf(s: Sections, f: Family, target: string): Ruleset {
   const m = parsed.get(s) ?? parsed.set(s, new Map()).get(s)!;
-  return m.get(f) ?? m.set(f, parseRuleset(savedText(s, f, target))).get(f)!;
+  return m.get(f) ?? m.set(f, parseRuleset(savedText(s, f, target), { family: f })).get(f)!;
 }
 
 /** The parsed rulesets of these families, by family. */

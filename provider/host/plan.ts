@@ -4,8 +4,9 @@
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
 import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
-import type { Rule, Ruleset } from "../rules";
+import type { Counters, Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
+import { placeableOf } from "./move";
 import { HostError } from "./errors";
 import type { HandMade, PersistChange } from "./persist";
 import { inApplyOrder } from "./order";
@@ -70,9 +71,13 @@ export function planOne(
     throw refusal(ownerError(ctx.facts.owner, ctx.target), ctx);
   const { table, chain, tag } = req;
   const found = ownRule(rs, req, f);
-  if (req.kind === "persist") {
+  if (req.kind === "persist" || req.kind === "move") {
     if (!found) throw refusal(`the rule tagged ${tag} is not on ${ctx.target} (run pulumi refresh)`, ctx);
-    return { next: rs };
+    if (req.kind === "persist") return { next: rs };
+    const moved = planMove(rs, table, found, textOf(req, f)!);
+    const refused = moved.planned.apply.length && ctx.origin && req.guard?.(ctx.origin, f);
+    if (refused) throw refusal(refused, ctx);
+    return moved;
   }
   if (req.kind === "delete") {
     if (!found) return { next: rs }; // already gone: success
@@ -152,6 +157,33 @@ export function planOne(
   };
 }
 
+/**
+ * The move of `found` (listed exactly as `text`, the recorded rule) to where position "auto" puts it now:
+ * out by its text and in at that line with its counters, in one restore; when no line makes it effective,
+ * or it is there already, a plan that changes nothing and says why.
+ */
+function planMove(rs: Ruleset, table: string, found: Rule, text: string): { planned: Planned; next: Ruleset } {
+  const to = placeableOf(rs, table, found);
+  const c = { packets: found.counters?.packets ?? 0n, bytes: found.counters?.bytes ?? 0n };
+  const stay = (reason: string) => ({
+    planned: { line: found.line, now: found.line, reason, rule: text, apply: [], undo: [] },
+    next: rs,
+  });
+  if (to.shadowedBy) return stay(`not moved: no line of ${found.chain} makes it effective: ${to.shadowedBy}`);
+  if (to.line === found.line) return stay(`not moved: line ${found.line} is where it decides its packets`);
+  return {
+    planned: {
+      line: to.line,
+      now: to.line,
+      reason: `moved from line ${found.line} to line ${to.line}, where it decides its packets again (counters kept: ${c.packets} packets, ${c.bytes} bytes)`,
+      rule: text,
+      apply: [asDelete(text), asInsert(text, to.line, c)],
+      undo: [asDelete(text), asInsert(text, found.line, c)],
+    },
+    next: withInserted(withDeleted(rs, table, found.chain, found.line), table, found.chain, to.line, text),
+  };
+}
+
 /** A placement in family `f`'s tables; a PlacementError (a chain missing there) names the family, which
  * matters when the other family has the chain. */
 function placedIn<T>(f: Family, place: () => T): T {
@@ -172,7 +204,7 @@ function giveBack(
   rs: Ruleset,
   table: string,
 ): { planned: Planned; next: Ruleset } {
-  const counters = { packets: found.counters?.packets ?? 0, bytes: found.counters?.bytes ?? 0 };
+  const counters = { packets: found.counters?.packets ?? 0n, bytes: found.counters?.bytes ?? 0n };
   return {
     planned: {
       line: found.line,
@@ -281,7 +313,7 @@ export const transientTags = (reqs: ChangeRequest[]) =>
 export const handMadeKept = (reqs: ChangeRequest[], plans: ReadonlyMap<ChangeRequest, Plan>): HandMade[] =>
   reqs.flatMap((r) => {
     if (r.persist || r.kind === "delete") return [];
-    if (r.kind === "persist" || r.rewrites) return r.handMade ?? [];
+    if (r.kind === "persist" || (r.kind === "insert" && r.rewrites)) return r.handMade ?? [];
     const planned = Object.values(plans.get(r) ?? {});
     return planned.flatMap((p) => (p.adopted && p.twin ? [{ rule: p.rule, handMade: p.twin.rule }] : []));
   });

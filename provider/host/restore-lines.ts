@@ -1,8 +1,9 @@
 // The restore lines that act on a listed rule by its exact text (pure).
+import type { Counters } from "../rules";
 
 /** The one rewrite of a listed rule's text into restore lines: `-A CHAIN spec` → `-I CHAIN line spec`
  * (with counters `c`: `-I CHAIN line -c P B spec`) / `-D CHAIN spec`. */
-export const asInsert = (text: string, line: number, c?: { packets: number; bytes: number }) =>
+export const asInsert = (text: string, line: number, c?: Counters) =>
   text.replace(/^-A (\S+) /, `-I $1 ${line} ${c ? `-c ${c.packets} ${c.bytes} ` : ""}`);
 export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
 
@@ -14,7 +15,7 @@ export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
  * The undo is the mirror image, swapLines(to, from, line, c). Inserted first, so that a chain that
  * shrank above `from` still takes `to` at `line`.
  */
-export const swapLines = (from: string, to: string, line: number, c: { packets: number; bytes: number }) => [
+export const swapLines = (from: string, to: string, line: number, c: Counters) => [
   asInsert(to, line, c),
   asDelete(from),
 ];

@@ -103,7 +103,7 @@ export function review(
         const rule = found(f);
         // An adopted rule is the operator's: it goes back to the hand-made rule it was, where it is now.
         const twin = plan[f]?.adopted ? plan[f]?.twin : undefined;
-        const counters = { packets: rule?.counters?.packets ?? 0, bytes: rule?.counters?.bytes ?? 0 };
+        const counters = { packets: rule?.counters?.packets ?? 0n, bytes: rule?.counters?.bytes ?? 0n };
         // Otherwise the plan's own undo: a takeover's dropped rule also puts back the rules it took over.
         const undo = plan[f]?.undo ?? [asDelete(text(f))];
         if (rule) fix(f, ...(twin ? swapLines(text(f), twin.rule, rule.line, counters) : undo));

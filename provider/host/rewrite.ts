@@ -31,7 +31,7 @@ export function planRewrite(
       target: ctx.target,
     });
   }
-  const counters = { packets: found.counters?.packets ?? 0, bytes: found.counters?.bytes ?? 0 };
+  const counters = { packets: found.counters?.packets ?? 0n, bytes: found.counters?.bytes ?? 0n };
   const { line } = found;
   return {
     planned: {

@@ -76,7 +76,26 @@ export interface PersistRequest {
   handMade?: HandMade[];
 }
 
-export type ChangeRequest = InsertRequest | DeleteRequest | PersistRequest;
+/** A position "auto" rule out of effect goes back where placement now says (heal.ts, in provider/):
+ * the rule exactly as recorded (`rules`) is deleted and inserted at that line, counters kept, in one
+ * restore; where no line makes it effective, or it is there already, nothing changes and the placement
+ * says why. */
+export interface MoveRequest {
+  kind: "move";
+  table: string;
+  chain: string;
+  families: Family[];
+  tag: string;
+  /** As DeleteRequest's. */
+  rules: Partial<Record<Family, string>>;
+  /** Save the ruleset afterwards (the boot files then hold the rule at its new line). */
+  persist: boolean;
+  /** As InsertRequest's: says why the rule must not go in at its new line. */
+  guard?: (origin: GuardOrigin, family: Family) => string | undefined;
+  freshConfirm?: boolean;
+}
+
+export type ChangeRequest = InsertRequest | DeleteRequest | PersistRequest | MoveRequest;
 
 export interface HostFacts {
   backend: Backend;
@@ -122,12 +141,18 @@ export interface ChangeResult {
 export interface RuleState {
   line: number;
   rule: string;
-  packets: number;
-  bytes: number;
+  /** Its counters, exact (64-bit): the state gives them as numbers. */
+  packets: bigint;
+  bytes: bigint;
   /** What decides some of ours' packets otherwise, with their path; undefined when ours is effective. */
   shadowedBy?: string;
   /** Docker and the host's nft tables: what they do to the rule's packets. */
   beside: Beside;
+  /** When the rule is shadowed: the line position "auto" would choose now (in the chain without it), and
+   * what would still shadow it there (no line makes it effective). */
+  placeable?: { line: number; shadowedBy?: string };
+  /** When the rule is shadowed by a rule the provider made (any PortRule's): that rule's tag. */
+  shadowTag?: string;
 }
 
 export interface ReadResult {

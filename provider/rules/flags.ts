@@ -59,8 +59,6 @@ export interface Flag {
   module?: string;
   /** Number of values after the flag (0 for `-f`). */
   arity: 0 | 1;
-  /** `iptables -S` prints this value with xtables_save_string's quoting. */
-  quoted?: true;
 }
 
 /** In canonical order: built-in matches as iptables prints them, then our match modules. */
@@ -82,7 +80,7 @@ export const FLAGS: readonly Flag[] = [
   { key: "ctorigdstport", flag: "--ctorigdstport", aliases: [], module: "conntrack", arity: 1 },
   { key: "ctdir", flag: "--ctdir", aliases: [], module: "conntrack", arity: 1 },
   { key: "state", flag: "--state", aliases: [], module: "state", arity: 1 },
-  { key: "comment", flag: "--comment", aliases: [], module: "comment", arity: 1, quoted: true },
+  { key: "comment", flag: "--comment", aliases: [], module: "comment", arity: 1 },
 ];
 
 /** Modules whose every option the table models (tcp/udp stand for PROTOCOL_MODULE). */
@@ -146,3 +144,31 @@ const NO_QUOTE = /^[A-Za-z0-9_-]+$/;
 export function saveString(value: string): string {
   return NO_QUOTE.test(value) ? value : `"${value.replace(/["\\']/g, (c) => `\\${c}`)}"`;
 }
+
+/** Always in double quotes, `"` and `\\` escaped (libxt_string's print_string, LED; the others never hold them). */
+const alwaysQuoted = (value: string) => `"${value.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+
+/**
+ * The option values `iptables -S` prints quoted, by the `-m` module or `-j` target they belong to
+ * (the same option name elsewhere is not: IDLETIMER's `--label` is bare, connlabel's is quoted).
+ */
+const QUOTED_VALUES: Readonly<Record<string, Readonly<Record<string, (value: string) => string>>>> = {
+  comment: { "--comment": saveString },
+  helper: { "--helper": saveString },
+  nfacct: { "--nfacct-name": saveString },
+  cgroup: { "--path": saveString },
+  LOG: { "--log-prefix": saveString },
+  ULOG: { "--ulog-prefix": saveString },
+  NFLOG: { "--nflog-prefix": saveString },
+  string: { "--string": alwaysQuoted, "--hex-string": alwaysQuoted },
+  u32: { "--u32": alwaysQuoted },
+  bpf: { "--bytecode": alwaysQuoted },
+  connlabel: { "--label": alwaysQuoted },
+  LED: { "--led-trigger-id": alwaysQuoted },
+};
+
+/** How `iptables -S` quotes the value of `option` of module or target `owner`, or undefined: bare. */
+export const quoting = (owner: string, option: string): ((value: string) => string) | undefined =>
+  Object.hasOwn(QUOTED_VALUES, owner) && Object.hasOwn(QUOTED_VALUES[owner], option)
+    ? QUOTED_VALUES[owner][option]
+    : undefined;

@@ -7,7 +7,9 @@ import type { MatchKey, Neg, RuleMatch } from "./flags";
 import type { Hook } from "./names";
 import { ALL, both, either, negate, NONE, type Share, SOME, portRanges, protocolName } from "./ordinary";
 import { address, cidr, iface, ports } from "./overlap";
-import type { MatchOption, RuleSpec } from "./parse";
+import type { MatchOption, RuleSpec, Table } from "./parse";
+import { connlimitShare, familyOfRule, familyOfTable, hashlimitShare, instanceOf } from "./limits";
+import type { Family } from "./types";
 
 /** The ordinary packets of one port of a rule. An undefined value: one that no rule names. */
 export interface Ordinary {
@@ -22,6 +24,8 @@ export interface Ordinary {
   destination?: string;
   inInterface?: string;
   outInterface?: string;
+  /** The address family, when the rule or its table shows it (a connlimit mask of 32 is one host only on IPv4). */
+  family?: Family;
 }
 
 /** A value the packets carry, against a match that names one (`-s`, `-i`): narrower names are exceptions. */
@@ -58,7 +62,16 @@ function sportShare(value: string): Share {
   return ports.disjoint(value, "1024:65535") ? NONE : SOME;
 }
 
-const newState = (m: Neg) => negate(m.value.split(",").includes("NEW") ? ALL : NONE, m);
+/** Conntrack states of a new connection: NEW, and DNAT when it was translated before (Docker's DOCKER-USER). */
+function stateShare(m: Neg, o: Ordinary): Share {
+  const one = (state: string): Share => {
+    if (state === "NEW") return ALL;
+    if (state === "DNAT") return o.translated ? ALL : NONE;
+    if (state === "SNAT") return o.hook === "in" ? NONE : SOME; // a forwarded connection may be source-NAT-ed
+    return NONE; // ESTABLISHED, RELATED, INVALID, UNTRACKED
+  };
+  return negate(either(...m.value.split(",").map(one)), m);
+}
 
 function protocolShare(m: Neg, o: Ordinary): Share {
   const p = protocolName(m.value);
@@ -110,8 +123,8 @@ function fieldsShare(m: RuleMatch, o: Ordinary): Share {
     parts.push(negate(dportShare(m.ctorigdstport.value, o.translated ? o.origDport : o.dport), m.ctorigdstport));
   if (m.ctdir) parts.push(negate(m.ctdir.value === "ORIGINAL" ? ALL : NONE, m.ctdir));
   if (m.icmpType || m.icmpv6Type) parts.push(SOME); // the protocol match has already said no to tcp/udp
-  if (m.ctstate) parts.push(newState(m.ctstate));
-  if (m.state) parts.push(newState(m.state));
+  if (m.ctstate) parts.push(stateShare(m.ctstate, o));
+  if (m.state) parts.push(stateShare(m.state, o));
   return both(...parts);
 }
 
@@ -125,22 +138,57 @@ function synShare(mask: string, comp: string): Share {
   return c.size === want.length && want.every((f) => c.has(f)) ? ALL : NONE;
 }
 
-/** Address types: ours come from a remote unicast address, to a local one (INPUT), a remote one (FORWARD, OUTPUT). */
-function addrtypeShare(o: Ordinary, option: string, values: string[]): Share {
+/**
+ * Address types: ours come from a remote unicast address, to a local one (INPUT), a remote one (FORWARD,
+ * OUTPUT). With `--limit-iface-in/out` only the addresses of that interface count as LOCAL: an ordinary
+ * packet may be addressed to another interface's address, so LOCAL may go either way there.
+ */
+function addrtypeShare(o: Ordinary, option: string, values: string[], siblings: readonly MatchOption[]): Share {
+  if (option === "--limit-iface-in" || option === "--limit-iface-out") return ALL; // they narrow the type test
+  if (option !== "--src-type" && option !== "--dst-type") return SOME;
   const side =
     option === "--src-type" ? (o.hook === "out" ? "LOCAL" : "UNICAST") : o.hook === "in" ? "LOCAL" : "UNICAST";
-  if (option !== "--src-type" && option !== "--dst-type") return SOME; // --limit-iface-in/out
-  return (values[0] ?? "").split(",").includes(side) ? ALL : NONE;
+  if (!(values[0] ?? "").toUpperCase().split(",").includes(side)) return NONE;
+  const limited = siblings.some((s) => s.option === "--limit-iface-in" || s.option === "--limit-iface-out");
+  return side === "LOCAL" && limited ? SOME : ALL;
 }
 
-const count = (v: string | undefined) => Number(v ?? "NaN");
+/**
+ * `-m conntrack` options beyond the flag table's: the original direction of an ordinary connection is
+ * the client's packet itself (its source, its protocol, its source port; its destination unless it was
+ * DNAT-ed); the reply direction, status and expiry are not read (either way).
+ */
+function conntrackShare(option: string, value: string, o: Ordinary): Share {
+  const bare = { value, negated: false };
+  switch (option) {
+    case "--ctorigsrc":
+      return named(bare, o.source, address.contains, universalAddress(value));
+    case "--ctorigdst":
+      return o.translated && !universalAddress(value)
+        ? SOME
+        : named(bare, o.destination, address.contains, universalAddress(value));
+    case "--ctproto":
+      return protocolShare(bare, o);
+    case "--ctorigsrcport":
+      return sportShare(value);
+    default:
+      return SOME;
+  }
+}
+
+/** IP TOS `value[/mask]` (mask 0xff when not given): ordinary packets are unmarked (TOS 0), as a client's first packet is. */
+function tosShare(value: string): Share {
+  const m = /^(0x[0-9a-f]+|\d+)(?:\/(0x[0-9a-f]+|\d+))?$/i.exec(value);
+  if (!m) return SOME;
+  return (Number(m[1]) & Number(m[2] ?? 0xff)) === 0 ? ALL : NONE;
+}
 
 /**
  * The matches the flag table does not model. Per-source matches single out sources that are not
  * ordinary (a set's members, a source over its rate or connection limit, one recent already saw);
  * rate limits and what the model cannot read may go either way.
  */
-function optionShare(opt: MatchOption, o: Ordinary): Share {
+function optionShare(opt: MatchOption, o: Ordinary, siblings: readonly MatchOption[]): Share {
   const { module, option, values } = opt;
   if (EXTENSION_HEADERS.has(module)) return NONE; // needs the header, negated or not: ordinary packets have none
   const t = ((): Share => {
@@ -151,19 +199,16 @@ function optionShare(opt: MatchOption, o: Ordinary): Share {
         if (option === "--tcp-flags") return synShare(values[0] ?? "", values[1] ?? "");
         return SOME;
       case "addrtype":
-        return addrtypeShare(o, option, values);
+        return addrtypeShare(o, option, values, siblings);
       case "set":
         return option === "--match-set" ? NONE : ALL;
       case "recent":
         if (option === "--set") return ALL; // always matches (it records the source)
         return ["--rcheck", "--update", "--remove"].includes(option) ? NONE : ALL;
       case "connlimit":
-        if (option === "--connlimit-above") return count(values[0]) < 1 ? ALL : NONE;
-        if (option === "--connlimit-upto") return count(values[0]) >= 1 ? ALL : NONE;
-        return ALL;
+        return connlimitShare(opt, siblings, o.family);
       case "hashlimit":
-        if (option === "--hashlimit-above") return NONE;
-        return ALL; // --hashlimit-upto, --hashlimit, and the options that shape the buckets
+        return hashlimitShare(opt, siblings);
       case "pkttype":
         return option === "--pkt-type" ? ((values[0] ?? "").toLowerCase() === "unicast" ? ALL : NONE) : SOME;
       case "iprange":
@@ -172,7 +217,9 @@ function optionShare(opt: MatchOption, o: Ordinary): Share {
       case "rpfilter":
         return option === "--invert" ? NONE : ALL; // ordinary sources pass the reverse-path check
       case "conntrack":
-        return SOME;
+        return conntrackShare(option, values[0] ?? "", o);
+      case "tos":
+        return option === "--tos" ? tosShare(values[0] ?? "") : SOME;
       case "comment":
         return ALL;
       default:
@@ -192,6 +239,7 @@ const KNOWN_MODULES: ReadonlySet<string> = new Set([
   "recent",
   "connlimit",
   "hashlimit",
+  "tos",
   "pkttype",
   "iprange",
   "mac",
@@ -201,11 +249,12 @@ const KNOWN_MODULES: ReadonlySet<string> = new Set([
 
 /** How much of the ordinary packets the rule matches: every match must take them. */
 export function matchShare(rule: RuleSpec, o: Ordinary): Share {
-  return both(fieldsShare(rule.match, o), ...(rule.options ?? []).map((opt) => optionShare(opt, o)));
+  const options = rule.options ?? [];
+  return both(fieldsShare(rule.match, o), ...options.map((opt, i) => optionShare(opt, o, instanceOf(options, i))));
 }
 
-/** The ordinary packets of `spec` entering on `hook`, to port `dport` (one piece of its ports). */
-export function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined): Ordinary {
+/** The ordinary packets of `spec` entering on `hook`, to port `dport` (one piece of its ports), in `table`. */
+export function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined, table?: Table): Ordinary {
   const positive = (n: Neg | undefined) => (n && !n.negated ? n.value : undefined);
   const p = positive(spec.match.protocol);
   const translated = !spec.match.dport && !spec.match.dports && !!positive(spec.match.ctorigdstport);
@@ -217,5 +266,6 @@ export function ordinaryOf(spec: RuleSpec, hook: Hook, dport: number | undefined
     destination: positive(spec.match.destination),
     inInterface: positive(spec.match.inInterface),
     outInterface: positive(spec.match.outInterface),
+    family: familyOfRule(spec) ?? (table && familyOfTable(table)),
   };
 }

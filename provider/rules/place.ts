@@ -113,7 +113,7 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, local 
   let first: Shadow | undefined;
   for (const start of starts)
     for (const port of portPieces(table, spec)) {
-      const o = ordinaryOf(spec, HOOKS[start] ?? "in", port);
+      const o = ordinaryOf(spec, HOOKS[start] ?? "in", port, table);
       const outs = outcomes(table, start, o, { chain, index: line - 1, verdict });
       const packets = [o.protocol ?? "", port ?? ""].join(" ").trim() || "its packets";
       const against = outs.find((x) => x.verdict !== verdict);
@@ -141,7 +141,7 @@ export function possibleVerdicts(
   const starts = entryChains(table, request.chain);
   return portPieces(table, spec).map((port) => {
     const outs = (starts.length ? starts : [request.chain]).flatMap((start) =>
-      outcomes(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port), {
+      outcomes(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, table), {
         chain: request.chain,
         index: request.line - 1,
         verdict: spec.target ?? "",

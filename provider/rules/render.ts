@@ -1,4 +1,4 @@
-import { FLAGS, PROTOCOL_MODULE, saveString, type RuleMatch } from "./flags";
+import { FLAGS, PROTOCOL_MODULE, quoting, type RuleMatch } from "./flags";
 import { matchesOriginalPort } from "./docker";
 import type { RuleSpec } from "./parse";
 import type { Family, RuleInputs } from "./types";
@@ -103,12 +103,24 @@ export function renderRule(inputs: RuleInputs, family: Family, tag?: string): st
   return renderSpec(specOf(inputs, family, tag));
 }
 
+/** The tokens that name the module or target the options after them belong to. */
+const OWNERS: ReadonlySet<string> = new Set(["-m", "--match", "-j", "--jump", "-g", "--goto"]);
+
 /**
- * The line `iptables -S` prints for a rule spec in a chain, with -S's quoting.
+ * The line `iptables -S` prints for a rule spec in a chain, with -S's quoting: each quoted option's
+ * value as its module or target prints it (`--comment`, `--log-prefix`, `--string`, `--u32`, ...).
  * @example ruleText("INPUT", ["-p","tcp","-m","tcp","--dport","22","-m","comment","--comment","a b","-j","ACCEPT"])
  *   // '-A INPUT -p tcp -m tcp --dport 22 -m comment --comment "a b" -j ACCEPT'
  */
 export function ruleText(chain: string, argv: readonly string[]): string {
-  const quoted = new Set(FLAGS.filter((f) => f.quoted).map((f) => f.flag));
-  return ["-A", chain, ...argv.map((a, i) => (i > 0 && quoted.has(argv[i - 1]) ? saveString(a) : a))].join(" ");
+  const out = ["-A", chain];
+  let owner = "";
+  for (let i = 0; i < argv.length; i++) {
+    out.push(argv[i]);
+    if (i + 1 === argv.length) break;
+    if (OWNERS.has(argv[i])) owner = argv[i + 1];
+    const quote = quoting(owner, argv[i]);
+    if (OWNERS.has(argv[i]) || quote) out.push((quote ?? String)(argv[++i]));
+  }
+  return out.join(" ");
 }

@@ -171,6 +171,7 @@ export const ruleFields = {
   persist: z.boolean({ error: "must be true or false" }).default(false),
   allowLockout: z.boolean({ error: "must be true or false" }).default(false),
   adopt: z.boolean({ error: "must be true or false" }).default(false),
+  heal: z.boolean({ error: "must be true or false" }).default(true),
   rollbackAfter: z
     .number({ error: "must be a number of seconds, e.g. 30" })
     .int({ error: "must be a whole number of seconds" })

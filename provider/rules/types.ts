@@ -105,6 +105,9 @@ export interface PortRuleInputs {
    * of inserting a twin; refresh and destroy then treat it as this resource's. Default false: a
    * create that finds such a twin warns and names it. */
   adopt?: boolean;
+  /** Put the rule back where it decides its packets when a refresh finds it out of effect (position
+   * "auto" only): `pulumi up --refresh` moves it in place, counters kept. Default true; false: reports only. */
+  heal?: boolean;
   /** Seconds after which the host undoes a change the provider has not confirmed (a connection lost,
    * the provider killed, a change that locks the provider out), by itself. Default 30. */
   rollbackAfter?: number;
@@ -130,6 +133,7 @@ type RuleDefaults =
   | "persist"
   | "allowLockout"
   | "adopt"
+  | "heal"
   | "rollbackAfter";
 
 /**

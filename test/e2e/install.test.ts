@@ -24,7 +24,7 @@ const connection = { host: "203.0.113.10", user: "deploy", sudo: true, privateKe
 new PortRule("allow-app", { connection, port: 2222, action: "ACCEPT", ipVersion: "both" });
 new PortRule("block-admin", { connection, port: 8080, action: "DROP", comment: "old admin UI" });
 new PortRule("dns", { connection, port: 53, protocol: "udp", action: "ACCEPT", source: "10.0.0.0/8" });
-new PortRule("reject-range", { connection, port: "8000-8100", action: "REJECT", rejectWith: "tcp-reset" });
+new PortRule("reject-range", { connection, port: "9000-9100", action: "REJECT", rejectWith: "tcp-reset" });
 
 // @ts-expect-error the types reject an action iptables does not have (they are not \`any\`)
 const wrong: PortRuleArgs = { connection, port: 22, action: "ALLOW" };

@@ -192,7 +192,7 @@ describe("connecting", () => {
         "(nothing listens on that port, or a firewall rejects the connection)",
     );
     expect(log.lines.filter((l) => l.includes("Dial"))).toEqual([
-      `warn: Dial 1/3 to ${a.v4}:2 failed: ECONNREFUSED: retrying in 1s`,
+      `warn: Dial 1/3 to ${a.v4}:2 failed: ECONNREFUSED: retrying in 1s; it keeps dialling up to dialErrorLimit (3) dials, each waiting up to perDialTimeout (15s): lower them in the connection to fail sooner`,
       `warn: Dial 2/3 to ${a.v4}:2 failed: ECONNREFUSED: retrying in 2s`,
     ]);
     expect(took).toBeGreaterThanOrEqual(2900);
@@ -226,7 +226,9 @@ describe("connecting", () => {
     expect(e.message).toContain(
       `cannot connect to root@${a.v4}:7022: 2 dial attempts failed, the last with no SSH handshake within 1s`,
     );
-    expect(log.lines).toContain(`warn: Dial 1/2 to ${a.v4}:7022 failed: no SSH handshake within 1s: retrying in 1s`);
+    expect(log.lines).toContain(
+      `warn: Dial 1/2 to ${a.v4}:7022 failed: no SSH handshake within 1s: retrying in 1s; it keeps dialling up to dialErrorLimit (2) dials, each waiting up to perDialTimeout (1s): lower them in the connection to fail sooner`,
+    );
   });
 
   it("authenticates through an ssh-agent socket", async () => {

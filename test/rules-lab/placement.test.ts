@@ -115,7 +115,7 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
       const unreached = /^no packet reaches/.test(shadow?.why ?? "");
       if (unreached) {
         stats.unreached++;
-        expect(mine.counters?.packets, "no packet reaches the rule's chain").toBe(0);
+        expect(mine.counters?.packets, "no packet reaches the rule's chain").toBe(0n);
         continue;
       }
       expect(model.map((m) => m.port)).toEqual(c.ours.ports);

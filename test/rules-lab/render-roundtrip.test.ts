@@ -9,7 +9,18 @@
 import fc from "fast-check";
 import ipaddr from "ipaddr.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { check, makeTag, REJECT_TYPES, renderRule, ruleText, type RuleInputs } from "../../provider/rules";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import {
+  check,
+  makeTag,
+  parseRuleset,
+  REJECT_TYPES,
+  renderRule,
+  ruleText,
+  type RuleInputs,
+} from "../../provider/rules";
 import { rootfs, type Userland } from "../lab/rootfs";
 import { BACKENDS, deleteAll, labUnavailable, Netns, tools } from "./netns";
 
@@ -199,3 +210,51 @@ describe.each(VERSIONS.flatMap(({ version }) => BACKENDS.map((backend) => ({ ver
     });
   },
 );
+
+/** The lab kernel has no LED trigger module: iptables refuses `-j LED` there (its quoting is unit-tested). */
+const NO_KERNEL_SUPPORT = /-j LED /;
+const BUILTIN = new Set(["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"]);
+/** The unquoted argv of a listed line, as the parser reads it. */
+const tokensOf = (table: string, line: string) =>
+  [...parseRuleset(`*${table}\n${line}\nCOMMIT\n`).tables.get(table)!.chains.values()][0].rules[0].tokens;
+
+/** The distinct IPv4 lines with a quoted value of iptables' own test corpus of `version`, by table. */
+function quotedCorpus(version: string): Map<string, string[]> {
+  const file = join(__dirname, "..", "fixtures", "iptables-corpus", `iptables-${version}.tsv.gz`);
+  const byTable = new Map<string, string[]>();
+  for (const row of gunzipSync(readFileSync(file)).toString("utf8").split("\n")) {
+    const [families, table, , listed] = row.split("\t");
+    const line = listed?.replace(/^\[\d+:\d+\] /, "").replace(/ -c \d+ \d+(?= |$)/, "");
+    if (!line?.includes('"') || !families.includes("4") || NO_KERNEL_SUPPORT.test(line)) continue;
+    const lines = byTable.get(table) ?? byTable.set(table, []).get(table)!;
+    if (!lines.includes(line)) lines.push(line);
+  }
+  return byTable;
+}
+
+describe.each(
+  VERSIONS.filter(({ version }) => version !== "1.8.7").flatMap(({ version }) =>
+    BACKENDS.map((backend) => ({ version, backend })),
+  ),
+)("iptables $version's own quoted corpus lines → real iptables ($backend)", ({ version, backend }) => {
+  it("loads every line and -S prints each back exactly as ruleText of its parsed argv", () => {
+    const ns = namespaces.get(`${version}/${backend}`)!;
+    const { iptables, restore } = tools(4);
+    const corpus = quotedCorpus(version);
+    expect([...corpus.values()].flat().length).toBeGreaterThan(80);
+    for (const [table, lines] of corpus) {
+      const chains = [...new Set(lines.map((l) => l.split(" ")[1]))].filter((c) => !BUILTIN.has(c));
+      const text = [`*${table}`, ...chains.map((c) => `:${c} - [0:0]`), ...lines, "COMMIT", ""].join("\n");
+      const loaded = ns.run(backend, `${restore}`, text);
+      expect(loaded.stderr).toBe("");
+      expect(loaded.code).toBe(0);
+      const listed = ns.run(backend, `${iptables} -t ${table} -S`);
+      expect(listed.code).toBe(0);
+      const got = listed.stdout.split("\n").filter((l) => l.startsWith("-A "));
+      const ours = lines.map((l) => ruleText(l.split(" ")[1], tokensOf(table, l)));
+      const byChain = (xs: string[]) => [...xs].sort((a, b) => a.split(" ")[1].localeCompare(b.split(" ")[1]));
+      expect(byChain(got)).toEqual(byChain(ours));
+      expect(ns.run(backend, `${iptables} -t ${table} -F && ${iptables} -t ${table} -X`).code).toBe(0);
+    }
+  });
+});

@@ -1,7 +1,7 @@
 // The provider's layers (docs/architecture.md): util <- rules <- ssh <- host <- lifecycle. A file imports
 // only from its own folder and from the folders below it, another folder only through its index.ts
 // (the barrel), and no files import each other in a cycle. Read from the sources with TypeScript's own
-// import scanner.
+// import scanner. And the sizes that keep each file to one job: no file over 400 lines, no class over 250.
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import ts from "typescript";
@@ -101,5 +101,38 @@ describe("the provider's layers", () => {
         ]),
       ),
     ).toEqual([["a.ts", "b.ts", "c.ts", "a.ts"]]);
+  });
+});
+
+describe("the provider's sizes", () => {
+  const lines = (f: string) => readFileSync(f, "utf8").split("\n").length;
+
+  /** Each class of a file with its length in lines. */
+  function classes(file: string): { name: string; lines: number }[] {
+    const text = readFileSync(file, "utf8");
+    const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+    const found: { name: string; lines: number }[] = [];
+    const visit = (n: ts.Node) => {
+      if (ts.isClassDeclaration(n) || ts.isClassExpression(n)) {
+        const span = (p: number) => sf.getLineAndCharacterOfPosition(p).line;
+        found.push({
+          name: `${name(file)} ${n.name?.text ?? "(anonymous)"}`,
+          lines: span(n.getEnd()) - span(n.getStart()) + 1,
+        });
+      }
+      ts.forEachChild(n, visit);
+    };
+    visit(sf);
+    return found;
+  }
+
+  it("no production file is over 400 lines", () => {
+    expect(FILES.filter((f) => lines(f) > 400).map((f) => `${name(f)}: ${lines(f)} lines`)).toEqual([]);
+  });
+
+  it("no class is over 250 lines", () => {
+    const all = FILES.flatMap(classes);
+    expect(all.length).toBeGreaterThan(5);
+    expect(all.filter((c) => c.lines > 250).map((c) => `${c.name}: ${c.lines} lines`)).toEqual([]);
   });
 });

@@ -22,15 +22,15 @@ describe("adopting a rule made by hand", () => {
       const tagged = ruleText("INPUT", renderRule(inputs({}), 4, TAG));
       // the hand-made `-A INPUT -p tcp --dport 8080 -j DROP`, as iptables lists it
       const twin = findTwin(parseRuleset(read("before.txt")), "filter", "INPUT", twinText);
-      expect(twin).toEqual({ line: 2, rule: twinText, packets: 7, bytes: 420 });
+      expect(twin).toEqual({ line: 2, rule: twinText, packets: 7n, bytes: 420n });
       expect(read("restore.txt")).toBe(
         `*filter\n${swapLines(twin!.rule, tagged, twin!.line, twin!).join("\n")}\nCOMMIT\n`,
       );
       const after = parseRuleset(read("after.txt")).tables.get("filter")!.chains.get("INPUT")!.rules;
       expect(after.map((r) => [r.line, r.text, r.counters])).toEqual([
-        [1, "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", { packets: 12, bytes: 720 }],
-        [2, tagged, { packets: 7, bytes: 420 }],
-        [3, "-A INPUT -p udp -m udp --dport 53 -j ACCEPT", { packets: 3, bytes: 180 }],
+        [1, "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", { packets: 12n, bytes: 720n }],
+        [2, tagged, { packets: 7n, bytes: 420n }],
+        [3, "-A INPUT -p udp -m udp --dport 53 -j ACCEPT", { packets: 3n, bytes: 180n }],
       ]);
       expect(findTwin(parseRuleset(read("after.txt")), "filter", "INPUT", twinText)).toBeUndefined();
     });
@@ -51,7 +51,7 @@ describe("adopting a rule made by hand", () => {
         "",
       ].join("\n"),
     );
-    expect(findTwin(rs, "filter", "INPUT", twin)).toEqual({ line: 4, rule: twin, packets: 4, bytes: 240 });
+    expect(findTwin(rs, "filter", "INPUT", twin)).toEqual({ line: 4, rule: twin, packets: 4n, bytes: 240n });
     expect(findTwin(rs, "filter", "FORWARD", twin)).toBeUndefined();
     expect(findTwin(rs, "filter", "INPUT", "-A INPUT -p tcp -m tcp --dport 8081 -j DROP")).toBeUndefined();
   });
@@ -61,7 +61,11 @@ describe("adopting a rule made by hand", () => {
     const twinText = ruleText("INPUT", renderRule(i, 4));
     expect(twinText).toBe("-A INPUT -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP");
     const tagged = ruleText("INPUT", renderRule(i, 4, TAG));
-    const c = { packets: 7, bytes: 420 };
+    const c = { packets: 7n, bytes: 420n };
+    // counters above 2^53 are written back exactly (a double would round them)
+    expect(swapLines(twinText, tagged, 3, { packets: 9007199254740993n, bytes: 18446744073709551615n })[0]).toMatch(
+      /^-I INPUT 3 -c 9007199254740993 18446744073709551615 -p tcp /,
+    );
     expect(swapLines(twinText, tagged, 3, c)).toEqual([
       `-I INPUT 3 -c 7 420 -p tcp -m tcp --dport 8080 -m comment --comment "app ${TAG}" -j DROP`,
       "-D INPUT -p tcp -m tcp --dport 8080 -m comment --comment app -j DROP",

@@ -24,7 +24,7 @@ describe("a read", () => {
   it("finds the rule by its exact text, with its line and counters; a family that does not show it is gone", async () => {
     const host = new FakeHost([], [{ ...facts, save4: { out: withRule(4) } }]);
     const r = await agentOn(host).read("filter", "INPUT", TAG, { 4: text(4) }, "ACCEPT");
-    expect(r.families[4]).toMatchObject({ line: 3, rule: text(4), packets: 0, bytes: 0 });
+    expect(r.families[4]).toMatchObject({ line: 3, rule: text(4), packets: 0n, bytes: 0n });
     expect(r.facts.backend).toBe("nf_tables");
     expect(r.carried).toEqual([]);
     const gone = new FakeHost([], [{ ...facts, save4: { out: guide(4) } }]);

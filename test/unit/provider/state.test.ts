@@ -62,8 +62,8 @@ describe("an update after a host key change (issue 20.4): the rule is verified, 
   const ruleState = (line: number, packets: number, shadowedBy?: string): RuleState => ({
     line,
     rule: "-A INPUT ...",
-    packets,
-    bytes: packets * 60,
+    packets: BigInt(packets),
+    bytes: BigInt(packets * 60),
     shadowedBy,
     beside: { warnings: [] },
   });
@@ -151,7 +151,7 @@ describe("what a create records", () => {
     listening: new Set(["tcp/2222"]),
     persistence: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
   } as ChangeResult["facts"];
-  const twin = { line: 2, rule: "-A INPUT -p tcp -m tcp --dport 2222 -j ACCEPT", packets: 7, bytes: 420 };
+  const twin = { line: 2, rule: "-A INPUT -p tcp -m tcp --dport 2222 -j ACCEPT", packets: 7n, bytes: 420n };
   const result: ChangeResult = {
     tag: "t",
     facts,
@@ -178,7 +178,7 @@ describe("what a create records", () => {
       bytes: 420,
       effective: false,
       shadowedBy: { ipv4: "docker", ipv6: "-A INPUT -j DROP" },
-      adopted: { ipv4: twin },
+      adopted: { ipv4: { ...twin, packets: 7, bytes: 420 } },
       listening: true,
       hostKeyFingerprint: NEW_KEY,
       persisted: { mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6"] },
@@ -201,7 +201,7 @@ describe("what refresh and update record", () => {
     const props = (await checked(base)) as PortRuleState;
     const facts = { backend: "legacy", version: "1.8.11" } as ReadResult["facts"];
     expect(readState(props, { facts, families: {}, carried: [] })).toBeUndefined();
-    const live = { line: 4, rule: "-A INPUT x", packets: 1, bytes: 60, beside: { warnings: [] } };
+    const live = { line: 4, rule: "-A INPUT x", packets: 1n, bytes: 60n, beside: { warnings: [] } };
     expect(readState(props, { facts, families: { 4: live }, carried: [] })).toMatchObject({ line: { ipv4: 4 } });
   });
 

@@ -37,6 +37,7 @@ describe("check: defaults and normalization", () => {
       persist: false,
       allowLockout: false,
       adopt: false,
+      heal: true,
       rollbackAfter: 30,
     });
   });

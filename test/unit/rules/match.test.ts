@@ -69,6 +69,13 @@ describe("exceptions and matches that may go either way", () => {
     "-m addrtype --dst-type BROADCAST",
     "-m addrtype --dst-type MULTICAST",
     "-p udp -m udp --sport 67 --dport 68",
+    "-m conntrack --ctorigsrc 198.18.9.0/24",
+    "-m conntrack --ctproto udp",
+    "-m conntrack --ctstate DNAT",
+    "-m conntrack --ctstate SNAT,INVALID",
+    "-m tos --tos 0x10/0x3f",
+    "-m addrtype --dst-type BROADCAST --limit-iface-in",
+    "-m hashlimit --hashlimit-above 10/sec --hashlimit-mode srcport --hashlimit-name h",
   ];
   for (const e of exceptions)
     it(`${e}: stays above`, () => {
@@ -83,6 +90,16 @@ describe("exceptions and matches that may go either way", () => {
     '-m u32 --u32 "0x0>>0x16&0x3c@0x4>>0x10=0x50"',
     "-m mark --mark 0x1",
     "-m length --length 0:100",
+    // one bucket, or one count, for everyone: whether ordinary clients are over it depends on all the traffic
+    "-m hashlimit --hashlimit-above 10/sec --hashlimit-name h",
+    "-m hashlimit --hashlimit-upto 10/sec --hashlimit-mode dstip,dstport --hashlimit-name h",
+    "-m hashlimit --hashlimit-above 10/sec --hashlimit-mode srcip --hashlimit-name h --hashlimit-srcmask 16",
+    "-m connlimit --connlimit-above 10 --connlimit-mask 32 --connlimit-daddr",
+    "-m connlimit --connlimit-upto 10 --connlimit-mask 24 --connlimit-saddr",
+    // LOCAL on the incoming interface only: a packet may be addressed to another interface's address
+    "-m addrtype --dst-type LOCAL --limit-iface-in",
+    "-m conntrack --ctstatus ASSURED",
+    "-m conntrack --ctrepldst 198.18.9.1",
   ];
   for (const m of either)
     it(`${m.split(" ").slice(0, 2).join(" ")}: may decide them, so the rule goes above`, () => {
@@ -97,5 +114,33 @@ describe("exceptions and matches that may go either way", () => {
         .line,
     ).toBe(1);
     expect(place(save({}, [], ["-A INPUT -m addrtype --dst-type LOCAL -j DROP"]), tcp("8080", "ACCEPT")).line).toBe(1);
+  });
+  it("the client's own side of the connection (--ctorigsrc negated, --ctproto, --ctorigsrcport) and TOS 0 match them", () => {
+    for (const m of [
+      "-m conntrack ! --ctorigsrc 198.18.9.0/24",
+      "-m conntrack --ctorigsrc 0.0.0.0/0",
+      "-m conntrack --ctproto tcp",
+      "-m conntrack --ctorigsrcport 1024:65535",
+      "-m conntrack --ctstate NEW,DNAT",
+      "-m tos --tos 0x00/0xff",
+      "-m tos ! --tos 0x10/0x3f",
+      "-m hashlimit --hashlimit-upto 10/sec --hashlimit-mode srcip --hashlimit-name h",
+    ])
+      expect(place(save({}, [], [`-A INPUT ${m} -j DROP`]), tcp("8080", "ACCEPT")).line, m).toBe(1);
+  });
+  it("connlimit's mask is one host only at the whole address of the family (/32 on IPv6 is a site)", () => {
+    const listed = (family: 4 | 6 | undefined, mask: number) =>
+      parseRuleset(
+        `*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m connlimit --connlimit-above 10 --connlimit-mask ${mask} --connlimit-saddr -j DROP\nCOMMIT\n`,
+        family ? { family } : {},
+      );
+    expect(place(listed(4, 32), tcp("8080", "ACCEPT"))).toMatchObject({ line: 2, effective: true });
+    expect(place(listed(6, 128), tcp("8080", "ACCEPT"))).toMatchObject({ line: 2, effective: true });
+    expect(place(listed(6, 32), tcp("8080", "ACCEPT")).line).toBe(1);
+    expect(place(listed(6, 64), tcp("8080", "ACCEPT")).line).toBe(1);
+    // no family given and none shown by a rule: 32 may be an IPv6 site
+    expect(place(listed(undefined, 32), tcp("8080", "ACCEPT")).line).toBe(1);
+    // a rule's own address shows the family
+    expect(place(listed(undefined, 32), tcp("8080", "ACCEPT", "-s", "198.18.0.5/32")).line).toBe(2);
   });
 });

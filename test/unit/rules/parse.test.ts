@@ -76,10 +76,22 @@ describe("parseRuleset over captured transcripts", () => {
     for (const backend of BACKENDS) {
       const rs = parseRuleset(readFamilyFile(backend, 4, "allow-guide/save-c.txt"));
       expect(chainOf(rs, "filter", "INPUT")!.rules.map((r) => r.counters)).toEqual([
-        { packets: 120, bytes: 9600 },
-        { packets: 4, bytes: 240 },
+        { packets: 120n, bytes: 9600n },
+        { packets: 4n, bytes: 240n },
       ]);
     }
+  });
+
+  it("reads 64-bit counters exactly, above 2^53 too (save -c and -S -v)", () => {
+    const max = 18446744073709551615n; // 2^64 - 1
+    const over = 9007199254740993n; // 2^53 + 1: a double rounds it to 2^53
+    const save = parseRuleset(`*filter\n:INPUT ACCEPT [${max}:${over}]\n[${over}:${max}] -A INPUT -j ACCEPT\nCOMMIT\n`);
+    const input = chainOf(save, "filter", "INPUT")!;
+    expect(input.counters).toEqual({ packets: max, bytes: over });
+    expect(input.rules[0].counters).toEqual({ packets: over, bytes: max });
+    const sv = parseRuleset(`-P INPUT ACCEPT -c ${over} ${max}\n-A INPUT -c ${max} ${over} -j ACCEPT\n`);
+    expect(chainOf(sv, "filter", "INPUT")!.counters).toEqual({ packets: over, bytes: max });
+    expect(chainOf(sv, "filter", "INPUT")!.rules[0].counters).toEqual({ packets: max, bytes: over });
   });
 });
 
@@ -179,7 +191,7 @@ describe("parseRuleset at size", () => {
     ]);
     const last = filter.chains.get("KUBE-NODEPORTS")!.rules.at(-1)!;
     expect(last.line).toBe(count("KUBE-NODEPORTS"));
-    expect(last.counters).toEqual({ packets: 7, bytes: 420 });
+    expect(last.counters).toEqual({ packets: 7n, bytes: 420n });
     expect(last.match.comment?.value).toBe("team-17/svc-19999:health");
     expect(last.text).toBe(
       '-A KUBE-NODEPORTS -p tcp -m comment --comment "team-17/svc-19999:health" -m tcp --dport 30623 -j ACCEPT',

@@ -79,6 +79,31 @@ describe("ruleText", () => {
     const text = ruleText("INPUT", renderRule(inputs({ comment: "web (prod)" }), 4, TAG));
     expect(parseRuleset(text).tables.get("filter")!.chains.get("INPUT")!.rules[0].text).toBe(text);
   });
+  it("quotes each module's and target's values as that extension prints them", () => {
+    const text = (argv: string[]) => ruleText("INPUT", argv);
+    // xtables_save_string: quoted only when needed, `'` escaped too
+    expect(text(["-j", "LOG", "--log-prefix", "ssh: "])).toBe('-A INPUT -j LOG --log-prefix "ssh: "');
+    expect(text(["-j", "LOG", "--log-prefix", "ssh"])).toBe("-A INPUT -j LOG --log-prefix ssh");
+    expect(text(["-j", "NFLOG", "--nflog-prefix", "it's"])).toBe(`-A INPUT -j NFLOG --nflog-prefix "it\\'s"`);
+    expect(text(["-m", "cgroup", "--path", "/"])).toBe('-A INPUT -m cgroup --path "/"');
+    // always quoted: `"` and `\` escaped, `'` not
+    expect(text(["-m", "string", "!", "--string", `a"b'`, "--algo", "bm"])).toBe(
+      `-A INPUT -m string ! --string "a\\"b'" --algo bm`,
+    );
+    expect(text(["-m", "string", "--hex-string", "|0a0a|", "--algo", "kmp"])).toBe(
+      '-A INPUT -m string --hex-string "|0a0a|" --algo kmp',
+    );
+    expect(text(["-m", "u32", "--u32", "0x0=0x0"])).toBe('-A INPUT -m u32 --u32 "0x0=0x0"');
+    expect(text(["-m", "bpf", "--bytecode", "1,6 0 0 0"])).toBe('-A INPUT -m bpf --bytecode "1,6 0 0 0"');
+    // the same option name is quoted by one extension and bare in another
+    expect(text(["-m", "connlabel", "--label", "40", "-j", "IDLETIMER", "--timeout", "9", "--label", "x"])).toBe(
+      '-A INPUT -m connlabel --label "40" -j IDLETIMER --timeout 9 --label x',
+    );
+    // a value that looks like a module or target token stays a value
+    expect(text(["-m", "comment", "--comment", "-j", "-m", "string", "--string", "x", "--algo", "bm"])).toBe(
+      '-A INPUT -m comment --comment -j -m string --string "x" --algo bm',
+    );
+  });
 });
 
 describe("makeTag", () => {

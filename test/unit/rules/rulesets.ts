@@ -30,6 +30,7 @@ export function save(policy: { INPUT?: string; FORWARD?: string }, chains: strin
       "COMMIT",
       "",
     ].join("\n"),
+    { family: 4 },
   );
 }
 
