@@ -4,7 +4,7 @@
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
 import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
-import type { Counters, Rule, Ruleset } from "../rules";
+import type { Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
 import { placeableOf } from "./move";
 import { HostError } from "./errors";
