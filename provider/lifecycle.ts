@@ -1,8 +1,8 @@
 // The PortRule lifecycle's verbs that reach the host: each builds a request (requests.ts), hands it to the
 // host agent, and maps the answer to state (state.ts). Where the agent comes from and where messages go
 // is the caller's (Env): SSH and Pulumi's log in the engine (provider.ts), a fake host in unit tests.
-import { makeTag, renderRule } from "./rules";
-import type { FamilyName, RuleInputs } from "./rules";
+import { makeTag, renderRule, ruleText } from "./rules";
+import type { Family, FamilyName, RuleInputs } from "./rules";
 import type { ChangeResult, HostAgent, ReadResult } from "./host";
 import { familyName } from "./host";
 import { redactError } from "./ssh";
@@ -10,7 +10,7 @@ import type { Logger } from "./ssh";
 import { reachesInput, rememberPins, secretsOf } from "./guards";
 import { driftOf } from "./drift";
 import { lineage } from "./lineage";
-import { deleteRequest, insertRequest, moveRequest, persistRequest } from "./requests";
+import { deleteRequest, insertRequest, moveRequest, persistRequest, rewriteRequest } from "./requests";
 import { healOf } from "./heal";
 import {
   createdState,
@@ -81,8 +81,8 @@ async function listed(agent: HostAgent, props: PortRuleState): Promise<ReadResul
 /**
  * Credentials, the host key and persist change in place. The new login must work before it goes into
  * state: it connects (the host keys recorded at create, or the hostKey now given, checked in the
- * handshake), and with sudo, `sudo -n` runs a shell as root. Unless the host key or the persist flag
- * changed, that is the whole update.
+ * handshake), and with sudo, `sudo -n` runs a shell as root. Unless the host key, the comment or the
+ * persist flag changed, that is the whole update.
  */
 export async function updateRule(olds: PortRuleState, news: RuleInputs & { unique: string }, env: Env) {
   rememberPins({ ...olds, connection: news.connection });
@@ -95,14 +95,35 @@ export async function updateRule(olds: PortRuleState, news: RuleInputs & { uniqu
     outs = withLive(outs, await listed(agent, outs));
     if (outs.missing.length) return { outs: await putBack(agent, outs, env.log) };
   }
+  if (news.comment !== olds.comment) outs = await recommented(agent, { ...outs, persist: olds.persist }, env.log);
   const heal = healOf({ ...olds, heal: news.heal });
   if (heal && "move" in heal) outs = await moveBack(agent, outs, heal.move, env.log);
   if (news.persist !== olds.persist) {
-    const { facts } = await agent.change(persistRequest(olds, news.persist));
+    const { facts } = await agent.change(persistRequest({ ...outs, persist: olds.persist }, news.persist));
     const { mechanism, files } = facts.persistence;
     outs.persisted = news.persist ? persistedState(olds, mechanism, files) : false;
   }
-  return { outs };
+  return { outs: { ...outs, persist: news.persist } };
+}
+
+/** The rule with its new comment (`state.comment`) in place of the recorded one in each family, at its
+ * line with its counters (requests.ts, rewriteRequest); the state records the new rule text. */
+async function recommented(agent: HostAgent, state: PortRuleState, log: Logger): Promise<PortRuleState> {
+  const req = rewriteRequest(state, state.comment);
+  if (!req) return state;
+  const res = await agent.change(req);
+  const rules = { ...state.rules };
+  const line = { ...state.line };
+  for (const [k, spec] of Object.entries(req.specs)) {
+    const f = Number(k) as Family;
+    const n = familyName(f);
+    rules[n] = ruleText(state.chain, spec!);
+    const p = res.families[f];
+    if (!p) continue; // an earlier try did it
+    line[n] = p.now ?? p.line;
+    log.info?.(`${p.rule.replace(/^-A (\S+)/, `-R $1 ${line[n]}`)} on ${state.host} (${n}): ${p.reason}`);
+  }
+  return { ...state, rules, line };
 }
 
 /**

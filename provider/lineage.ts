@@ -2,7 +2,8 @@
 import { createHash } from "node:crypto";
 import type { RuleInputs } from "./rules";
 
-/** Inputs that define the rule on the host: a change to any of them replaces it. */
+/** Inputs that define the rule on the host: a change to any of them replaces it. Its comment does not: a
+ * comment-only change rewrites it in place (lifecycle.ts, updateRule), under the same tag. */
 export const RULE_DEFINING = [
   "table",
   "chain",
@@ -12,7 +13,6 @@ export const RULE_DEFINING = [
   "rejectWith",
   "source",
   "inInterface",
-  "comment",
   "ipVersion",
   "position",
 ] as const;

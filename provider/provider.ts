@@ -14,6 +14,7 @@ import { conflictOf } from "./conflicts";
 import { unechoed } from "./engine-echo";
 import { logToEngine } from "./engine-log";
 import { guarded, rememberOptIn, rememberPins } from "./guards";
+import { awaitAbove, createSettled, expectCreate, movedDown } from "./positions";
 import { healOf } from "./heal";
 import { createRule, readRule, removeRule, updateRule } from "./lifecycle";
 import type { Env } from "./lifecycle";
@@ -73,7 +74,10 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
   const conflict = conflictOf(inputs);
   if (conflict) return { inputs: news, failures: [forEngine({ property: "action", reason: conflict })] };
   const log = logOn(inputs.identity?.urn);
-  if (Object.keys(olds).length === 0) foresee(inputs.connection); // a new rule: dialled early in an up
+  if (Object.keys(olds).length === 0) {
+    foresee(inputs.connection); // a new rule: dialled early in an up
+    expectCreate(inputs); // rules below it in this run wait for its create (positions.ts)
+  }
   if (inputs.defaults?.ipVersion && inputs.action !== "ACCEPT") log.warn?.(keptDefaultWarning(inputs));
   const keep = typeof olds.unique === "string" && sameRule(olds, inputs as unknown as Record<string, unknown>);
   // Derived from what defines the rule, so preview and up agree on the tag. A create that finds a
@@ -98,7 +102,7 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
 }
 
 /**
- * Replace on anything that defines the rule, update credentials and persist in place. No I/O, but not
+ * Replace on anything that defines the rule, update credentials, persist and the comment in place. No I/O, but not
  * pure: it remembers, for the rest of this run, in three process-wide registries, what the old state
  * says that a replacement's create and the old rule's delete must honour: the host keys recorded (the
  * engine checks a replacement's inputs again without the old ones, and create sees only those: ssh's
@@ -111,13 +115,14 @@ export async function diff(_id: string, olds: Props, news: Props) {
   if (hostOf(olds) !== hostOf(news)) replaces.push("connection.host");
   if (Array.isArray(olds.missing) && olds.missing.length) replaces.push("missing");
   if (replaces.length && news.allowLockout === true && typeof olds.tag === "string") rememberOptIn(olds.tag);
-  const updates = ["persist", "allowLockout", "adopt", "rollbackAfter"].filter((k) => olds[k] !== news[k]);
+  const updates = ["persist", "allowLockout", "adopt", "rollbackAfter", "comment"].filter((k) => olds[k] !== news[k]);
   if ((olds.heal ?? true) !== (news.heal ?? true)) updates.push("heal"); // state from before heal: true
   const { host: _oh, ...oldConn } = olds.connection ?? {};
   const { host: _nh, ...newConn } = news.connection ?? {};
   if (JSON.stringify(oldConn) !== JSON.stringify(newConn)) updates.push("connection");
   if (!replaces.length && sayHeal(olds, news)) updates.push("effective");
   if (replaces.length || updates.length) foresee(news.connection); // dialled early in an up
+  if (replaces.length) expectCreate(news as unknown as RuleInputs); // its replacement's create will come
   return {
     changes: replaces.length > 0 || updates.length > 0,
     replaces,
@@ -150,7 +155,21 @@ export async function create(inputs: RuleInputs & { unique: string }) {
     if (conflict) throw new Error(conflict);
     return agent;
   };
-  return unechoed(() => guarded(inputs.connection, () => createRule(inputs, { ...env, connect })));
+  let made: Awaited<ReturnType<typeof createRule>> | undefined;
+  try {
+    // A rule with an explicit position goes in after this run's rules above it (positions.ts).
+    const waited = await awaitAbove(inputs);
+    made = await unechoed(() => guarded(inputs.connection, () => createRule(inputs, { ...env, connect })));
+    const moved = movedDown(inputs);
+    if (waited) env.log.info?.(`position ${inputs.position}: ${waited}`);
+    if (moved) env.log.warn?.(`position ${inputs.position}: ${moved}`);
+    const placement = made.outs.placement;
+    for (const note of [waited, moved].filter((n) => n !== undefined))
+      for (const n of Object.keys(placement) as (keyof typeof placement)[]) placement[n] += `; ${note}`;
+    return made;
+  } finally {
+    createSettled(inputs, made !== undefined);
+  }
 }
 
 export async function read(id: string, props: PortRuleState) {

@@ -1,8 +1,9 @@
 // What each lifecycle verb asks of the host agent: the change requests, built from a rule's inputs or
 // state, with the guards that apply to them.
-import { renderRule } from "./rules";
+import { renderRule, ruleText } from "./rules";
 import type { Family, RuleInputs } from "./rules";
 import type { DeleteRequest, MoveRequest, PersistRequest } from "./host";
+import { familyName } from "./host";
 import type { Logger } from "./ssh";
 import { deleteGuard, insertGuard, mayLockOut } from "./guards";
 import { families, givenBack, handMadeOf, recordedRules, twinOf } from "./state";
@@ -56,6 +57,37 @@ export function persistRequest(olds: PortRuleState, persist: boolean): PersistRe
     rules: recordedRules(olds),
     persist,
     handMade: handMadeOf(olds),
+  };
+}
+
+/** What a comment-only change asks of the host, or nothing when no family's recorded rule differs from
+ * the rule rendered with the new comment under its own tag: each such rule swapped for the new one at its
+ * line, counters kept, exact-text guarded, commit-confirmed (host/rewrite.ts); no lockout guard (the
+ * verdict does not change). Saved as before when persist is set. */
+export function rewriteRequest(state: PortRuleState, comment: string | undefined) {
+  const recorded = recordedRules(state);
+  const inputs = { ...state, comment };
+  const specs = Object.fromEntries(families(state.ipVersion).map((f) => [f, renderRule(inputs, f, state.tag)]));
+  const rewrites = Object.fromEntries(
+    families(state.ipVersion).flatMap((f) =>
+      recorded[f] !== undefined && recorded[f] !== ruleText(state.chain, specs[f]) ? [[f, recorded[f]]] : [],
+    ),
+  ) as Partial<Record<Family, string>>;
+  if (!Object.keys(rewrites).length) return undefined;
+  const rules = { ...state.rules };
+  for (const f of families(state.ipVersion)) rules[familyName(f)] = ruleText(state.chain, specs[f]);
+  return {
+    kind: "insert" as const,
+    table: state.table,
+    chain: state.chain,
+    tag: state.tag,
+    specs: Object.fromEntries(Object.keys(rewrites).map((f) => [f, specs[Number(f) as Family]])),
+    position: state.position,
+    persist: state.persist,
+    rewrites,
+    // An adopted rule lent with persist: false: the boot files keep the hand-made rule in place of the new text.
+    handMade: state.persist ? undefined : handMadeOf({ ...state, rules }),
+    rollbackAfter: state.rollbackAfter,
   };
 }
 

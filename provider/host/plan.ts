@@ -5,7 +5,7 @@
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
 import { contextOf } from "./facts";
 import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
-import type { Counters, HostContext, Rule, Ruleset } from "../rules";
+import type { HostContext, Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
 import { placeableOf } from "./move";
 import { HostError } from "./errors";
@@ -14,6 +14,8 @@ import { inApplyOrder } from "./order";
 import { ownerError } from "./persist";
 import { FAMILIES, iptables } from "./protocol";
 import type { Family } from "./protocol";
+import { planRewrite } from "./rewrite";
+import { asDelete, asInsert, swapLines } from "./restore-lines";
 import { withDeleted, withInserted } from "./ruleset-text";
 import type { ChangeRequest, GuardOrigin, HostFacts, InsertRequest, Placement } from "./types";
 
@@ -30,24 +32,7 @@ export interface PlanContext {
   origin?: GuardOrigin;
 }
 
-/** The one rewrite of a listed rule's text into restore lines: `-A CHAIN spec` → `-I CHAIN line spec`
- * (with counters `c`: `-I CHAIN line -c P B spec`) / `-D CHAIN spec`. */
-export const asInsert = (text: string, line: number, c?: Counters) =>
-  text.replace(/^-A (\S+) /, `-I $1 ${line} ${c ? `-c ${c.packets} ${c.bytes} ` : ""}`);
-export const asDelete = (text: string) => text.replace(/^-A /, "-D ");
-
-/**
- * The restore lines that put rule `to` where the exact rule `from` is listed (at `line`), with the
- * counters `c`, and take `from` out by its text: `-I CHAIN line -c p b to`, `-D CHAIN from`. In one
- * restore: if `from` is gone the restore fails as a whole and nothing changes, and whatever a writer
- * that ignores the lock moved meanwhile, no other rule is overwritten (a line alone is never acted on).
- * The undo is the mirror image, swapLines(to, from, line, c). Inserted first, so that a chain that
- * shrank above `from` still takes `to` at `line`.
- */
-export const swapLines = (from: string, to: string, line: number, c: Counters) => [
-  asInsert(to, line, c),
-  asDelete(from),
-];
+export { asDelete, asInsert, swapLines } from "./restore-lines";
 
 /** The request's rule in this family exactly as rendered (tag included): the only listed rule it acts on. */
 export const textOf = (req: ChangeRequest, f: Family): string | undefined =>
@@ -113,6 +98,7 @@ export function planOne(
     if (refused) throw refusal(refused, ctx);
     return { planned, next };
   }
+  if (req.rewrites) return planRewrite({ ...req, rewrites: req.rewrites }, f, rs, ctx);
   const text = ruleText(chain, req.specs[f]!);
   if (found)
     throw new HostError(`${text} is on ${ctx.target} already (a bug: planning chose a tag in use)`, {
@@ -294,7 +280,7 @@ export function planBatch(
   const resolved = new Map<ChangeRequest, ChangeRequest>();
   for (const original of inApplyOrder(reqs)) {
     try {
-      const req = original.kind === "insert" ? resolveLineage(original, current, ctx) : original;
+      const req = original.kind === "insert" && !original.rewrites ? resolveLineage(original, current, ctx) : original;
       const plan: Plan = {};
       const next = new Map(current);
       for (const f of FAMILIES.filter((g) => concerns(req, g) && current.has(g))) {
@@ -334,7 +320,7 @@ export const transientTags = (reqs: ChangeRequest[]) =>
 export const handMadeKept = (reqs: ChangeRequest[], plans: ReadonlyMap<ChangeRequest, Plan>): HandMade[] =>
   reqs.flatMap((r) => {
     if (r.persist || r.kind === "delete") return [];
-    if (r.kind === "persist") return r.handMade ?? [];
+    if (r.kind === "persist" || (r.kind === "insert" && r.rewrites)) return r.handMade ?? [];
     const planned = Object.values(plans.get(r) ?? {});
     return planned.flatMap((p) => (p.adopted && p.twin ? [{ rule: p.rule, handMade: p.twin.rule }] : []));
   });

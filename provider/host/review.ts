@@ -88,7 +88,8 @@ export function review(
       if (shadow) planned.shadowedBy = shadow.why;
       else delete planned.shadowedBy;
       // An adopted rule stays where its owner put it.
-      if (planned.adopted || req.position !== "auto" || !shadow || !effectiveAsPlanned(f, req)) continue;
+      if (planned.adopted || req.rewrites || req.position !== "auto" || !shadow || !effectiveAsPlanned(f, req))
+        continue;
       if (attempt >= FIXUPS) {
         problem = `${keptChanging(chain, target)}, so the rule could not be kept in place and was removed`;
         break;

@@ -34,6 +34,12 @@ export interface InsertRequest {
    * replaces in place, and their tags. */
   takeover?: Partial<Record<Family, string>>[];
   tookOver?: string[];
+  /** A comment-only change: per family, the recorded rule (exact text) this one takes the place of, at
+   * its line with its counters (host/rewrite.ts). */
+  rewrites?: Partial<Record<Family, string>>;
+  /** With `rewrites`, for an adopted rule with persist: false: the hand-made rule the boot files keep in
+   * its place, under its new text. */
+  handMade?: HandMade[];
 }
 
 export interface DeleteRequest {

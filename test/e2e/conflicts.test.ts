@@ -65,8 +65,8 @@ describe("explicit positions in one run", () => {
   it("top and position 2: state and messages say where each went in and where it is", async () => {
     const h = await lab.addHost({ rules: { v4: START } });
     const p = await programProject("positions", h, [
-      { name: "second", args: { port: 9602, action: "ACCEPT", position: 2 } },
-      { name: "first", args: { port: 9601, action: "ACCEPT", position: "top" } },
+      { name: "second", args: { port: 9602, action: "ACCEPT", position: 2, ipVersion: "ipv4" } },
+      { name: "first", args: { port: 9601, action: "ACCEPT", position: "top", ipVersion: "ipv4" } },
     ]);
     const up = all(await ok(p.up()));
     const [first, second] = [await stateOf(p, "first"), await stateOf(p, "second")];

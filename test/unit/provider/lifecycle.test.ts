@@ -330,6 +330,47 @@ describe("update", () => {
     expect(outs.persisted).toEqual({ mechanism: "netfilter-persistent", files: ["/etc/iptables/rules.v4"] });
   });
 
+  it("a comment-only change: swaps the recorded rule for the new one at its line, counters kept, same tag", async () => {
+    const olds = { ...(await created({ comment: "old" })), packets: 7, bytes: 420 };
+    const news = await inputs({ comment: "new" });
+    const [was, now] = [olds.rules.ipv4 ?? "", news.rules.ipv4];
+    expect(now).toBe(was.replace('"old ', '"new '));
+    const listed = withRule(was).replace(`[0:0] ${was}`, `[7:420] ${was}`);
+    const host = new FakeHost([
+      first({ save4: listed }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: withRule(now) } },
+      CONFIRMED,
+    ]);
+    const { env, agent, told } = envOn(host);
+    const { outs } = await updateRule(olds, news, env);
+    await agent.settled();
+    expect(host.scripts[1]).toContain(
+      `-I INPUT 3 -c 7 420 ${now.slice("-A INPUT ".length)}\n${was.replace(/^-A /, "-D ")}\n`,
+    );
+    // The undo armed before applying puts the old rule back with the same counters.
+    expect(host.scripts[1]).toContain(`-I INPUT 3 -c 7 420 ${was.slice("-A INPUT ".length)}`);
+    expect(outs).toMatchObject({
+      tag: olds.tag,
+      unique: olds.unique,
+      rules: { ipv4: now },
+      comment: "new",
+      packets: 7,
+    });
+    expect(told.info).toEqual([
+      `-R INPUT 3 ${now.slice("-A INPUT ".length)} on 198.18.0.10 (ipv4): comment updated in place, counters kept (7 packets, 420 bytes)`,
+    ]);
+  });
+
+  it("a comment-only change whose recorded rule is gone: refused, nothing applied", async () => {
+    const olds = await created({ comment: "old" });
+    const news = await inputs({ comment: "new" });
+    const host = new FakeHost([first({ save4: guide(4) })]);
+    const { env, agent } = envOn(host);
+    await expect(updateRule(olds, news, env)).rejects.toThrow(/is not on .* \(run pulumi refresh\)/);
+    await agent.settled();
+    expect(host.scripts.slice(1).join("")).not.toMatch(/-I INPUT|-D INPUT/);
+  });
+
   it("after a host key change: lists the rule and records it as listed", async () => {
     const olds = { ...(await created()), hostKeyFingerprint: `SHA256:${"o".repeat(43)}` };
     const host = new FakeHost([], [{ ...facts, save4: { out: withRule(olds.rules.ipv4 ?? "", 1) } }]);

@@ -27,7 +27,7 @@ describe("diff", () => {
     ["rejectWith", { action: "REJECT", rejectWith: "tcp-reset" }, "replace"],
     ["source", { source: "198.18.0.0/24" }, "replace"],
     ["inInterface", { inInterface: "eth0" }, "replace"],
-    ["comment", { comment: "app" }, "replace"],
+    ["comment", { comment: "app" }, "update"],
     ["ipVersion", { ipVersion: "ipv4" }, "replace"],
     ["position", { position: "top" }, "replace"],
     ["ssh user", { connection: { host: "198.18.1.2", privateKey: key("k"), user: "deploy", sudo: true } }, "update"],
@@ -51,6 +51,20 @@ describe("diff", () => {
       expect(d.changes).toBe(true);
       expect(d.replaces.length).toBeGreaterThan(0);
     }
+  });
+
+  it("a comment-only change keeps the tag (what defines the rule did not change) and renders the new comment", async () => {
+    const olds: Record<string, any> = { ...(await checked({ ...base, comment: "old" })), packets: 7, bytes: 900 };
+    const news = await checked({ ...base, comment: "new" }, olds);
+    expect(news.tag).toBe(olds.tag);
+    expect(news.unique).toBe(olds.unique);
+    expect(news.rules.ipv4).toBe(
+      `-A INPUT -p tcp -m tcp --dport 2222 -m comment --comment "new ${olds.tag}" -j ACCEPT`,
+    );
+    expect(await diff("id", olds, news)).toMatchObject({ changes: true, replaces: [] });
+    // State an earlier version wrote (its unique part hashed the comment too): its tag is kept as well.
+    const former = { ...olds, unique: "0123456789ab" };
+    expect((await checked({ ...base, comment: "new" }, former)).unique).toBe("0123456789ab");
   });
 
   it("a rule created when ipVersion defaulted to ipv4 (no `defaults` in state): no change, not replaced", async () => {
