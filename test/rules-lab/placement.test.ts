@@ -7,7 +7,10 @@
  * follows both branches of matches it cannot read); where the model says every first packet reaches
  * the rule, its counters count them; a rule in a chain nothing jumps to counts nothing; and
  * shadowing() must agree with the model. Where placeRule says effective, every port
- * gets the rule's verdict; one line lower, the model says the rule no longer decides them.
+ * gets the rule's verdict; one line lower, the model says the rule no longer decides them. Where the
+ * rule sits at a line that does not decide its packets (drifted there), healing (host/move.ts
+ * placeableOf, what `pulumi up` moves it by) chooses placeRule's line and says effective exactly when
+ * placeRule does: the line the kernel judged above.
  * Half the lanes' servers have two or three interfaces (eth0, eth1, wan0; the rulesets' zone
  * dispatch names them, exactly and by eth+): the model judges the packets arriving on each of them
  * on its own, and the kernel is asked through each of them. Half the cases have nat PREROUTING rules
@@ -33,6 +36,7 @@ import {
   ruleText,
   shadowing,
 } from "../../provider/rules";
+import { placeableOf } from "../../provider/host/move";
 import { possibleVerdicts } from "../../provider/rules/place";
 import { deleteAll, labUnavailable, tools, type Backend } from "./netns";
 import { type Outcome, Pair } from "./pair";
@@ -54,7 +58,7 @@ const TAG = makeTag({ project: "lab", stack: "kernel", name: "placed" }, "k3rn3l
 const KERNEL: Record<Outcome, string> = { open: "ACCEPT", refused: "REJECT", timeout: "DROP" };
 
 const pairs: Pair[] = [];
-const stats = { cases: 0, lines: 0, probes: 0, determinate: 0, unreached: 0, effective: 0 };
+const stats = { cases: 0, lines: 0, probes: 0, determinate: 0, unreached: 0, effective: 0, moves: 0 };
 
 beforeAll(async () => {
   const why = labUnavailable();
@@ -169,6 +173,14 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
           judged.map((m) => KERNEL[m.kernel]),
           "placed where placeRule says, every port on every interface gets the rule's verdict",
         ).toEqual(judged.map(() => verdict));
+      }
+      if (role !== "placed" && shadow) {
+        stats.moves++;
+        const to = placeableOf(listed, "filter", mine, host);
+        expect(
+          { line: to.line, effective: to.shadowedBy === undefined },
+          "healing moves a drifted rule to the line placeRule chose, effective as placeRule said",
+        ).toEqual({ line: placed.line, effective: placed.effective });
       }
       if (role === "lower")
         expect(
