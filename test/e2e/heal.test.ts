@@ -86,7 +86,7 @@ describe("up puts back rules that drifted out of effect", () => {
     const who = (name: string, port: number) => `${name}: INPUT of ${h.v4} (ACCEPT tcp ${port})`;
     expect(preview).toContain(`${who("foreign", 8081)} moves: INPUT:`);
     expect(preview).toMatch(
-      /foreign: [^\n]*moves: INPUT:\d+ \(-A INPUT -p tcp -m tcp --dport 8081 -j DROP\) drops tcp 8081 above it \(ipv4\): up puts it at line \d+/,
+      /foreign: [^\n]*moves: INPUT:\d+ \(-A INPUT -p tcp -m tcp --dport 8081 -j DROP\) drops tcp 8081 on eth0 above it \(ipv4\): up puts it at line \d+/,
     );
     expect(preview).toMatch(
       /moved: [^\n]*moves: INPUT:\d+ \(-A INPUT -p tcp -m tcp --dport 8082 -j DROP\) drops tcp 8082/,
