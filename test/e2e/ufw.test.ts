@@ -80,7 +80,9 @@ describe("PortRule on a ufw host (ufw 0.36.2, nf_tables)", () => {
     const shadowed = await stateOf(p, "open8080");
     expect(shadowed.effective).toBe(false);
     for (const n of ["ipv4", "ipv6"])
-      expect(shadowed.shadowedBy[n]).toBe("INPUT:1 (-A INPUT -p tcp -m tcp --dport 8080 -j DROP) drops tcp 8080");
+      expect(shadowed.shadowedBy[n]).toBe(
+        "INPUT:1 (-A INPUT -p tcp -m tcp --dport 8080 -j DROP) drops tcp 8080 on eth0",
+      );
     expect((await stateOf(p, "close9090")).effective).toBe(true);
     for (const f of FAMILIES)
       expect(
