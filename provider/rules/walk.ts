@@ -49,23 +49,78 @@ interface Walk {
   active: Set<string>;
 }
 
+/** A table's walk caches: results of chains that cannot reach the judged rule (per packet), and reach sets. */
+interface Caches {
+  /** Per packet (JSON), per chain: what the chain decides for packets entering it at the top. */
+  shared: Map<string, Map<string, ChainResult>>;
+  /** Per chain: the chains it can reach by jumps and gotos (itself included). */
+  reach: Map<string, Set<string>>;
+}
+
 /**
  * What a chain that cannot reach the judged rule's chain does to some ordinary packets does not
  * depend on where the rule is judged: such results are kept per table (a Table is read-only: an edit
  * makes a new one) and per packet, so placing a rule walks a Kubernetes node's
  * thousands of KUBE-* rules once, not once per line tried, and judging a batch's rules shares them.
+ * An edited copy starts from the caches of the table it was made from (editedFrom), keeping every
+ * entry of a chain whose reach holds no chain the edit changed: the same chain objects, the same answers.
  */
-const sharedResults = new WeakMap<Table, Map<string, Map<string, ChainResult>>>();
+const caches = new WeakMap<Table, Caches>();
+const parents = new WeakMap<Table, Table>();
+
+/** Records that `table` is `from` with some chains replaced (none added or removed), and returns it. */
+export function editedFrom(table: Table, from: Table): Table {
+  if (table !== from) parents.set(table, from);
+  return table;
+}
+
+function cachesOf(table: Table): Caches {
+  let c = caches.get(table);
+  if (!c) {
+    c = inherited(table);
+    caches.set(table, c);
+  }
+  return c;
+}
+
+/** The names of the chains `table` holds as other objects than `from`; undefined when the names differ. */
+function changedChains(table: Table, from: Table): string[] | undefined {
+  if (table.name !== from.name || table.chains.size !== from.chains.size) return undefined;
+  const changed: string[] = [];
+  for (const [name, chain] of table.chains) {
+    const was = from.chains.get(name);
+    if (!was) return undefined;
+    if (was !== chain) changed.push(name);
+  }
+  return changed;
+}
+
+/** The parent's cache entries of the chains whose reach no edit touched (none without a parent). */
+function inherited(table: Table): Caches {
+  const fresh: Caches = { shared: new Map(), reach: new Map() };
+  const parent = parents.get(table);
+  parents.delete(table);
+  const changed = parent && changedChains(table, parent);
+  if (!parent || !changed) return fresh;
+  const from = cachesOf(parent);
+  const kept = (name: string) => {
+    const set = from.reach.get(name);
+    return set !== undefined && !changed.some((c) => set.has(c));
+  };
+  for (const [name, set] of from.reach) if (kept(name)) fresh.reach.set(name, set);
+  for (const [packet, results] of from.shared)
+    fresh.shared.set(packet, new Map([...results].filter(([name]) => kept(name))));
+  return fresh;
+}
+
 function sharedFor(table: Table, o: Ordinary): Map<string, ChainResult> {
-  const byPacket = sharedResults.get(table) ?? sharedResults.set(table, new Map()).get(table)!;
+  const byPacket = cachesOf(table).shared;
   const key = JSON.stringify(o);
   return byPacket.get(key) ?? byPacket.set(key, new Map()).get(key)!;
 }
 
-/** The chains each chain of the table can reach by jumps and gotos (itself included), per table. */
-const reachable = new WeakMap<Table, Map<string, Set<string>>>();
 function reaches(table: Table, from: string, to: string): boolean {
-  const byChain = reachable.get(table) ?? reachable.set(table, new Map()).get(table)!;
+  const byChain = cachesOf(table).reach;
   let set = byChain.get(from);
   if (!set) {
     set = new Set([from]);
