@@ -1,7 +1,7 @@
 // Edits of a parsed listing, so that a batch plans every operation with one parse of each listing:
 // each edit returns a new Ruleset sharing every table and chain it does not touch (the listing of a
 // Kubernetes node is not copied per operation); the edited chain is copied and renumbered.
-import { parseRuleset } from "../rules";
+import { editedFrom, parseRuleset } from "../rules";
 import type { Chain, Rule, Ruleset } from "../rules";
 
 /** The ruleset with `chain` of `table` replaced by `rules` (renumbered from 1). */
@@ -9,7 +9,7 @@ function withRules(rs: Ruleset, table: string, chain: Chain, rules: Rule[]): Rul
   const t = rs.tables.get(table)!;
   const renumbered = rules.map((r, i) => (r.line === i + 1 ? r : { ...r, line: i + 1 }));
   const chains = new Map(t.chains).set(chain.name, { ...chain, rules: renumbered });
-  return { tables: new Map(rs.tables).set(table, { name: table, chains }) };
+  return { tables: new Map(rs.tables).set(table, editedFrom({ name: table, chains }, t)) };
 }
 
 function chainIn(rs: Ruleset, table: string, chain: string): Chain {

@@ -34,6 +34,7 @@ export type { Chain, Counters, IptablesVersion, MatchOption, Rule, RuleSpec, Rul
 export { findByTag, findRule, impostors, shown } from "./identity";
 export { placeRule, PlacementError, possibleVerdicts, shadowing } from "./place";
 export type { HostContext } from "./place";
+export { editedFrom } from "./walk";
 export type { OtherBackend } from "./backends";
 export { matchesPacket, mayOverlap, strictlyWithin } from "./overlap";
 export type { Packet } from "./overlap";

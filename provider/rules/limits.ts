@@ -5,7 +5,7 @@
  * ordinary packets are over it depends on all the traffic, so it may go either way.
  */
 import { ALL, NONE, type Share, SOME } from "./ordinary";
-import type { MatchOption, RuleSpec, Table } from "./parse";
+import type { Chain, MatchOption, RuleSpec, Table } from "./parse";
 import type { Family } from "./types";
 
 /** The options of one `-m` module given with the option at `index` (a rule may repeat a module). */
@@ -72,17 +72,23 @@ export function familyOfRule(spec: RuleSpec): Family | undefined {
   return familyOfAddress(spec.match.source?.value) ?? familyOfAddress(spec.match.destination?.value);
 }
 
-const tableFamilies = new WeakMap<Table, Family | undefined>();
+/** The family the first rule of a chain that shows one tells, per chain (a Chain is read-only: an edit makes a new one). */
+const chainFamilies = new WeakMap<Chain, Family | undefined>();
+function familyOfChain(chain: Chain): Family | undefined {
+  if (!chainFamilies.has(chain))
+    chainFamilies.set(
+      chain,
+      chain.rules.map(familyOfRule).find((f) => f !== undefined),
+    );
+  return chainFamilies.get(chain);
+}
 
 /** The family of a listed table: as its lister said, else as the first rule that shows one tells (undefined: none does). */
 export function familyOfTable(table: Table): Family | undefined {
   if (table.family) return table.family;
-  if (!tableFamilies.has(table)) {
-    const rules = [...table.chains.values()].flatMap((c) => c.rules);
-    tableFamilies.set(
-      table,
-      rules.map(familyOfRule).find((f) => f !== undefined),
-    );
+  for (const chain of table.chains.values()) {
+    const f = familyOfChain(chain);
+    if (f !== undefined) return f;
   }
-  return tableFamilies.get(table);
+  return undefined;
 }

@@ -11,7 +11,7 @@ import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset,
 import type { Position } from "./types";
 import { type Both, type OtherBackend, withOther } from "./backends";
 import { type Ending, endings } from "./prerouting";
-import { entryChains, type Hop, type Outcome } from "./walk";
+import { cutsOf, entryChains, type Hop, type Outcome } from "./walk";
 
 /** A placement request that cannot be honoured (missing chain, line out of range). */
 export class PlacementError extends Error {
@@ -135,21 +135,6 @@ function portPieces(table: Table, spec: RuleSpec): (number | undefined)[] {
       for (const chain of table.chains.values()) for (const c of cutsOf(chain)) if (c > lo && c <= hi) out.push(c);
   }
   return [...new Set(out)].sort((a, b) => a - b);
-}
-
-/** Where the port ranges of a chain's rules begin and end (one past), per chain (a Chain is read-only:
- * an edit makes a new one). */
-const cuts = new WeakMap<Chain, number[]>();
-function cutsOf(chain: Chain): number[] {
-  let out = cuts.get(chain);
-  if (!out) {
-    out = [];
-    for (const r of chain.rules)
-      for (const m of [r.match.dport, r.match.dports, r.match.ports, r.match.ctorigdstport])
-        for (const [a, b] of (m && portRanges(m.value)) ?? []) out.push(a, b + 1);
-    cuts.set(chain, out);
-  }
-  return out;
 }
 
 /** The ordinary packets of `spec` from built-in chain `start`: one per port piece and interface they arrive on. */

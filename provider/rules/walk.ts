@@ -6,8 +6,8 @@
 import { NON_TERMINATING, VERDICTS } from "./flags";
 import { matchShare, type Ordinary } from "./match";
 import { BUILTIN_CHAINS } from "./names";
-import { ALL, NONE } from "./ordinary";
-import type { Rule, Table } from "./parse";
+import { ALL, NONE, portRanges } from "./ordinary";
+import type { Chain, Rule, Table } from "./parse";
 
 /** One step of a packet's path: a rule (`INPUT:2`), or the end of a chain (`TCP-IN:end`, no rule). */
 export interface Hop {
@@ -44,9 +44,19 @@ interface Walk {
   o: Ordinary;
   at: Judged;
   memo: Map<string, ChainResult>;
-  /** Results of chains that cannot reach `at.chain`, shared by every walk of this table and packet. */
-  shared: Map<string, ChainResult>;
+  /** The packets without their ports (JSON): with each chain's port class, the key of its shared results. */
+  packet: string;
   active: Set<string>;
+}
+
+/** A table's walk caches: results of chains that cannot reach the judged rule (per port class), reach sets. */
+interface Caches {
+  /** Per chain, per packet class (portClass): what the chain decides for packets entering it at the top. */
+  shared: Map<string, Map<string, ChainResult>>;
+  /** Per chain: the chains it can reach by jumps and gotos (itself included). */
+  reach: Map<string, Set<string>>;
+  /** Per chain: where the port ranges of the rules of the chains it reaches begin and end (one past), sorted. */
+  cuts: Map<string, number[]>;
 }
 
 /**
@@ -54,18 +64,109 @@ interface Walk {
  * depend on where the rule is judged: such results are kept per table (a Table is read-only: an edit
  * makes a new one) and per packet, so placing a rule walks a Kubernetes node's
  * thousands of KUBE-* rules once, not once per line tried, and judging a batch's rules shares them.
+ * Ports that no port range of the chains a chain reaches tells apart share its results (portClass).
+ * An edited copy starts from the caches of the table it was made from (editedFrom), keeping every
+ * entry of a chain whose reach holds no chain the edit changed: the same chain objects, the same answers.
  */
-const sharedResults = new WeakMap<Table, Map<string, Map<string, ChainResult>>>();
-function sharedFor(table: Table, o: Ordinary): Map<string, ChainResult> {
-  const byPacket = sharedResults.get(table) ?? sharedResults.set(table, new Map()).get(table)!;
-  const key = JSON.stringify(o);
-  return byPacket.get(key) ?? byPacket.set(key, new Map()).get(key)!;
+const caches = new WeakMap<Table, Caches>();
+const parents = new WeakMap<Table, Table>();
+
+/** Records that `table` is `from` with some chains replaced (none added or removed), and returns it. */
+export function editedFrom(table: Table, from: Table): Table {
+  if (table !== from) parents.set(table, from);
+  return table;
 }
 
-/** The chains each chain of the table can reach by jumps and gotos (itself included), per table. */
-const reachable = new WeakMap<Table, Map<string, Set<string>>>();
+function cachesOf(table: Table): Caches {
+  let c = caches.get(table);
+  if (!c) {
+    c = inherited(table);
+    caches.set(table, c);
+  }
+  return c;
+}
+
+/** The names of the chains `table` holds as other objects than `from`; undefined when the names differ. */
+function changedChains(table: Table, from: Table): string[] | undefined {
+  if (table.name !== from.name || table.chains.size !== from.chains.size) return undefined;
+  const changed: string[] = [];
+  for (const [name, chain] of table.chains) {
+    const was = from.chains.get(name);
+    if (!was) return undefined;
+    if (was !== chain) changed.push(name);
+  }
+  return changed;
+}
+
+/** The parent's cache entries of the chains whose reach no edit touched (none without a parent). */
+function inherited(table: Table): Caches {
+  const fresh: Caches = { shared: new Map(), reach: new Map(), cuts: new Map() };
+  const parent = parents.get(table);
+  parents.delete(table);
+  const changed = parent && changedChains(table, parent);
+  if (!parent || !changed) return fresh;
+  const from = cachesOf(parent);
+  const kept = (name: string) => {
+    const set = from.reach.get(name);
+    return set !== undefined && !changed.some((c) => set.has(c));
+  };
+  // A kept chain reaches the same chain objects in both tables: its entries hold for both, and are shared.
+  for (const key of ["reach", "cuts", "shared"] as const)
+    for (const [name, v] of from[key]) if (kept(name)) (fresh[key] as Map<string, typeof v>).set(name, v);
+  return fresh;
+}
+
+/** Where the port ranges of a chain's rules begin and end (one past), per chain (a Chain is read-only:
+ * an edit makes a new one). */
+const chainCuts = new WeakMap<Chain, number[]>();
+export function cutsOf(chain: Chain): number[] {
+  let out = chainCuts.get(chain);
+  if (!out) {
+    out = [];
+    for (const r of chain.rules)
+      for (const m of [r.match.dport, r.match.dports, r.match.ports, r.match.ctorigdstport])
+        for (const [a, b] of (m && portRanges(m.value)) ?? []) out.push(a, b + 1);
+    chainCuts.set(chain, out);
+  }
+  return out;
+}
+
+/**
+ * The class of the packets' ports for chain `name`: how many cuts of the chains it reaches lie at or
+ * below each port. The rules match ports only through those ranges (./match, dportShare), so packets
+ * that differ only in ports of one class meet the same decisions there.
+ */
+function portClass(w: Walk, name: string): string {
+  const all = cachesOf(w.table).cuts;
+  let cuts = all.get(name);
+  if (!cuts) {
+    reaches(w.table, name, name);
+    const set = cachesOf(w.table).reach.get(name)!;
+    cuts = [...set].flatMap((c) => cutsOf(w.table.chains.get(c)!)).sort((a, b) => a - b);
+    all.set(name, cuts);
+  }
+  return `${atOrBelow(cuts, w.o.dport)},${atOrBelow(cuts, w.o.origDport)}`;
+}
+
+/** How many of the sorted `cuts` are at or below `port` ("-" for no port). */
+function atOrBelow(cuts: number[], port: number | undefined): string {
+  if (port === undefined) return "-";
+  let [lo, hi] = [0, cuts.length];
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cuts[mid] <= port) lo = mid + 1;
+    else hi = mid;
+  }
+  return String(lo);
+}
+
+function sharedOf(w: Walk, name: string): Map<string, ChainResult> {
+  const all = cachesOf(w.table).shared;
+  return all.get(name) ?? all.set(name, new Map()).get(name)!;
+}
+
 function reaches(table: Table, from: string, to: string): boolean {
-  const byChain = reachable.get(table) ?? reachable.set(table, new Map()).get(table)!;
+  const byChain = cachesOf(table).reach;
   let set = byChain.get(from);
   if (!set) {
     set = new Set([from]);
@@ -100,8 +201,11 @@ function target(w: Walk, rule: Rule): { decided: Outcome[]; cont: boolean; leave
 }
 
 function walkChain(w: Walk, name: string): ChainResult {
+  const memo = w.memo.get(name);
+  if (memo) return memo;
   const independent = !reaches(w.table, name, w.at.chain);
-  const known = w.memo.get(name) ?? (independent ? w.shared.get(name) : undefined);
+  const key = independent ? `${portClass(w, name)} ${w.packet}` : "";
+  const known = independent ? sharedOf(w, name).get(key) : undefined;
   if (known) return known;
   const chain = w.table.chains.get(name)!;
   w.active.add(name);
@@ -127,13 +231,14 @@ function walkChain(w: Walk, name: string): ChainResult {
   w.active.delete(name);
   const result = { decided, leave };
   w.memo.set(name, result);
-  if (independent) w.shared.set(name, result);
+  if (independent) sharedOf(w, name).set(key, result);
   return result;
 }
 
 /** Every way the ordinary packets can go from the top of `start`, with the judged rule in place. */
 export function outcomes(table: Table, start: string, o: Ordinary, at: Judged): Outcome[] {
-  const w: Walk = { table, o, at, memo: new Map(), shared: sharedFor(table, o), active: new Set() };
+  const packet = JSON.stringify({ ...o, dport: undefined, origDport: undefined });
+  const w: Walk = { table, o, at, memo: new Map(), packet, active: new Set() };
   const r = walkChain(w, start);
   const policy = table.chains.get(start)!.policy;
   if (!r.leave) return r.decided;
