@@ -235,13 +235,19 @@ describe("canary secrets", () => {
     expect(refresh.code, all(refresh)).toBe(0);
     runs.push(["refresh -v=9", refresh]);
 
-    // Wrong credentials, each a credentials-only update that must prove the login before it is kept.
-    await configure(CANARY.wrongPassphrase, CANARY.wrongPassword);
+    // Wrong credentials, one run each (a wrong passphrase fails check, which may end the run before the
+    // other resource's update starts): a wrong password is a credentials-only update that must prove the
+    // login before it is kept.
+    await configure(CANARY.wrongPassphrase, CANARY.password);
+    const wrongKey = await p.up(["--continue-on-error", "--logtostderr", "-v=9"]);
+    expect(wrongKey.code, all(wrongKey)).not.toBe(0);
+    expect(all(wrongKey)).toContain("privateKeyPassword does not decrypt the privateKey for pit-ops@");
+    runs.push(["up with a wrong passphrase", wrongKey]);
+    await configure(CANARY.passphrase, CANARY.wrongPassword);
     const wrong = await p.up(["--continue-on-error", "--logtostderr", "-v=9"]);
     expect(wrong.code, all(wrong)).not.toBe(0);
-    expect(all(wrong)).toContain("privateKeyPassword does not decrypt the privateKey for pit-ops@");
     expect(all(wrong)).toMatch(/authentication as pit-ops@\S+ failed \(tried: password/);
-    runs.push(["up with wrong credentials", wrong]);
+    runs.push(["up with a wrong password", wrong]);
     // A login that works but whose sudo asks for a password: refused too, before it reaches state.
     await configure(CANARY.passphrase, "lab-password-1", "pit-nopw");
     const nosudo = await p.up();

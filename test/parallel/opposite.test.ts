@@ -1,13 +1,10 @@
-// Issue 11, item 8: two opposite `auto` rules for the same port created in one run (an ACCEPT and a
-// DROP of tcp 8080) share one transaction. They are placed once, in the order they reach the host
-// agent (the later one above, since it decides the packets the earlier would), the confirm step moves
-// neither (no foreign writer displaced anything), and the earlier one's state says it is shadowed.
+// Issue 11, item 8 asked that two opposite `auto` rules for the same port created in one run (an ACCEPT
+// and a DROP of tcp 8080) be placed once, without bouncing. Issue 24 (item 3) refuses such a pair in
+// check instead, before anything reaches the host: this is that promise, on a real host.
 //   npm run build && bash test/lab/in-lab.sh npx vitest run test/parallel/opposite.test.ts
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { check, create, remove } from "../../provider/provider";
-import type { PortRuleState } from "../../provider/provider";
-import { closeAll, getSession } from "../../provider/ssh";
-import type { CheckedConnection } from "../../provider/rules";
+import { check, create } from "../../provider/provider";
+import { closeAll } from "../../provider/ssh";
 import { Lab } from "../lab/lab";
 import type { LabHost } from "../lab/lab";
 import { BASE, BASE_INPUT } from "./base";
@@ -24,7 +21,7 @@ afterAll(async () => {
 });
 
 async function checked(name: string, action: "ACCEPT" | "DROP") {
-  const { inputs, failures } = await check(
+  return check(
     {},
     {
       connection: h.connection(),
@@ -34,38 +31,27 @@ async function checked(name: string, action: "ACCEPT" | "DROP") {
       identity: { project: "opposite", stack: "lab", name },
     },
   );
-  expect(failures).toEqual([]);
-  return inputs as any;
 }
 
-describe("opposite auto rules in one batch", () => {
-  it("ACCEPT and DROP of tcp 8080: placed once, no bouncing, the state tells which one decides", async () => {
-    const [accept, drop] = [await checked("allow", "ACCEPT"), await checked("block", "DROP")];
+// Since issue 24 (item 3) such a pair never reaches a host: whichever the engine creates second would go
+// above and decide the port, so the outcome would change from run to run. Check refuses the second one
+// checked, naming both, before anything changes, and a create of the first refuses too.
+describe("opposite auto rules in one run", () => {
+  it("ACCEPT and DROP of tcp 8080: the second checked is refused naming both, and neither reaches the host", async () => {
+    const accept = await checked("allow", "ACCEPT");
+    expect(accept.failures).toEqual([]);
+    const drop = await checked("block", "DROP");
+    expect(drop.failures).toEqual([
+      {
+        property: "action",
+        reason: expect.stringMatching(
+          /^PortRule "allow" \(ACCEPT tcp 8080, position auto\) and PortRule "block" \(DROP tcp 8080, position auto\) match the same packets on \S+ \(filter INPUT, ipv4 and ipv6\) with different verdicts, and neither says which wins/,
+        ),
+      },
+    ]);
     await closeAll();
-    const session = getSession(accept.connection as CheckedConnection);
-    // created together, as the engine does: one batch
-    const [a, d] = (await Promise.all([create(accept), create(drop)])).map((r) => r.outs as PortRuleState);
-    expect(session.stats.connections).toBe(1);
-
-    // the one planned second goes above the first (it decides the packets the first would), so the
-    // port gets its verdict; which one that is follows the order the engine's calls reached the agent
-    const [upper, lower] = (a.line.ipv4 ?? 0) < (d.line.ipv4 ?? 0) ? [a, d] : [d, a];
-    for (const f of [4, 6] as const) {
-      const n = f === 4 ? "ipv4" : "ipv6";
-      const input = (await h.save(f)).split("\n").filter((l) => l.startsWith("-A INPUT "));
-      const at = (tag: string) => input.findIndex((l) => l.includes(tag)) + 1;
-      expect([at(upper.tag), at(lower.tag)], input.join("\n")).toEqual([4, 5]);
-      expect([upper.line[n], lower.line[n]]).toEqual([4, 5]);
-      expect(input.filter((l) => !l.includes(a.tag) && !l.includes(d.tag))).toEqual(BASE_INPUT);
-      for (const s of [a, d]) expect(s.placement[n]).not.toContain("moved back");
-      const expected = upper.action === "ACCEPT" ? "open" : "timeout";
-      expect(await lab.probe(h, 8080, { family: f, timeoutSec: 2 })).toBe(expected);
-      expect(lower.shadowedBy[n]).toMatch(new RegExp(`^INPUT:4 \\(-A INPUT .*--dport 8080 .*-j ${upper.action}\\) `));
-    }
-    expect(upper.effective).toBe(true);
-    expect(lower.effective).toBe(false);
-
-    await Promise.all([remove(a.tag, a), remove(d.tag, d)]);
+    // The refused rule stays in this run's record, so the first one's create refuses too, before any change.
+    await expect(create(accept.inputs as any)).rejects.toThrow(/PortRule "allow" .* and PortRule "block" /);
     for (const f of [4, 6] as const)
       expect((await h.save(f)).split("\n").filter((l) => l.startsWith("-A INPUT "))).toEqual(BASE_INPUT);
   }, 300_000);
