@@ -42,16 +42,20 @@ export interface InsertRequest {
   handMade?: HandMade[];
 }
 
-export interface DeleteRequest {
-  kind: "delete";
+/** What every request about a rule recorded in state carries. */
+interface RecordedRequest {
   table: string;
   chain: string;
   families: Family[];
   tag: string;
   /** The rule per family exactly as rendered and recorded at create (tag included): the only rule acted on. */
   rules: Partial<Record<Family, string>>;
-  /** Save the ruleset afterwards, so the rules files no longer hold the rule. */
+  /** Save the ruleset afterwards (the rules files then hold the rule, or no longer do). */
   persist: boolean;
+}
+
+export interface DeleteRequest extends RecordedRequest {
+  kind: "delete";
   /** Says why the rule must not go (removing it would cut off this provider), or nothing; given the
    * listing (parsed) with the rule and without it. */
   guard?: (origin: GuardOrigin, family: Family, before: Ruleset, after: Ruleset) => string | undefined;
@@ -62,15 +66,8 @@ export interface DeleteRequest {
 }
 
 /** A rule's persist flag changed: save the ruleset with it in (true) or without it (false). */
-export interface PersistRequest {
+export interface PersistRequest extends RecordedRequest {
   kind: "persist";
-  table: string;
-  chain: string;
-  families: Family[];
-  tag: string;
-  /** As DeleteRequest's. */
-  rules: Partial<Record<Family, string>>;
-  persist: boolean;
   freshConfirm?: undefined;
   /** Turned off on an adopted rule: the hand-made rule the files hold in its place, per family. */
   handMade?: HandMade[];
@@ -80,16 +77,8 @@ export interface PersistRequest {
  * the rule exactly as recorded (`rules`) is deleted and inserted at that line, counters kept, in one
  * restore; where no line makes it effective, or it is there already, nothing changes and the placement
  * says why. */
-export interface MoveRequest {
+export interface MoveRequest extends RecordedRequest {
   kind: "move";
-  table: string;
-  chain: string;
-  families: Family[];
-  tag: string;
-  /** As DeleteRequest's. */
-  rules: Partial<Record<Family, string>>;
-  /** Save the ruleset afterwards (the boot files then hold the rule at its new line). */
-  persist: boolean;
   /** As InsertRequest's: says why the rule must not go in at its new line. */
   guard?: (origin: GuardOrigin, family: Family) => string | undefined;
   freshConfirm?: boolean;

@@ -2,22 +2,12 @@
 // opt-in to a lockout, the host keys recorded in state, the secrets kept out of errors, and which changes
 // are confirmed over a fresh SSH connection.
 import { afterEach, describe, expect, it } from "vitest";
-import { check } from "../../../provider/provider";
 import { deleteGuard, guarded, insertGuard, mayLockOut, rememberPins, secretsOf } from "../../../provider/guards";
 import { withDeleted } from "../../../provider/host/ruleset-text";
 import { parseRuleset } from "../../../provider/rules";
 import type { Ruleset } from "../../../provider/rules";
 import { addressOf, forgetPins, pinsOf } from "../../../provider/ssh";
-
-const identity = { project: "web", stack: "prod", name: "allow-app" };
-const key = (n: string) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${n}\n-----END OPENSSH PRIVATE KEY-----\n`;
-const base = { connection: { host: "198.18.1.2", privateKey: key("k") }, port: 2222, action: "ACCEPT", identity };
-
-async function checked(news: Record<string, unknown>, olds: Record<string, unknown> = {}) {
-  const r = await check(olds, news);
-  expect(r.failures).toEqual([]);
-  return r.inputs as Record<string, any>;
-}
+import { base, checked } from "./inputs";
 
 describe("mayLockOut: which changes are confirmed over a fresh SSH connection", () => {
   const rule = async (args: Record<string, unknown>) => (await checked({ ...base, ...args })) as any;

@@ -4,17 +4,9 @@
 import { describe, expect, it } from "vitest";
 import { check, diff } from "../../../provider/provider";
 import { mayLockOut } from "../../../provider/guards";
+import { key, base, checked } from "./inputs";
 
-const identity = { project: "web", stack: "prod", name: "allow-app" };
-const key = (n: string) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${n}\n-----END OPENSSH PRIVATE KEY-----\n`;
 const NEW_KEY = `SHA256:${"b".repeat(43)}`;
-const base = { connection: { host: "198.18.1.2", privateKey: key("k") }, port: 2222, action: "ACCEPT", identity };
-
-async function checked(news: Record<string, unknown>, olds: Record<string, unknown> = {}) {
-  const r = await check(olds, news);
-  expect(r.failures).toEqual([]);
-  return r.inputs as Record<string, any>;
-}
 
 describe("diff", () => {
   const cases: [string, Record<string, unknown>, "replace" | "update" | "none"][] = [

@@ -2,7 +2,6 @@
 // put-back merges, and what a create records.
 import { describe, expect, it } from "vitest";
 import type { ChangeResult, ReadResult, RuleState } from "../../../provider/host";
-import { check } from "../../../provider/provider";
 import {
   createdState,
   isGone,
@@ -13,18 +12,10 @@ import {
   withLive,
 } from "../../../provider/state";
 import type { PortRuleState } from "../../../provider/state";
+import { base, checked } from "./inputs";
 
-const identity = { project: "web", stack: "prod", name: "allow-app" };
-const key = (n: string) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${n}\n-----END OPENSSH PRIVATE KEY-----\n`;
 const OLD_KEY = `SHA256:${"a".repeat(43)}`;
 const NEW_KEY = `SHA256:${"b".repeat(43)}`;
-const base = { connection: { host: "198.18.1.2", privateKey: key("k") }, port: 2222, action: "ACCEPT", identity };
-
-async function checked(news: Record<string, unknown>, olds: Record<string, unknown> = {}) {
-  const r = await check(olds, news);
-  expect(r.failures).toEqual([]);
-  return r.inputs as Record<string, any>;
-}
 
 describe("an update after a host key change (issue 20.4): the rule is verified, put back or reported", () => {
   /** A created rule's state on both families, as it was recorded before the host was rebuilt. */
