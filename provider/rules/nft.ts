@@ -168,8 +168,8 @@ function matchShare(m: Record<string, Json>, p: NftPackets, sets: (name: string)
 
 // ---------------------------------------------------------------- walking a chain
 
-/** Statements that let the packet go on. */
-const NON_TERMINATING = new Set(["counter", "log", "mangle", "notrack", "set", "ct helper", "meter", "dup", "flow"]);
+/** nft statements that let the packet go on (the iptables targets that do: NON_TERMINATING in flags.ts). */
+const PASSING_STATEMENTS = new Set(["counter", "log", "mangle", "notrack", "set", "ct helper", "meter", "dup", "flow"]);
 /** Statements that match a share of packets (rate limits, quotas) or that nobody can read from here. */
 const PARTIAL = new Set(["limit", "quota", "xt", "ct count", "synproxy", "secmark"]);
 
@@ -213,7 +213,7 @@ function walk(rs: NftRuleset, chain: NftChain, p: NftPackets, depth: number): Wa
         verdict = v.verdict;
       } else if (VERDICT_NAMES.has(name)) verdict = verdictOf(e);
       else if (PARTIAL.has(name)) share = both(share, SOME);
-      else if (!NON_TERMINATING.has(name)) verdict = { kind: "unknown" };
+      else if (!PASSING_STATEMENTS.has(name)) verdict = { kind: "unknown" };
       if (verdict || share === NONE) break;
     }
     if (share === NONE || !verdict) continue;

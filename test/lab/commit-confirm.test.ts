@@ -19,6 +19,21 @@ import { Lab } from "./lab";
 import type { LabHost } from "./lab";
 
 let lab: Lab;
+/** The checked inputs of an IPv4 DROP of tcp `port` on `host` (stack commit/lab, resource `name`). */
+async function dropRule(host: LabHost, port: number, name: string, connection: Record<string, unknown> = {}) {
+  const { inputs, failures } = await check(
+    {},
+    {
+      connection: { ...host.connection(), ...connection },
+      port,
+      action: "DROP",
+      ipVersion: "ipv4",
+      identity: { project: "commit", stack: "lab", name },
+    },
+  );
+  expect(failures).toEqual([]);
+  return inputs as any;
+}
 beforeAll(async () => {
   lab = await Lab.create();
 });
@@ -48,18 +63,8 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
       `echo pulumi-iptables:commit/lab/none/000000000000 >>${TRANSIENT} && mount -o remount,size=256k /run && { dd if=/dev/zero of=/run/pit-fill bs=4k 2>/dev/null; true; }`,
     );
     try {
-      const { inputs, failures } = await check(
-        {},
-        {
-          connection: h.connection(),
-          port: 8111,
-          action: "DROP",
-          ipVersion: "ipv4",
-          identity: { project: "commit", stack: "lab", name: "full" },
-        },
-      );
-      expect(failures).toEqual([]);
-      await expect(create(inputs as any)).rejects.toThrow(
+      const inputs = await dropRule(h, 8111, "full");
+      await expect(create(inputs)).rejects.toThrow(
         /arming the rollback on \S+ failed: .*(No space left on device|could not write \S+ whole \(is \/run full\?\)).*, and a listing shows none of the change on the host/s,
       );
     } finally {
@@ -106,18 +111,8 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
     const before = await h.ruleset(4);
     await h.sh("mount -o remount,ro /run");
     try {
-      const { inputs, failures } = await check(
-        {},
-        {
-          connection: h.connection(),
-          port: 8112,
-          action: "DROP",
-          ipVersion: "ipv4",
-          identity: { project: "commit", stack: "lab", name: "ro" },
-        },
-      );
-      expect(failures).toEqual([]);
-      await expect(create(inputs as any)).rejects.toThrow(
+      const inputs = await dropRule(h, 8112, "ro");
+      await expect(create(inputs)).rejects.toThrow(
         userland
           ? /could not take the lock on \S+: .*the lock link \/run\/pulumi-iptables\.lock-pid cannot be made: .*Read-only file system/s
           : /could not take the lock on \S+: .*Read-only file system.*the lock file \/run\/pulumi-iptables\.lock cannot be opened for writing: it needs root \(log in as root or set connection\.sudo\) and a writable \/run/s,
@@ -182,18 +177,8 @@ describe.each([["dash", undefined] as const, ["busybox ash", "embedded"] as cons
     );
     // A connection of its own, so that its perDialTimeout (1 s: a lock wait of 5 s) is the one used.
     await closeAll();
-    const { inputs, failures } = await check(
-      {},
-      {
-        connection: { ...h.connection(), perDialTimeout: 1 },
-        port: 8121,
-        action: "DROP",
-        ipVersion: "ipv4",
-        identity: { project: "commit", stack: "lab", name: "busy" },
-      },
-    );
-    expect(failures).toEqual([]);
-    await expect(create(inputs as any)).rejects.toThrow(/could not take the host's lock on \S+ within 5s/);
+    const inputs = await dropRule(h, 8121, "busy", { perDialTimeout: 1 });
+    await expect(create(inputs)).rejects.toThrow(/could not take the host's lock on \S+ within 5s/);
     // The other stack's change is untouched: still applied, still pending for that stack to confirm.
     expect((await h.iptables(4, ["-C", ...rule])).code).toBe(0);
     expect(await pending()).toBe("bbbbbbbbbbb1");

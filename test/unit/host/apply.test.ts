@@ -1,19 +1,11 @@
 // Applying a batch (apply.ts) against a fake shell: a restore refused in one family.
 import { describe, expect, it } from "vitest";
-import { agentOn, failure, first, guide, insert, withRule } from "./batches";
+import { agentOn, failure, first, guide, insert, refusedSecondFamily, withRule } from "./batches";
 import { FakeHost } from "./fake";
-import type { StepAnswer } from "./fake";
 
 describe("a refused second family", () => {
   const both = { ipVersion: "both" };
-  const refused: StepAnswer = {
-    persist: {},
-    arm: { out: "12:00:30 UTC" },
-    restore4: {},
-    restore6: { code: 2, err: "ip6tables-restore: line 2 failed" },
-    save4: { out: withRule(4, 3, both) },
-    save6: { out: guide(6) },
-  };
+  const refused = refusedSecondFamily();
 
   it("when the listing still shows the first family: says so, and leaves the rollback armed", async () => {
     const host = new FakeHost([

@@ -52,6 +52,20 @@ export const first = (saves: Record<string, string>, more: Record<string, Sectio
   ...Object.fromEntries(Object.entries(saves).map(([k, v]) => [k, { out: v }])),
 });
 
+/** The answer to a both-families create's second step where ip6tables-restore refuses the change and
+ * the listing shows the IPv4 half on the host. */
+export const refusedSecondFamily = (): StepAnswer => {
+  const both = { ipVersion: "both" };
+  return {
+    persist: {},
+    arm: { out: "12:00:30 UTC" },
+    restore4: {},
+    restore6: { code: 2, err: "ip6tables-restore: line 2 failed" },
+    save4: { out: withRule(4, 3, both) },
+    save6: { out: guide(6) },
+  };
+};
+
 export function agentOn(host: FakeHost, fresh?: FakeHost) {
   return new HostAgent(host.session(), fresh ? () => fresh.session() : undefined);
 }

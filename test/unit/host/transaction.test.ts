@@ -9,7 +9,19 @@ import { HostAgent } from "../../../provider/host/agent";
 import { restDigest } from "../../../provider/host/confirm-listing";
 import { renderRule, ruleText } from "../../../provider/rules";
 import { insertRuleText } from "../../fixtures/listing";
-import { agentOn, expectValidShell, failure, first, guide, inputs, insert, TAG, text, withRule } from "./batches";
+import {
+  agentOn,
+  expectValidShell,
+  failure,
+  first,
+  guide,
+  inputs,
+  insert,
+  refusedSecondFamily,
+  TAG,
+  text,
+  withRule,
+} from "./batches";
 import { FakeHost, stable } from "./fake";
 import type { StepAnswer } from "./fake";
 
@@ -78,14 +90,7 @@ describe("a create", () => {
 
 describe("a refused second family", () => {
   const both = { ipVersion: "both" };
-  const refused: StepAnswer = {
-    persist: {},
-    arm: { out: "12:00:30 UTC" },
-    restore4: {},
-    restore6: { code: 2, err: "ip6tables-restore: line 2 failed" },
-    save4: { out: withRule(4, 3, both) },
-    save6: { out: guide(6) },
-  };
+  const refused = refusedSecondFamily();
 
   it("undoes the first family, and says so only once a listing shows it; cancels the rollback", async () => {
     const host = new FakeHost([

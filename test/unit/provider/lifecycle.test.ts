@@ -9,26 +9,12 @@ import { check } from "../../../provider/provider";
 import type { PortRuleState } from "../../../provider/state";
 import type { RuleInputs } from "../../../provider/rules";
 import { forgetPins } from "../../../provider/ssh";
-import { readFamilyFile } from "../../fixtures/captures";
 import { insertRuleText } from "../../fixtures/listing";
+import { facts, first, guide } from "../host/batches";
 import { FakeHost } from "../host/fake";
 import type { SectionAnswer, StepAnswer } from "../host/fake";
 
-const guide = (f: 4 | 6) => readFamilyFile("nf_tables", f, "allow-guide/save-c.txt");
 const identity = { project: "web", stack: "prod", name: "app" };
-const facts = {
-  version: { out: "iptables v1.8.9 (nf_tables)" },
-  persistence: { out: "netfilter-persistent /etc/iptables/rules.v4 /etc/iptables/rules.v6" },
-};
-/** The answer to a transaction's first step: the lock, the host's facts and its listing. */
-const first = (saves: Record<string, string>, more: Record<string, SectionAnswer> = {}): StepAnswer => ({
-  lock: {},
-  reap: {},
-  ...facts,
-  listening: { out: "tcp LISTEN 0 128 0.0.0.0:2222 0.0.0.0:*" },
-  ...more,
-  ...Object.fromEntries(Object.entries(saves).map(([k, v]) => [k, { out: v }])),
-});
 /** The host key the fake host presents. */
 const KEY = `SHA256:${"k".repeat(43)}`;
 const CONFIRMED: StepAnswer = { confirm: { out: "confirmed" } };

@@ -8,18 +8,21 @@ import { hostPort } from "../../../provider/ssh/pool";
 
 afterEach(closeAll);
 
+/** A checked connection to `host` as user u with a password. */
+const connection = (host: string): CheckedConnection => ({
+  host,
+  port: 22,
+  user: "u",
+  password: "x",
+  dialErrorLimit: 10,
+  perDialTimeout: 15,
+  maxConcurrentDials: 8,
+  sudo: false,
+});
+
 describe("the pool", () => {
   it("keeps secrets out of the pool key, even a one-character password", () => {
-    const conn: CheckedConnection = {
-      host: "h",
-      port: 22,
-      user: "u",
-      password: "x",
-      dialErrorLimit: 10,
-      perDialTimeout: 15,
-      maxConcurrentDials: 8,
-      sudo: false,
-    };
+    const conn = connection("h");
     const k = sessionKey(conn);
     expect(k).not.toBe(sessionKey({ ...conn, password: "y" }));
     expect(k).toBe(sessionKey({ ...conn }));
@@ -33,16 +36,7 @@ describe("the pool", () => {
   });
 
   it("keys the expected host key, sudo and the jump host's credentials, and brackets an IPv6 address", () => {
-    const conn: CheckedConnection = {
-      host: "fd00::2",
-      port: 22,
-      user: "u",
-      password: "x",
-      dialErrorLimit: 10,
-      perDialTimeout: 15,
-      maxConcurrentDials: 8,
-      sudo: false,
-    };
+    const conn = connection("fd00::2");
     expect(sessionKey(conn)).toMatch(/^u@\[fd00::2\]:22 creds=[0-9a-f]{16}$/);
     expect(sessionKey({ ...conn, sudo: true })).toMatch(/ sudo$/);
     expect(sessionKey({ ...conn, hostKey: " SHA256:abc " })).toMatch(/ hostkey=SHA256:abc$/);
