@@ -221,7 +221,9 @@ else
       elif ! pit_alive "$pit_breaker"; then pit_why=$(rm -f ${BREAK_LINK} 2>&1) || pit_fails=$((pit_fails + 1)); fi
     fi
     if [ "$pit_fails" -ge 3 ]; then
-      echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; pit_rc=${LOCK_UNAVAILABLE}; break
+      if [ "$(id -u)" != 0 ]; then echo "${NOT_ROOT} $(id -un) (uid $(id -u))" >&2
+      else echo "this host has no flock, and the lock link ${LOCK_LINK} cannot be made: $pit_why" >&2; fi
+      pit_rc=${LOCK_UNAVAILABLE}; break
     fi${timedOut}
     sleep 0.1 2>/dev/null || sleep 1
   done

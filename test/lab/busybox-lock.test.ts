@@ -1,8 +1,10 @@
 // The host lock where flock(1) is missing (the embedded busybox + dropbear host): the provider takes
 // /run/pulumi-iptables.lock-pid, an atomic symlink to its shell (pid:starttime), waits while a live process
 // holds it, takes over a link whose holder is gone, and releases it when its conversation ends.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { framed, LOCK_UNAVAILABLE, limitsFor, lock, preamble } from "../../provider/host/protocol";
 import { check, create, remove } from "../../provider/provider";
 import { closeAll } from "../../provider/ssh";
 import { Lab } from "./lab";
@@ -112,5 +114,20 @@ describe("the lock on a host without flock", () => {
       await h.sh(`mount -o remount,rw /run && rm -f ${LINK}`);
     }
     expect(await h.ruleset(4)).toBe(before);
+  });
+
+  it("says 'not root' first where the login is not root (the link in /run needs root)", async () => {
+    await h.waitFor(async () => (await link()) === "", "the lock link to be released", 10_000);
+    // The provider's lock step, run by a shell of uid 65534 inside the host (as a non-root login's is).
+    const step = framed(preamble(limitsFor(5, 600)) + lock(limitsFor(5, 600)));
+    const nsenter = ["-t", String(h.pid), "-n", "-m", "-r", "-w", "-S", "65534", "-G", "65534", "--"];
+    const out = await promisify(execFile)("nsenter", [...nsenter, "sh", "-c", step.script]).then(
+      (r) => r.stdout,
+      (e: { stdout?: string }) => e.stdout ?? "",
+    );
+    const taken = step.parse(out).lock;
+    expect(taken?.code).toBe(LOCK_UNAVAILABLE);
+    expect(taken?.err).toMatch(/^not root: logged in as \S* ?\(uid 65534\)$/m);
+    expect(await link()).toBe("");
   });
 });
