@@ -5,7 +5,7 @@
 //   - /usr: an overlay with the unpacked tree's usr as an extra lower layer (read-only);
 //   - /etc and /var: overlays with fresh upper layers on that tmpfs, so whatever the tool writes
 //     (its configuration, state, databases, logs) vanishes with the mount namespace;
-//   - the unpacked tree's etc copied over /etc (what the packages' install would put there);
+//   - the unpacked tree's etc and var copied over /etc and /var (what the packages' install would put there);
 //   - on a legacy lab namespace (the legacy binary bound over the nft one, test/rules-lab/netns.ts), the
 //     same bind again over the overlaid /usr.
 // Only the netfilter rules the tool loads stay, in the lab namespace; deleting it empties them.
@@ -81,14 +81,19 @@ export function privateMounts(root: string): string[] {
     'if [ "$pit_legacy" = 1 ]; then mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi; fi',
     "mount -t overlay pit-mgr-etc -o lowerdir=/etc,upperdir=/run/.pit-mgr/etc,workdir=/run/.pit-mgr/etc-work /etc",
     "mount -t overlay pit-mgr-var -o lowerdir=/var,upperdir=/run/.pit-mgr/var,workdir=/run/.pit-mgr/var-work /var",
-    `if [ -d ${q(join(root, "etc"))} ]; then cp -a ${q(join(root, "etc"))}/. /etc/; fi`,
+    ...["etc", "var"].map((d) => `if [ -d ${q(join(root, d))} ]; then cp -a ${q(join(root, d))}/. /${d}/; fi`),
   ];
 }
 
-/** A shell script that runs `body` (shell lines, `set -e`) behind the private mounts; run it with
- * `unshare --mount sh -c` inside a lab network namespace (rules-lab Netns.run does). */
+/** The environment a manager runs with: a root shell's on a host, not this process's (Shorewall's
+ * compiler writes the environment's variables into the script it loads, npm's among them). */
+const CLEAN_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8";
+
+/** A shell script that runs `body` (shell lines, `set -e`) behind the private mounts, in a clean
+ * environment; run it with `unshare --mount sh -c` inside a lab network namespace (rules-lab Netns.run
+ * does). */
 export function managerScript(root: string, body: string[]): string {
-  return ["set -e", ...privateMounts(root), ...body].join("\n");
+  return `exec env -i ${CLEAN_ENV} sh -c ${q(["set -e", ...privateMounts(root), ...body].join("\n"))}`;
 }
 
 /** argv for a lab host's exec (test/lab/lab.ts LabHost.exec): the script in a mount namespace of its own. */
