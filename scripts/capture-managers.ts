@@ -4,7 +4,8 @@
  *   npx tsx scripts/capture-managers.ts [sample ...]
  *
  * For each sample of test/fixtures/manager-samples.ts it makes a lab network namespace (pit-mg-<pid>-<n>)
- * with the sample's interfaces (dummy links with the addresses a rules-lab pair's server has), runs the
+ * with the sample's interfaces (veth links with the addresses a rules-lab pair's server has, and its bk0 to
+ * the backend where the sample asks), runs the
  * real tool there behind private mounts (test/lab/managers.ts: Debian's packages unpacked by
  * scripts/managers-unpack.sh, never installed), and writes test/fixtures/managers/<name>/:
  *   <backend>-ipv<family>.save  iptables-save of every table of that backend and family that holds rules
@@ -21,7 +22,7 @@ import { join } from "node:path";
 import { MANAGER_SAMPLES, type ManagerSample } from "../test/fixtures/manager-samples";
 import { managerScript, managersRoot } from "../test/lab/managers";
 import { BACKENDS, Netns, deleteAll, labUnavailable, tools, type Result } from "../test/rules-lab/netns";
-import { addressOn } from "../test/rules-lab/pair";
+import { addressOn, BACKEND } from "../test/rules-lab/pair";
 
 const OUT = join(__dirname, "..", "test", "fixtures", "managers");
 
@@ -67,6 +68,21 @@ function makeInterfaces(sample: ManagerSample, ns: Netns, peer: Netns) {
     ip(["-n", ns.name, "addr", "add", `${addressOn(6, "server", k)}/64`, "dev", dev, "nodad"]);
     ip(["-n", ns.name, "link", "set", dev, "up"]);
   }
+  if (!sample.backendLink) return;
+  ip(["-n", ns.name, "link", "add", "bk0", "type", "veth", "peer", "name", "bk0", "netns", peer.name]);
+  ip(["-n", peer.name, "link", "set", "bk0", "up"]);
+  for (const f of [4, 6] as const)
+    ip([
+      "-n",
+      ns.name,
+      "addr",
+      "add",
+      `${BACKEND[f].server}/${f === 4 ? 24 : 64}`,
+      "dev",
+      "bk0",
+      ...(f === 6 ? ["nodad"] : []),
+    ]);
+  ip(["-n", ns.name, "link", "set", "bk0", "up"]);
 }
 
 /** `ip -o addr` as { interface: addresses with prefix }, loopback and link-local addresses left out. */
