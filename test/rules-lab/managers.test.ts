@@ -24,6 +24,7 @@ import {
   check,
   type OtherBackend,
   parseRuleset,
+  type Placement,
   placeRule,
   possibleVerdicts,
   renderRule,
@@ -114,7 +115,7 @@ function fixtures(): Fixture[] {
 const ALL = fixtures();
 const pairs = new Map<string, Pair>();
 const disagreements: string[] = [];
-const stats = { cases: 0, probes: 0, effective: 0, seconds: 0 };
+const stats = { cases: 0, lines: 0, probes: 0, effective: 0, seconds: 0 };
 
 beforeAll(async () => {
   const why = labUnavailable();
@@ -148,7 +149,6 @@ async function load(pair: Pair, f: Fixture, family: Family): Promise<void> {
   const { restore } = tools(family);
   for (const backend of [PRIMARY, SECOND]) {
     const text = f.saves.get(`${backend}-ipv${family}`);
-    // a fresh table set: what an earlier family's case left does not matter (other family), but be exact
     if (text) await pair.serverSh(backend, restore, text);
   }
   if (!/^\*filter$/m.test(f.saves.get(`${PRIMARY}-ipv${family}`) ?? ""))
@@ -172,58 +172,86 @@ async function probeAll(pair: Pair, family: Family, port: number): Promise<Outco
   return out;
 }
 
+/** Where the rule is judged: where placeRule puts it, and at the end of INPUT (where a rule appended
+ * by hand lands: below every zone dispatch, the place issue 23 found called effective wrongly). */
 async function runCase(pair: Pair, f: Fixture, family: Family, c: Case): Promise<void> {
-  const { save, restore } = tools(family);
+  const { save } = tools(family);
   const argv = argvOf(c, family);
-  const ours = ruleText("INPUT", argv);
   const host = await hostView(pair, f, family);
   const base = await pair.serverSh(PRIMARY, `${save} -t filter`);
   const request = { table: "filter", chain: "INPUT", rule: argv, nat: host.nat, other: host.other };
   const placed = placeRule(host.primary, { ...request, interfaces: host.interfaces });
-  const withOurs = insertRuleText(base, "filter", "INPUT", placed.line, ours);
-  await pair.serverSh(PRIMARY, restore, withOurs);
-  const kernel = await probeAll(pair, family, c.port);
-  await pair.serverSh(PRIMARY, restore, base);
+  const end = host.primary.tables.get("filter")!.chains.get("INPUT")!.rules.length + 1;
   stats.cases++;
+  for (const line of [...new Set([placed.line, end])]) {
+    const problems = await judgeAt(pair, host, family, c, base, line, line === placed.line ? placed : undefined);
+    if (problems.length) {
+      const where = line === placed.line ? "where placeRule puts it" : "at the end of INPUT";
+      disagreements.push(
+        `${f.name} ipv${family}: ${c.action} tcp ${c.port} (${c.why}), at INPUT line ${line} ${where}\n` +
+          `  rule: ${ruleText("INPUT", argv)}\n  placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}\n` +
+          `  ${problems.join("\n  ")}\n  ruleset: test/fixtures/managers/${f.name}/*-ipv${family}.save`,
+      );
+    }
+  }
+}
+
+/** The rule inserted at `line`: what the kernel does on each interface against what the model says;
+ * the disagreements, in words. `placed`: placeRule's answer, when it chose this line. */
+async function judgeAt(
+  pair: Pair,
+  host: Awaited<ReturnType<typeof hostView>>,
+  family: Family,
+  c: Case,
+  base: string,
+  line: number,
+  placed?: Placement,
+): Promise<string[]> {
+  const { restore } = tools(family);
+  const argv = argvOf(c, family);
+  const withOurs = insertRuleText(base, "filter", "INPUT", line, ruleText("INPUT", argv));
+  await pair.serverSh(PRIMARY, restore, withOurs);
+  const kernel = (await probeAll(pair, family, c.port)).map((o) => KERNEL[o]);
+  await pair.serverSh(PRIMARY, restore, base);
+  const request = { table: "filter", chain: "INPUT", rule: argv, line, nat: host.nat, other: host.other };
   // Packets DNAT-ed to the backend go through FORWARD to a listening port: ACCEPT, as placement.test.ts counts them.
   const model = host.interfaces.map((i) => {
-    const judged = possibleVerdicts(host.primary, { ...request, line: placed.line, interfaces: [i] }).filter(
-      (m) => m.arrival === i,
-    );
+    const judged = possibleVerdicts(host.primary, { ...request, interfaces: [i] }).filter((m) => m.arrival === i);
     return [...new Set(judged.flatMap((m) => m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x))))];
   });
   const shadow = shadowing(parseRuleset(withOurs), {
     table: "filter",
     chain: "INPUT",
-    line: placed.line,
+    line,
     interfaces: host.interfaces,
     nat: host.nat,
     other: host.other,
   });
+  stats.lines++;
   const problems: string[] = [];
   for (const [k, i] of host.interfaces.entries()) {
     stats.probes++;
-    if (!model[k].includes(KERNEL[kernel[k]]))
-      problems.push(`on ${i} the kernel says ${KERNEL[kernel[k]]}, the model allows ${model[k].join("|")}`);
+    if (!model[k].includes(kernel[k]))
+      problems.push(`on ${i} the kernel says ${kernel[k]}, the model allows ${model[k].join("|")}`);
   }
   const effective = model.every((vs) => vs.every((v) => v === c.action));
   if ((shadow === undefined) !== effective)
-    problems.push(`shadowing() says ${shadow ? `shadowed: ${shadow.why}` : "effective"}, the model ${effective}`);
-  if (placed.effective !== effective)
-    problems.push(`placeRule says effective ${placed.effective}, the model ${effective}`);
-  if (placed.effective) {
+    problems.push(
+      `shadowing() says ${shadow ? `shadowed: ${shadow.why}` : "effective"}, the model says effective ${effective}`,
+    );
+  if (placed && placed.effective !== effective)
+    problems.push(`placeRule says effective ${placed.effective}, the model at its line ${effective}`);
+  if (placed?.effective) {
     stats.effective++;
-    const wrong = host.interfaces.filter((_, k) => KERNEL[kernel[k]] !== c.action);
+    const wrong = host.interfaces.filter((_, k) => kernel[k] !== c.action);
     if (wrong.length) problems.push(`placed effective, but the kernel does not ${c.action} on ${wrong.join(", ")}`);
   }
   if (problems.length)
-    disagreements.push(
-      `${f.name} ipv${family}: ${c.action} tcp ${c.port} (${c.why})\n` +
-        `  rule: ${ours}\n  placeRule: INPUT line ${placed.line}, effective ${placed.effective}: ${placed.reason}\n` +
-        `  kernel: ${host.interfaces.map((i, k) => `${i} ${KERNEL[kernel[k]]}`).join(", ")}; ` +
-        `model: ${host.interfaces.map((i, k) => `${i} ${model[k].join("|")}`).join(", ")}\n` +
-        `  ${problems.join("\n  ")}\n  ruleset: test/fixtures/managers/${f.name}/*-ipv${family}.save`,
+    problems.unshift(
+      `kernel: ${host.interfaces.map((i, k) => `${i} ${kernel[k]}`).join(", ")}; ` +
+        `model: ${host.interfaces.map((i, k) => `${i} ${model[k].join("|")}`).join(", ")}`,
     );
+  return problems;
 }
 
 describe("placement on rulesets real firewall managers wrote, judged by the kernel", () => {
