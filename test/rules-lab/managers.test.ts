@@ -41,7 +41,7 @@ type Family = 4 | 6;
 type Action = "ACCEPT" | "DROP" | "REJECT";
 interface Case {
   /** One port, or several (one rule with -m multiport). */
-  ports: number[];
+  port: number | number[];
   action: Action;
   /** What the tool does with the port, for the record. */
   why: string;
@@ -54,42 +54,44 @@ const SECOND: Backend = "legacy";
 
 const CASES: Record<string, Case[]> = {
   "shorewall-one-interface": [
-    { ports: [8080], action: "DROP", why: "net-fw accepts it (shorewall and shorewall6)" },
-    { ports: [8081], action: "ACCEPT", why: "net's policy drops it (net-fw ends in DROP)" },
-    { ports: [8082], action: "ACCEPT", why: "net-fw rejects it (-g reject) on IPv4" },
-    { ports: [8085], action: "ACCEPT", why: "net-fw accepts it only when REDIRECTed from 8086 (--ctorigdstport)" },
-    { ports: [8086], action: "DROP", why: "nat REDIRECTs it to 8085 on eth0 (IPv4)" },
-    { ports: [8087], action: "REJECT", why: "net's policy drops it" },
-    { ports: [8080, 8081, 8086], action: "ACCEPT", why: "net-fw accepts one, drops one, REDIRECTs one" },
+    { port: 8080, action: "DROP", why: "net-fw accepts it (shorewall and shorewall6)" },
+    { port: 8081, action: "ACCEPT", why: "net's policy drops it (net-fw ends in DROP)" },
+    { port: 8082, action: "ACCEPT", why: "net-fw rejects it (-g reject) on IPv4" },
+    { port: 8085, action: "ACCEPT", why: "net-fw accepts it only when REDIRECTed from 8086 (--ctorigdstport)" },
+    { port: 8086, action: "DROP", why: "nat REDIRECTs it to 8085 on eth0 (IPv4)" },
+    { port: 8087, action: "REJECT", why: "net's policy drops it" },
+    { port: [8080, 8081, 8086], action: "ACCEPT", why: "net-fw accepts one, drops one, REDIRECTs one" },
   ],
   "shorewall-two-interfaces": [
-    { ports: [8080], action: "DROP", why: "net-fw accepts it; loc-fw rejects it" },
-    { ports: [8081], action: "DROP", why: "loc-fw accepts it; net-fw drops it" },
-    { ports: [8081], action: "ACCEPT", why: "net-fw drops it; loc-fw accepts it" },
-    { ports: [8082], action: "ACCEPT", why: "loc-fw drops it; net-fw drops it" },
-    { ports: [8083], action: "DROP", why: "net's 8083 is DNAT-ed to the loc host behind bk0 (IPv4)" },
-    { ports: [8083], action: "ACCEPT", why: "net's 8083 is DNAT-ed to the loc host behind bk0 (IPv4)" },
-    { ports: [8084], action: "REJECT", why: "left to the policies (net DROP, loc REJECT)" },
-    { ports: [8080, 8081, 8082], action: "DROP", why: "net-fw accepts one, loc-fw one, loc-fw drops one" },
-    { ports: [8081, 8083], action: "ACCEPT", why: "loc-fw accepts one, net DNATs the other" },
+    { port: 8080, action: "DROP", why: "net-fw accepts it; loc-fw rejects it" },
+    { port: 8081, action: "DROP", why: "loc-fw accepts it; net-fw drops it" },
+    { port: 8081, action: "ACCEPT", why: "net-fw drops it; loc-fw accepts it" },
+    { port: 8082, action: "ACCEPT", why: "loc-fw drops it; net-fw drops it" },
+    { port: 8083, action: "DROP", why: "net's 8083 is DNAT-ed to the loc host behind bk0 (IPv4)" },
+    { port: 8083, action: "ACCEPT", why: "net's 8083 is DNAT-ed to the loc host behind bk0 (IPv4)" },
+    { port: 8084, action: "REJECT", why: "left to the policies (net DROP, loc REJECT)" },
+    { port: [8080, 8081, 8082], action: "DROP", why: "net-fw accepts one, loc-fw one, loc-fw drops one" },
+    { port: [8081, 8083], action: "ACCEPT", why: "loc-fw accepts one, net DNATs the other" },
   ],
   "ferm-fail2ban": [
-    { ports: [8080], action: "DROP", why: "ferm (legacy) accepts it" },
-    { ports: [8081], action: "ACCEPT", why: "ferm (legacy) accepts it on eth0 only, its policy drops it on eth1" },
-    { ports: [8082], action: "ACCEPT", why: "ferm's (legacy) policy drops it" },
-    { ports: [8090], action: "DROP", why: "fail2ban's jail (nf_tables) rejects only a banned address; ferm drops it" },
-    { ports: [8090], action: "ACCEPT", why: "ferm's (legacy) policy drops it; fail2ban bans one address" },
+    { port: 8080, action: "DROP", why: "ferm (legacy) accepts it" },
+    { port: 8081, action: "ACCEPT", why: "ferm (legacy) accepts it on eth0 only, its policy drops it on eth1" },
+    { port: 8082, action: "ACCEPT", why: "ferm's (legacy) policy drops it" },
+    { port: 8090, action: "DROP", why: "fail2ban's jail (nf_tables) rejects only a banned address; ferm drops it" },
+    { port: 8090, action: "ACCEPT", why: "ferm's (legacy) policy drops it; fail2ban bans one address" },
   ],
   "cni-portmap": [
-    { ports: [8085], action: "DROP", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
-    { ports: [8085], action: "ACCEPT", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
-    { ports: [8086], action: "DROP", why: "the container's port, not published on the host" },
-    { ports: [8087], action: "REJECT", why: "nothing mentions it" },
-    { ports: [8085, 8086, 8087], action: "DROP", why: "one published by portmap, two not" },
+    { port: 8085, action: "DROP", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
+    { port: 8085, action: "ACCEPT", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
+    { port: 8086, action: "DROP", why: "the container's port, not published on the host" },
+    { port: 8087, action: "REJECT", why: "nothing mentions it" },
+    { port: [8085, 8086, 8087], action: "DROP", why: "one published by portmap, two not" },
   ],
 };
 
-const POOL = [...new Set(Object.values(CASES).flatMap((cs) => cs.flatMap((c) => c.ports)))].sort((a, b) => a - b);
+/** A case's ports, in order. */
+const portsOf = (c: Case) => [c.port].flat();
+const POOL = [...new Set(Object.values(CASES).flatMap((cs) => cs.flatMap(portsOf)))].sort((a, b) => a - b);
 const TAG = makeTag({ project: "lab", stack: "managers", name: "placed" }, "m4n4g3r5");
 const KERNEL: Record<Outcome, string> = { open: "ACCEPT", refused: "REJECT", timeout: "DROP" };
 const EMPTY_FILTER = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
@@ -139,7 +141,7 @@ function argvOf(c: Case, family: Family): string[] {
     {},
     {
       connection: { host: "198.18.0.2" },
-      port: c.ports,
+      port: c.port,
       action: c.action,
       ipVersion: family === 4 ? "ipv4" : "ipv6",
     },
@@ -195,7 +197,7 @@ async function runCase(pair: Pair, f: Fixture, family: Family, c: Case): Promise
     if (problems.length) {
       const where = line === placed.line ? "where placeRule puts it" : "at the end of INPUT";
       disagreements.push(
-        `${f.name} ipv${family}: ${c.action} tcp ${c.ports.join(",")} (${c.why}), at INPUT line ${line} ${where}\n` +
+        `${f.name} ipv${family}: ${c.action} tcp ${portsOf(c).join(",")} (${c.why}), at INPUT line ${line} ${where}\n` +
           `  rule: ${ruleText("INPUT", argv)}\n  placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}\n` +
           `  ${problems.join("\n  ")}\n  ruleset: test/fixtures/managers/${f.name}/*-ipv${family}.save`,
       );
@@ -218,13 +220,13 @@ async function judgeAt(
   const argv = argvOf(c, family);
   const withOurs = insertRuleText(base, "filter", "INPUT", line, ruleText("INPUT", argv));
   await pair.serverSh(PRIMARY, restore, withOurs);
-  const kernel = await probeAll(pair, family, c.ports);
+  const kernel = await probeAll(pair, family, portsOf(c));
   await pair.serverSh(PRIMARY, restore, base);
   const request = { table: "filter", chain: "INPUT", rule: argv, line, nat: host.nat, other: host.other };
   // Packets DNAT-ed to the backend go through FORWARD to a listening port: ACCEPT, as placement.test.ts counts them.
   const model = host.interfaces.map((i) => {
     const judged = possibleVerdicts(host.primary, { ...request, interfaces: [i] }).filter((m) => m.arrival === i);
-    return c.ports.map((p) => [
+    return portsOf(c).map((p) => [
       ...new Set(
         judged.filter((m) => m.port === p).flatMap((m) => m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x))),
       ),
@@ -241,7 +243,7 @@ async function judgeAt(
   stats.lines++;
   const problems: string[] = [];
   for (const [k, i] of host.interfaces.entries())
-    for (const [j, p] of c.ports.entries()) {
+    for (const [j, p] of portsOf(c).entries()) {
       stats.probes++;
       if (!model[k][j].includes(kernel[k][j]))
         problems.push(
@@ -262,7 +264,14 @@ async function judgeAt(
   }
   if (problems.length) {
     const each = (say: (k: number, j: number) => string) =>
-      host.interfaces.map((i, k) => `${i} ${c.ports.map((p, j) => `${p} ${say(k, j)}`).join(", ")}`).join("; ");
+      host.interfaces
+        .map(
+          (i, k) =>
+            `${i} ${portsOf(c)
+              .map((p, j) => `${p} ${say(k, j)}`)
+              .join(", ")}`,
+        )
+        .join("; ");
     problems.unshift(`kernel: ${each((k, j) => kernel[k][j])}; model: ${each((k, j) => model[k][j].join("|"))}`);
   }
   return problems;
