@@ -13,7 +13,8 @@ import { q } from "./managers";
 /** A zone bound to an interface, and what it changes (firewall-cmd's words). */
 export interface FirewalldZone {
   zone: string;
-  iface: string;
+  /** The interface bound to it (none: a zone of sources only). */
+  iface?: string;
   /** Services to add (e.g. "http") and to remove from the zone's defaults (e.g. "ssh"). */
   services?: string[];
   removeServices?: string[];
@@ -21,6 +22,10 @@ export interface FirewalldZone {
   ports?: string[];
   /** Forwarded ports ("port=8443:proto=tcp:toport=443:toaddr=198.19.250.2"). */
   forwardPorts?: string[];
+  /** Rich rules ("rule family=ipv4 port port=8085 protocol=tcp reject"). */
+  richRules?: string[];
+  /** Sources bound to the zone ("198.18.0.99/32"): packets from them go to this zone on any interface. */
+  sources?: string[];
 }
 
 /** The firewall-cmd commands that bind these zones and change them (runtime configuration). */
@@ -28,11 +33,13 @@ export function zoneCommands(zones: FirewalldZone[]): string[] {
   return zones.flatMap((z) => {
     const cmd = (arg: string) => `firewall-cmd --zone=${q(z.zone)} ${arg}`;
     return [
-      cmd(`--change-interface=${q(z.iface)}`),
+      ...(z.iface ? [cmd(`--change-interface=${q(z.iface)}`)] : []),
       ...(z.services ?? []).map((s) => cmd(`--add-service=${q(s)}`)),
       ...(z.removeServices ?? []).map((s) => cmd(`--remove-service=${q(s)}`)),
       ...(z.ports ?? []).map((p) => cmd(`--add-port=${q(p)}`)),
       ...(z.forwardPorts ?? []).map((f) => cmd(`--add-forward-port=${q(f)}`)),
+      ...(z.richRules ?? []).map((r) => cmd(`--add-rich-rule=${q(r)}`)),
+      ...(z.sources ?? []).map((a) => cmd(`--add-source=${q(a)}`)),
     ];
   });
 }
