@@ -91,7 +91,7 @@ function interfacesOf(ipAddr: string): Record<string, string[]> {
   for (const line of ipAddr.split("\n")) {
     const m = /^\d+:\s+(\S+)\s+inet6?\s+(\S+)/.exec(line);
     if (!m || m[1] === "lo" || m[2].startsWith("fe80:")) continue;
-    (out[m[1]] ??= []).push(m[2]);
+    out[m[1]] = [...(out[m[1]] ?? []), m[2]];
   }
   return out;
 }
@@ -115,7 +115,11 @@ function capture(root: string, sample: ManagerSample) {
         saved.push(`${backend}-ipv${family}`);
       }
     const addresses = interfacesOf(must(ns.run(sample.backend, "ip -o addr show"), "ip -o addr"));
-    writeFileSync(join(dir, "interfaces.json"), `${JSON.stringify(addresses, null, 2)}\n`);
+    // one line an interface, as the project's formatter writes JSON
+    const lines = Object.entries(addresses).map(
+      ([i, a]) => `  ${JSON.stringify(i)}: [${a.map((x) => JSON.stringify(x)).join(", ")}]`,
+    );
+    writeFileSync(join(dir, "interfaces.json"), `{\n${lines.join(",\n")}\n}\n`);
     const version = must(ns.run(sample.backend, managerScript(root, [sample.version])), `${sample.name}: version`);
     const iptables = BACKENDS.map((b) => must(ns.run(b, "iptables --version"), "iptables --version")).join("");
     const packages = readFileSync(join(root, ".complete"), "utf8").trim().split(" ").join("\n");

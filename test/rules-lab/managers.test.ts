@@ -1,0 +1,277 @@
+/**
+ * Issue 23: placement judged by the kernel on rulesets real firewall managers wrote. Each fixture of
+ * test/fixtures/managers/ (captured by scripts/capture-managers.ts from Shorewall, ferm + fail2ban,
+ * the CNI portmap plugin, ... run for real in lab namespaces) is loaded as captured (every table of
+ * both backends and both families) into a fresh server namespace with the fixture's interfaces
+ * (test/rules-lab/pair.ts: the k-th on 198.18.k.2 and fd00:18:0:k::2, as in the capture; bk0 is the
+ * pair's link to its BACKEND, where the fixtures' DNAT rules send packets). For each PortRule case
+ * (ports the tool opens, closes, rejects, DNATs or REDIRECTs and ports it leaves to its policy; ACCEPT,
+ * DROP and REJECT; each family the fixture has) the rule is rendered, placed with placeRule (the
+ * interfaces, the nat table and the other backend's tables as inputs, as the host listing gives them),
+ * inserted there in the backend the namespace's `iptables` uses, and real TCP connections from the
+ * client namespace on EVERY interface say what the kernel does with the first packet. As in
+ * placement.test.ts: each kernel verdict is one the model allows, shadowing() agrees with the model,
+ * and where placeRule says effective every port on every interface gets the rule's verdict.
+ * Every disagreement is collected and printed (fixture, rule, placement, kernel and model per
+ * interface) before the test fails.
+ *   bash test/lab/in-lab.sh npx vitest run test/rules-lab/managers.test.ts
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type Backend,
+  check,
+  type OtherBackend,
+  parseRuleset,
+  type Placement,
+  placeRule,
+  possibleVerdicts,
+  renderRule,
+  ruleText,
+  shadowing,
+  makeTag,
+  type Ruleset,
+} from "../../provider/rules";
+import { insertRuleText } from "../fixtures/listing";
+import { deleteAll, labUnavailable, tools } from "./netns";
+import { type Outcome, Pair } from "./pair";
+
+type Family = 4 | 6;
+type Action = "ACCEPT" | "DROP" | "REJECT";
+interface Case {
+  port: number;
+  action: Action;
+  /** What the tool does with the port, for the record. */
+  why: string;
+}
+
+const FIXTURES = join(__dirname, "..", "fixtures", "managers");
+/** The backend the fixtures' namespaces ran `iptables` with: where placement puts the rule. */
+const PRIMARY: Backend = "nf_tables";
+const SECOND: Backend = "legacy";
+
+const CASES: Record<string, Case[]> = {
+  "shorewall-one-interface": [
+    { port: 8080, action: "DROP", why: "net-fw accepts it (shorewall and shorewall6)" },
+    { port: 8081, action: "ACCEPT", why: "net's policy drops it (net-fw ends in DROP)" },
+    { port: 8082, action: "ACCEPT", why: "net-fw rejects it (-g reject) on IPv4" },
+    { port: 8085, action: "ACCEPT", why: "net-fw accepts it only when REDIRECTed from 8086 (--ctorigdstport)" },
+    { port: 8086, action: "DROP", why: "nat REDIRECTs it to 8085 on eth0 (IPv4)" },
+    { port: 8087, action: "REJECT", why: "net's policy drops it" },
+  ],
+  "shorewall-two-interfaces": [
+    { port: 8080, action: "DROP", why: "net-fw accepts it; loc-fw rejects it" },
+    { port: 8081, action: "DROP", why: "loc-fw accepts it; net-fw drops it" },
+    { port: 8081, action: "ACCEPT", why: "net-fw drops it; loc-fw accepts it" },
+    { port: 8082, action: "ACCEPT", why: "loc-fw drops it; net-fw drops it" },
+    { port: 8083, action: "DROP", why: "net's 8083 is DNAT-ed to the loc host behind bk0" },
+    { port: 8083, action: "ACCEPT", why: "net's 8083 is DNAT-ed to the loc host behind bk0" },
+    { port: 8084, action: "REJECT", why: "left to the policies (net DROP, loc REJECT)" },
+  ],
+  "ferm-fail2ban": [
+    { port: 8080, action: "DROP", why: "ferm (legacy) accepts it" },
+    { port: 8081, action: "ACCEPT", why: "ferm (legacy) accepts it on eth0 only, its policy drops it on eth1" },
+    { port: 8082, action: "ACCEPT", why: "ferm's (legacy) policy drops it" },
+    { port: 8090, action: "DROP", why: "fail2ban's jail (nf_tables) rejects only a banned address; ferm drops it" },
+    { port: 8090, action: "ACCEPT", why: "ferm's (legacy) policy drops it; fail2ban bans one address" },
+  ],
+  "cni-portmap": [
+    { port: 8085, action: "DROP", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
+    { port: 8085, action: "ACCEPT", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
+    { port: 8086, action: "DROP", why: "the container's port, not published on the host" },
+    { port: 8087, action: "REJECT", why: "nothing mentions it" },
+  ],
+};
+
+const POOL = [...new Set(Object.values(CASES).flatMap((cs) => cs.map((c) => c.port)))].sort((a, b) => a - b);
+const TAG = makeTag({ project: "lab", stack: "managers", name: "placed" }, "m4n4g3r5");
+const KERNEL: Record<Outcome, string> = { open: "ACCEPT", refused: "REJECT", timeout: "DROP" };
+const EMPTY_FILTER = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+
+interface Fixture {
+  name: string;
+  /** The interfaces probed and judged: the fixture's, without bk0 (the pair's own link to its backend). */
+  interfaces: string[];
+  /** `<backend>-ipv<family>` -> iptables-save text, for those the capture holds. */
+  saves: Map<string, string>;
+}
+
+function fixtures(): Fixture[] {
+  return readdirSync(FIXTURES)
+    .filter((name) => existsSync(join(FIXTURES, name, "interfaces.json")))
+    .map((name) => {
+      const dir = join(FIXTURES, name);
+      const all = Object.keys(JSON.parse(readFileSync(join(dir, "interfaces.json"), "utf8")));
+      const saves = new Map(
+        readdirSync(dir)
+          .filter((f) => f.endsWith(".save"))
+          .map((f) => [f.replace(/\.save$/, ""), readFileSync(join(dir, f), "utf8")] as const),
+      );
+      return { name, interfaces: all.filter((i) => i !== "bk0"), saves };
+    });
+}
+
+const ALL = fixtures();
+const pairs = new Map<string, Pair>();
+const disagreements: string[] = [];
+const stats = { cases: 0, lines: 0, probes: 0, effective: 0, seconds: 0 };
+
+beforeAll(async () => {
+  const why = labUnavailable();
+  if (why) throw new Error(`the managers lab cannot run: ${why}`);
+  for (const f of ALL) pairs.set(f.name, await Pair.create(POOL, f.interfaces));
+}, 120_000);
+
+afterAll(() => {
+  for (const p of pairs.values()) p.close();
+  deleteAll();
+  console.log(`managers placement: ${JSON.stringify(stats)}`);
+});
+
+function argvOf(c: Case, family: Family): string[] {
+  const { inputs, failures } = check(
+    {},
+    {
+      connection: { host: "198.18.0.2" },
+      port: c.port,
+      action: c.action,
+      ipVersion: family === 4 ? "ipv4" : "ipv6",
+    },
+  );
+  if (failures.length) throw new Error(`bad case: ${JSON.stringify(failures)}`);
+  return renderRule(inputs as never, family, TAG);
+}
+
+/** Loads a fixture's tables of one family into both backends of the server (an empty filter table
+ * in the primary backend where the tool wrote none: the rule's insert makes one). */
+async function load(pair: Pair, f: Fixture, family: Family): Promise<void> {
+  const { restore } = tools(family);
+  for (const backend of [PRIMARY, SECOND]) {
+    const text = f.saves.get(`${backend}-ipv${family}`);
+    if (text) await pair.serverSh(backend, restore, text);
+  }
+  if (!/^\*filter$/m.test(f.saves.get(`${PRIMARY}-ipv${family}`) ?? ""))
+    await pair.serverSh(PRIMARY, restore, EMPTY_FILTER);
+}
+
+/** The host's view the provider would list: the primary backend's tables, and the other's when it holds any. */
+async function hostView(pair: Pair, f: Fixture, family: Family) {
+  const { save } = tools(family);
+  const primary = parseRuleset(await pair.serverSh(PRIMARY, save));
+  const other: OtherBackend | undefined = f.saves.has(`${SECOND}-ipv${family}`)
+    ? { backend: SECOND, ruleset: parseRuleset(await pair.serverSh(SECOND, save)) }
+    : undefined;
+  const nat: Ruleset | undefined = primary.tables.has("nat") ? primary : undefined;
+  return { primary, nat, other, interfaces: f.interfaces };
+}
+
+async function probeAll(pair: Pair, family: Family, port: number): Promise<Outcome[]> {
+  const out: Outcome[] = [];
+  for (let k = 0; k < pair.interfaces.length; k++) out.push((await pair.probe(family, [port], 400, k))[0]);
+  return out;
+}
+
+/** Where the rule is judged: where placeRule puts it, and at the end of INPUT (where a rule appended
+ * by hand lands: below every zone dispatch, the place issue 23 found called effective wrongly). */
+async function runCase(pair: Pair, f: Fixture, family: Family, c: Case): Promise<void> {
+  const { save } = tools(family);
+  const argv = argvOf(c, family);
+  const host = await hostView(pair, f, family);
+  const base = await pair.serverSh(PRIMARY, `${save} -t filter`);
+  const request = { table: "filter", chain: "INPUT", rule: argv, nat: host.nat, other: host.other };
+  const placed = placeRule(host.primary, { ...request, interfaces: host.interfaces });
+  const end = host.primary.tables.get("filter")!.chains.get("INPUT")!.rules.length + 1;
+  stats.cases++;
+  for (const line of [...new Set([placed.line, end])]) {
+    const problems = await judgeAt(pair, host, family, c, base, line, line === placed.line ? placed : undefined);
+    if (problems.length) {
+      const where = line === placed.line ? "where placeRule puts it" : "at the end of INPUT";
+      disagreements.push(
+        `${f.name} ipv${family}: ${c.action} tcp ${c.port} (${c.why}), at INPUT line ${line} ${where}\n` +
+          `  rule: ${ruleText("INPUT", argv)}\n  placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}\n` +
+          `  ${problems.join("\n  ")}\n  ruleset: test/fixtures/managers/${f.name}/*-ipv${family}.save`,
+      );
+    }
+  }
+}
+
+/** The rule inserted at `line`: what the kernel does on each interface against what the model says;
+ * the disagreements, in words. `placed`: placeRule's answer, when it chose this line. */
+async function judgeAt(
+  pair: Pair,
+  host: Awaited<ReturnType<typeof hostView>>,
+  family: Family,
+  c: Case,
+  base: string,
+  line: number,
+  placed?: Placement,
+): Promise<string[]> {
+  const { restore } = tools(family);
+  const argv = argvOf(c, family);
+  const withOurs = insertRuleText(base, "filter", "INPUT", line, ruleText("INPUT", argv));
+  await pair.serverSh(PRIMARY, restore, withOurs);
+  const kernel = (await probeAll(pair, family, c.port)).map((o) => KERNEL[o]);
+  await pair.serverSh(PRIMARY, restore, base);
+  const request = { table: "filter", chain: "INPUT", rule: argv, line, nat: host.nat, other: host.other };
+  // Packets DNAT-ed to the backend go through FORWARD to a listening port: ACCEPT, as placement.test.ts counts them.
+  const model = host.interfaces.map((i) => {
+    const judged = possibleVerdicts(host.primary, { ...request, interfaces: [i] }).filter((m) => m.arrival === i);
+    return [...new Set(judged.flatMap((m) => m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x))))];
+  });
+  const shadow = shadowing(parseRuleset(withOurs), {
+    table: "filter",
+    chain: "INPUT",
+    line,
+    interfaces: host.interfaces,
+    nat: host.nat,
+    other: host.other,
+  });
+  stats.lines++;
+  const problems: string[] = [];
+  for (const [k, i] of host.interfaces.entries()) {
+    stats.probes++;
+    if (!model[k].includes(kernel[k]))
+      problems.push(`on ${i} the kernel says ${kernel[k]}, the model allows ${model[k].join("|")}`);
+  }
+  const effective = model.every((vs) => vs.every((v) => v === c.action));
+  if ((shadow === undefined) !== effective)
+    problems.push(
+      `shadowing() says ${shadow ? `shadowed: ${shadow.why}` : "effective"}, the model says effective ${effective}`,
+    );
+  if (placed && placed.effective !== effective)
+    problems.push(`placeRule says effective ${placed.effective}, the model at its line ${effective}`);
+  if (placed?.effective) {
+    stats.effective++;
+    const wrong = host.interfaces.filter((_, k) => kernel[k] !== c.action);
+    if (wrong.length) problems.push(`placed effective, but the kernel does not ${c.action} on ${wrong.join(", ")}`);
+  }
+  if (problems.length)
+    problems.unshift(
+      `kernel: ${host.interfaces.map((i, k) => `${i} ${kernel[k]}`).join(", ")}; ` +
+        `model: ${host.interfaces.map((i, k) => `${i} ${model[k].join("|")}`).join(", ")}`,
+    );
+  return problems;
+}
+
+describe("placement on rulesets real firewall managers wrote, judged by the kernel", () => {
+  it(`${ALL.map((f) => f.name).join(", ")}: every case, both families where captured`, async () => {
+    const started = Date.now();
+    expect(ALL.map((f) => f.name).sort()).toEqual(Object.keys(CASES).sort());
+    await Promise.all(
+      ALL.map(async (f) => {
+        const pair = pairs.get(f.name)!;
+        for (const family of [4, 6] as const) {
+          if (![PRIMARY, SECOND].some((b) => f.saves.has(`${b}-ipv${family}`))) continue;
+          await load(pair, f, family);
+          for (const c of CASES[f.name]) await runCase(pair, f, family, c);
+        }
+      }),
+    );
+    stats.seconds = Math.round((Date.now() - started) / 1000);
+    if (disagreements.length)
+      console.log(`${disagreements.length} disagreements of kernel and model:\n\n${disagreements.join("\n\n")}`);
+    expect(disagreements, "kernel and model agree on every case").toEqual([]);
+    expect(stats.cases).toBeGreaterThan(30);
+  }, 300_000);
+});
