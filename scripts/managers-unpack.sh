@@ -10,8 +10,9 @@ set -euo pipefail
 CACHE=${PIT_MANAGERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulumi-iptables/managers}
 log() { echo "managers-unpack: $*" >&2; }
 
-# bc: Shorewall's compiler needs it (a fresh machine may lack it); python3-nftables: firewalld imports it.
-PACKAGES="shorewall shorewall-core shorewall6 ferm fail2ban firewalld python3-firewall python3-nftables containernetworking-plugins bc ${PIT_MANAGERS_EXTRA:-}"
+# bc: Shorewall's compiler needs it (a fresh machine may lack it); python3-nftables: firewalld imports it;
+# ufw: the fixture of rules bound to interfaces (test/lab/ufw.ts ufwEnable).
+PACKAGES="shorewall shorewall-core shorewall6 ferm fail2ban firewalld python3-firewall python3-nftables containernetworking-plugins bc ufw ${PIT_MANAGERS_EXTRA:-}"
 
 pinned=""
 for p in $PACKAGES; do

@@ -15,7 +15,12 @@ export const ufwRoot = () => unpackedRoot("ufw-unpack.sh", "usr/sbin/ufw");
  * namespace (exit 96).
  */
 export function ufwScript(root: string, commands: string[]): string {
-  return managerScript(root, [
+  return managerScript(root, ufwEnable(commands));
+}
+
+/** Shell lines (a managerScript body, in a tree that holds ufw) that enable ufw with these commands. */
+export function ufwEnable(commands: string[]): string[] {
+  return [
     // what the package's postinst does on a first install (the package's /etc is in place already)
     "for f in before.rules before6.rules after.rules after6.rules user.rules user6.rules; do cp /usr/share/ufw/iptables/$f /etc/ufw/$f; done",
     "cp /usr/share/ufw/before.init /usr/share/ufw/after.init /usr/share/ufw/ufw.conf /etc/ufw/",
@@ -23,5 +28,5 @@ export function ufwScript(root: string, commands: string[]): string {
     "sed -i 's/^IPT_MODULES=.*/IPT_MODULES=\"\"/' /etc/default/ufw",
     "ufw --force enable >/dev/null",
     ...commands.map((c) => `${c} >/dev/null`),
-  ]);
+  ];
 }

@@ -87,6 +87,48 @@ const CASES: Record<string, Case[]> = {
     { port: 8087, action: "REJECT", why: "nothing mentions it" },
     { port: [8085, 8086, 8087], action: "DROP", why: "one published by portmap, two not" },
   ],
+  "firewalld-zones": [
+    { port: 9090, action: "DROP", why: "public (eth0) accepts it; internal (eth1) rejects it" },
+    { port: 8080, action: "ACCEPT", why: "public (eth0) rejects it; internal (eth1) accepts it" },
+    { port: 8080, action: "DROP", why: "internal (eth1) accepts it; public (eth0) rejects it" },
+    { port: 8081, action: "REJECT", why: "internal (eth1) accepts it; public (eth0) rejects it" },
+    {
+      port: 8083,
+      action: "DROP",
+      why: "public forward-ports it to the host behind bk0 (eth0, IPv4); internal rejects it",
+    },
+    {
+      port: 8083,
+      action: "ACCEPT",
+      why: "public forward-ports it to the host behind bk0 (eth0, IPv4); internal rejects it",
+    },
+    { port: 8084, action: "ACCEPT", why: "both zones reject it" },
+    { port: 8085, action: "ACCEPT", why: "a rich rule in public (eth0) rejects it (IPv4) or drops it (IPv6)" },
+    {
+      port: 8085,
+      action: "DROP",
+      why: "a rich rule in public drops it on eth0 (IPv6), rejects it (IPv4); internal rejects it",
+    },
+  ],
+  "ufw-interfaces": [
+    { port: 8080, action: "DROP", why: "ufw accepts it in on eth0 only; its policy drops it on eth1" },
+    { port: 8080, action: "ACCEPT", why: "ufw accepts it in on eth0 only; its policy drops it on eth1" },
+    { port: 8081, action: "ACCEPT", why: "ufw drops it in on eth1, accepts it on the others (eth0)" },
+    { port: 8081, action: "DROP", why: "ufw accepts it on eth0; drops it in on eth1" },
+    { port: 8082, action: "ACCEPT", why: "ufw rejects it in on eth1 (tcp-reset); its policy drops it on eth0" },
+    { port: 9090, action: "DROP", why: "ufw accepts it in on eth1 only" },
+    { port: 8084, action: "REJECT", why: "left to ufw's policy (DROP)" },
+  ],
+  "docker-publish": [
+    {
+      port: 8088,
+      action: "ACCEPT",
+      why: "Docker DNATs it on eth0's address only; eth1's address reaches INPUT (policy ACCEPT)",
+    },
+    { port: 8089, action: "DROP", why: "Docker DNATs it to the container on every address, both families" },
+    { port: 8089, action: "REJECT", why: "Docker DNATs it to the container on every address, both families" },
+    { port: 8087, action: "DROP", why: "nothing mentions it (INPUT policy ACCEPT)" },
+  ],
 };
 
 /** A case's ports, in order. */
