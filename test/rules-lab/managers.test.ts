@@ -48,9 +48,6 @@ interface Case {
 }
 
 const FIXTURES = join(__dirname, "..", "fixtures", "managers");
-/** The backend the fixtures' namespaces ran `iptables` with: where placement puts the rule. */
-const PRIMARY: Backend = "nf_tables";
-const SECOND: Backend = "legacy";
 
 const CASES: Record<string, Case[]> = {
   "shorewall-one-interface": [
@@ -62,6 +59,7 @@ const CASES: Record<string, Case[]> = {
     { port: 8087, action: "REJECT", why: "net's policy drops it" },
     { port: [8080, 8081, 8086], action: "ACCEPT", why: "net-fw accepts one, drops one, REDIRECTs one" },
   ],
+  // the same example on a host whose iptables is the legacy one: CASES["shorewall-one-interface"] below
   "shorewall-two-interfaces": [
     { port: 8080, action: "DROP", why: "net-fw accepts it; loc-fw rejects it" },
     { port: 8081, action: "DROP", why: "loc-fw accepts it; net-fw drops it" },
@@ -133,6 +131,7 @@ const CASES: Record<string, Case[]> = {
 
 /** A case's ports, in order. */
 const portsOf = (c: Case) => [c.port].flat();
+CASES["shorewall-one-interface-legacy"] = CASES["shorewall-one-interface"];
 const POOL = [...new Set(Object.values(CASES).flatMap((cs) => cs.flatMap(portsOf)))].sort((a, b) => a - b);
 const TAG = makeTag({ project: "lab", stack: "managers", name: "placed" }, "m4n4g3r5");
 const KERNEL: Record<Outcome, string> = { open: "ACCEPT", refused: "REJECT", timeout: "DROP" };
@@ -142,6 +141,10 @@ interface Fixture {
   name: string;
   /** The interfaces probed and judged: the fixture's, without bk0 (the pair's own link to its backend). */
   interfaces: string[];
+  /** The backend the sample's namespace ran `iptables` with (sample.sh says): where placement puts the rule. */
+  backend: Backend;
+  /** The other backend (its tables, where the capture holds any, are the host's other backend). */
+  second: Backend;
   /** `<backend>-ipv<family>` -> iptables-save text, for those the capture holds. */
   saves: Map<string, string>;
 }
@@ -157,7 +160,12 @@ function fixtures(): Fixture[] {
           .filter((f) => f.endsWith(".save"))
           .map((f) => [f.replace(/\.save$/, ""), readFileSync(join(dir, f), "utf8")] as const),
       );
-      return { name, interfaces: all.filter((i) => i !== "bk0"), saves };
+      const backend = /^# backend: (nf_tables|legacy)$/m.exec(
+        readFileSync(join(dir, "sample.sh"), "utf8"),
+      )?.[1] as Backend;
+      if (!backend) throw new Error(`${dir}/sample.sh does not say the sample's backend (# backend: ...)`);
+      const second: Backend = backend === "legacy" ? "nf_tables" : "legacy";
+      return { name, interfaces: all.filter((i) => i !== "bk0"), backend, second, saves };
     });
 }
 
@@ -196,23 +204,23 @@ function argvOf(c: Case, family: Family): string[] {
  * in the primary backend where the tool wrote none: the rule's insert makes one). */
 async function load(pair: Pair, f: Fixture, family: Family): Promise<void> {
   const { restore } = tools(family);
-  for (const backend of [PRIMARY, SECOND]) {
+  for (const backend of [f.backend, f.second]) {
     const text = f.saves.get(`${backend}-ipv${family}`);
     if (text) await pair.serverSh(backend, restore, text);
   }
-  if (!/^\*filter$/m.test(f.saves.get(`${PRIMARY}-ipv${family}`) ?? ""))
-    await pair.serverSh(PRIMARY, restore, EMPTY_FILTER);
+  if (!/^\*filter$/m.test(f.saves.get(`${f.backend}-ipv${family}`) ?? ""))
+    await pair.serverSh(f.backend, restore, EMPTY_FILTER);
 }
 
 /** The host's view the provider would list: the primary backend's tables, and the other's when it holds any. */
 async function hostView(pair: Pair, f: Fixture, family: Family) {
   const { save } = tools(family);
-  const primary = parseRuleset(await pair.serverSh(PRIMARY, save));
-  const other: OtherBackend | undefined = f.saves.has(`${SECOND}-ipv${family}`)
-    ? { backend: SECOND, ruleset: parseRuleset(await pair.serverSh(SECOND, save)) }
+  const primary = parseRuleset(await pair.serverSh(f.backend, save));
+  const other: OtherBackend | undefined = f.saves.has(`${f.second}-ipv${family}`)
+    ? { backend: f.second, ruleset: parseRuleset(await pair.serverSh(f.second, save)) }
     : undefined;
   const nat: Ruleset | undefined = primary.tables.has("nat") ? primary : undefined;
-  return { primary, nat, other, interfaces: f.interfaces };
+  return { backend: f.backend, primary, nat, other, interfaces: f.interfaces };
 }
 
 /** What the kernel does with each port, through each interface: [interface][port]. */
@@ -229,7 +237,7 @@ async function runCase(pair: Pair, f: Fixture, family: Family, c: Case): Promise
   const { save } = tools(family);
   const argv = argvOf(c, family);
   const host = await hostView(pair, f, family);
-  const base = await pair.serverSh(PRIMARY, `${save} -t filter`);
+  const base = await pair.serverSh(f.backend, `${save} -t filter`);
   const request = { table: "filter", chain: "INPUT", rule: argv, nat: host.nat, other: host.other };
   const placed = placeRule(host.primary, { ...request, interfaces: host.interfaces });
   const end = host.primary.tables.get("filter")!.chains.get("INPUT")!.rules.length + 1;
@@ -261,9 +269,9 @@ async function judgeAt(
   const { restore } = tools(family);
   const argv = argvOf(c, family);
   const withOurs = insertRuleText(base, "filter", "INPUT", line, ruleText("INPUT", argv));
-  await pair.serverSh(PRIMARY, restore, withOurs);
+  await pair.serverSh(host.backend, restore, withOurs);
   const kernel = await probeAll(pair, family, portsOf(c));
-  await pair.serverSh(PRIMARY, restore, base);
+  await pair.serverSh(host.backend, restore, base);
   const request = { table: "filter", chain: "INPUT", rule: argv, line, nat: host.nat, other: host.other };
   // Packets DNAT-ed to the backend go through FORWARD to a listening port: ACCEPT, as placement.test.ts counts them.
   const model = host.interfaces.map((i) => {
@@ -327,7 +335,7 @@ describe("placement on rulesets real firewall managers wrote, judged by the kern
       ALL.map(async (f) => {
         const pair = pairs.get(f.name)!;
         for (const family of [4, 6] as const) {
-          if (![PRIMARY, SECOND].some((b) => f.saves.has(`${b}-ipv${family}`))) continue;
+          if (![f.backend, f.second].some((b) => f.saves.has(`${b}-ipv${family}`))) continue;
           await load(pair, f, family);
           for (const c of CASES[f.name]) await runCase(pair, f, family, c);
         }
