@@ -71,6 +71,20 @@ const CASES: Record<string, Case[]> = {
     { port: [8080, 8081, 8082], action: "DROP", why: "net-fw accepts one, loc-fw one, loc-fw drops one" },
     { port: [8081, 8083], action: "ACCEPT", why: "loc-fw accepts one, net DNATs the other" },
   ],
+  "shorewall-three-interfaces": [
+    { port: 8080, action: "DROP", why: "net-fw accepts it; loc and dmz reject it" },
+    { port: 8081, action: "ACCEPT", why: "dmz accepts it; net drops it, loc rejects it" },
+    { port: 8081, action: "DROP", why: "dmz accepts it; net drops it, loc rejects it" },
+    { port: 8082, action: "REJECT", why: "left to the policies; loc's 8084 is DNAT-ed to the dmz host's 8082" },
+    { port: 8083, action: "DROP", why: "net's 8083 is DNAT-ed to the dmz host (behind bk0)" },
+    { port: 8084, action: "ACCEPT", why: "loc's 8084 is DNAT-ed to the dmz host's 8082" },
+    { port: [8080, 8081, 8083], action: "ACCEPT", why: "one per zone" },
+  ],
+  "shorewall-universal": [
+    { port: 8081, action: "DROP", why: "net (every interface, -i +) accepts it" },
+    { port: 8080, action: "ACCEPT", why: "net's policy drops it" },
+    { port: 8082, action: "REJECT", why: "net's policy drops it" },
+  ],
   "ferm-fail2ban": [
     { port: 8080, action: "DROP", why: "ferm (legacy) accepts it" },
     { port: 8081, action: "ACCEPT", why: "ferm (legacy) accepts it on eth0 only, its policy drops it on eth1" },
