@@ -92,6 +92,15 @@ const CASES: Record<string, Case[]> = {
     { port: 8090, action: "DROP", why: "fail2ban's jail (nf_tables) rejects only a banned address; ferm drops it" },
     { port: 8090, action: "ACCEPT", why: "ferm's (legacy) policy drops it; fail2ban bans one address" },
   ],
+  "ferm-interfaces": [
+    { port: 8080, action: "ACCEPT", why: "from-wan (eth0) accepts it, from-lan (eth1, eth2) rejects it" },
+    { port: 8080, action: "DROP", why: "from-wan (eth0) accepts it, from-lan (eth1, eth2) rejects it" },
+    { port: 8081, action: "ACCEPT", why: "from-wan (eth0) drops it, from-lan accepts it" },
+    { port: 8082, action: "DROP", why: "from-lan accepts it on every eth+ (eth0 reaches from-lan after from-wan)" },
+    { port: 8083, action: "ACCEPT", why: "from-lan returns it, then the policy drops it (legacy)" },
+    { port: 8084, action: "ACCEPT", why: "INPUT rejects it with a reset (legacy)" },
+    { port: [8080, 8081, 8082], action: "REJECT", why: "each decided differently per interface" },
+  ],
   "cni-portmap": [
     { port: 8085, action: "DROP", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
     { port: 8085, action: "ACCEPT", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
