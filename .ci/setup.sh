@@ -38,5 +38,8 @@ bash scripts/pulumi-cli.sh >/dev/null
 bash scripts/toxiproxy.sh >/dev/null
 # ufw for the lab's ufw hosts: Debian's package, unpacked (not installed: it Breaks iptables-persistent).
 bash scripts/ufw-unpack.sh >/dev/null
+# Shorewall, ferm, fail2ban, firewalld and the CNI plugins for the lab's fixtures of real firewall
+# managers: Debian's packages, unpacked (never installed; they run only inside lab namespaces).
+bash scripts/managers-unpack.sh >/dev/null
 wait $rootfs || { echo "setup: building the lab's root filesystems failed" >&2; exit 1; }
 echo "setup: ready" >&2

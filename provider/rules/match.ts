@@ -18,7 +18,7 @@ export interface Ordinary {
   dport?: number;
   /** DNAT-ed before they get here (Docker's DOCKER-USER): their port now is the container's, unknown. */
   translated?: boolean;
-  /** The destination port the client asked for (`--ctorigdstport`), when translated. */
+  /** The destination port the client asked for (`--ctorigdstport`), when translated (DNAT, REDIRECT). */
   origDport?: number;
   source?: string;
   destination?: string;
@@ -119,8 +119,7 @@ function fieldsShare(m: RuleMatch, o: Ordinary): Share {
   for (const dport of [m.dport, m.dports]) if (dport) parts.push(negate(nowPort(dport.value, o), dport));
   for (const sport of [m.sport, m.sports]) if (sport) parts.push(negate(sportShare(sport.value), sport));
   if (m.ports) parts.push(negate(either(nowPort(m.ports.value, o), sportShare(m.ports.value)), m.ports));
-  if (m.ctorigdstport)
-    parts.push(negate(dportShare(m.ctorigdstport.value, o.translated ? o.origDport : o.dport), m.ctorigdstport));
+  if (m.ctorigdstport) parts.push(negate(dportShare(m.ctorigdstport.value, o.origDport ?? o.dport), m.ctorigdstport));
   if (m.ctdir) parts.push(negate(m.ctdir.value === "ORIGINAL" ? ALL : NONE, m.ctdir));
   if (m.icmpType || m.icmpv6Type) parts.push(SOME); // the protocol match has already said no to tcp/udp
   if (m.ctstate) parts.push(stateShare(m.ctstate, o));

@@ -96,7 +96,7 @@ export function endings(
   return prerouting(nat, o).flatMap((fate): Ending[] => {
     if (fate.kind === "kept") return direct(o, at);
     if (fate.kind === "away") return [{ out: { verdict: "FORWARD", hops: [] }, via: fate, o }];
-    const moved = { ...o, dport: fate.port };
+    const moved = { ...o, dport: fate.port, origDport: o.dport }; // conntrack keeps the port the client asked for
     return direct(moved, takes(spec, fate.port) ? at : { ...at, index: -1 }).map((e) => ({ ...e, via: fate }));
   });
 }

@@ -50,6 +50,30 @@ describe("nat PREROUTING before INPUT", () => {
     expect(placeRule(rs, { table: "filter", chain: "INPUT", rule: rule(8080, "DROP") }).effective).toBe(true);
   });
 
+  it("a REDIRECTed packet keeps the port the client asked for: Shorewall's --ctorigdstport ACCEPT matches it", () => {
+    // Shorewall's `REDIRECT net 8085 tcp 8086` (test/fixtures/managers/shorewall-one-interface): the
+    // kernel accepted 8086 under a DROP of 8086 placed at line 1, which the model called effective.
+    const nat = natOf(["-A PREROUTING -i eth0 -p tcp -m tcp --dport 8086 -j REDIRECT --to-ports 8085"]);
+    const rs = filter(["-A INPUT -p tcp -m tcp --dport 8085 -m conntrack --ctorigdstport 8086 -j ACCEPT"], "DROP");
+    const placed = placeRule(rs, {
+      table: "filter",
+      chain: "INPUT",
+      rule: rule(8086, "DROP"),
+      nat,
+      interfaces: ["eth0"],
+    });
+    expect(placed.effective).toBe(false);
+    expect(placed.shadowedBy?.why).toContain("accepts tcp 8085");
+    // Asked for directly, 8085 is not the port the ACCEPT names: the policy drops it.
+    expect(
+      placeRule(rs, { table: "filter", chain: "INPUT", rule: rule(8085, "ACCEPT"), nat, interfaces: ["eth0"] })
+        .effective,
+    ).toBe(true);
+    expect(
+      placeRule(rs, { table: "filter", chain: "INPUT", rule: rule(8085, "DROP"), nat, interfaces: ["eth0"] }).effective,
+    ).toBe(true);
+  });
+
   it("a DNAT bound to one interface sends only that interface's packets away", () => {
     const nat = natOf(
       ["-A PREROUTING -i eth1 -j FWD", "-A FWD -p tcp -m tcp --dport 9000 -j DNAT --to-destination 198.18.9.2:80"],
