@@ -40,16 +40,14 @@ import { type Outcome, Pair } from "./pair";
 type Family = 4 | 6;
 type Action = "ACCEPT" | "DROP" | "REJECT";
 interface Case {
-  port: number;
+  /** One port, or several (one rule with -m multiport). */
+  port: number | number[];
   action: Action;
   /** What the tool does with the port, for the record. */
   why: string;
 }
 
 const FIXTURES = join(__dirname, "..", "fixtures", "managers");
-/** The backend the fixtures' namespaces ran `iptables` with: where placement puts the rule. */
-const PRIMARY: Backend = "nf_tables";
-const SECOND: Backend = "legacy";
 
 const CASES: Record<string, Case[]> = {
   "shorewall-one-interface": [
@@ -59,15 +57,33 @@ const CASES: Record<string, Case[]> = {
     { port: 8085, action: "ACCEPT", why: "net-fw accepts it only when REDIRECTed from 8086 (--ctorigdstport)" },
     { port: 8086, action: "DROP", why: "nat REDIRECTs it to 8085 on eth0 (IPv4)" },
     { port: 8087, action: "REJECT", why: "net's policy drops it" },
+    { port: [8080, 8081, 8086], action: "ACCEPT", why: "net-fw accepts one, drops one, REDIRECTs one" },
   ],
+  // the same example on a host whose iptables is the legacy one: CASES["shorewall-one-interface"] below
   "shorewall-two-interfaces": [
     { port: 8080, action: "DROP", why: "net-fw accepts it; loc-fw rejects it" },
     { port: 8081, action: "DROP", why: "loc-fw accepts it; net-fw drops it" },
     { port: 8081, action: "ACCEPT", why: "net-fw drops it; loc-fw accepts it" },
     { port: 8082, action: "ACCEPT", why: "loc-fw drops it; net-fw drops it" },
-    { port: 8083, action: "DROP", why: "net's 8083 is DNAT-ed to the loc host behind bk0" },
-    { port: 8083, action: "ACCEPT", why: "net's 8083 is DNAT-ed to the loc host behind bk0" },
+    { port: 8083, action: "DROP", why: "net's 8083 is DNAT-ed to the loc host behind bk0 (IPv4)" },
+    { port: 8083, action: "ACCEPT", why: "net's 8083 is DNAT-ed to the loc host behind bk0 (IPv4)" },
     { port: 8084, action: "REJECT", why: "left to the policies (net DROP, loc REJECT)" },
+    { port: [8080, 8081, 8082], action: "DROP", why: "net-fw accepts one, loc-fw one, loc-fw drops one" },
+    { port: [8081, 8083], action: "ACCEPT", why: "loc-fw accepts one, net DNATs the other" },
+  ],
+  "shorewall-three-interfaces": [
+    { port: 8080, action: "DROP", why: "net-fw accepts it; loc and dmz reject it" },
+    { port: 8081, action: "ACCEPT", why: "dmz accepts it; net drops it, loc rejects it" },
+    { port: 8081, action: "DROP", why: "dmz accepts it; net drops it, loc rejects it" },
+    { port: 8082, action: "REJECT", why: "left to the policies; loc's 8084 is DNAT-ed to the dmz host's 8082" },
+    { port: 8083, action: "DROP", why: "net's 8083 is DNAT-ed to the dmz host (behind bk0)" },
+    { port: 8084, action: "ACCEPT", why: "loc's 8084 is DNAT-ed to the dmz host's 8082" },
+    { port: [8080, 8081, 8083], action: "ACCEPT", why: "one per zone" },
+  ],
+  "shorewall-universal": [
+    { port: 8081, action: "DROP", why: "net (every interface, -i +) accepts it" },
+    { port: 8080, action: "ACCEPT", why: "net's policy drops it" },
+    { port: 8082, action: "REJECT", why: "net's policy drops it" },
   ],
   "ferm-fail2ban": [
     { port: 8080, action: "DROP", why: "ferm (legacy) accepts it" },
@@ -81,6 +97,7 @@ const CASES: Record<string, Case[]> = {
     { port: 8085, action: "ACCEPT", why: "portmap DNATs hostPort 8085 to the container (bk0) 8086" },
     { port: 8086, action: "DROP", why: "the container's port, not published on the host" },
     { port: 8087, action: "REJECT", why: "nothing mentions it" },
+    { port: [8085, 8086, 8087], action: "DROP", why: "one published by portmap, two not" },
   ],
   "firewalld-zones": [
     { port: 9090, action: "DROP", why: "public (eth0) accepts it; internal (eth1) rejects it" },
@@ -132,7 +149,10 @@ const CASES: Record<string, Case[]> = {
   ],
 };
 
-const POOL = [...new Set(Object.values(CASES).flatMap((cs) => cs.map((c) => c.port)))].sort((a, b) => a - b);
+/** A case's ports, in order. */
+const portsOf = (c: Case) => [c.port].flat();
+CASES["shorewall-one-interface-legacy"] = CASES["shorewall-one-interface"];
+const POOL = [...new Set(Object.values(CASES).flatMap((cs) => cs.flatMap(portsOf)))].sort((a, b) => a - b);
 const TAG = makeTag({ project: "lab", stack: "managers", name: "placed" }, "m4n4g3r5");
 const KERNEL: Record<Outcome, string> = { open: "ACCEPT", refused: "REJECT", timeout: "DROP" };
 const EMPTY_FILTER = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
@@ -141,6 +161,10 @@ interface Fixture {
   name: string;
   /** The interfaces probed and judged: the fixture's, without bk0 (the pair's own link to its backend). */
   interfaces: string[];
+  /** The backend the sample's namespace ran `iptables` with (sample.sh says): where placement puts the rule. */
+  backend: Backend;
+  /** The other backend (its tables, where the capture holds any, are the host's other backend). */
+  second: Backend;
   /** `<backend>-ipv<family>` -> iptables-save text, for those the capture holds. */
   saves: Map<string, string>;
 }
@@ -156,7 +180,12 @@ function fixtures(): Fixture[] {
           .filter((f) => f.endsWith(".save"))
           .map((f) => [f.replace(/\.save$/, ""), readFileSync(join(dir, f), "utf8")] as const),
       );
-      return { name, interfaces: all.filter((i) => i !== "bk0"), saves };
+      const backend = /^# backend: (nf_tables|legacy)$/m.exec(
+        readFileSync(join(dir, "sample.sh"), "utf8"),
+      )?.[1] as Backend;
+      if (!backend) throw new Error(`${dir}/sample.sh does not say the sample's backend (# backend: ...)`);
+      const second: Backend = backend === "legacy" ? "nf_tables" : "legacy";
+      return { name, interfaces: all.filter((i) => i !== "bk0"), backend, second, saves };
     });
 }
 
@@ -195,28 +224,30 @@ function argvOf(c: Case, family: Family): string[] {
  * in the primary backend where the tool wrote none: the rule's insert makes one). */
 async function load(pair: Pair, f: Fixture, family: Family): Promise<void> {
   const { restore } = tools(family);
-  for (const backend of [PRIMARY, SECOND]) {
+  for (const backend of [f.backend, f.second]) {
     const text = f.saves.get(`${backend}-ipv${family}`);
     if (text) await pair.serverSh(backend, restore, text);
   }
-  if (!/^\*filter$/m.test(f.saves.get(`${PRIMARY}-ipv${family}`) ?? ""))
-    await pair.serverSh(PRIMARY, restore, EMPTY_FILTER);
+  if (!/^\*filter$/m.test(f.saves.get(`${f.backend}-ipv${family}`) ?? ""))
+    await pair.serverSh(f.backend, restore, EMPTY_FILTER);
 }
 
 /** The host's view the provider would list: the primary backend's tables, and the other's when it holds any. */
 async function hostView(pair: Pair, f: Fixture, family: Family) {
   const { save } = tools(family);
-  const primary = parseRuleset(await pair.serverSh(PRIMARY, save));
-  const other: OtherBackend | undefined = f.saves.has(`${SECOND}-ipv${family}`)
-    ? { backend: SECOND, ruleset: parseRuleset(await pair.serverSh(SECOND, save)) }
+  const primary = parseRuleset(await pair.serverSh(f.backend, save));
+  const other: OtherBackend | undefined = f.saves.has(`${f.second}-ipv${family}`)
+    ? { backend: f.second, ruleset: parseRuleset(await pair.serverSh(f.second, save)) }
     : undefined;
   const nat: Ruleset | undefined = primary.tables.has("nat") ? primary : undefined;
-  return { primary, nat, other, interfaces: f.interfaces };
+  return { backend: f.backend, primary, nat, other, interfaces: f.interfaces };
 }
 
-async function probeAll(pair: Pair, family: Family, port: number): Promise<Outcome[]> {
-  const out: Outcome[] = [];
-  for (let k = 0; k < pair.interfaces.length; k++) out.push((await pair.probe(family, [port], 400, k))[0]);
+/** What the kernel does with each port, through each interface: [interface][port]. */
+async function probeAll(pair: Pair, family: Family, ports: number[]): Promise<string[][]> {
+  const out: string[][] = [];
+  for (let k = 0; k < pair.interfaces.length; k++)
+    out.push((await pair.probe(family, ports, 400, k)).map((o) => KERNEL[o]));
   return out;
 }
 
@@ -226,7 +257,7 @@ async function runCase(pair: Pair, f: Fixture, family: Family, c: Case): Promise
   const { save } = tools(family);
   const argv = argvOf(c, family);
   const host = await hostView(pair, f, family);
-  const base = await pair.serverSh(PRIMARY, `${save} -t filter`);
+  const base = await pair.serverSh(f.backend, `${save} -t filter`);
   const request = { table: "filter", chain: "INPUT", rule: argv, nat: host.nat, other: host.other };
   const placed = placeRule(host.primary, { ...request, interfaces: host.interfaces });
   const end = host.primary.tables.get("filter")!.chains.get("INPUT")!.rules.length + 1;
@@ -236,7 +267,7 @@ async function runCase(pair: Pair, f: Fixture, family: Family, c: Case): Promise
     if (problems.length) {
       const where = line === placed.line ? "where placeRule puts it" : "at the end of INPUT";
       disagreements.push(
-        `${f.name} ipv${family}: ${c.action} tcp ${c.port} (${c.why}), at INPUT line ${line} ${where}\n` +
+        `${f.name} ipv${family}: ${c.action} tcp ${portsOf(c).join(",")} (${c.why}), at INPUT line ${line} ${where}\n` +
           `  rule: ${ruleText("INPUT", argv)}\n  placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}\n` +
           `  ${problems.join("\n  ")}\n  ruleset: test/fixtures/managers/${f.name}/*-ipv${family}.save`,
       );
@@ -258,14 +289,18 @@ async function judgeAt(
   const { restore } = tools(family);
   const argv = argvOf(c, family);
   const withOurs = insertRuleText(base, "filter", "INPUT", line, ruleText("INPUT", argv));
-  await pair.serverSh(PRIMARY, restore, withOurs);
-  const kernel = (await probeAll(pair, family, c.port)).map((o) => KERNEL[o]);
-  await pair.serverSh(PRIMARY, restore, base);
+  await pair.serverSh(host.backend, restore, withOurs);
+  const kernel = await probeAll(pair, family, portsOf(c));
+  await pair.serverSh(host.backend, restore, base);
   const request = { table: "filter", chain: "INPUT", rule: argv, line, nat: host.nat, other: host.other };
   // Packets DNAT-ed to the backend go through FORWARD to a listening port: ACCEPT, as placement.test.ts counts them.
   const model = host.interfaces.map((i) => {
     const judged = possibleVerdicts(host.primary, { ...request, interfaces: [i] }).filter((m) => m.arrival === i);
-    return [...new Set(judged.flatMap((m) => m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x))))];
+    return portsOf(c).map((p) => [
+      ...new Set(
+        judged.filter((m) => m.port === p).flatMap((m) => m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x))),
+      ),
+    ]);
   });
   const shadow = shadowing(parseRuleset(withOurs), {
     table: "filter",
@@ -277,12 +312,15 @@ async function judgeAt(
   });
   stats.lines++;
   const problems: string[] = [];
-  for (const [k, i] of host.interfaces.entries()) {
-    stats.probes++;
-    if (!model[k].includes(kernel[k]))
-      problems.push(`on ${i} the kernel says ${kernel[k]}, the model allows ${model[k].join("|")}`);
-  }
-  const effective = model.every((vs) => vs.every((v) => v === c.action));
+  for (const [k, i] of host.interfaces.entries())
+    for (const [j, p] of portsOf(c).entries()) {
+      stats.probes++;
+      if (!model[k][j].includes(kernel[k][j]))
+        problems.push(
+          `${p} on ${i}: the kernel says ${kernel[k][j]}, the model allows ${model[k][j].join("|") || "nothing"}`,
+        );
+    }
+  const effective = model.every((perPort) => perPort.every((vs) => vs.length > 0 && vs.every((v) => v === c.action)));
   if ((shadow === undefined) !== effective)
     problems.push(
       `shadowing() says ${shadow ? `shadowed: ${shadow.why}` : "effective"}, the model says effective ${effective}`,
@@ -291,14 +329,21 @@ async function judgeAt(
     problems.push(`placeRule says effective ${placed.effective}, the model at its line ${effective}`);
   if (placed?.effective) {
     stats.effective++;
-    const wrong = host.interfaces.filter((_, k) => kernel[k] !== c.action);
+    const wrong = host.interfaces.filter((_, k) => kernel[k].some((v) => v !== c.action));
     if (wrong.length) problems.push(`placed effective, but the kernel does not ${c.action} on ${wrong.join(", ")}`);
   }
-  if (problems.length)
-    problems.unshift(
-      `kernel: ${host.interfaces.map((i, k) => `${i} ${kernel[k]}`).join(", ")}; ` +
-        `model: ${host.interfaces.map((i, k) => `${i} ${model[k].join("|")}`).join(", ")}`,
-    );
+  if (problems.length) {
+    const each = (say: (k: number, j: number) => string) =>
+      host.interfaces
+        .map(
+          (i, k) =>
+            `${i} ${portsOf(c)
+              .map((p, j) => `${p} ${say(k, j)}`)
+              .join(", ")}`,
+        )
+        .join("; ");
+    problems.unshift(`kernel: ${each((k, j) => kernel[k][j])}; model: ${each((k, j) => model[k][j].join("|"))}`);
+  }
   return problems;
 }
 
@@ -310,7 +355,7 @@ describe("placement on rulesets real firewall managers wrote, judged by the kern
       ALL.map(async (f) => {
         const pair = pairs.get(f.name)!;
         for (const family of [4, 6] as const) {
-          if (![PRIMARY, SECOND].some((b) => f.saves.has(`${b}-ipv${family}`))) continue;
+          if (![f.backend, f.second].some((b) => f.saves.has(`${b}-ipv${family}`))) continue;
           await load(pair, f, family);
           for (const c of CASES[f.name]) await runCase(pair, f, family, c);
         }
