@@ -41,6 +41,8 @@ useLab(async (l) => {
   lab = l;
   h = await lab.addHost({ backend: "nf_tables", listen: { tcp: [8080, 9090] } });
   eth1 = await addSecondLink(h);
+  // REJECT's ICMP errors are rate-limited per peer: a probe must never see a REJECT as a DROP
+  await h.sh("sysctl -q -w net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0");
   const zones = zoneCommands([
     { zone: "public", iface: "eth0", ports: ["9090/tcp"] },
     {

@@ -4,7 +4,7 @@
 // behind the private mounts every firewall manager of the lab gets (test/lab/managers.ts), with:
 //   - cgroups: `ip netns exec` mounts a fresh /sys, so the cgroup v1 hierarchies are mounted again in
 //     the script's mount namespace; dockerd uses the cgroupfs driver under a parent cgroup of its own
-//     (pit-docker-<pid>), which dockerKilled empties and removes;
+//     (pit-docker-<pid>), emptied and removed when the script ends;
 //   - its data, exec root, socket and pid file on the private /run (vfs storage: no overlay on overlay);
 //   - its bridge bk0 (made here, 198.19.250.1/24 and fd00:19:250::1/64: a rules-lab pair's BACKEND
 //     link, so the kernel test's server forwards what Docker's DNAT sends to the container's address
@@ -14,6 +14,8 @@
 //   - /usr/bin/docker and /usr/sbin/dockerd named in full (a client in /usr/local/bin would shadow them).
 // Only dockerd's netfilter rules stay, in the lab namespace.
 
+import { KILL_OWN_MOUNT_NAMESPACE } from "./firewalld";
+
 /** dockerd's socket on the private /run. */
 const SOCK = "unix:///run/pit-docker.sock";
 const docker = `/usr/bin/docker -H ${SOCK}`;
@@ -22,12 +24,22 @@ const HIERARCHIES = "cpu cpuacct cpuset memory devices freezer blkio pids";
 /**
  * Shell lines (a managerScript body) that start dockerd and run a container (busybox sleeping) with
  * `publish` (docker run -p words, e.g. "198.18.0.2:8088:8088"), and wait until its DNAT is in nat.
- * End the body with dockerKilled.
+ * When the script ends, however it ends, dockerd, containerd and the container are killed with
+ * SIGKILL (so the rules stay: a stopping dockerd or container removes them): every process of the
+ * script's mount namespace but the script, and every process in dockerd's parent cgroup, which is
+ * then removed.
  */
 export function dockerStart(publish: string[]): string[] {
   return [
     `[ -x /usr/sbin/dockerd ] || { echo 'no dockerd in the managers tree: unpack it with PIT_MANAGERS_EXTRA="docker.io containerd runc tini"' >&2; exit 1; }`,
     "pit_cg=pit-docker-$$",
+    "pit_docker_end() {",
+    `  ${KILL_OWN_MOUNT_NAMESPACE}`,
+    '  for f in $(find /sys/fs/cgroup/pids/$pit_cg -name cgroup.procs 2>/dev/null); do for pid in $(cat "$f"); do kill -9 "$pid" 2>/dev/null; done; done; true',
+    "  sleep 0.5",
+    `  for c in ${HIERARCHIES} systemd; do [ -d /sys/fs/cgroup/$c/$pit_cg ] && find /sys/fs/cgroup/$c/$pit_cg -depth -type d -exec rmdir {} + 2>/dev/null; done; true`,
+    "}",
+    "trap pit_docker_end EXIT",
     "mount -t tmpfs pit-cgroup /sys/fs/cgroup",
     `for c in ${HIERARCHIES}; do mkdir -p /sys/fs/cgroup/$c && mount -t cgroup -o $c pit-cgroup /sys/fs/cgroup/$c; done`,
     "mkdir -p /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd pit-cgroup /sys/fs/cgroup/systemd",
@@ -54,15 +66,3 @@ export function dockerStart(publish: string[]): string[] {
     "i=0; until iptables -t nat -S DOCKER 2>/dev/null | grep -q DNAT; do i=$((i+1)); [ $i -lt 100 ] || { echo 'no DNAT from docker' >&2; exit 1; }; sleep 0.1; done",
   ];
 }
-
-/**
- * Shell lines that end dockerd, containerd and the container with SIGKILL (so the rules stay: a
- * stopping dockerd or container removes them): every process of this mount namespace but the
- * script itself, and every process in dockerd's parent cgroup; then that cgroup is removed.
- */
-export const dockerKilled = [
-  'pit_mnt=$(readlink /proc/self/ns/mnt); for p in /proc/[0-9]*; do pid=${p#/proc/}; [ "$pid" != $$ ] && [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$pit_mnt" ] && kill -9 "$pid" 2>/dev/null; done; true',
-  'for f in $(find /sys/fs/cgroup/pids/$pit_cg -name cgroup.procs 2>/dev/null); do for pid in $(cat "$f"); do kill -9 "$pid" 2>/dev/null; done; done; true',
-  "sleep 0.5",
-  `for c in ${HIERARCHIES} systemd; do [ -d /sys/fs/cgroup/$c/$pit_cg ] && find /sys/fs/cgroup/$c/$pit_cg -depth -type d -exec rmdir {} + 2>/dev/null; done; true`,
-];

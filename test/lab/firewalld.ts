@@ -7,7 +7,7 @@
 // host; polkitd finds firewalld's actions through the link the package's postinst would make (made
 // here in a private overlay of the actions directory). Everything they write goes to the private
 // mounts; only the netfilter rules firewalld loads stay, in the lab namespace. Every process they
-// start stays in the script's mount namespace, which is how firewalldKilled finds them.
+// start stays in the script's mount namespace, which is how firewalldKilledOnExit finds them.
 import { q } from "./managers";
 
 /** A zone bound to an interface, and what it changes (firewall-cmd's words). */
@@ -47,7 +47,8 @@ export function zoneCommands(zones: FirewalldZone[]): string[] {
 /**
  * Shell lines (a managerScript body) that start the private system D-Bus and firewalld with the
  * iptables backend, wait until it runs and run `commands` (firewall-cmd ...). The daemons stay in the
- * script's mount namespace: end the body with firewalldKilled, or let the lab namespace's end take them.
+ * script's mount namespace: begin a capture body with firewalldKilledOnExit, or let the lab host's end
+ * take them.
  */
 export function firewalldStart(commands: string[]): string[] {
   return [
@@ -65,10 +66,12 @@ export function firewalldStart(commands: string[]): string[] {
 
 const ACTIONS = "/usr/share/polkit-1/actions";
 
-/** Shell lines that end firewalld with SIGKILL, so its rules stay (a stopping firewalld removes them:
- * CleanupOnExit=yes), then the private D-Bus and what it started (polkitd): every process of this
- * mount namespace but the script itself, all started by it. */
-export const firewalldKilled = [
-  "kill -9 $(cat /run/firewalld.pid)",
-  'pit_mnt=$(readlink /proc/self/ns/mnt); for p in /proc/[0-9]*; do pid=${p#/proc/}; [ "$pid" != $$ ] && [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$pit_mnt" ] && kill -9 "$pid" 2>/dev/null; done; true',
-];
+/** Kills with SIGKILL every process of the script's mount namespace but the script itself: all
+ * started by it (a lab namespace's capture script runs in a mount namespace of its own). */
+export const KILL_OWN_MOUNT_NAMESPACE =
+  'pit_mnt=$(readlink /proc/self/ns/mnt); for p in /proc/[0-9]*; do pid=${p#/proc/}; [ "$pid" != $$ ] && [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$pit_mnt" ] && kill -9 "$pid" 2>/dev/null; done; true';
+
+/** A shell line, first in a capture body, that ends firewalld with SIGKILL when the script ends, however
+ * it ends, so its rules stay (a stopping firewalld removes them: CleanupOnExit=yes), and with it the
+ * private D-Bus and what that started (polkitd). */
+export const firewalldKilledOnExit = `trap '${KILL_OWN_MOUNT_NAMESPACE}' EXIT`;

@@ -123,7 +123,13 @@ const CASES: Record<string, Case[]> = {
       action: "ACCEPT",
       why: "public forward-ports it to the host behind bk0 (eth0, IPv4); internal rejects it",
     },
-    { port: 8084, action: "ACCEPT", why: "both zones reject it" },
+    { port: 8084, action: "ACCEPT", why: "every zone rejects it" },
+    { port: 8092, action: "DROP", why: "internal (eth1) accepts 8090-8095; public (eth0) and block (wan0) reject it" },
+    {
+      port: 8092,
+      action: "ACCEPT",
+      why: "internal (eth1) accepts 8090-8095; public (eth0) and block (wan0) reject it",
+    },
     { port: 8085, action: "ACCEPT", why: "a rich rule in public (eth0) rejects it (IPv4) or drops it (IPv6)" },
     {
       port: 8085,
