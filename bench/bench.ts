@@ -387,7 +387,42 @@ interface CliFigures {
   previewAfterConns: number;
   noChangeConns: number;
   noChangeUp: number;
+  /** The host transactions of `up` and of `destroy` (bench/trace.cjs). */
+  upTx: Transaction[];
+  destroyTx: Transaction[];
 }
+
+/** A host transaction as bench/trace.cjs records it: its changes, and whether it continued a kept conversation. */
+interface Transaction {
+  changes: number;
+  kept: boolean;
+}
+
+/** The lines bench/trace.cjs wrote (and clears the file for the next phase). */
+function traced(file: string): { op: string; t0: number; t1: number; changes?: number; kept?: boolean }[] {
+  const lines = readFileSync(file, "utf8").trim().split("\n").filter(Boolean);
+  rmSync(file, { force: true });
+  return lines.map((l) => JSON.parse(l));
+}
+/** Logs (stderr) when the phase's calls started and ended, and when its transactions started (ms from the first call). */
+function logWaves(phase: string, lines: ReturnType<typeof traced>, op: string): void {
+  const calls = lines.filter((c) => c.op === op);
+  const start = Math.min(...calls.map((c) => c.t0));
+  const at = (xs: typeof lines, k: "t0" | "t1") => xs.map((c) => Math.round(c[k] - start)).join(",");
+  log(`  ${phase}: ${op} calls start at ms ${at(calls, "t0")}; end at ${at(calls, "t1")}`);
+  log(
+    `  ${phase}: transactions start at ms ${at(
+      lines.filter((c) => c.op === "transaction"),
+      "t0",
+    )}`,
+  );
+}
+const transactionsOf = (lines: ReturnType<typeof traced>): Transaction[] =>
+  lines.filter((l) => l.op === "transaction").map((l) => ({ changes: l.changes!, kept: l.kept! }));
+
+/** "14 transactions (8,1,7,...), 3 of them starting a conversation". */
+const transactionsText = (txs: Transaction[]) =>
+  `${txs.length} transactions (changes each: ${txs.map((t) => t.changes).join(",")}), ${txs.filter((t) => !t.kept).length} of them opening a conversation`;
 
 /** The union of intervals' length (ms): the time at least one call was in flight. */
 function busy(intervals: { t0: number; t1: number }[]): number {
@@ -427,11 +462,9 @@ async function cli(t: Target, ports: number[]): Promise<CliFigures> {
     let t0 = now();
     must("up", await p.up());
     const apply = now() - t0;
-    const calls = readFileSync(trace, "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as { op: string; t0: number; t1: number })
-      .filter((c) => c.op === "create");
+    const upTrace = traced(trace);
+    const calls = upTrace.filter((c) => c.op === "create");
+    logWaves("up", upTrace, "create");
     const after = await present(t, ports);
     const upConns = await syns(t);
     must("preview", await p.preview());
@@ -440,9 +473,12 @@ async function cli(t: Target, ports: number[]): Promise<CliFigures> {
     must("up (no changes)", await p.up());
     const noChangeUp = now() - t0;
     const noChangeConns = await syns(t);
+    rmSync(trace, { force: true });
     t0 = now();
     must("destroy", await p.destroy());
     const destroy = now() - t0;
+    const destroyTrace = traced(trace);
+    logWaves("destroy", destroyTrace, "remove");
     const conns = upConns + (await syns(t));
     const left = await reset(t);
     return {
@@ -454,6 +490,8 @@ async function cli(t: Target, ports: number[]): Promise<CliFigures> {
       previewAfterConns,
       noChangeConns,
       noChangeUp,
+      upTx: transactionsOf(upTrace),
+      destroyTx: transactionsOf(destroyTrace),
     };
   } finally {
     p.remove();
@@ -681,6 +719,7 @@ async function main() {
         rowText({ n: "50", approach: "pulumi-iptables via `pulumi up` / `destroy`", samples: [c.sample], lower }),
         "",
         `Inside the provider's process during \`up\`: ${c.calls} create calls, in flight (at least one) ${sec(c.providerBusy)} s of the up's ${sec(c.sample.apply)} s (${((100 * c.providerBusy) / c.sample.apply).toFixed(0)}%); first call to last answer ${sec(c.providerSpan)} s.`,
+        `Host transactions: \`up\` ${transactionsText(c.upTx)}; \`destroy\` ${transactionsText(c.destroyTx)}.`,
         `SSH connections: \`pulumi preview\` before the first up ${c.previewConns}, after it ${c.previewAfterConns}; \`up\` with no changes ${c.noChangeConns} (took ${sec(c.noChangeUp)} s).`,
         "",
       );
