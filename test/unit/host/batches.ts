@@ -55,7 +55,7 @@ export const first = (saves: Record<string, string>, more: Record<string, Sectio
 
 /** Batching windows as short as before gather.ts (the operations of one moment share a batch, the
  * conversation waits 20 ms), so that tests that do not test them do not wait for them. */
-export const quick = () => new Arrivals({ quiet: 2, gather: 20, keep: 20 });
+export const quick = () => new Arrivals({ quiet: 2, wave: 2, gather: 20, keep: 20 });
 
 /** An agent on a fake host (`windows`: its batching, quick unless a test says otherwise). */
 export function agentOn(host: FakeHost, fresh?: FakeHost, windows = quick()) {

@@ -1,12 +1,12 @@
 // When a batch of changes starts (gather.ts), on a fake clock: a lone change waits the quiet window
-// only; changes that keep arriving keep the batch gathering, up to its bound; the quiet window
-// follows the gaps between changes of a wave; once a batch has run,
-// a batch starts as soon as as many changes wait as were ever in flight at once; a kept conversation
-// hears of the next change, or gives up after its keep window.
+// only; changes that keep arriving keep the batch gathering, up to its bound; the quiet window follows
+// the gaps between changes of a wave; once a batch has run, a batch starts as soon as as many changes
+// wait as were ever in flight at once, and fewer wait the wave window for the rest; a kept
+// conversation hears of the next change, or gives up after its keep window.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Arrivals } from "../../../provider/host/gather";
 
-const W = { quiet: 25, gather: 150, keep: 300 };
+const W = { quiet: 25, wave: 60, gather: 150, keep: 300 };
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
@@ -88,12 +88,13 @@ describe("a batch", () => {
     await vi.advanceTimersByTimeAsync(100);
     a.arrived(1);
     expect(a.quiet()).toBe(W.gather);
-    // Only the latest gaps count: eight short ones later, the window is back to its least.
+    // Only the latest gaps count: eight short ones later, the window is back to its least (after a
+    // first batch, the wave window).
     for (let i = 0; i < 8; i++) {
       await vi.advanceTimersByTimeAsync(5);
       a.arrived(1);
     }
-    expect(a.quiet()).toBe(W.quiet);
+    expect(a.quiet()).toBe(W.wave);
   });
 
   it("starts at its bound when changes never stop arriving", async () => {
@@ -123,6 +124,14 @@ describe("a batch", () => {
     await vi.advanceTimersByTimeAsync(10);
     q.add();
     expect(await done(p)).toBe(true);
+    // Fewer than that, and none arriving: the rest of the wave is awaited for the wave window.
+    q.take();
+    q.add();
+    const rest = a.gathered(() => q.length);
+    await vi.advanceTimersByTimeAsync(W.wave - 1);
+    expect(await done(rest)).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await done(rest)).toBe(true);
   });
 });
 
