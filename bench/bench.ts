@@ -16,11 +16,12 @@
 // counted inside the host) and round trips (channels), and the targets line (met / NOT met).
 //   npm run bench   (= npm run build && bash test/lab/in-lab.sh tsx bench/bench.ts)
 // Env: BENCH_RUNS (runs at 20 ms, default 3), BENCH_OTHER_RUNS (at 0 and 100 ms, default 1),
-// BENCH_ONLY (comma list of sections: rtt,fleet,kube,cli; default all), BENCH_KUBE_BACKENDS (the
+// BENCH_ONLY (comma list of sections: rtt,fleet,kube,cli,floor; default all; floor: the engine floor,
+// the same program with a no-op provider, compared with cli's runs), BENCH_KUBE_BACKENDS (the
 // 20,000-rule host's iptables backends: nf_tables,legacy by default). Progress goes to stderr, with
 // the CPU seconds each lifecycle phase kept busy (the machine's, and the provider's own process's).
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { hostAgent } from "../dist/host/agent.js";
@@ -39,7 +40,7 @@ import { PulumiProject } from "../test/pulumi";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const OTHER_RUNS = Number(process.env.BENCH_OTHER_RUNS ?? 1);
-const ONLY = new Set((process.env.BENCH_ONLY ?? "rtt,fleet,kube,cli").split(","));
+const ONLY = new Set((process.env.BENCH_ONLY ?? "rtt,fleet,kube,cli,floor").split(","));
 const HEADLINE = 20;
 const KUBE_RULES = 20_000;
 /** The iptables backends of the 20,000-rule host (BENCH_KUBE_BACKENDS, comma list). */
@@ -387,7 +388,83 @@ interface CliFigures {
   previewAfterConns: number;
   noChangeConns: number;
   noChangeUp: number;
+  /** The host transactions of `up` and of `destroy` (bench/trace.cjs). */
+  upTx: Transaction[];
+  destroyTx: Transaction[];
+  upTrips: Trips;
+  destroyTrips: Trips;
+  /** `up` and `destroy` at --parallel 64 (rules missing or left in `lost`). */
+  wide: Awaited<ReturnType<typeof upDestroy>> & { lost: number };
 }
+
+/** A host transaction as bench/trace.cjs records it: its changes, and whether it continued a kept conversation. */
+interface Transaction {
+  changes: number;
+  kept: boolean;
+}
+
+/** A line bench/trace.cjs wrote. */
+interface Traced {
+  op: string;
+  pid: number;
+  t0: number;
+  t1: number;
+  changes?: number;
+  kept?: boolean;
+  cpu?: number;
+  sent?: number;
+  received?: number;
+  listings?: number;
+}
+
+/** A phase's round trips to the host, whole-table listings, bytes both ways and provider CPU seconds. */
+interface Trips {
+  trips: number;
+  listings: number;
+  bytes: number;
+  cpu: number;
+}
+function tripsOf(lines: Traced[]): Trips {
+  const trips = lines.filter((l) => l.op === "step" || l.op === "run");
+  const cpu = new Map<number, number>();
+  for (const l of lines) if (l.cpu !== undefined) cpu.set(l.pid, Math.max(cpu.get(l.pid) ?? 0, l.cpu));
+  return {
+    trips: trips.length,
+    listings: trips.reduce((n, l) => n + (l.listings ?? 0), 0),
+    bytes: trips.reduce((n, l) => n + (l.sent ?? 0) + (l.received ?? 0), 0),
+    cpu: [...cpu.values()].reduce((a, b) => a + b, 0),
+  };
+}
+const tripsText = (t: Trips) =>
+  `${t.trips} round trips, ${t.listings} whole-table listings, ${(t.bytes / 1e3).toFixed(1)} kB, provider process ${fix2(t.cpu)} cpu-s`;
+
+/** The lines bench/trace.cjs wrote (and clears the file for the next phase). */
+function traced(file: string): Traced[] {
+  // The engine floor's program loads no pulumi-iptables code: nothing is traced.
+  if (!existsSync(file)) return [];
+  const lines = readFileSync(file, "utf8").trim().split("\n").filter(Boolean);
+  rmSync(file, { force: true });
+  return lines.map((l) => JSON.parse(l));
+}
+/** Logs (stderr) when the phase's calls started and ended, and when its transactions started (ms from the first call). */
+function logWaves(phase: string, lines: ReturnType<typeof traced>, op: string): void {
+  const calls = lines.filter((c) => c.op === op);
+  const start = Math.min(...calls.map((c) => c.t0));
+  const at = (xs: typeof lines, k: "t0" | "t1") => xs.map((c) => Math.round(c[k] - start)).join(",");
+  log(`  ${phase}: ${op} calls start at ms ${at(calls, "t0")}; end at ${at(calls, "t1")}`);
+  log(
+    `  ${phase}: transactions start at ms ${at(
+      lines.filter((c) => c.op === "transaction"),
+      "t0",
+    )}`,
+  );
+}
+const transactionsOf = (lines: ReturnType<typeof traced>): Transaction[] =>
+  lines.filter((l) => l.op === "transaction").map((l) => ({ changes: l.changes!, kept: l.kept! }));
+
+/** "14 transactions (8,1,7,...), 3 of them starting a conversation". */
+const transactionsText = (txs: Transaction[]) =>
+  `${txs.length} transactions (changes each: ${txs.map((t) => t.changes).join(",")}), ${txs.filter((t) => !t.kept).length} of them opening a conversation`;
 
 /** The union of intervals' length (ms): the time at least one call was in flight. */
 function busy(intervals: { t0: number; t1: number }[]): number {
@@ -402,12 +479,64 @@ function busy(intervals: { t0: number; t1: number }[]): number {
   return total;
 }
 
-async function cli(t: Target, ports: number[]): Promise<CliFigures> {
-  await reset(t);
+/** PortRule's outputs, each an undefined placeholder among its inputs (provider/index.ts OUTPUTS). */
+const OUTPUT_NAMES = [
+  ...["unique", "tag", "host", "rules", "insertedAt", "placement", "line", "counters", "packets", "bytes"],
+  ...["effective", "shadowedBy", "placeable", "shadowTag", "missing", "backend", "iptablesVersion"],
+  ...["hostKeyFingerprint", "proxyHostKeyFingerprint", "listening", "persisted", "adopts", "adopted", "ports"],
+];
+
+/**
+ * The engine floor: PROGRAM's resources with a no-op dynamic provider instead of PortRule's. The same
+ * inputs as PortRule gives the engine (the secret connection, the identity, every output as an
+ * undefined placeholder, `connection` an additional secret output), outputs of the same shape, and
+ * the same stack outputs; check returns the inputs, diff says no change, create and delete do nothing.
+ */
+const NOOP_PROGRAM = `
+const pulumi = require("@pulumi/pulumi");
+const cfg = new pulumi.Config();
+const connection = cfg.requireSecretObject("connection");
+const OUTPUTS = Object.fromEntries(${JSON.stringify(OUTPUT_NAMES)}.map((n) => [n, undefined]));
+const provider = {
+  async check(olds, news) { return { inputs: news }; },
+  async diff() { return { changes: false }; },
+  async create(inputs) {
+    const tag = "pulumi-iptables:" + inputs.identity.project + "/" + inputs.identity.stack + "/" + inputs.identity.name + "/0123456789ab";
+    const rule = "-A INPUT -p tcp -m tcp --dport " + inputs.port + ' -m comment --comment "' + tag + '" -j ACCEPT';
+    return { id: tag, outs: { ...inputs, unique: "0123456789ab", tag, host: "198.18.0.1", rules: { ipv4: rule },
+      insertedAt: { ipv4: 3 }, placement: { ipv4: "auto: line 3" }, line: { ipv4: 3 }, counters: { ipv4: { packets: "0", bytes: "0" } },
+      packets: 0, bytes: 0, effective: true, backend: "nf_tables", iptablesVersion: "1.8.9",
+      hostKeyFingerprint: "SHA256:0123456789abcdef0123456789abcdef0123456789a", listening: true, persisted: false, ports: [inputs.port] } };
+  },
+  async delete() {},
+};
+class NoopRule extends pulumi.dynamic.Resource {
+  constructor(name, args) {
+    const inputs = { ...args, ...OUTPUTS, connection: pulumi.secret(args.connection),
+      identity: { project: pulumi.getProject(), stack: pulumi.getStack(), name } };
+    super(provider, name, inputs, { additionalSecretOutputs: ["connection"] }, "bench", "NoopRule");
+  }
+}
+const out = {};
+for (const r of cfg.requireObject("rules")) {
+  const rule = new NoopRule(r.name, { connection, ...r.args });
+  out[r.name] = { tag: rule.tag, rules: rule.rules, insertedAt: rule.insertedAt, placement: rule.placement, line: rule.line,
+    packets: rule.packets, bytes: rule.bytes, counters: rule.counters, effective: rule.effective, shadowedBy: rule.shadowedBy,
+    backend: rule.backend, hostKeyFingerprint: rule.hostKeyFingerprint, listening: rule.listening, missing: rule.missing, persisted: rule.persisted };
+}
+exports.rules = out;
+`;
+
+const must = (what: string, r: { code: number; stdout: string; stderr: string }) => {
+  if (r.code) throw new Error(`pulumi ${what} exited ${r.code}: ${r.stdout.slice(-1500)}${r.stderr.slice(-1500)}`);
+};
+
+/** A project running `program` on the target's rules, with bench/trace.cjs preloaded (its trace file). */
+async function benchProject(t: Target, ports: number[], program: string, withPackage: boolean) {
   const rules = ports.map((port, i) => ({ name: `r${i}`, args: { port, action: "ACCEPT", ipVersion: "ipv4" } }));
   const p = await PulumiProject.create("bench", {
-    files: { "index.js": PROGRAM },
-    withPackage: true,
+    files: { "index.js": program },
+    withPackage,
     config: {
       "bench:connection": { value: JSON.stringify(t.proxy.connection()), secret: true },
       "bench:rules": JSON.stringify(rules),
@@ -416,9 +545,58 @@ async function cli(t: Target, ports: number[]): Promise<CliFigures> {
   const trace = join(p.dir, "trace.jsonl");
   p.env.NODE_OPTIONS = `${p.env.NODE_OPTIONS ?? ""} --require ${join(__dirname, "trace.cjs")}`.trim();
   p.env.PIT_BENCH_TRACE = trace;
-  const must = (what: string, r: { code: number; stdout: string; stderr: string }) => {
-    if (r.code) throw new Error(`pulumi ${what} exited ${r.code}: ${r.stdout.slice(-1500)}${r.stderr.slice(-1500)}`);
+  return { p, trace };
+}
+
+/** `up` then `destroy` with `extra` flags: their times (ms), the rules `afterUp` finds missing, and
+ * the transactions and round trips each made. */
+async function upDestroy(p: PulumiProject, trace: string, extra: string[], afterUp?: () => Promise<number>) {
+  rmSync(trace, { force: true });
+  let t0 = now();
+  must(`up ${extra.join(" ")}`, await p.up(extra));
+  const apply = now() - t0;
+  const ups = traced(trace);
+  if (ups.length) logWaves(`up ${extra.join(" ")}`, ups, "create");
+  const missing = (await afterUp?.()) ?? 0;
+  t0 = now();
+  must(`destroy ${extra.join(" ")}`, await p.destroy(extra));
+  const destroy = now() - t0;
+  const downs = traced(trace);
+  if (downs.length) logWaves(`destroy ${extra.join(" ")}`, downs, "remove");
+  return {
+    apply,
+    destroy,
+    missing,
+    upTx: transactionsOf(ups),
+    destroyTx: transactionsOf(downs),
+    upTrips: tripsOf(ups),
+    destroyTrips: tripsOf(downs),
   };
+}
+
+/** The engine floor (NOOP_PROGRAM): `up` and `destroy` at the default parallelism and at --parallel 64. */
+async function engineFloor(t: Target, ports: number[]) {
+  const { p, trace } = await benchProject(t, ports, NOOP_PROGRAM, false);
+  try {
+    return { byDefault: await upDestroy(p, trace, []), wide: await upDestroy(p, trace, ["--parallel", "64"]) };
+  } finally {
+    p.remove();
+  }
+}
+
+/** The targets of issue 25 against the engine floor: up within 1.25x of it, destroy within 1.5x. */
+function floorTargets(c: CliFigures, floor: Awaited<ReturnType<typeof engineFloor>>): string[] {
+  const verdict = (q: number, most: number) => `${fix2(q)}x -> ${q <= most ? "met" : "NOT met"}`;
+  return [
+    `- pulumi up of 50 via the CLI within 1.25x of the no-op provider: ${sec(c.sample.apply)} / ${sec(floor.byDefault.apply)} s = ${verdict(c.sample.apply / floor.byDefault.apply, 1.25)}`,
+    `- pulumi destroy of 50 via the CLI within 1.5x of the no-op provider: ${sec(c.sample.destroy)} / ${sec(floor.byDefault.destroy)} s = ${verdict(c.sample.destroy / floor.byDefault.destroy, 1.5)}`,
+    `  (--parallel 64: up ${fix2(c.wide.apply / floor.wide.apply)}x, destroy ${fix2(c.wide.destroy / floor.wide.destroy)}x of the no-op provider)`,
+  ];
+}
+
+async function cli(t: Target, ports: number[]): Promise<CliFigures> {
+  await reset(t);
+  const { p, trace } = await benchProject(t, ports, PROGRAM, true);
   try {
     await syns(t);
     must("preview", await p.preview());
@@ -427,11 +605,9 @@ async function cli(t: Target, ports: number[]): Promise<CliFigures> {
     let t0 = now();
     must("up", await p.up());
     const apply = now() - t0;
-    const calls = readFileSync(trace, "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as { op: string; t0: number; t1: number })
-      .filter((c) => c.op === "create");
+    const upTrace = traced(trace);
+    const calls = upTrace.filter((c) => c.op === "create");
+    logWaves("up", upTrace, "create");
     const after = await present(t, ports);
     const upConns = await syns(t);
     must("preview", await p.preview());
@@ -440,12 +616,24 @@ async function cli(t: Target, ports: number[]): Promise<CliFigures> {
     must("up (no changes)", await p.up());
     const noChangeUp = now() - t0;
     const noChangeConns = await syns(t);
+    rmSync(trace, { force: true });
     t0 = now();
     must("destroy", await p.destroy());
     const destroy = now() - t0;
+    const destroyTrace = traced(trace);
+    logWaves("destroy", destroyTrace, "remove");
     const conns = upConns + (await syns(t));
     const left = await reset(t);
+    // The same at --parallel 64: the engine sends all 50 at once.
+    const wide = await upDestroy(p, trace, ["--parallel", "64"], async () => {
+      return ports.length - (await present(t, ports)).present;
+    });
+    await syns(t);
+    const wideLeft = await reset(t);
     return {
+      wide: { ...wide, lost: wide.missing + wideLeft },
+      upTrips: tripsOf(upTrace),
+      destroyTrips: tripsOf(destroyTrace),
       sample: { apply, destroy, conns, channels: Number.NaN, lost: ports.length - after.present + left, refused: 0 },
       providerBusy: busy(calls),
       providerSpan: Math.max(...calls.map((c) => c.t1)) - Math.min(...calls.map((c) => c.t0)),
@@ -454,6 +642,8 @@ async function cli(t: Target, ports: number[]): Promise<CliFigures> {
       previewAfterConns,
       noChangeConns,
       noChangeUp,
+      upTx: transactionsOf(upTrace),
+      destroyTx: transactionsOf(destroyTrace),
     };
   } finally {
     p.remove();
@@ -671,21 +861,51 @@ async function main() {
       await setRtt([h], HEADLINE);
       const ports = Array.from({ length: 50 }, (_, i) => PORT0 + i);
       const lower = [await lowerBound(h, ports)];
+      const floor = ONLY.has("floor") ? await engineFloor(h, ports) : undefined;
       const c = await cli(h, ports);
-      providerLost.push(c.sample.lost);
+      providerLost.push(c.sample.lost, c.wide.lost);
+      const sampleOf = (r: { apply: number; destroy: number }, lost = 0): Sample => ({
+        ...r,
+        conns: Number.NaN,
+        channels: Number.NaN,
+        lost,
+        refused: 0,
+      });
+      const floorRows = floor
+        ? [
+            rowText({
+              n: "50",
+              approach: "engine floor: no-op provider, same inputs, `pulumi up` / `destroy`",
+              samples: [sampleOf(floor.byDefault)],
+              lower,
+            }),
+            rowText({ n: "50", approach: "engine floor, `--parallel 64`", samples: [sampleOf(floor.wide)], lower }),
+          ]
+        : [];
       out.push(
         `### \`pulumi up\` / \`destroy\` of 50 PortRules through the real CLI at ${HEADLINE} ms (1 run; load ${load()})`,
         "",
         HEADER("lower"),
         rowText({ n: "50", approach: "lower bound: 1 ssh, 1 iptables-restore --noflush", samples: lower, lower }),
         rowText({ n: "50", approach: "pulumi-iptables via `pulumi up` / `destroy`", samples: [c.sample], lower }),
+        rowText({
+          n: "50",
+          approach: "pulumi-iptables via `pulumi up` / `destroy` `--parallel 64`",
+          samples: [sampleOf(c.wide, c.wide.lost)],
+          lower,
+        }),
+        ...floorRows,
         "",
         `Inside the provider's process during \`up\`: ${c.calls} create calls, in flight (at least one) ${sec(c.providerBusy)} s of the up's ${sec(c.sample.apply)} s (${((100 * c.providerBusy) / c.sample.apply).toFixed(0)}%); first call to last answer ${sec(c.providerSpan)} s.`,
+        `Host transactions: \`up\` ${transactionsText(c.upTx)}; \`destroy\` ${transactionsText(c.destroyTx)}.`,
+        `With \`--parallel 64\`: \`up\` ${transactionsText(c.wide.upTx)}; \`destroy\` ${transactionsText(c.wide.destroyTx)}.`,
+        `Round trips (exec channels' steps and one-off scripts), whole-table listings (iptables-save sections), bytes both ways, CPU of the provider's process: \`up\` ${tripsText(c.upTrips)}; \`destroy\` ${tripsText(c.destroyTrips)}; \`--parallel 64\`: \`up\` ${tripsText(c.wide.upTrips)}; \`destroy\` ${tripsText(c.wide.destroyTrips)}.`,
         `SSH connections: \`pulumi preview\` before the first up ${c.previewConns}, after it ${c.previewAfterConns}; \`up\` with no changes ${c.noChangeConns} (took ${sec(c.noChangeUp)} s).`,
         "",
       );
       targets.push(
         `- pulumi up of 50 via the CLI: ${sec(c.sample.apply)} s, provider in flight ${sec(c.providerBusy)} s (${((100 * c.providerBusy) / c.sample.apply).toFixed(0)}%)`,
+        ...(floor ? floorTargets(c, floor) : []),
         `- preview and a no-change up open no SSH connection: ${c.previewConns + c.previewAfterConns + c.noChangeConns} -> ${verdict(c.previewConns + c.previewAfterConns + c.noChangeConns === 0)}`,
       );
     }

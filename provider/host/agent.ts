@@ -16,15 +16,16 @@ import { listedRule } from "./listed";
 import { impostorWarnings } from "./plan";
 import { freshSession } from "./batch";
 import type { FreshSession, Op, Outcome } from "./batch";
+import { Arrivals } from "./gather";
 import type { Conversation } from "./locked";
 import { runTransaction } from "./transaction";
 import type { TransactionResult } from "./transaction";
 import type { ChangeRequest, ChangeResult, ReadResult } from "./types";
 
-/** Milliseconds the operations the engine starts together get to join one batch. */
+/** Milliseconds the reads the engine starts together get to join one listing. */
 const BATCH_MS = 2;
 
-/** Milliseconds a finished batch's conversation (and the host's lock) waits for the next batch. */
+/** Milliseconds after the last read of a listing that another read may still take it. */
 export const IDLE_MS = 20;
 
 /** Seconds after which the host undoes an unconfirmed change, unless a request says otherwise. */
@@ -48,8 +49,8 @@ export class HostAgent {
   private queue: Op[] = [];
   private draining = false;
   private drained: Promise<void> = Promise.resolve();
-  /** Set while a kept conversation waits for the next operation. */
-  private arrived?: () => void;
+  /** Changes asked for and not answered yet (queued or in a batch). */
+  private pending = 0;
   private pendingRead?: SharedRead;
   /** The last listing of reads (see list), and how many changes were queued in all. */
   private lastRead?: SharedRead;
@@ -59,6 +60,7 @@ export class HostAgent {
   constructor(
     readonly session: Session,
     private readonly fresh: FreshSession = freshSession,
+    private readonly arrivals = new Arrivals(),
   ) {
     this.facts = new Facts(session);
   }
@@ -66,8 +68,12 @@ export class HostAgent {
   /** Applies a change (insert, delete, or a persist flag's save) in the next transaction. */
   change(req: ChangeRequest & { rollbackAfter?: number }): Promise<ChangeResult> {
     this.changes++;
+    this.pending++;
     return new Promise((resolve, reject) => {
-      const done = (o: Outcome) => ("error" in o ? reject(o.error) : resolve(o.result));
+      const done = (o: Outcome) => {
+        this.pending--;
+        return "error" in o ? reject(o.error) : resolve(o.result);
+      };
       this.enqueue({ req, rollbackAfter: req.rollbackAfter ?? DEFAULT_ROLLBACK_AFTER, done });
     });
   }
@@ -212,11 +218,10 @@ export class HostAgent {
 
   private enqueue(op: Op): void {
     this.queue.push(op);
-    this.arrived?.();
+    this.arrivals.arrived(this.pending);
     if (this.draining) return;
     this.draining = true;
-    // The engine starts many operations within a millisecond or two: let them join one batch.
-    this.drained = delay(BATCH_MS).then(() => this.drain());
+    this.drained = this.drain();
   }
 
   /** Resolves once the queue is empty and the conversation kept for it is closed (the lock free). */
@@ -227,14 +232,17 @@ export class HostAgent {
   /**
    * Runs the queue's batches, one table at a time, and settles every operation's outcome here, as
    * soon as its batch is done. A batch's conversation (its shell, the lock, the listing it left) is
-   * kept for the next batch while batches keep arriving within IDLE_MS, and closed at once otherwise.
+   * kept for the next batch while changes keep arriving within the keep window (gather.ts), and closed
+   * at once otherwise.
    */
   private async drain(): Promise<void> {
     // Operations queued while the last conversation closes are run after it (its lock released).
     while (this.queue.length) {
       let kept: Conversation | undefined;
       for (;;) {
-        if (!this.queue.length && kept && (await this.arrival(IDLE_MS))) await delay(BATCH_MS);
+        // The engine starts a wave's operations one by one: let them join one batch (gather.ts).
+        if (this.queue.length || (kept && (await this.arrivals.kept())))
+          await this.arrivals.gathered(() => this.queue.length);
         if (!this.queue.length) break;
         const table = this.queue[0].req.table;
         const batch = this.queue.filter((op) => op.req.table === table);
@@ -246,21 +254,6 @@ export class HostAgent {
       await kept?.shell.close();
     }
     this.draining = false;
-  }
-
-  /** Resolves true when an operation is queued within `ms`, false otherwise. */
-  private arrival(ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.arrived = undefined;
-        resolve(false);
-      }, ms);
-      this.arrived = () => {
-        clearTimeout(timer);
-        this.arrived = undefined;
-        resolve(true);
-      };
-    });
   }
 
   /** Runs one batch in a transaction; where iptables refused it as a whole, each refused operation

@@ -1,9 +1,12 @@
 // The host agent against a fake host (fake.ts): a read finds the rule by its exact text; a rule gone
 // from the tables iptables uses now but in the other backend's is not called gone; a batch that
-// iptables refused as a whole is run again one operation at a time, so one bad rule fails alone.
-import { describe, expect, it } from "vitest";
+// iptables refused as a whole is run again one operation at a time, so one bad rule fails alone;
+// changes the engine sends one by one share a transaction, and the conversation across its pauses.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { InsertRequest } from "../../../provider/host";
-import { renderRule } from "../../../provider/rules";
+import { Arrivals, WINDOWS } from "../../../provider/host/gather";
+import { renderRule, ruleText } from "../../../provider/rules";
+import { insertRuleText } from "../../fixtures/listing";
 import {
   agentOn,
   expectValidShell,
@@ -140,6 +143,78 @@ describe("a batch that iptables refused as a whole", () => {
     );
     expect(host.channels).toBe(2);
     expect(host.answers).toEqual([]);
+    await agent.settled();
+    expectValidShell(host);
+  });
+});
+
+describe("changes the engine sends one by one (gather.ts, on a fake clock)", () => {
+  const other = (port: number): InsertRequest => {
+    const tag = `pulumi-iptables:web/prod/app${port}/0123456789ab`;
+    return { ...insert(), specs: { 4: renderRule(inputs({ port }), 4, tag) }, tag };
+  };
+  const CONFIRMED: StepAnswer = { confirm: { out: "confirmed" } };
+  /** Lets `ms` pass on the fake clock, a millisecond at a time, with the fake host's answers (real setImmediate). */
+  async function pass(ms: number) {
+    for (let t = 0; t < ms; t++) {
+      await vi.advanceTimersByTimeAsync(1);
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    }
+  }
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("that arrive less than the quiet window apart share one transaction", async () => {
+    const host = new FakeHost([first({ save4: guide(4) }), "drop"]);
+    const agent = agentOn(host, undefined, new Arrivals());
+    // The step after the listing ends the connection: the changes fail, what they sent is recorded.
+    const failed = (port: number) => agent.change(other(port)).catch((e: Error) => e);
+    const changes = [failed(2222)];
+    for (const port of [2223, 2224]) {
+      await pass(20);
+      changes.push(failed(port));
+    }
+    await pass(100);
+    for (const e of await Promise.all(changes)) expect(e).toBeInstanceOf(Error);
+    expect(host.channels).toBe(1);
+    expect(host.scripts).toHaveLength(2);
+    for (const port of [2222, 2223, 2224]) expect(host.scripts[1]).toContain(`--dport ${port} `);
+  });
+
+  it("keep the conversation across the engine's pause between waves, which closes after the keep window", async () => {
+    const one = withRule(4);
+    const two = insertRuleText(one, "filter", "INPUT", 4, ruleText("INPUT", other(2223).specs[4]!));
+    const host = new FakeHost([
+      first({ save4: guide(4) }),
+      { persist: {}, arm: {}, restore4: {}, save4: { out: one } },
+      CONFIRMED,
+      { persist: {}, arm: {}, restore4: {}, save4: { out: two } },
+      CONFIRMED,
+      "drop",
+    ]);
+    const agent = agentOn(host, undefined, new Arrivals());
+    const a = agent.change(insert());
+    await pass(100);
+    expect((await a).families[4]).toMatchObject({ line: 3 });
+    // 100 ms after the answer: five times the old 20 ms window, within the keep window.
+    await pass(100);
+    const b = agent.change(other(2223));
+    await pass(100);
+    expect((await b).families[4]).toMatchObject({ line: 4 });
+    expect(host.channels).toBe(1);
+    expect(host.scripts).toHaveLength(5);
+    expect(host.released).toBe(0);
+    await pass(WINDOWS.keep);
+    expect(host.released).toBe(1);
+    // A change after that opens a new conversation.
+    const c = agent.change(other(2224)).catch((e: Error) => e);
+    await pass(100);
+    await c;
+    expect(host.channels).toBe(2);
     await agent.settled();
     expectValidShell(host);
   });

@@ -2,6 +2,7 @@
 // transcripts), the first step's answer, an agent on a fake host (fake.ts), and checks of its scripts.
 import { expect } from "vitest";
 import { HostAgent } from "../../../provider/host/agent";
+import { Arrivals } from "../../../provider/host/gather";
 import type { HostError, InsertRequest } from "../../../provider/host";
 import { check, renderRule, ruleText } from "../../../provider/rules";
 import { readFamilyFile } from "../../fixtures/captures";
@@ -66,8 +67,13 @@ export const refusedSecondFamily = (): StepAnswer => {
   };
 };
 
-export function agentOn(host: FakeHost, fresh?: FakeHost) {
-  return new HostAgent(host.session(), fresh ? () => fresh.session() : undefined);
+/** Batching windows as short as before gather.ts (the operations of one moment share a batch, the
+ * conversation waits 20 ms), so that tests that do not test them do not wait for them. */
+export const quick = () => new Arrivals({ quiet: 2, wave: 2, gather: 20, keep: 20 });
+
+/** An agent on a fake host (`windows`: its batching, quick unless a test says otherwise). */
+export function agentOn(host: FakeHost, fresh?: FakeHost, windows = quick()) {
+  return new HostAgent(host.session(), fresh ? () => fresh.session() : undefined, windows);
 }
 
 export async function failure(p: Promise<unknown>): Promise<HostError> {

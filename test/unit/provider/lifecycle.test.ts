@@ -12,6 +12,7 @@ import { forgetPins } from "../../../provider/ssh";
 import { insertRuleText } from "../../fixtures/listing";
 import { facts, first, guide } from "../host/batches";
 import { FakeHost } from "../host/fake";
+import { quick } from "../host/batches";
 import type { SectionAnswer, StepAnswer } from "../host/fake";
 
 const identity = { project: "web", stack: "prod", name: "app" };
@@ -37,7 +38,7 @@ function envOn(host: FakeHost) {
   const session = host.session();
   // A well-formed fingerprint: update and refresh pin the one recorded in state for the host's address.
   if (session.hostKey) session.hostKey.fingerprint = KEY;
-  const agent = new HostAgent(session);
+  const agent = new HostAgent(session, undefined, quick());
   const env: Env = {
     connect: async () => agent,
     log: { info: (m) => told.info.push(m), warn: (m) => told.warn.push(m) },
