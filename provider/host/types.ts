@@ -94,6 +94,8 @@ export interface HostFacts {
   listening?: Set<string>;
   /** The interfaces ordinary packets arrive on (up, not loopback); undefined when the listing could not tell. */
   interfaces?: string[];
+  /** The host's own addresses per family (not loopback, not link-local); undefined when the listing could not tell. */
+  addresses?: Partial<Record<Family, string[]>>;
   /** Each family's nat table as listed beside a rule on INPUT (besideListing), where it was. */
   nat?: Partial<Record<Family, Ruleset>>;
   /** Each family's tables in the other iptables backend, where the host has some (./second). */
