@@ -45,6 +45,10 @@ export interface HostContext {
   other?: OtherBackend;
 }
 
+/** The host a judgement is made with, and the one of its addresses judged when only the packets to it
+ * count (the lockout guard: the address the SSH connection reached; tests that probe one address). */
+export type Scope = HostContext & { to?: string };
+
 /** The rule (or policy) that decides a rule's packets otherwise, with the path the packets take. */
 export type Shadow = Rule & {
   /** `INPUT:2 -> ufw-before-input:15 -> ufw-user-input:2`; a chain's end is `CHAIN:end`. */
@@ -154,12 +158,12 @@ interface Piece {
 /** The ordinary packets of `spec` entering on built-in chain `start`: one per port piece, interface they
  * arrive on and destination. `named`: their destination is worth naming (the rules tell the host's
  * addresses apart). */
-function piecesOf(table: Table, spec: RuleSpec, start: string, host: HostContext): { pieces: Piece[]; named: boolean } {
+function piecesOf(table: Table, spec: RuleSpec, start: string, host: Scope): { pieces: Piece[]; named: boolean } {
   const hook = HOOKS[start] ?? "in";
   const tables = [table, ...natOf(host).tables.map((t) => t.table), host.other?.ruleset.tables.get(table.name)];
   const arrivals = arrivalsOf(spec, hook, distinctInterfaces(host.interfaces, spec, tables));
   const addresses = distinctAddresses(host.addresses, spec, tables);
-  const tos = destinationsOf(spec, hook, addresses);
+  const tos = host.to === undefined ? destinationsOf(spec, hook, addresses) : [host.to];
   const pieces = portPieces(table, spec).flatMap((port) =>
     arrivals.flatMap((arrival) => tos.map((to) => ({ port, arrival, to }))),
   );
@@ -167,7 +171,7 @@ function piecesOf(table: Table, spec: RuleSpec, start: string, host: HostContext
 }
 
 /** The ordinary packets of `spec` from built-in chain `start`, one per piece (piecesOf), with their text. */
-function packetsOf(table: Table, spec: RuleSpec, start: string, host: HostContext) {
+function packetsOf(table: Table, spec: RuleSpec, start: string, host: Scope) {
   const hook = HOOKS[start] ?? "in";
   const { pieces, named } = piecesOf(table, spec, start, host);
   return pieces.map(({ port, arrival, to }) => {
@@ -205,7 +209,7 @@ function packetsText(
  * Is `spec` effective as rule `line` of `chain`: does every ordinary packet of every one of its ports,
  * from every built-in chain that leads there (or from the top of `chain` when `local`), get its verdict?
  */
-function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: HostContext, local = false): Judgement {
+function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: Scope, local = false): Judgement {
   const verdict = spec.target ?? "";
   const starts = local ? [chain] : entryChains(table, chain);
   if (!starts.length) {
@@ -240,7 +244,7 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: 
  */
 export function possibleVerdicts(
   ruleset: Ruleset,
-  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number } & HostContext,
+  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number } & Scope,
 ): { port?: number; arrival?: string; to?: string; verdicts: string[]; ours: boolean; others: boolean }[] {
   const { table } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
@@ -372,7 +376,7 @@ export function placeRule(
  */
 export function shadowing(
   ruleset: Ruleset,
-  at: { table: string; chain: string; line: number } & HostContext,
+  at: { table: string; chain: string; line: number } & Scope,
 ): Shadow | undefined {
   const { table, chain } = lookup(ruleset, at.table, at.chain);
   const ours = chain.rules[at.line - 1];
