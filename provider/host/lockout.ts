@@ -94,10 +94,10 @@ export function lockoutOf(
     if (!was.accepted) continue;
     const now = sshFate(after, origin, host, arrival);
     if (now.accepted) continue;
-    const on = arrival === undefined ? "" : ` arriving on ${arrival}`;
+    const on = arrival === undefined ? "" : ` on ${arrival}, where they arrive`;
     return (
       `${what} would lock the provider out of the host: new SSH connections from ${origin.clientAddress} to port ` +
-      `${origin.serverPort}${on} are accepted now (by ${was.by}), and would then be refused (by ${now.by}), so no ` +
+      `${origin.serverPort} are accepted now (by ${was.by}), and would then be refused (by ${now.by})${on}, so no ` +
       `later pulumi refresh, up or destroy could reach it`
     );
   }
