@@ -75,7 +75,9 @@ export function sshFate(
   }).flatMap((p) => p.verdicts);
   const accepted = verdicts.length > 0 && verdicts.every((v) => v === "ACCEPT");
   const at = { table: "filter", chain: "INPUT", line, ...context };
-  return { accepted, by: deciderText(shadowing(withProbe(accepted ? "DROP" : "ACCEPT"), at), policy) };
+  // A probe of another verdict is shadowed by what decides them (a DNAT away counts as admitted by an ACCEPT).
+  const other = accepted || verdicts.includes("FORWARD") ? "DROP" : "ACCEPT";
+  return { accepted, by: deciderText(shadowing(withProbe(other), at), policy) };
 }
 
 /**
