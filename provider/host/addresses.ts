@@ -12,9 +12,10 @@ export const FIB_LOCAL = "/|--/h;/\\/32 host LOCAL/{x;p;}";
 
 /** fib_trie's local addresses, then if_inet6 as it is. Read-only, constant text, the same under dash,
  * busybox ash and bash. */
-export const ADDRESSES = section("addresses", {
-  script: `sed -n '${FIB_LOCAL}' /proc/net/fib_trie 2>/dev/null; cat /proc/net/if_inet6 2>/dev/null; exit 0`,
-});
+export const ADDRESSES_SCRIPT = `sed -n '${FIB_LOCAL}' /proc/net/fib_trie 2>/dev/null; cat /proc/net/if_inet6 2>/dev/null; exit 0`;
+
+/** The listing's section of the host's addresses. */
+export const ADDRESSES = section("addresses", { script: ADDRESSES_SCRIPT });
 
 const FIB_ADDRESS = /^\s*\|--\s+(\d{1,3}(?:\.\d{1,3}){3})\s*$/;
 /** address, ifindex, prefix length, scope, flags, interface. */
