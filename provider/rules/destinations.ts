@@ -7,29 +7,51 @@
  * (`-d 224.0.0.251`, a container's) matches none, an exception as before.
  */
 import type { Hook } from "./names";
-import { address } from "./overlap";
-import type { RuleSpec, Table } from "./parse";
+import { address, cidr } from "./overlap";
+import type { Chain, RuleSpec, Table } from "./parse";
 
-/** The destinations the rules of a table name (`-d`, `--ctorigdst`), per table (a Table is read-only). */
-const namedIn = new WeakMap<Table, string[]>();
-function destinationsNamed(table: Table): string[] {
-  let out = namedIn.get(table);
+/** The networks the rules of a chain name as destinations (`-d`, `--ctorigdst`), parsed once per chain (a
+ * Chain is read-only: an edit makes a new one, and a table's unchanged chains stay the same objects). */
+type Net = NonNullable<ReturnType<typeof cidr>>;
+const namedIn = new WeakMap<Chain, Net[]>();
+function destinationsNamed(chain: Chain): Net[] {
+  let out = namedIn.get(chain);
   if (!out) {
     const names = new Set<string>();
-    for (const chain of table.chains.values())
-      for (const r of chain.rules) {
-        if (r.match.destination) names.add(r.match.destination.value);
-        for (const o of r.options ?? []) if (o.option === "--ctorigdst" && o.values[0]) names.add(o.values[0]);
-      }
-    out = [...names];
-    namedIn.set(table, out);
+    for (const r of chain.rules) {
+      if (r.match.destination) names.add(r.match.destination.value);
+      for (const o of r.options ?? []) if (o.option === "--ctorigdst" && o.values[0]) names.add(o.values[0]);
+    }
+    out = [...names].map(cidr).filter((n): n is Net => n !== undefined);
+    namedIn.set(chain, out);
   }
   return out;
 }
 
+/** Whether network `n` holds address `a` (both parsed). */
+const holds = (n: Net, a: Net) => n[0].kind() === a[0].kind() && a[1] >= n[1] && a[0].match(n);
+
+/** Per chain and address: which of the chain's named destinations hold the address ("" for none). */
+const keysIn = new WeakMap<Chain, Map<string, string>>();
+function keyIn(chain: Chain, a: string): string {
+  const keys = keysIn.get(chain) ?? keysIn.set(chain, new Map()).get(chain)!;
+  let key = keys.get(a);
+  if (key === undefined) {
+    const parsed = cidr(a);
+    key = parsed
+      ? destinationsNamed(chain)
+          .flatMap((n, i) => (holds(n, parsed) ? [i] : []))
+          .join(",")
+      : "";
+    keys.set(a, key);
+  }
+  return key;
+}
+
 /**
  * The host's addresses, one for each group that every destination these tables (and the rule) name
- * treats alike: a host whose rules name none of its addresses is judged for one of them.
+ * treats alike: a host whose rules name none of its addresses is judged for one of them. (A Kubernetes
+ * node's nat table names thousands of service addresses: each chain's answer is kept per address.)
  */
 export function distinctAddresses(
   host: readonly string[] | undefined,
@@ -38,13 +60,17 @@ export function distinctAddresses(
 ): readonly string[] | undefined {
   if (!host || host.length < 2) return host;
   const own = spec.match.destination?.value;
-  const names = [...tables.flatMap((t) => (t ? destinationsNamed(t) : [])), ...(own ? [own] : [])];
-  const seen = new Map<string, string>();
+  const chains = tables.flatMap((t) => (t ? [...t.chains.values()] : []));
+  const groups = new Map<string, string>();
   for (const a of host) {
-    const key = names.map((n) => (address.contains(n, a) ? "1" : "0")).join("");
-    if (!seen.has(key)) seen.set(key, a);
+    const parts = chains.flatMap((c, i) => {
+      const k = keyIn(c, a);
+      return k ? [`${i}:${k}`] : [];
+    });
+    const key = `${own && address.contains(own, a) ? 1 : 0} ${parts.join(" ")}`;
+    if (!groups.has(key)) groups.set(key, a);
   }
-  return [...seen.values()];
+  return [...groups.values()];
 }
 
 /**
