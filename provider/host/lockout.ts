@@ -2,7 +2,16 @@
 // Pure: it reads the ruleset before and after the change with the rule core's placement semantics, and
 // the host beside it as placement does (nat PREROUTING, the other backend), for the packets of the SSH
 // connection: to the address it reached, arriving on the interface it arrives on.
-import { chainOf, parseRuleset, possibleVerdicts, ruleText, shadowing, shown } from "../rules";
+import {
+  chainOf,
+  distinctInterfaces,
+  parseRuleset,
+  parseSpec,
+  possibleVerdicts,
+  ruleText,
+  shadowing,
+  shown,
+} from "../rules";
 import type { HostContext, Ruleset, Scope, Shadow } from "../rules";
 import { withInserted } from "./ruleset-text";
 import type { GuardOrigin } from "./types";
@@ -23,11 +32,16 @@ function probe(origin: GuardOrigin, target: string): string[] {
 
 /**
  * The interfaces the provider's SSH packets may arrive on: the one the host routes the provider's address
- * through (GuardOrigin.inInterface), or, where that is not known, each of the host's (undefined: one that no
+ * through (GuardOrigin.inInterface), or, where that is not known, each of the host's, one of each group
+ * that the rulesets `rs` (with nat and the other backend's tables) treat alike (undefined: one that no
  * rule names, where those are not known either).
  */
-const sshArrivals = (origin: GuardOrigin, host: HostContext): (string | undefined)[] =>
-  origin.inInterface ? [origin.inInterface] : host.interfaces?.length ? [...host.interfaces] : [undefined];
+function sshArrivals(origin: GuardOrigin, host: HostContext, rs: Ruleset[]): (string | undefined)[] {
+  if (origin.inInterface) return [origin.inInterface];
+  const tables = [...rs, host.nat, host.other?.ruleset].flatMap((r) => [...(r?.tables.values() ?? [])]);
+  const grouped = distinctInterfaces(host.interfaces, parseSpec(probe(origin, "ACCEPT")), tables);
+  return grouped?.length ? [...grouped] : [undefined];
+}
 
 /** The host as placement sees it, for the SSH packets arriving on `arrival`, to the address the connection reached. */
 const sshContext = (origin: GuardOrigin, host: HostContext, arrival: string | undefined): Scope => ({
@@ -57,7 +71,7 @@ export function sshFate(
   rs: Ruleset,
   origin: GuardOrigin,
   host: HostContext = {},
-  arrival = sshArrivals(origin, host)[0],
+  arrival = sshArrivals(origin, host, [rs])[0],
 ): SshFate {
   const input = chainOf(rs, "filter", "INPUT");
   if (!input) return { accepted: true, by: "no filter INPUT chain" };
@@ -91,7 +105,7 @@ export function lockoutOf(
   what: string,
   host: HostContext = {},
 ): string | undefined {
-  for (const arrival of sshArrivals(origin, host)) {
+  for (const arrival of sshArrivals(origin, host, [before, after])) {
     const was = sshFate(before, origin, host, arrival);
     if (!was.accepted) continue;
     const now = sshFate(after, origin, host, arrival);
@@ -111,7 +125,7 @@ export function lockoutOf(
  * sees no way they are accepted before it (a rule it cannot read lets them in), so it cannot rule that out.
  */
 export function mayCutSsh(before: Ruleset, after: Ruleset, origin: GuardOrigin, host: HostContext = {}): boolean {
-  const arrivals = sshArrivals(origin, host);
+  const arrivals = sshArrivals(origin, host, [before, after]);
   if (!arrivals.some((a) => sshFate(before, origin, host, a).accepted)) return true;
   return lockoutOf(before, after, origin, "", host) !== undefined;
 }
