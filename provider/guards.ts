@@ -7,7 +7,7 @@ import type { DeleteRequest, InsertRequest } from "./host";
 import { familyName } from "./host";
 import { addressOf, pinHostKey, redactError } from "./ssh";
 import type { Logger } from "./ssh";
-import { lockoutOf } from "./host";
+import { lockoutOf, mayCutSsh } from "./host";
 import type { PortRuleState } from "./state";
 
 /** Old rules (by tag) whose replacement opted in to a lockout (`allowLockout: true` in the new inputs).
@@ -33,14 +33,27 @@ function allowed(message: string, log: Logger): undefined {
   return undefined;
 }
 
-/** The insert guard: would this DROP/REJECT rule match the provider's own SSH session? */
+/**
+ * The insert guard: would this DROP/REJECT rule match the provider's own SSH session (its packets: from
+ * its address to the address and port it reached, arriving on the interface the host routes it through),
+ * and, where it goes (filter), cut off new SSH connections the host accepts now (mayCutSsh: judged as
+ * placement judges, through the chains they cross, nat PREROUTING and the other backend)? A rule below
+ * one that accepts them, or in a chain they never reach (another zone's), cuts nothing.
+ */
 export function insertGuard(inputs: RuleInputs, log: Logger): InsertRequest["guard"] {
   if (inputs.action === "ACCEPT" || !reachesInput(inputs.chain)) return undefined;
-  return (origin, family) => {
+  return (origin, family, before, after, host) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
     const spec = parseSpec(renderRule(inputs, family, "pulumi-iptables:guard/x/x/guard"));
-    if (!matchesPacket(spec, { protocol: "tcp", source: origin.clientAddress, dport: origin.serverPort }))
-      return undefined;
+    const ssh = {
+      protocol: "tcp",
+      source: origin.clientAddress,
+      destination: origin.serverAddress,
+      dport: origin.serverPort,
+      inInterface: origin.inInterface,
+    };
+    if (!matchesPacket(spec, ssh)) return undefined;
+    if (inputs.table === "filter" && !mayCutSsh(before, after, origin, host)) return undefined;
     const message =
       `this ${inputs.action} rule on ${inputs.chain} would match the provider's own SSH connection ` +
       `(tcp from ${origin.clientAddress} to port ${origin.serverPort}) and cut it off`;
@@ -57,19 +70,26 @@ export function insertGuard(inputs: RuleInputs, log: Logger): InsertRequest["gua
 export function deleteGuard(props: PortRuleState, log: Logger): DeleteRequest["guard"] {
   // Judged on the filter table, where the listing the guard gets is of the rule's own table.
   if (props.action !== "ACCEPT" || props.table !== "filter" || !reachesInput(props.chain)) return undefined;
-  return (origin, family, before, after) => {
+  return (origin, family, before, after, host) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
     // A rule that cannot match the provider's SSH packets decides none of them: removing it changes
     // nothing for them (the judgement of the whole chain is skipped).
     const text = props.rules[familyName(family)];
     const rule = text === undefined ? undefined : findRule(before, props.table, props.chain, text);
-    const ssh = { protocol: "tcp", source: origin.clientAddress, dport: origin.serverPort };
+    const ssh = {
+      protocol: "tcp",
+      source: origin.clientAddress,
+      destination: origin.serverAddress,
+      dport: origin.serverPort,
+      inInterface: origin.inInterface,
+    };
     if (rule && !matchesPacket(rule, ssh)) return undefined;
     const message = lockoutOf(
       before,
       after,
       origin,
       `removing the rule ${props.rules[familyName(family)] ?? props.tag}`,
+      host,
     );
     if (!message) return undefined;
     if (optedIn(props)) return allowed(message, log);

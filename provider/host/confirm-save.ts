@@ -6,7 +6,7 @@ import { BOOT_SSH_ADVICE, bootLockoutOf } from "./lockout";
 import type { Batch, Rulesets } from "./batch";
 import { CLAIM_LOST, confirmStep } from "./commit";
 import { HostError } from "./errors";
-import { outputOf, stepDeadline } from "./facts";
+import { contextOf, outputOf, stepDeadline } from "./facts";
 import { ifOk } from "./locked";
 import type { LockedHost } from "./locked";
 import { fileOf, saveScript, unsaveScript } from "./persist";
@@ -147,5 +147,6 @@ function bootLockout(
   const file = fileOf(host.facts.persistence.files, f);
   const boot = answer.boot;
   if (boot?.code !== 0) return `${file} could not be read back to check it: ${boot?.err || "no answer"}`;
-  return bootLockoutOf(rulesets.get(f)!, boot.out, origin, file);
+  const { interfaces, addresses } = contextOf(host.facts, f);
+  return bootLockoutOf(rulesets.get(f)!, boot.out, origin, file, { interfaces, addresses });
 }

@@ -4,6 +4,7 @@ import { parseRuleset, parseVersion } from "../rules";
 import type { HostContext, Ruleset } from "../rules";
 import type { Session } from "../ssh";
 import { withDeadline } from "../util";
+import { ADDRESSES, parseAddresses } from "./addresses";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
 import { listedFrom } from "./confirm-listing";
@@ -48,7 +49,7 @@ export function listingScript(
   if (want.owner) parts.push(OWNER);
   if (want.nat || want.nft) parts.push(besideListing(families, want));
   if (table === "filter") parts.push(secondScript(families));
-  return [...parts, INTERFACES, rulesetsScript(families, table)].join("\n");
+  return [...parts, INTERFACES, ADDRESSES, rulesetsScript(families, table)].join("\n");
 }
 
 /** A section's output; a missing section or a non-zero exit is a HostError naming the command. */
@@ -104,6 +105,7 @@ function natOf(s: Sections): HostFacts["nat"] {
 /** What placement judges a rule of family `f` with, beside its table (rules/place.ts, HostContext). */
 export const contextOf = (facts: HostFacts, f: Family): HostContext => ({
   interfaces: facts.interfaces,
+  addresses: facts.addresses?.[f],
   nat: facts.nat?.[f],
   other: facts.other?.[f],
 });
@@ -144,6 +146,7 @@ export class Facts {
       // Unknown where the host has no ss.
       listening: sections.listening?.code === 0 ? parseListening(sections.listening.out) : undefined,
       interfaces: sections.interfaces?.code === 0 ? parseInterfaces(sections.interfaces.out) : undefined,
+      addresses: sections.addresses?.code === 0 ? parseAddresses(sections.addresses.out) : undefined,
       nat: natOf(sections),
       other: secondOf(sections, this.stable.backend),
       owner: sections.owner

@@ -75,8 +75,9 @@ export function planOne(
   if (req.kind === "persist" || req.kind === "move") {
     if (!found) throw refusal(`the rule tagged ${tag} is not on ${ctx.target} (run pulumi refresh)`, ctx);
     if (req.kind === "persist") return { next: rs };
-    const moved = planMove(rs, table, found, textOf(req, f)!, contextOf(ctx.facts, f));
-    const refused = moved.planned.apply.length && ctx.origin && req.guard?.(ctx.origin, f);
+    const host = contextOf(ctx.facts, f);
+    const moved = planMove(rs, table, found, textOf(req, f)!, host);
+    const refused = moved.planned.apply.length && ctx.origin && req.guard?.(ctx.origin, f, rs, moved.next, host);
     if (refused) throw refusal(refused, ctx);
     return moved;
   }
@@ -94,7 +95,7 @@ export function planOne(
       undo: [asInsert(text, found.line)],
     };
     const next = withDeleted(rs, table, found.chain, found.line);
-    const refused = ctx.origin && req.guard?.(ctx.origin, f, rs, next);
+    const refused = ctx.origin && req.guard?.(ctx.origin, f, rs, next, contextOf(ctx.facts, f));
     if (refused) throw refusal(refused, ctx);
     return { planned, next };
   }
@@ -139,11 +140,13 @@ export function planOne(
       next: withInserted(withDeleted(rs, table, chain, twin.line), table, chain, twin.line, text),
     };
   }
-  const refused = ctx.origin && req.guard?.(ctx.origin, f);
-  if (refused) throw refusal(refused, ctx);
+  const host = contextOf(ctx.facts, f);
   const { line, reason, shadowedBy } = placedIn(f, () =>
-    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position, ...contextOf(ctx.facts, f) }),
+    placeRule(rs, { table, chain, rule: req.specs[f]!, position: req.position, ...host }),
   );
+  const next = withInserted(rs, table, chain, line, text);
+  const refused = ctx.origin && req.guard?.(ctx.origin, f, rs, next, host);
+  if (refused) throw refusal(refused, ctx);
   return {
     planned: {
       line,
@@ -154,7 +157,7 @@ export function planOne(
       apply: [asInsert(text, line)],
       undo: [asDelete(text)],
     },
-    next: withInserted(rs, table, chain, line, text),
+    next,
   };
 }
 

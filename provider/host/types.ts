@@ -1,13 +1,26 @@
 // What the lifecycle asks of a host and what it gets back (declarations only).
-import type { Backend, OtherBackend, Position, Ruleset } from "../rules";
+import type { Backend, HostContext, OtherBackend, Position, Ruleset } from "../rules";
 import type { Twin } from "./adopt";
 import type { Beside } from "./beside";
 import type { HandMade, Persistence } from "./persist";
 import type { Origin } from "../ssh";
 import type { Family } from "./protocol";
 
-/** Where the provider's connection comes from, as far as the lockout guard needs it. */
-export type GuardOrigin = Pick<Origin, "clientAddress" | "serverPort">;
+/** Where the provider's connection comes from, as far as the lockout guard needs it (the address it reached
+ * and the interface it arrives on, where known). */
+export type GuardOrigin = Pick<Origin, "clientAddress" | "serverPort"> &
+  Partial<Pick<Origin, "serverAddress" | "inInterface">>;
+
+/** Says why a change must not be made in a family (it would cut off the provider's SSH), or nothing: given
+ * the listing (parsed) before and after the change, and the host beside the table (interfaces, addresses,
+ * nat, the other backend). */
+export type Guard = (
+  origin: GuardOrigin,
+  family: Family,
+  before: Ruleset,
+  after: Ruleset,
+  host?: HostContext,
+) => string | undefined;
 
 export interface InsertRequest {
   kind: "insert";
@@ -19,8 +32,9 @@ export interface InsertRequest {
   position: Position;
   /** Save the ruleset with the host's mechanism afterwards (otherwise keep this rule out of it). */
   persist: boolean;
-  /** Says why the rule must not go in (it would cut off this connection), or nothing. */
-  guard?: (origin: GuardOrigin, family: Family) => string | undefined;
+  /** Says why the rule must not go in (it would cut off this connection), or nothing; given the listing
+   * (parsed) without the rule and with it where placement put it, and the host beside the table. */
+  guard?: Guard;
   /** The rule without its tag per family, as `iptables -S` prints it: a hand-made twin to look for. */
   twins?: Partial<Record<Family, string>>;
   /** Take the twin over in place (same line, counters kept) instead of inserting beside it. */
@@ -58,7 +72,7 @@ export interface DeleteRequest extends RecordedRequest {
   kind: "delete";
   /** Says why the rule must not go (removing it would cut off this provider), or nothing; given the
    * listing (parsed) with the rule and without it. */
-  guard?: (origin: GuardOrigin, family: Family, before: Ruleset, after: Ruleset) => string | undefined;
+  guard?: Guard;
   freshConfirm?: boolean;
   /** A rule adopted with persist: false is given back, not deleted: per family, the hand-made rule
    * (as `iptables -S` prints it) that takes its place, at its line with its counters. */
@@ -80,7 +94,7 @@ export interface PersistRequest extends RecordedRequest {
 export interface MoveRequest extends RecordedRequest {
   kind: "move";
   /** As InsertRequest's: says why the rule must not go in at its new line. */
-  guard?: (origin: GuardOrigin, family: Family) => string | undefined;
+  guard?: Guard;
   freshConfirm?: boolean;
 }
 
@@ -94,6 +108,8 @@ export interface HostFacts {
   listening?: Set<string>;
   /** The interfaces ordinary packets arrive on (up, not loopback); undefined when the listing could not tell. */
   interfaces?: string[];
+  /** The host's own addresses per family (not loopback, not link-local); undefined when the listing could not tell. */
+  addresses?: Partial<Record<Family, string[]>>;
   /** Each family's nat table as listed beside a rule on INPUT (besideListing), where it was. */
   nat?: Partial<Record<Family, Ruleset>>;
   /** Each family's tables in the other iptables backend, where the host has some (./second). */

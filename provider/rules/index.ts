@@ -33,7 +33,8 @@ export { chainOf, listingLines, parseRuleset, parseSpec, parseVersion, RulesetPa
 export type { Chain, Counters, IptablesVersion, MatchOption, Rule, RuleSpec, Ruleset, Table } from "./parse";
 export { findByTag, findRule, impostors, shown } from "./identity";
 export { placeRule, PlacementError, possibleVerdicts, shadowing } from "./place";
-export type { HostContext } from "./place";
+export { distinctInterfaces } from "./match";
+export type { HostContext, Scope } from "./place";
 export { editedFrom } from "./walk";
 export type { OtherBackend } from "./backends";
 export { matchesPacket, mayOverlap, strictlyWithin } from "./overlap";

@@ -300,13 +300,14 @@ export function arrivalsOf(spec: RuleSpec, hook: Hook, host: readonly string[] |
 }
 
 /** The ordinary packets of `spec` entering on `hook`, to port `dport` (one piece of its ports), arriving
- * on `arrival` (one of arrivalsOf), in `table`. */
+ * on `arrival` (one of arrivalsOf), in `table`, addressed to `to` (one of ./destinations destinationsOf). */
 export function ordinaryOf(
   spec: RuleSpec,
   hook: Hook,
   dport: number | undefined,
   arrival?: string,
   table?: Table,
+  to?: string,
 ): Ordinary {
   const positive = (n: Neg | undefined) => (n && !n.negated ? n.value : undefined);
   const p = positive(spec.match.protocol);
@@ -316,7 +317,7 @@ export function ordinaryOf(
     protocol: p && protocolName(p) !== "all" ? protocolName(p) : undefined,
     ...(translated ? { translated, origDport: dport } : { dport }),
     source: positive(spec.match.source),
-    destination: positive(spec.match.destination),
+    destination: to ?? positive(spec.match.destination),
     inInterface: arrival ?? positive(spec.match.inInterface),
     outInterface: positive(spec.match.outInterface),
     family: familyOfRule(spec) ?? (table && familyOfTable(table)),

@@ -5,12 +5,13 @@
 import { VERDICTS } from "./flags";
 import { shown } from "./identity";
 import { arrivalsOf, distinctInterfaces, type Ordinary, ordinaryOf } from "./match";
+import { destinationsOf, distinctAddresses } from "./destinations";
 import { BUILTIN_CHAINS, HOOKS } from "./names";
 import { portRanges } from "./ordinary";
 import { chainOf, parseSpec, type Chain, type Rule, type RuleSpec, type Ruleset, type Table } from "./parse";
 import type { Position } from "./types";
 import { type Both, type OtherBackend, withOther } from "./backends";
-import { type Ending, endings } from "./prerouting";
+import { type Ending, endings, type Nat } from "./prerouting";
 import { cutsOf, entryChains, type Hop, type Outcome } from "./walk";
 
 /** A placement request that cannot be honoured (missing chain, line out of range). */
@@ -31,12 +32,22 @@ export interface HostContext {
    * not known: then ordinary packets arrive on an interface that no rule names.
    */
   interfaces?: readonly string[];
+  /**
+   * The host's own addresses of the rule's family (not loopback, not link-local): ordinary packets are
+   * addressed to each of them, and rules that name one (`-d`) match those packets; a DNAT to one of them
+   * stays on the host. Left out where they are not known: then ordinary packets go to an address no rule names.
+   */
+  addresses?: readonly string[];
   /** The same family's nat table (PREROUTING and the chains it reaches), for rules on filter INPUT:
    * a port DNAT-ed elsewhere goes through FORWARD, a REDIRECT is judged under its new port. */
   nat?: Ruleset;
   /** The same family's tables in the other iptables backend, which the kernel applies as well. */
   other?: OtherBackend;
 }
+
+/** The host a judgement is made with, and the one of its addresses judged when only the packets to it
+ * count (the lockout guard: the address the SSH connection reached; tests that probe one address). */
+export type Scope = HostContext & { to?: string };
 
 /** The rule (or policy) that decides a rule's packets otherwise, with the path the packets take. */
 export type Shadow = Rule & {
@@ -78,8 +89,8 @@ const hopText = (h: Hop) => (h.rule ? `${h.chain}:${h.line}` : `${h.chain}:end`)
  * elsewhere (with what to write instead), or the REDIRECT and then what decides their new port. */
 function shadowAfter(table: Table, start: string, e: Ending, packets: string): Shadow {
   if (!e.via) return shadowOf(table, start, e.out, packets);
-  const { rule, path } = e.via;
-  const chains = `nat ${[...new Set(path.map((h) => h.chain))].join(" -> ")}`;
+  const { rule, path, backend } = e.via;
+  const chains = `${backend ? `the ${backend} tables' ` : ""}nat ${[...new Set(path.map((h) => h.chain))].join(" -> ")}`;
   const head = `${chains}: ${shown(rule.text)}`;
   const natPath = `nat ${path.map(hopText).join(" -> ")}`;
   if (e.via.kind === "away") {
@@ -137,34 +148,68 @@ function portPieces(table: Table, spec: RuleSpec): (number | undefined)[] {
   return [...new Set(out)].sort((a, b) => a - b);
 }
 
-/** The ordinary packets of `spec` from built-in chain `start`: one per port piece and interface they arrive on. */
-function packetsOf(table: Table, spec: RuleSpec, start: string, host: HostContext) {
-  const hook = HOOKS[start] ?? "in";
-  const arrivals = arrivalsOf(spec, hook, interfacesOf(table, spec, host));
-  return portPieces(table, spec).flatMap((port) =>
-    arrivals.map((arrival) => ({ o: ordinaryOf(spec, hook, port, arrival, table), port })),
-  );
+/** One kind of the ordinary packets of a rule: a piece of its ports, the interface they arrive on, their destination. */
+interface Piece {
+  port: number | undefined;
+  arrival: string | undefined;
+  to: string | undefined;
 }
 
-/** The host's interfaces that the tables (this one, nat, the other backend's) tell apart, one of each group. */
-const interfacesOf = (table: Table, spec: RuleSpec, host: HostContext) =>
-  distinctInterfaces(host.interfaces, spec, [
-    table,
-    host.nat?.tables.get("nat"),
-    host.other?.ruleset.tables.get(table.name),
-  ]);
+/** The ordinary packets of `spec` entering on built-in chain `start`: one per port piece, interface they
+ * arrive on and destination. `named`: their destination is worth naming (the rules tell the host's
+ * addresses apart). */
+function piecesOf(table: Table, spec: RuleSpec, start: string, host: Scope): { pieces: Piece[]; named: boolean } {
+  const hook = HOOKS[start] ?? "in";
+  const tables = [table, ...natOf(host).tables.map((t) => t.table), host.other?.ruleset.tables.get(table.name)];
+  const arrivals = arrivalsOf(spec, hook, distinctInterfaces(host.interfaces, spec, tables));
+  const addresses = distinctAddresses(host.addresses, spec, tables);
+  const tos = host.to === undefined ? destinationsOf(spec, hook, addresses) : [host.to];
+  const pieces = portPieces(table, spec).flatMap((port) =>
+    arrivals.flatMap((arrival) => tos.map((to) => ({ port, arrival, to }))),
+  );
+  return { pieces, named: (addresses?.length ?? 0) > 1 };
+}
 
-/** "tcp 8080", and "on eth0" when the host's interfaces are judged one by one. */
-function packetsText(o: Ordinary, port: number | undefined, host: readonly string[] | undefined): string {
+/** The ordinary packets of `spec` from built-in chain `start`, one per piece (piecesOf), with their text. */
+function packetsOf(table: Table, spec: RuleSpec, start: string, host: Scope) {
+  const hook = HOOKS[start] ?? "in";
+  const { pieces, named } = piecesOf(table, spec, start, host);
+  return pieces.map(({ port, arrival, to }) => {
+    const o = ordinaryOf(spec, hook, port, arrival, table, to);
+    return { o, text: packetsText(o, port, host.interfaces, named) };
+  });
+}
+
+/** Both backends' nat tables (the one iptables uses first) and the host's addresses, for nat PREROUTING. */
+function natOf(host: HostContext): Nat {
+  const mine = host.nat?.tables.get("nat");
+  const theirs = host.other?.ruleset.tables.get("nat");
+  return {
+    tables: [
+      ...(mine ? [{ table: mine }] : []),
+      ...(theirs && host.other ? [{ table: theirs, backend: host.other.backend }] : []),
+    ],
+    local: host.addresses ?? [],
+  };
+}
+
+/** "tcp 8080", "on eth0" when the host's interfaces are judged one by one, "to 198.18.1.2" when its addresses are. */
+function packetsText(
+  o: Ordinary,
+  port: number | undefined,
+  host: readonly string[] | undefined,
+  named: boolean,
+): string {
   const on = host?.length && o.inInterface ? ` on ${o.inInterface}` : "";
-  return ([o.protocol ?? "", port ?? ""].join(" ").trim() || "its packets") + on;
+  const to = named && o.destination ? ` to ${o.destination}` : "";
+  return ([o.protocol ?? "", port ?? ""].join(" ").trim() || "its packets") + on + to;
 }
 
 /**
  * Is `spec` effective as rule `line` of `chain`: does every ordinary packet of every one of its ports,
  * from every built-in chain that leads there (or from the top of `chain` when `local`), get its verdict?
  */
-function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: HostContext, local = false): Judgement {
+function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: Scope, local = false): Judgement {
   const verdict = spec.target ?? "";
   const starts = local ? [chain] : entryChains(table, chain);
   if (!starts.length) {
@@ -174,11 +219,10 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: 
     return { effective: false, decides: false, shadow, first: shadow };
   }
   let first: Shadow | undefined;
-  const nat = local ? undefined : host.nat?.tables.get("nat");
+  const nat = local ? undefined : natOf(host);
   for (const start of starts)
-    for (const { o, port } of packetsOf(table, spec, start, host)) {
+    for (const { o, text: packets } of packetsOf(table, spec, start, host)) {
       const ends = finals(table, start, endings(table, start, o, { chain, index: line - 1, verdict }, spec, nat), host);
-      const packets = packetsText(o, port, host.interfaces);
       // Packets DNAT-ed elsewhere are admitted (to another host) by an ACCEPT: the same verdict.
       const against = ends.find(
         ({ e, b }) => b.verdict !== verdict && !(e.via?.kind === "away" && verdict === "ACCEPT"),
@@ -200,29 +244,27 @@ function judge(table: Table, chain: string, spec: RuleSpec, line: number, host: 
  */
 export function possibleVerdicts(
   ruleset: Ruleset,
-  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number } & HostContext,
-): { port?: number; arrival?: string; verdicts: string[]; ours: boolean; others: boolean }[] {
+  request: { table: string; chain: string; rule: RuleSpec | readonly string[]; line: number } & Scope,
+): { port?: number; arrival?: string; to?: string; verdicts: string[]; ours: boolean; others: boolean }[] {
   const { table } = lookup(ruleset, request.table, request.chain);
   const spec = Array.isArray(request.rule) ? parseSpec(request.rule as string[]) : (request.rule as RuleSpec);
   const starts = entryChains(table, request.chain);
-  const hook = HOOKS[starts[0] ?? request.chain] ?? "in";
-  const pieces = portPieces(table, spec).flatMap((port) =>
-    arrivalsOf(spec, hook, interfacesOf(table, spec, request)).map((arrival) => ({ port, arrival })),
-  );
-  return pieces.map(({ port, arrival }) => {
+  const { pieces } = piecesOf(table, spec, starts[0] ?? request.chain, request);
+  return pieces.map(({ port, arrival, to }) => {
     const at = { chain: request.chain, index: request.line - 1, verdict: spec.target ?? "" };
-    const nat = request.nat?.tables.get("nat");
+    const nat = natOf(request);
     const outs = (starts.length ? starts : [request.chain]).flatMap((start) =>
       finals(
         table,
         start,
-        endings(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival, table), at, spec, nat),
+        endings(table, start, ordinaryOf(spec, HOOKS[start] ?? "in", port, arrival, table, to), at, spec, nat),
         request,
       ),
     );
     return {
       port,
       ...(arrival !== undefined && { arrival }),
+      ...(to !== undefined && { to }),
       verdicts: [...new Set(outs.map((o) => o.b.verdict))],
       ours: outs.some((o) => o.e.out.ours),
       others: outs.some((o) => !o.e.out.ours || o.b.other),
@@ -334,7 +376,7 @@ export function placeRule(
  */
 export function shadowing(
   ruleset: Ruleset,
-  at: { table: string; chain: string; line: number } & HostContext,
+  at: { table: string; chain: string; line: number } & Scope,
 ): Shadow | undefined {
   const { table, chain } = lookup(ruleset, at.table, at.chain);
   const ours = chain.rules[at.line - 1];

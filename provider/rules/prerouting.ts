@@ -6,14 +6,35 @@
  */
 import type { Ordinary } from "./match";
 import { portRanges } from "./ordinary";
+import { address } from "./overlap";
 import type { Rule, RuleSpec, Table } from "./parse";
 import { type Hop, type Judged, type Outcome, outcomes } from "./walk";
+
+/** What translated the packets: the rule, the path to it, and the backend whose tables hold it when
+ * that is not the one iptables uses. */
+interface By {
+  rule: Rule;
+  path: Hop[];
+  backend?: string;
+}
 
 /** One way nat PREROUTING sends the packets, with the path to the rule that translates them. */
 export type Fate =
   | { kind: "kept" }
-  | { kind: "local"; port: number; rule: Rule; path: Hop[] }
-  | { kind: "away"; to: string; rule: Rule; path: Hop[] };
+  | ({ kind: "local"; port: number; address?: string } & By)
+  | ({ kind: "away"; to: string } & By);
+
+/** A nat table whose PREROUTING the kernel runs, and its backend when it is not the one iptables uses. */
+export interface NatTable {
+  table: Table;
+  backend?: string;
+}
+
+/** What nat PREROUTING is judged with: the nat tables of both backends, the host's own addresses. */
+export interface Nat {
+  tables: readonly NatTable[];
+  local: readonly string[];
+}
 
 /** `--to-destination` as DNAT prints it: "172.17.0.2:80", "[fd00::2]:80", "198.18.9.2", "fd00::2", ":8081". */
 function destination(arg: string): { address: string; port?: number } {
@@ -31,16 +52,18 @@ const argOf = (r: Rule, name: string) => {
 };
 
 /** What a translating rule does to packets to `dport`: a REDIRECT or a DNAT to the host stays local. */
-function fateOf(rule: Rule, path: Hop[], dport: number, local: readonly string[]): Fate {
+function fateOf(by: By, dport: number, local: readonly string[]): Fate {
+  const { rule } = by;
   if (rule.target === "REDIRECT") {
     const to = argOf(rule, "--to-ports");
-    return { kind: "local", port: to ? Number(to.split(/[-:]/)[0]) : dport, rule, path };
+    return { kind: "local", port: to ? Number(to.split(/[-:]/)[0]) : dport, ...by };
   }
   const to = argOf(rule, "--to-destination") ?? "";
   const d = destination(to);
-  if (d.address === "" || LOOPBACK.test(d.address) || local.includes(d.address))
-    return { kind: "local", port: d.port ?? dport, rule, path };
-  return { kind: "away", to, rule, path };
+  if (d.address === "") return { kind: "local", port: d.port ?? dport, ...by };
+  if (LOOPBACK.test(d.address) || local.some((a) => address.contains(a, d.address)))
+    return { kind: "local", port: d.port ?? dport, address: d.address, ...by };
+  return { kind: "away", to, ...by };
 }
 
 /**
@@ -50,16 +73,38 @@ function fateOf(rule: Rule, path: Hop[], dport: number, local: readonly string[]
  * @example prerouting(parseRuleset(natSave).tables.get("nat"), { hook: "in", protocol: "tcp", dport: 8080 })
  *   // [{ kind: "away", to: "172.17.0.2:80", rule: { text: "-A DOCKER ! -i docker0 ... -j DNAT ..." }, path }]
  */
-export function prerouting(nat: Table | undefined, o: Ordinary, local: readonly string[] = []): Fate[] {
+export function prerouting(
+  nat: Table | undefined,
+  o: Ordinary,
+  local: readonly string[] = [],
+  backend?: string,
+): Fate[] {
   if (!nat?.chains.has("PREROUTING") || o.dport === undefined) return [{ kind: "kept" }];
   const fates: Fate[] = [];
   for (const out of outcomes(nat, "PREROUTING", o, { chain: "", index: -1, verdict: "" })) {
     const rule = out.hops.at(-1)?.rule;
     if ((out.verdict === "DNAT" || out.verdict === "REDIRECT") && rule)
-      fates.push(fateOf(rule, out.hops, o.dport, local));
+      fates.push(fateOf({ rule, path: out.hops, ...(backend && { backend }) }, o.dport, local));
     else fates.push({ kind: "kept" });
   }
   return fates;
+}
+
+/**
+ * Every way the nat PREROUTING of both backends sends the packets `o`. The kernel runs each nat table in
+ * turn until one sets up the connection's translation (one that does not, or accepts, leaves it to the
+ * next), in an order the listing does not show: where both translate, either may be first.
+ */
+export function preroutingAll(nat: Nat, o: Ordinary): Fate[] {
+  return nat.tables.reduce<Fate[]>(
+    (fates, t) =>
+      fates.flatMap((f) =>
+        prerouting(t.table, o, nat.local, t.backend).flatMap((x) =>
+          f.kind === "kept" ? [x] : x.kind === "kept" ? [f] : [f, x],
+        ),
+      ),
+    [{ kind: "kept" }],
+  );
 }
 
 /** A decision about the ordinary packets of a rule entering filter INPUT, and how nat PREROUTING sent them there. */
@@ -89,14 +134,15 @@ export function endings(
   o: Ordinary,
   at: Judged,
   spec: RuleSpec,
-  nat: Table | undefined,
+  nat: Nat | undefined,
 ): Ending[] {
   const direct = (p: Ordinary, j: Judged) => outcomes(table, start, p, j).map((out) => ({ out, o: p }));
-  if (table.name !== "filter" || start !== "INPUT" || !nat) return direct(o, at);
-  return prerouting(nat, o).flatMap((fate): Ending[] => {
+  if (table.name !== "filter" || start !== "INPUT" || !nat?.tables.length) return direct(o, at);
+  return preroutingAll(nat, o).flatMap((fate): Ending[] => {
     if (fate.kind === "kept") return direct(o, at);
     if (fate.kind === "away") return [{ out: { verdict: "FORWARD", hops: [] }, via: fate, o }];
-    const moved = { ...o, dport: fate.port, origDport: o.dport }; // conntrack keeps the port the client asked for
+    // conntrack keeps the port (and address) the client asked for
+    const moved = { ...o, dport: fate.port, origDport: o.dport, ...(fate.address && { destination: fate.address }) };
     return direct(moved, takes(spec, fate.port) ? at : { ...at, index: -1 }).map((e) => ({ ...e, via: fate }));
   });
 }

@@ -9,8 +9,17 @@ import { addressOf, hostPort, jumpConnection, leavePool, pooled, sessionKey } fr
 import { shellCommand, sudoError } from "./sudo";
 import type { HostKeyInfo, Logger, Origin, RunOptions, RunResult, SessionStats } from "./types";
 
-/** What `origin` runs: the host's view of the connection. */
-const SSH_CONNECTION = 'printf "%s" "$SSH_CONNECTION"';
+/**
+ * What `origin` runs: the host's view of the connection, then the route the host takes back to the
+ * client (`ip route get`, iproute2's or busybox's; nothing where there is no `ip`), whose device is the
+ * interface the connection arrives on where routing is symmetric. Constant text: the client's address
+ * reaches `ip` as a variable's value, never as script text (globbing off).
+ */
+const SSH_CONNECTION =
+  'printf "%s\\n" "$SSH_CONNECTION"; set -f; set -- $SSH_CONNECTION; [ -n "$1" ] && ip route get "$1" 2>/dev/null; exit 0';
+
+/** An interface name as Linux allows it (at most 15 bytes, no space or slash), from `ip route get`'s `dev`. */
+const ROUTE_DEV = /(?:^|\s)dev\s+([\w.@+-]{1,15})(?:\s|$)/;
 
 /**
  * The pooled session for a connection: one SSH connection per (host, port, user, credentials, proxy chain)
@@ -24,18 +33,26 @@ export function getSession(conn: CheckedConnection, log?: Logger): Session {
 }
 
 /** Where the connection comes from, from `origin`'s output; a RemoteError when it does not say. */
-function originOf(r: RunResult, target: string): Origin {
-  const f = r.stdout.trim().split(/\s+/);
+export function originOf(r: RunResult, target: string): Origin {
+  const [first = "", ...route] = r.stdout.trim().split("\n");
+  const f = first.trim().split(/\s+/);
   if (r.code !== 0 || f.length !== 4) {
     throw new RemoteError(
-      `cannot tell where the connection to ${target} comes from: $SSH_CONNECTION is "${r.stdout.trim()}"`,
+      `cannot tell where the connection to ${target} comes from: $SSH_CONNECTION is "${first.trim()}"`,
       SSH_CONNECTION,
       r.code,
       r.stdout,
       r.stderr,
     );
   }
-  return { clientAddress: f[0], clientPort: Number(f[1]), serverAddress: f[2], serverPort: Number(f[3]) };
+  const dev = ROUTE_DEV.exec(route.join(" "))?.[1];
+  return {
+    clientAddress: f[0],
+    clientPort: Number(f[1]),
+    serverAddress: f[2],
+    serverPort: Number(f[3]),
+    ...(dev && { inInterface: dev }),
+  };
 }
 
 /** One pooled SSH connection (re-established as needed) and everything run over it. */

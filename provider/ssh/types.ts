@@ -33,6 +33,9 @@ export interface Origin {
   clientPort: number;
   serverAddress: string;
   serverPort: number;
+  /** The interface the host routes the client's address through (`ip route get`): where the connection's
+   * packets arrive, routing being symmetric; undefined where the host has no `ip`. */
+  inInterface?: string;
 }
 
 export interface SessionStats {

@@ -26,28 +26,27 @@ const project = (name: string, rules: ProgramRule[], withPackage: boolean | stri
   programProject(name, host, rules, withPackage);
 
 describe("safety", () => {
-  it("refuses a DROP that would cut off the provider's own SSH session, unless allowLockout", async () => {
+  it("refuses a DROP that would cut off the provider's own SSH session; lets one through that cannot", async () => {
     const before = await host.ruleset(4);
-    const p = await project("lockout", [
-      { name: "ssh", args: { port: 22, action: "DROP", ipVersion: "ipv4", inInterface: "eth0" } },
-    ]);
+    const p = await project("lockout", [{ name: "ssh", args: { port: 22, action: "DROP", ipVersion: "ipv4" } }]);
     const up = await p.up();
     expect(up.code).not.toBe(0);
     expect(up.stdout + up.stderr).toMatch(/would match the provider's own SSH connection .*allowLockout: true/s);
     expect(await host.ruleset(4)).toBe(before);
     expect(await p.resources()).toHaveLength(0);
-    // Opted in: this rule only matches eth0, and this provider comes in on the host's loopback.
+    // This rule only matches eth0, and this provider comes in on the host's loopback: the guard reads the
+    // interface from the host's route back to the provider (ip route get), so it cannot cut the session and
+    // goes ahead without allowLockout (before issue 23's guard it was refused, and needed the opt-in).
     await p.must([
       "config",
       "set",
       "lockout:rules",
       "--",
-      JSON.stringify([
-        { name: "ssh", args: { port: 22, action: "DROP", ipVersion: "ipv4", inInterface: "eth0", allowLockout: true } },
-      ]),
+      JSON.stringify([{ name: "ssh", args: { port: 22, action: "DROP", ipVersion: "ipv4", inInterface: "eth0" } }]),
     ]);
     const ok = await p.up();
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout + ok.stderr).not.toMatch(/allowLockout is set|would match the provider's own SSH connection/);
     expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toMatch(/-i eth0 -p tcp -m tcp --dport 22 .* -j DROP/);
     expect((await p.destroy()).code).toBe(0);
     expect(await host.ruleset(4)).toBe(before);

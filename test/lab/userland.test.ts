@@ -5,6 +5,8 @@ import { existsSync } from "node:fs";
 import * as net from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ADDRESSES_SCRIPT, parseAddresses } from "../../provider/host/addresses";
+import { closeAll, getSession } from "../../provider/ssh";
 import { Lab } from "./lab";
 import type { LabHost, Userland } from "./lab";
 import { rootfs } from "./rootfs";
@@ -44,7 +46,10 @@ let lab: Lab;
 beforeAll(async () => {
   lab = await Lab.create();
 });
-afterAll(() => lab?.destroy());
+afterAll(async () => {
+  await closeAll();
+  lab?.destroy();
+});
 
 describe.each(Object.keys(EXPECT) as (keyof typeof EXPECT)[])("userland %s", (userland) => {
   let nft: LabHost;
@@ -97,6 +102,22 @@ describe.each(Object.keys(EXPECT) as (keyof typeof EXPECT)[])("userland %s", (us
     const nopw = await ssh(lab, "pit-nopw", legacy.v4, "sudo -n sh -c 'id -u'");
     expect(nopw.code).not.toBe(0);
     expect(nopw.out).toMatch(/password is required/);
+  });
+
+  it("tells the provider its addresses (the listing's script, under its own sh) and the interface SSH arrives on", async () => {
+    const found = parseAddresses(await nft.sh(ADDRESSES_SCRIPT));
+    expect(found[4]).toContain(nft.v4);
+    expect(found[6]).toContain(nft.v6);
+    // The origin command runs in the login shell (busybox ash on the embedded host), its route through ip.
+    const connection = {
+      ...nft.connection("root", 4),
+      dialErrorLimit: 10,
+      perDialTimeout: 15,
+      maxConcurrentDials: 8,
+      sudo: false,
+    };
+    const origin = await getSession(connection).origin();
+    expect(origin).toMatchObject({ serverAddress: nft.v4, serverPort: 22, inInterface: "eth0" });
   });
 
   it("switches backends as an operator would, leaving the kernel's tables as they are", async () => {

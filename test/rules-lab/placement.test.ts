@@ -17,7 +17,11 @@
  * (a DNAT of one of the rule's ports to a backend namespace behind the server, a REDIRECT to another
  * port, Docker's chain, a DNAT bound to eth1, a REDIRECT bound to eth+): the model follows them.
  * The other backend holds a filter table too in half the cases (ferm-like policy DROP, a fail2ban-like
- * chain, a DROP or REJECT of a port): the kernel applies both, and so does the model.
+ * chain, a DROP or REJECT of a port), and a third of the cases a nat PREROUTING rule there (a DNAT to
+ * the backend, a REDIRECT): the kernel applies both, and so does the model.
+ * The model knows the server's addresses (one per interface, ./pair addressOn): rules name them (`-d`,
+ * Docker publishing on the first one, a DNAT to the second); it judges packets to each address arriving
+ * on each interface, and the kernel is asked for each interface's own address.
  * Both backends, both families, 8 namespace pairs at once. PIT_PLACEMENT_CASES sets the number of
  * cases (default 200; the full run uses thousands). A failure prints the ruleset, the rule and what
  * the kernel and the model said, ready to become a fixture.
@@ -39,7 +43,7 @@ import {
 import { placeableOf } from "../../provider/host/move";
 import { possibleVerdicts } from "../../provider/rules/place";
 import { deleteAll, labUnavailable, tools, type Backend } from "./netns";
-import { type Outcome, Pair } from "./pair";
+import { addressOn, type Outcome, Pair } from "./pair";
 import { cases, type Case, type Family, natText, otherText, POOL, rulesetText } from "./rulesets";
 
 const TOTAL = Number(process.env.PIT_PLACEMENT_CASES ?? 200);
@@ -107,8 +111,11 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
     const nat = parseRuleset(await pair.serverSh(backend, `${save} -t nat`));
     const end = chainOf(rs, "filter", chain)!.rules.length + 1;
     const interfaces = pair.interfaces;
-    const other = { backend: second, ruleset: parseRuleset(await pair.serverSh(second, `${save} -t filter`)) };
-    const host = { interfaces, nat, other };
+    const secondSaved =
+      (await pair.serverSh(second, `${save} -t filter`)) + (await pair.serverSh(second, `${save} -t nat`));
+    const other = { backend: second, ruleset: parseRuleset(secondSaved) };
+    const addresses = interfaces.map((_, k) => addressOn(c.family, "server", k));
+    const host = { interfaces, addresses, nat, other };
     const placed = placeRule(rs, { table: "filter", chain, rule: argv, ...host });
     log.push(`placeRule: line ${placed.line}, effective ${placed.effective}: ${placed.reason}`);
     const lines = [
@@ -125,23 +132,29 @@ async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
       const listed = parseRuleset(await pair.serverSh(backend, `${save} -c -t filter`));
       const mine = findByTag(listed, "filter", chain, TAG)!;
       // Packets DNAT-ed to the backend go through FORWARD (which accepts them) to a listening port.
-      // Each interface asked on its own (placeRule and shadowing judge one of each group the rules treat alike).
+      // Each interface and address asked on its own (placeRule and shadowing judge one of each group the
+      // rules treat alike): packets to every address of the server arrive on every interface.
       const model = interfaces
         .flatMap((i) =>
-          possibleVerdicts(rs, { table: "filter", chain, rule: argv, line, ...host, interfaces: [i] }).filter(
-            (m) => m.arrival === i,
+          addresses.flatMap((a) =>
+            possibleVerdicts(rs, { table: "filter", chain, rule: argv, line, ...host, interfaces: [i], to: a })
+              .filter((m) => m.arrival === i)
+              .map((m) => ({ ...m, to: a })),
           ),
         )
         .map((m) => ({ ...m, verdicts: [...new Set(m.verdicts.map((x) => (x === "FORWARD" ? "ACCEPT" : x)))] }));
       const shadow = shadowing(parseRuleset(withOurs), { table: "filter", chain, line, ...host });
-      // The kernel's answer for each (port, interface) the model judges: the rule speaks for no other.
-      const judged = model.map((m) => {
-        const k = interfaces.indexOf(m.arrival ?? "");
-        return { ...m, kernel: kernel[k][c.ours.ports.indexOf(m.port!)] };
-      });
+      // The kernel's answer for each (port, interface) the model judges, to that interface's own address
+      // (the probes' destination): the rule speaks for no other.
+      const judged = model
+        .filter((m) => m.to === addresses[interfaces.indexOf(m.arrival ?? "")])
+        .map((m) => {
+          const k = interfaces.indexOf(m.arrival ?? "");
+          return { ...m, kernel: kernel[k][c.ours.ports.indexOf(m.port!)] };
+        });
       log.push(
         `line ${line}: kernel ${interfaces.map((i, k) => `${i}: ${kernel[k].map((o, j) => `${c.ours.ports[j]} ${KERNEL[o] ?? o}`).join(", ")}`).join("; ")}; ` +
-          `model ${model.map((m) => `${m.port} on ${m.arrival} ${m.verdicts.join("|")}${m.ours ? " (ours)" : ""}`).join(", ")}; ` +
+          `model ${model.map((m) => `${m.port} on ${m.arrival} to ${m.to} ${m.verdicts.join("|")}${m.ours ? " (ours)" : ""}`).join(", ")}; ` +
           `counted ${mine.counters?.packets}; shadowing: ${shadow?.why ?? "none"}`,
       );
       stats.lines++;

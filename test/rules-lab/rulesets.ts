@@ -3,11 +3,13 @@
  * (ufw's own ruleset as ufw writes it, fail2ban-, firewalld-iptables- and kube-proxy-like chains)
  * plus random rules: jumps, gotos and RETURNs into acyclic user chains; conntrack, addrtype, limit
  * and LOG rules; source bans and admin allows; negations; port ranges and lists; per-source
- * matches; policies ACCEPT and DROP. Nothing names the client's address (198.18.0.1 / fd00:18::1)
+ * matches; policies ACCEPT and DROP; rules naming the server's own addresses (`-d`, Docker publishing
+ * on one of them, a DNAT to another). Nothing names the client's address (198.18.0.1 / fd00:18::1)
  * or the server's interface (vlab0): the client is an ordinary client.
  */
 import fc from "fast-check";
 import type { Backend } from "./netns";
+import { addressOn } from "./pair";
 import { readFamilyFile } from "../fixtures/captures";
 
 export type Family = 4 | 6;
@@ -36,22 +38,35 @@ export interface Case {
   probes: number[];
   /** The nat table's user chains and `-A` lines (PREROUTING's DNAT to the lab's backend, REDIRECT). */
   nat: { chains: string[]; rules: string[] };
-  /** The filter table loaded with the other backend (ferm on legacy beside fail2ban on nf_tables). */
-  other: { policy: "ACCEPT" | "DROP"; chains: string[]; rules: string[] };
+  /** The filter table loaded with the other backend (ferm on legacy beside fail2ban on nf_tables), and
+   * its nat PREROUTING rules (the kernel runs both backends' nat hooks). */
+  other: { policy: "ACCEPT" | "DROP"; chains: string[]; rules: string[]; nat: string[] };
 }
 
-/** The other backend's filter table as iptables-restore reads it (an empty one clears the last case's). */
+/** The other backend's filter and nat tables as iptables-restore reads them (empty ones clear the last case's). */
 export function otherText(c: Case): string {
-  const { policy, chains, rules } = c.other;
+  const { policy, chains, rules, nat } = c.other;
   const head = [`:INPUT ${policy} [0:0]`, ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"];
-  return ["*filter", ...head, ...chains.map((n) => `:${n} - [0:0]`), ...rules, "COMMIT", ""].join("\n");
+  const natHead = ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"].map((n) => `:${n} ACCEPT [0:0]`);
+  return [
+    ...["*filter", ...head, ...chains.map((n) => `:${n} - [0:0]`), ...rules, "COMMIT"],
+    ...["*nat", ...natHead, ...nat, "COMMIT", ""],
+  ].join("\n");
+}
+
+/** The other backend's nat PREROUTING: nothing, a DNAT of one of our ports to the backend, a REDIRECT of it. */
+function otherNatOf(kind: number, f: Family, port: number, other: number): string[] {
+  const tcp = "-p tcp -m tcp --dport";
+  if (kind === 1) return [`-A PREROUTING ${tcp} ${port} -j DNAT --to-destination ${backendAt(f)}`];
+  if (kind === 2) return [`-A PREROUTING ${tcp} ${port} -j REDIRECT --to-ports ${other}`];
+  return [];
 }
 
 /**
  * What the other backend holds: nothing, a ferm-like policy DROP that admits a few ports, a
  * fail2ban-like chain for two ports that bans other hosts, a DROP or REJECT of one of our ports.
  */
-function otherOf(kind: number, f: Family, port: number, other: number): Case["other"] {
+function otherOf(kind: number, f: Family, port: number, other: number): Omit<Case["other"], "nat"> {
   const tcp = "-p tcp -m tcp --dport";
   switch (kind) {
     case 1:
@@ -96,9 +111,11 @@ const backendAt = (f: Family, port?: number) =>
 /**
  * nat PREROUTING as the tools that DNAT write it: nothing, a DNAT of one of our ports to the backend,
  * a REDIRECT of it to another port of the server, Docker's chain (`! -i docker0`, to another port),
- * a zone's DNAT bound to eth1, a REDIRECT bound to eth+ below an ACCEPT that keeps one port as it is.
+ * a zone's DNAT bound to eth1, a REDIRECT bound to eth+ below an ACCEPT that keeps one port as it is,
+ * Docker publishing on the server's first address only (`-p ADDR:PORT:...`), a DNAT to another port of
+ * the server's second address (its first on a server with one interface).
  */
-function natOf(kind: number, f: Family, port: number, other: number): Case["nat"] {
+function natOf(kind: number, f: Family, port: number, other: number, many: boolean): Case["nat"] {
   const tcp = "-p tcp -m tcp --dport";
   switch (kind) {
     case 1:
@@ -130,6 +147,21 @@ function natOf(kind: number, f: Family, port: number, other: number): Case["nat"
           `-A PREROUTING -i eth+ ${tcp} ${port} -j REDIRECT --to-ports ${other}`,
         ],
       };
+    case 6:
+      return {
+        chains: ["DOCKER"],
+        rules: [
+          "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+          `-A DOCKER -d ${serverHost(f, 0)} ! -i docker0 ${tcp} ${port} -j DNAT --to-destination ${backendAt(f, other)}`,
+        ],
+      };
+    case 7: {
+      const to = addressOn(f, "server", many ? 1 : 0);
+      return {
+        chains: [],
+        rules: [`-A PREROUTING ${tcp} ${port} -j DNAT --to-destination ${f === 4 ? to : `[${to}]`}:${other}`],
+      };
+    }
     default:
       return { chains: [], rules: [] };
   }
@@ -138,6 +170,8 @@ function natOf(kind: number, f: Family, port: number, other: number): Case["nat"
 const v = (f: Family, v4: string, v6: string) => (f === 4 ? v4 : v6);
 const otherNet = (f: Family, i: number) => v(f, `198.19.${i}.0/24`, `fd00:19:${i}::/64`);
 const otherHost = (f: Family, i: number) => v(f, `198.19.${i}.7/32`, `fd00:19:${i}::7/128`);
+/** The server's own address on its k-th interface, as a host network (`-d`). */
+const serverHost = (f: Family, k: number) => `${addressOn(f, "server", k)}/${v(f, "32", "128")}`;
 /** Networks that hold the client's address: on a host with several interfaces it has one on each
  * (198.18.k.1), so only the network that holds them all. */
 const clientNets = (f: Family, many: boolean) =>
@@ -352,6 +386,9 @@ function matchOf(i: number, r: RandomRule, f: Family, ours: OurRule, index: numb
     ours.source ? `-s ${nets[r.port % nets.length]}` : `-s ${otherHost(f, 3)}`,
     ours.source ? `! -s ${nets[r.port % nets.length]}` : `! -s ${otherHost(f, 4)}`,
     `-d ${v(f, "198.19.0.251/32", "ff02::fb/128")}`,
+    `-d ${serverHost(f, r.port % 2)}`,
+    `! -d ${serverHost(f, r.port % 2)}`,
+    `-d ${v(f, "198.18.0.0/16", "fd00:18::/48")}`,
     "-i lo",
     "-i eth0",
     "-i eth+",
@@ -456,7 +493,7 @@ export function cases(f: Family, backend: Backend, interfaces: readonly string[]
       ours: ourRule,
       probes: fc.array(fc.nat(40), { minLength: 1, maxLength: 2 }),
       nat: fc.record({ kind: fc.nat(9), port: fc.nat(5), other: fc.constantFrom(...POOL) }),
-      other: fc.record({ kind: fc.nat(7), port: fc.nat(5), other: fc.constantFrom(...POOL) }),
+      other: fc.record({ kind: fc.nat(7), nat: fc.nat(5), port: fc.nat(5), other: fc.constantFrom(...POOL) }),
     })
     .map((g) => {
       const base = g.template.chains(f, backend).map((c) => ({ name: c.name, rules: [...c.rules] }));
@@ -496,8 +533,11 @@ export function cases(f: Family, backend: Backend, interfaces: readonly string[]
         chains,
         ours,
         probes: g.probes,
-        nat: natOf(g.nat.kind, f, ours.ports[g.nat.port % ours.ports.length], g.nat.other),
-        other: otherOf(g.other.kind, f, ours.ports[g.other.port % ours.ports.length], g.other.other),
+        nat: natOf(g.nat.kind, f, ours.ports[g.nat.port % ours.ports.length], g.nat.other, many),
+        other: {
+          ...otherOf(g.other.kind, f, ours.ports[g.other.port % ours.ports.length], g.other.other),
+          nat: otherNatOf(g.other.nat, f, ours.ports[g.other.port % ours.ports.length], g.other.other),
+        },
       };
     });
 }

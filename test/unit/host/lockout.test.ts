@@ -151,3 +151,38 @@ describe("bootLockoutOf: the boot file a save wrote, read back, against the live
 function insertRuleLine(save: string, rule: string): string {
   return save.replace(/^(:OUTPUT .*)$/m, `$1\n${rule}`);
 }
+
+describe("the SSH packets judged as placement judges them: interface, address, nat PREROUTING, the other backend", () => {
+  const rs = (rules: string[], policy = "DROP") =>
+    parse(["*filter", `:INPUT ${policy} [0:0]`, ...rules, "COMMIT", ""].join("\n"));
+  const nat = (rules: string[]) =>
+    parseRuleset(["*nat", ":PREROUTING ACCEPT [0:0]", ...rules, "COMMIT", ""].join("\n"));
+  const ssh22 = rs(["-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT"]);
+  const viaEth1 = { ...origin, serverAddress: "198.18.1.2", inInterface: "eth1" };
+
+  it("a DNAT of port 22 on the interface the connection arrives on sends it away: not accepted, by the DNAT", () => {
+    const host = { nat: nat(["-A PREROUTING -i eth1 -p tcp -m tcp --dport 22 -j DNAT --to-destination 198.19.9.9"]) };
+    expect(sshFate(ssh22, viaEth1, host)).toEqual({
+      accepted: false,
+      by: "-A PREROUTING -i eth1 -p tcp -m tcp --dport 22 -j DNAT --to-destination 198.19.9.9",
+    });
+    expect(sshFate(ssh22, { ...viaEth1, inInterface: "eth0" }, host).accepted).toBe(true);
+  });
+
+  it("a rule naming the address the connection reached decides it; another address's does not", () => {
+    const onlyOther = rs(["-A INPUT -d 198.18.0.2/32 -p tcp -m tcp --dport 22 -j ACCEPT"]);
+    expect(sshFate(onlyOther, viaEth1, { addresses: ["198.18.0.2", "198.18.1.2"] }).accepted).toBe(false);
+    const own = rs(["-A INPUT -d 198.18.1.2/32 -p tcp -m tcp --dport 22 -j ACCEPT"]);
+    expect(sshFate(own, viaEth1, { addresses: ["198.18.0.2", "198.18.1.2"] }).accepted).toBe(true);
+  });
+
+  it("the other backend's DROP of 22 refuses them, and the reason names its tables", () => {
+    const other = { backend: "legacy" as const, ruleset: rs(["-A INPUT -p tcp -m tcp --dport 22 -j DROP"], "ACCEPT") };
+    expect(sshFate(ssh22, viaEth1, { other })).toEqual({
+      accepted: false,
+      by: "the legacy tables: -A INPUT -p tcp -m tcp --dport 22 -j DROP",
+    });
+    // Removing iptables' own ACCEPT then cuts nothing more: they were refused already.
+    expect(lockoutOf(ssh22, without(ssh22, 1), viaEth1, "removing", { other })).toBeUndefined();
+  });
+});

@@ -3,10 +3,11 @@ import { describe, expect, it } from "vitest";
 import { secondOf, secondScript } from "../../../provider/host/second";
 
 describe("the other backend's tables", () => {
-  it("lists legacy only where the kernel has its filter table loaded, nft through its own -save", () => {
+  it("lists legacy only where the kernel has its filter or nat table loaded, nft through its own -save", () => {
     const script = secondScript([4, 6]);
-    expect(script).toContain("grep -qx filter /proc/net/ip6_tables_names");
-    expect(script).toContain("exec ip6tables-legacy-save -t filter");
+    expect(script).toContain("for t in filter nat; do");
+    expect(script).toContain('grep -qx "$t" /proc/net/ip6_tables_names');
+    expect(script).toContain('ip6tables-legacy-save -t "$t" || exit 1');
     expect(script).toContain("exec iptables-nft-save");
   });
 
@@ -20,5 +21,17 @@ describe("the other backend's tables", () => {
     expect(other?.[4]?.ruleset.tables.get("filter")?.chains.get("INPUT")?.policy).toBe("DROP");
     expect(other?.[6]).toBeUndefined();
     expect(secondOf({ second4: { code: 127, out: "", err: "" } }, "legacy")).toBeUndefined();
+  });
+
+  it("reads the other backend's nat table, alone or after its filter table", () => {
+    const nat =
+      "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 8081\nCOMMIT\n";
+    const filter = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n";
+    const other = secondOf(
+      { second4: { code: 0, out: nat, err: "" }, second6: { code: 0, out: filter + nat, err: "" } },
+      "nf_tables",
+    );
+    expect(other?.[4]?.ruleset.tables.get("nat")?.chains.get("PREROUTING")?.rules).toHaveLength(1);
+    expect([...(other?.[6]?.ruleset.tables.keys() ?? [])]).toEqual(["filter", "nat"]);
   });
 });

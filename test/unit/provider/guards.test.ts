@@ -3,8 +3,8 @@
 // are confirmed over a fresh SSH connection.
 import { afterEach, describe, expect, it } from "vitest";
 import { deleteGuard, guarded, insertGuard, mayLockOut, rememberPins, secretsOf } from "../../../provider/guards";
-import { withDeleted } from "../../../provider/host/ruleset-text";
-import { parseRuleset } from "../../../provider/rules";
+import { withDeleted, withInserted } from "../../../provider/host/ruleset-text";
+import { parseRuleset, renderRule, ruleText } from "../../../provider/rules";
 import type { Ruleset } from "../../../provider/rules";
 import { addressOf, forgetPins, pinsOf } from "../../../provider/ssh";
 import { base, checked } from "./inputs";
@@ -31,19 +31,33 @@ describe("the insert guard: would the rule cut off the provider's own SSH connec
   const origin = { clientAddress: "198.18.0.1", serverPort: 22 };
   const guardOf = async (args: Record<string, unknown>, warn: string[] = []) =>
     insertGuard((await checked({ ...base, ...args })) as any, { warn: (m) => warn.push(m) });
+  const empty = parseRuleset("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
+  /** The guard's answer for the rule `args` inserted at line 1 of its chain on `before` (an empty INPUT). */
+  const judged = async (args: Record<string, unknown>, o: typeof origin = origin, before = empty) => {
+    const inputs = await checked({ ...base, ...args });
+    const f = o.clientAddress.includes(":") ? 6 : 4;
+    const after = withInserted(
+      before,
+      "filter",
+      inputs.chain,
+      1,
+      ruleText(inputs.chain, renderRule(inputs as never, f, "t")),
+    );
+    return (await guardOf(args))?.(o, f, before, after);
+  };
 
   it("refuses a DROP that matches the connection, naming it and the way out", async () => {
-    const guard = await guardOf({ port: 22, action: "DROP" });
-    expect(guard?.(origin, 4)).toBe(
+    expect(await judged({ port: 22, action: "DROP" })).toBe(
       "this DROP rule on INPUT would match the provider's own SSH connection (tcp from 198.18.0.1 to port 22) " +
         'and cut it off: narrow "port" or "source", or set allowLockout: true if that is really intended',
     );
   });
 
   it("lets one through that does not match: another port, another source, the other family", async () => {
-    expect((await guardOf({ port: 2222, action: "DROP" }))?.(origin, 4)).toBeUndefined();
-    expect((await guardOf({ port: 22, action: "DROP", source: "198.18.9.0/24" }))?.(origin, 4)).toBeUndefined();
-    expect((await guardOf({ port: 22, action: "DROP", ipVersion: "both" }))?.(origin, 6)).toBeUndefined();
+    expect(await judged({ port: 2222, action: "DROP" })).toBeUndefined();
+    expect(await judged({ port: 22, action: "DROP", source: "198.18.9.0/24" })).toBeUndefined();
+    const both = await guardOf({ port: 22, action: "DROP", ipVersion: "both" });
+    expect(both?.(origin, 6, empty, empty)).toBeUndefined();
   });
 
   it("has nothing to guard for an ACCEPT, or on a chain the provider's packets do not cross", async () => {
@@ -54,8 +68,74 @@ describe("the insert guard: would the rule cut off the provider's own SSH connec
   it("with allowLockout: goes ahead, and says so", async () => {
     const warn: string[] = [];
     const guard = await guardOf({ port: 22, action: "DROP", allowLockout: true }, warn);
-    expect(guard?.(origin, 4)).toBeUndefined();
+    const after = withInserted(empty, "filter", "INPUT", 1, "-A INPUT -p tcp -m tcp --dport 22 -j DROP");
+    expect(guard?.(origin, 4, empty, after)).toBeUndefined();
     expect(warn).toEqual([expect.stringMatching(/^allowLockout is set, so this goes ahead: this DROP rule on INPUT/)]);
+  });
+});
+
+describe("the lockout guards on a zone firewall: the SSH packets arrive on one interface", () => {
+  // Shorewall- or firewalld-like: the interface picks the zone's chain; SSH is open in eth0's zone only.
+  const zones = parseRuleset(
+    [
+      "*filter",
+      ":INPUT DROP [0:0]",
+      ":zone-a - [0:0]",
+      ":zone-b - [0:0]",
+      "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-A INPUT -i eth0 -j zone-a",
+      "-A INPUT -i eth1 -g zone-b",
+      "-A zone-a -p tcp -m tcp --dport 22 -j ACCEPT",
+      "-A zone-b -p tcp -m tcp --dport 8080 -j ACCEPT",
+      "COMMIT",
+      "",
+    ].join("\n"),
+  );
+  const viaEth0 = { clientAddress: "198.18.0.1", serverPort: 22, serverAddress: "198.18.0.2", inInterface: "eth0" };
+  const host = { interfaces: ["eth0", "eth1"], addresses: ["198.18.0.2", "198.18.1.2"] };
+  const insert = async (args: Record<string, unknown>, o: object = viaEth0) => {
+    const inputs = await checked({ ...base, port: 22, action: "DROP", ...args });
+    const text = ruleText(inputs.chain, renderRule(inputs as never, 4, "t"));
+    const after = withInserted(zones, "filter", inputs.chain, 1, text);
+    return insertGuard(inputs as never, {})!(o as never, 4, zones, after, host);
+  };
+
+  it("refuses a DROP of 22 in the zone the connection arrives in, not in another zone's chain or interface", async () => {
+    expect(await insert({ chain: "zone-a" })).toMatch(/would match the provider's own SSH connection/);
+    expect(await insert({ chain: "zone-b" })).toBeUndefined();
+    expect(await insert({ inInterface: "eth1" })).toBeUndefined();
+    expect(await insert({ inInterface: "eth0" })).toMatch(/cut it off/);
+  });
+
+  it("without the interface (a host without ip), judges each of the host's interfaces: zone-b still cuts nothing", async () => {
+    const unknown = { clientAddress: "198.18.0.1", serverPort: 22, serverAddress: "198.18.0.2" };
+    expect(await insert({ chain: "zone-b" }, unknown)).toBeUndefined();
+    expect(await insert({ chain: "zone-a" }, unknown)).toMatch(/cut it off/);
+  });
+
+  it("lets a DROP through below a rule that accepts the provider's own address; where the model cannot see SSH accepted, refuses", async () => {
+    const admin = withInserted(zones, "filter", "zone-a", 1, "-A zone-a -s 198.18.0.1/32 -j ACCEPT");
+    const inputs = await checked({ ...base, port: 22, action: "DROP", chain: "zone-a" });
+    const below = withInserted(admin, "filter", "zone-a", 2, ruleText("zone-a", renderRule(inputs as never, 4, "t")));
+    expect(insertGuard(inputs as never, {})!(viaEth0, 4, admin, below, host)).toBeUndefined();
+    const limited = parseRuleset(
+      "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -m limit --limit 3/min -j ACCEPT\nCOMMIT\n",
+    );
+    const after = withInserted(limited, "filter", "INPUT", 2, ruleText("INPUT", renderRule(inputs as never, 4, "t")));
+    expect(insertGuard(inputs as never, {})!(viaEth0, 4, limited, after, host)).toMatch(/cut it off/);
+  });
+
+  it("refuses removing zone-a's ACCEPT of 22, which a model of an unnamed interface let through", () => {
+    const accept = "-A zone-a -p tcp -m tcp --dport 22 -j ACCEPT";
+    const props = { action: "ACCEPT", table: "filter", chain: "zone-a", tag: "t", rules: { ipv4: accept } } as any;
+    const gone = withDeleted(zones, "filter", "zone-a", 1);
+    const guard = deleteGuard(props, {})!;
+    expect(guard(viaEth0, 4, zones, gone, host)).toMatch(
+      /new SSH connections from 198\.18\.0\.1 to port 22 are accepted now \(by -A zone-a -p tcp -m tcp --dport 22 -j ACCEPT\), and would then be refused \(by the INPUT policy DROP\) on eth0, where they arrive, so no later/,
+    );
+    expect(guard({ clientAddress: "198.18.0.1", serverPort: 22 }, 4, zones, gone)).toBeUndefined();
+    // Arriving on eth1, SSH was never accepted: removing it cuts nothing there.
+    expect(guard({ ...viaEth0, inInterface: "eth1" }, 4, zones, gone, host)).toBeUndefined();
   });
 });
 

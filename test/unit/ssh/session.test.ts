@@ -4,6 +4,7 @@
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { closeOpened, removeSockets, sessionOn } from "./fake-host";
 import { RemoteError } from "../../../provider/ssh";
+import { originOf } from "../../../provider/ssh/session";
 
 afterAll(removeSockets);
 afterEach(closeOpened);
@@ -69,7 +70,11 @@ describe("Session against an in-process SSH server", () => {
 
   it("reads where the connection comes from once per connection, and says so when it cannot", async () => {
     let answer = "198.18.0.1 50000 198.18.255.1 22";
-    const { host, session } = await sessionOn(() => ({ stdout: answer, code: 0 }));
+    const scripts: string[] = [];
+    const { host, session } = await sessionOn((_command, stdin) => {
+      scripts.push(stdin);
+      return { stdout: answer, code: 0 };
+    });
     const origin = await session.origin();
     expect(origin).toEqual({
       clientAddress: "198.18.0.1",
@@ -79,8 +84,25 @@ describe("Session against an in-process SSH server", () => {
     });
     expect(await session.origin()).toBe(origin);
     expect(host.commands).toHaveLength(1);
+    expect(scripts[0]).toContain('set -f; set -- $SSH_CONNECTION; [ -n "$1" ] && ip route get "$1"');
     await session.close();
     answer = "";
     await expect(session.origin()).rejects.toThrow(/cannot tell where the connection to root@\S+ comes from/);
+  });
+
+  it("reads the interface the connection arrives on from the route back to the client (iproute2's, busybox's)", () => {
+    const ok = (stdout: string) => originOf({ stdout, stderr: "", code: 0 }, "t");
+    const ssh = "198.18.0.1 50000 198.18.0.2 22\n";
+    expect(ok(`${ssh}198.18.0.1 dev eth0 src 198.18.0.2 uid 0 \n    cache \n`).inInterface).toBe("eth0");
+    expect(ok(`${ssh}198.18.0.1 via 198.18.0.254 dev wan0  src 198.18.0.2 \n`).inInterface).toBe("wan0");
+    // No ip on the host, or a name Linux would not allow: not known.
+    expect(ok(ssh).inInterface).toBeUndefined();
+    expect(ok(`${ssh}198.18.0.1 dev a/b\x1b[2J src 198.18.0.2\n`).inInterface).toBeUndefined();
+    expect(ok(ssh)).toEqual({
+      clientAddress: "198.18.0.1",
+      clientPort: 50000,
+      serverAddress: "198.18.0.2",
+      serverPort: 22,
+    });
   });
 });
