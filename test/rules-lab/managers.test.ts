@@ -149,6 +149,11 @@ const CASES: Record<string, Case[]> = {
   "docker-publish": [
     {
       port: 8088,
+      action: "DROP",
+      why: "Docker DNATs it to the container, on eth0's address only (-p 198.18.0.2:8088:8088)",
+    },
+    {
+      port: 8088,
       action: "ACCEPT",
       why: "Docker DNATs it on eth0's address only; eth1's address reaches INPUT (policy ACCEPT)",
     },
@@ -174,6 +179,8 @@ interface Fixture {
   backend: Backend;
   /** The other backend (its tables, where the capture holds any, are the host's other backend). */
   second: Backend;
+  /** The host's own addresses by family (every interface's, bk0's too), without their prefix lengths. */
+  addresses: Record<Family, string[]>;
   /** `<backend>-ipv<family>` -> iptables-save text, for those the capture holds. */
   saves: Map<string, string>;
 }
@@ -183,7 +190,12 @@ function fixtures(): Fixture[] {
     .filter((name) => existsSync(join(FIXTURES, name, "interfaces.json")))
     .map((name) => {
       const dir = join(FIXTURES, name);
-      const all = Object.keys(JSON.parse(readFileSync(join(dir, "interfaces.json"), "utf8")));
+      const byInterface: Record<string, string[]> = JSON.parse(readFileSync(join(dir, "interfaces.json"), "utf8"));
+      const all = Object.keys(byInterface);
+      const own = Object.values(byInterface)
+        .flat()
+        .map((a) => a.split("/")[0]);
+      const addresses = { 4: own.filter((a) => !a.includes(":")), 6: own.filter((a) => a.includes(":")) };
       const saves = new Map(
         readdirSync(dir)
           .filter((f) => f.endsWith(".save"))
@@ -194,7 +206,7 @@ function fixtures(): Fixture[] {
       )?.[1] as Backend;
       if (!backend) throw new Error(`${dir}/sample.sh does not say the sample's backend (# backend: ...)`);
       const second: Backend = backend === "legacy" ? "nf_tables" : "legacy";
-      return { name, interfaces: all.filter((i) => i !== "bk0"), backend, second, saves };
+      return { name, interfaces: all.filter((i) => i !== "bk0"), backend, second, addresses, saves };
     });
 }
 
@@ -249,7 +261,7 @@ async function hostView(pair: Pair, f: Fixture, family: Family) {
     ? { backend: f.second, ruleset: parseRuleset(await pair.serverSh(f.second, save)) }
     : undefined;
   const nat: Ruleset | undefined = primary.tables.has("nat") ? primary : undefined;
-  return { backend: f.backend, primary, nat, other, interfaces: f.interfaces };
+  return { backend: f.backend, primary, nat, other, interfaces: f.interfaces, addresses: f.addresses[family] };
 }
 
 /** What the kernel does with each port, through each interface: [interface][port]. */
@@ -267,7 +279,14 @@ async function runCase(pair: Pair, f: Fixture, family: Family, c: Case): Promise
   const argv = argvOf(c, family);
   const host = await hostView(pair, f, family);
   const base = await pair.serverSh(f.backend, `${save} -t filter`);
-  const request = { table: "filter", chain: "INPUT", rule: argv, nat: host.nat, other: host.other };
+  const request = {
+    table: "filter",
+    chain: "INPUT",
+    rule: argv,
+    nat: host.nat,
+    other: host.other,
+    addresses: host.addresses,
+  };
   const placed = placeRule(host.primary, { ...request, interfaces: host.interfaces });
   const end = host.primary.tables.get("filter")!.chains.get("INPUT")!.rules.length + 1;
   stats.cases++;
@@ -301,7 +320,15 @@ async function judgeAt(
   await pair.serverSh(host.backend, restore, withOurs);
   const kernel = await probeAll(pair, family, portsOf(c));
   await pair.serverSh(host.backend, restore, base);
-  const request = { table: "filter", chain: "INPUT", rule: argv, line, nat: host.nat, other: host.other };
+  const request = {
+    table: "filter",
+    chain: "INPUT",
+    rule: argv,
+    line,
+    nat: host.nat,
+    other: host.other,
+    addresses: host.addresses,
+  };
   // Packets DNAT-ed to the backend go through FORWARD to a listening port: ACCEPT, as placement.test.ts counts them.
   const model = host.interfaces.map((i) => {
     const judged = possibleVerdicts(host.primary, { ...request, interfaces: [i] }).filter((m) => m.arrival === i);
@@ -318,6 +345,7 @@ async function judgeAt(
     interfaces: host.interfaces,
     nat: host.nat,
     other: host.other,
+    addresses: host.addresses,
   });
   stats.lines++;
   const problems: string[] = [];
