@@ -1,8 +1,8 @@
-// What else on the host decides a rule's packets, beside the chain it is in (pure): Docker's DNAT of a
-// published port (the packets go through FORWARD, never INPUT) and the host's own nftables tables
-// (every base chain on the input hook must accept a packet). The listing snippets, and the judgement
-// of one rule in one family from what they printed.
-import { dockerWarning, nftVerdicts, NftParseError, parseNft, parseRuleset, publishedPorts } from "../rules";
+// What else on the host decides a rule's packets, beside the iptables tables placement judges (pure):
+// the host's own nftables tables (every base chain on the input hook must accept a packet). The listing
+// snippets (the nft tables, and the nat tables placement follows: Docker's DNAT of a published port is
+// judged there, with every other DNAT), and the judgement of one rule in one family from what they printed.
+import { nftVerdicts, NftParseError, parseNft } from "../rules";
 import { TABLES } from "../rules";
 import type { Backend, Protocol, RuleSpec } from "../rules";
 import { iptables, section } from "./protocol";
@@ -80,9 +80,9 @@ else nft -j list ruleset; fi`,
 
 /** What the host beside the chain does to one rule in one family. */
 export interface Beside {
-  /** Said at create (Docker publishing the port; an nft chain that does not accept it). */
+  /** Said at create (an nft chain that does not accept the port). */
   warnings: string[];
-  /** Why the rule does not decide its ordinary packets (names the nft chain or Docker's rule), if so. */
+  /** Why the rule does not decide its ordinary packets (names the nft chain), if so. */
   blockedBy?: string;
 }
 
@@ -95,10 +95,9 @@ function portsOf(spec: RuleSpec): { protocol: Protocol; ports: string } | undefi
 }
 
 /**
- * Judges a rule of filter INPUT in one family against what besideListing printed. Other chains and
- * tables are not judged (DOCKER-USER is where Docker's packets are; FORWARD and OUTPUT do not see the
- * input hook). Only an ACCEPT is judged against nft: a DROP or REJECT in iptables drops whatever nft
- * says.
+ * Judges an ACCEPT of filter INPUT in one family against the nft tables besideListing printed. Other
+ * chains and tables are not judged (FORWARD and OUTPUT do not see the input hook), nor DROP and REJECT
+ * (a DROP or REJECT in iptables drops whatever nft says).
  * @example judgeBeside(sections, 4, { table: "filter", chain: "INPUT", spec }, { backend: "nf_tables", host: "web1" })
  */
 export function judgeBeside(
@@ -111,17 +110,6 @@ export function judgeBeside(
   const ours = portsOf(rule.spec);
   const action = rule.spec.target;
   if (rule.table !== "filter" || rule.chain !== "INPUT" || !ours || !action) return out;
-
-  const nat = sections[`nat${f}`];
-  if (nat?.code === 0 && nat.out.trim()) {
-    const published = publishedPorts(once(nat, parseRuleset), ours);
-    if (published.length) {
-      out.warnings.push(dockerWarning({ chain: rule.chain, ...ours, action: action as "DROP" }, published, host.name));
-      const everyAddress = published.find((p) => !p.address);
-      if (everyAddress)
-        out.blockedBy = `nat PREROUTING -> DOCKER: ${everyAddress.rule} (Docker forwards these packets to the container through FORWARD; they never reach INPUT: use chain DOCKER-USER)`;
-    }
-  }
 
   const nft = sections.nft;
   if (action !== "ACCEPT" || !nft || nft.code === NO_NFT) return out;

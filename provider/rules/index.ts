@@ -45,6 +45,5 @@ export type { NftJudgement, NftPackets } from "./nft";
 export type { NftRuleset } from "./nft-parse";
 export { blobType, fingerprintOf, HOST_KEY_HELP, parseHostKey } from "./hostkey";
 export type { ExpectedHostKey } from "./hostkey";
-export { DOCKER_USER, dockerWarning, matchesOriginalPort, publishedPorts } from "./docker";
-export type { Published } from "./docker";
+export { DOCKER_USER, matchesOriginalPort } from "./docker";
 export type { Placement, Shadow } from "./place";

@@ -133,8 +133,9 @@ interface Judgement {
   first?: Shadow;
 }
 
-/** Splits the rule's ports where any rule of the table starts or ends a port range: one port per piece. */
-function portPieces(table: Table, spec: RuleSpec): (number | undefined)[] {
+/** Splits the rule's ports where any rule of `tables` (the table, and the nat and other backend's tables
+ * the packets meet too) starts or ends a port range: one port per piece. */
+function portPieces(tables: readonly (Table | undefined)[], spec: RuleSpec): (number | undefined)[] {
   const own = spec.match.dport ?? spec.match.dports ?? spec.match.ctorigdstport;
   const ranges = own && !own.negated ? portRanges(own.value) : undefined;
   if (!ranges) return [undefined];
@@ -143,7 +144,9 @@ function portPieces(table: Table, spec: RuleSpec): (number | undefined)[] {
     out.push(lo);
     // A single port is one piece; a range is cut where any rule's ports begin or end.
     if (hi > lo)
-      for (const chain of table.chains.values()) for (const c of cutsOf(chain)) if (c > lo && c <= hi) out.push(c);
+      for (const table of tables)
+        for (const chain of table?.chains.values() ?? [])
+          for (const c of cutsOf(chain)) if (c > lo && c <= hi) out.push(c);
   }
   return [...new Set(out)].sort((a, b) => a - b);
 }
@@ -164,7 +167,7 @@ function piecesOf(table: Table, spec: RuleSpec, start: string, host: Scope): { p
   const arrivals = arrivalsOf(spec, hook, distinctInterfaces(host.interfaces, spec, tables));
   const addresses = distinctAddresses(host.addresses, spec, tables);
   const tos = host.to === undefined ? destinationsOf(spec, hook, addresses) : [host.to];
-  const pieces = portPieces(table, spec).flatMap((port) =>
+  const pieces = portPieces(tables, spec).flatMap((port) =>
     arrivals.flatMap((arrival) => tos.map((to) => ({ port, arrival, to }))),
   );
   return { pieces, named: (addresses?.length ?? 0) > 1 };

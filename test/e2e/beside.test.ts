@@ -121,8 +121,11 @@ describe("a Docker-like host: a container behind a bridge, Docker's nat and filt
 
   it("a PortRule on INPUT warns that Docker bypasses INPUT, reports effective: false, and indeed blocks nothing", async () => {
     const up = await ok(p.up());
-    expect(all(up)).toContain("Docker publishes tcp 8080 on");
-    expect(all(up)).toContain('write chain: "DOCKER-USER"');
+    // Docker's DNAT is judged as any DNAT in nat PREROUTING: the DROP is not effective, and why says what to write.
+    expect(all(up)).toContain(
+      "nat PREROUTING -> DOCKER: -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination",
+    );
+    expect(all(up)).toContain("never reach INPUT; write the rule in FORWARD, DOCKER-USER on a Docker host");
     const s = await stateOf(p, "input");
     expect(s.effective).toBe(false);
     expect(s.shadowedBy.ipv4).toMatch(

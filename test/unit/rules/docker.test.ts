@@ -1,13 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  check,
-  dockerWarning,
-  parseRuleset,
-  parseSpec,
-  publishedPorts,
-  renderRule,
-  ruleText,
-} from "../../../provider/rules";
+import { check, parseRuleset, parseSpec, placeRule, renderRule, ruleText } from "../../../provider/rules";
 import { BACKENDS, readFamilyFile } from "../../fixtures/captures";
 
 const TAG = "pulumi-iptables:web/prod/block/abcd1234";
@@ -57,49 +49,44 @@ describe("DOCKER-USER: the original destination port, through the flag table", (
   });
 });
 
-describe("publishedPorts: Docker's DNAT rules in nat DOCKER, as dockerd writes them", () => {
+describe("Docker's published ports are one case of nat PREROUTING (place.ts follows Docker's DNAT as any other)", () => {
+  const argv = (rule: string) => rule.split(" ");
+  const place = (rs: ReturnType<typeof parseRuleset>, rule: string, addresses?: string[]) =>
+    placeRule(rs, { table: "filter", chain: "INPUT", rule: argv(rule), nat: rs, addresses });
+
   for (const backend of BACKENDS) {
-    it(`${backend}: 8080 is published to the container's port 80; 2222 and udp 8080 are not`, () => {
-      const nat = parseRuleset(readFamilyFile(backend, 4, "docker/save.txt"));
-      const found = publishedPorts(nat, { protocol: "tcp", ports: "8080" });
-      expect(found).toEqual([
-        {
-          rule: "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.19.0.2:80",
-          to: "198.19.0.2:80",
-          address: undefined,
-        },
-      ]);
-      expect(publishedPorts(nat, { protocol: "tcp", ports: "8000:8100" })).toHaveLength(1);
-      expect(publishedPorts(nat, { protocol: "tcp", ports: "22,8080" })).toHaveLength(1);
-      expect(publishedPorts(nat, { protocol: "tcp", ports: "2222" })).toEqual([]);
-      expect(publishedPorts(nat, { protocol: "udp", ports: "8080" })).toEqual([]);
+    it(`${backend}: a DROP of 8080 on INPUT is not effective, naming Docker's DNAT and what to write; 2222 and udp 8080 are not Docker's`, () => {
+      const rs = parseRuleset(readFamilyFile(backend, 4, "docker/save.txt"));
+      const p = place(rs, "-p tcp -m tcp --dport 8080 -j DROP");
+      expect(p.effective).toBe(false);
+      expect(p.shadowedBy?.verdict).toBe("FORWARD");
+      expect(p.shadowedBy?.why).toContain(
+        "nat PREROUTING -> DOCKER: -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.19.0.2:80",
+      );
+      expect(p.shadowedBy?.why).toContain("never reach INPUT");
+      expect(p.shadowedBy?.why).toContain("DOCKER-USER on a Docker host");
+      expect(p.shadowedBy?.why).toContain("-m conntrack --ctorigdstport 8080 --ctdir ORIGINAL");
+      expect(place(rs, "-p tcp -m multiport --dports 8000:8100 -j DROP").effective).toBe(false);
+      expect(place(rs, "-p tcp -m tcp --dport 2222 -j DROP").effective).toBe(true);
+      expect(place(rs, "-p udp -m udp --dport 8080 -j DROP").effective).toBe(true);
+      // An ACCEPT of a published port: Docker forwards its packets anyway, so it is redundant, not shadowed.
+      expect(place(rs, "-p tcp -m tcp --dport 8080 -j ACCEPT").effective).toBe(true);
       const v6 = parseRuleset(readFamilyFile(backend, 6, "docker/save.txt"));
-      expect(publishedPorts(v6, { protocol: "tcp", ports: "8080" })[0].to).toBe("[fd00:dc::2]:80");
+      expect(place(v6, "-p tcp -m tcp --dport 8080 -j DROP").shadowedBy?.why).toContain("to [fd00:dc::2]:80");
     });
   }
 
-  it("a DOCKER chain nothing in PREROUTING jumps to publishes nothing; a host address is named", () => {
-    const nat = (prerouting: string, dnat: string) =>
-      parseRuleset(`*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n${prerouting}${dnat}\nCOMMIT\n`);
+  it("a DOCKER chain nothing in PREROUTING jumps to sends nothing away; a DNAT bound to one host address, only its packets", () => {
+    const rs = (prerouting: string, dnat: string) =>
+      parseRuleset(
+        `*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n${prerouting}${dnat}\nCOMMIT\n`,
+      );
     const dnat =
       "-A DOCKER -d 198.18.1.2/32 ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.19.0.2:80";
-    expect(publishedPorts(nat("", dnat), { protocol: "tcp", ports: "8080" })).toEqual([]);
+    const drop = "-p tcp -m tcp --dport 8080 -j DROP";
+    expect(place(rs("", dnat), drop, ["198.18.1.2"]).effective).toBe(true);
     const jump = "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n";
-    expect(publishedPorts(nat(jump, dnat), { protocol: "tcp", ports: "8080" })[0].address).toBe("198.18.1.2/32");
-  });
-
-  it("the warning names Docker's rule and says what to write instead", () => {
-    const nat = parseRuleset(readFamilyFile("nf_tables", 4, "docker/save.txt"));
-    const w = dockerWarning(
-      { chain: "INPUT", protocol: "tcp", ports: "8080", action: "DROP" },
-      publishedPorts(nat, { protocol: "tcp", ports: "8080" }),
-      "198.18.1.2",
-    );
-    expect(w).toContain(
-      "Docker publishes tcp 8080 on 198.18.1.2 (-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT",
-    );
-    expect(w).toContain("never reach INPUT");
-    expect(w).toContain('write chain: "DOCKER-USER"');
-    expect(w).toContain("--ctorigdstport 8080 --ctdir ORIGINAL");
+    expect(place(rs(jump, dnat), drop, ["198.18.1.2"]).effective).toBe(false);
+    expect(place(rs(jump, dnat), drop, ["198.18.1.2", "198.18.0.2"]).shadowedBy?.why).toMatch(/to 198\.18\.1\.2/);
   });
 });
