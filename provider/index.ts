@@ -96,15 +96,18 @@ type OutputsOf<T> = { [K in keyof T]-?: pulumi.Output<T[K]> };
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the engine sets every output property, as `declare readonly` would say field by field
 export class PortRule extends pulumi.dynamic.Resource {
   constructor(name: string, args: PortRuleArgs, opts?: pulumi.CustomResourceOptions) {
-    const inputs: Record<string, unknown> = stored({
-      ...NORMALIZED,
-      ...args,
-      ...OUTPUTS,
-      // Credentials stay secret in state; the host is shown separately as `host`.
-      connection: pulumi.secret(args.connection),
-      // The URN the engine gives this resource, for the provider's messages to appear on it.
-      identity: { project: pulumi.getProject(), stack: pulumi.getStack(), name, urn: urnOf(name, opts) },
-    });
+    const inputs: Record<string, unknown> = {
+      ...OUTPUTS, // as state written before the outputs were hidden records them (read below)
+      ...stored({
+        ...NORMALIZED,
+        ...args,
+        ...OUTPUTS,
+        // Credentials stay secret in state; the host is shown separately as `host`.
+        connection: pulumi.secret(args.connection),
+        // The URN the engine gives this resource, for the provider's messages to appear on it.
+        identity: { project: pulumi.getProject(), stack: pulumi.getStack(), name, urn: urnOf(name, opts) },
+      }),
+    };
     super(
       provider,
       name,
@@ -113,17 +116,13 @@ export class PortRule extends pulumi.dynamic.Resource {
       "pulumi-iptables",
       "PortRule",
     );
+    // The SDK gives the resource a property per state key: an output recorded as `__name` (provider/state.ts,
+    // HIDDEN) is read under its documented name, or as `name` in state written before (until an update or a
+    // refresh records it again).
+    const self = this as unknown as Record<string, pulumi.Output<unknown>>;
+    for (const name of Object.keys(OUTPUTS)) {
+      const key = lifecycle.storedKey(name);
+      if (key !== name) self[name] = pulumi.all([self[key], self[name]]).apply(([now, before]) => now ?? before);
+    }
   }
-}
-
-// The SDK sets the output of each state key on the resource as a property of that key: an output the
-// engine records as `__name` (provider/state.ts, HIDDEN) is read under its documented name.
-for (const name of Object.keys(OUTPUTS)) {
-  const key = lifecycle.storedKey(name);
-  if (key !== name)
-    Object.defineProperty(PortRule.prototype, name, {
-      get(this: Record<string, unknown>) {
-        return this[key];
-      },
-    });
 }
