@@ -8,7 +8,7 @@
 //   bash test/lab/in-lab.sh npx vitest run test/e2e/diff.test.ts
 import { describe, expect, it } from "vitest";
 import type { Lab } from "../lab/lab";
-import { all, EMPTY, ok, useLab } from "./harness";
+import { all, EMPTY, ok, ruleLines, useLab } from "./harness";
 import { createProject, type ProgramRule as Rule, setRules } from "./program";
 
 /** One PortRule from the `rules` config, its outputs read under their documented names. */
@@ -27,21 +27,6 @@ let lab: Lab;
 useLab((l) => {
   lab = l;
 });
-
-/** The PortRule's lines of a `preview --diff` (from its step's header to the stack's outputs), each tag
- * written T1, T2, ... in the order they first appear (the unique part hashes the lab host's address). */
-function ruleLines(out: string): string[] {
-  const lines = out.split("\n");
-  const start = lines.findIndex((l) => l.includes("pulumi-iptables:PortRule: ("));
-  const end = lines.findIndex((l, i) => i > start && /^\s*--outputs:--|^Resources:/.test(l));
-  const tags: string[] = [];
-  return lines.slice(start, end).map((l) =>
-    l.trimEnd().replace(/pulumi-iptables:diff\/dev\/web\/[0-9a-f]{12}/g, (t) => {
-      if (!tags.includes(t)) tags.push(t);
-      return `T${tags.indexOf(t) + 1}`;
-    }),
-  );
-}
 
 /** The rule's lines every preview shows the same (T1: the tag of the rule as created). */
 const HEAD = (op: string, header: string) => [

@@ -65,6 +65,22 @@ export async function stateOf(p: PulumiProject, name: string): Promise<any> {
   return outputs && fromStored(outputs);
 }
 
+/** The PortRule's lines of a `preview --diff` (from the first PortRule step's header to the stack's
+ * outputs or the summary), each tag written T1, T2, ... in the order they first appear (a tag's unique
+ * part hashes the lab host's address). */
+export function ruleLines(out: string): string[] {
+  const lines = out.split("\n");
+  const start = lines.findIndex((l) => l.includes("pulumi-iptables:PortRule: ("));
+  const end = lines.findIndex((l, i) => i > start && /^\s*--outputs:--|^Resources:/.test(l));
+  const tags: string[] = [];
+  return lines.slice(start, end).map((l) =>
+    l.trimEnd().replace(/pulumi-iptables:[\w.-]+\/[\w.-]+\/[\w.-]+\/[0-9a-f]{12}/g, (t) => {
+      if (!tags.includes(t)) tags.push(t);
+      return `T${tags.indexOf(t) + 1}`;
+    }),
+  );
+}
+
 /** Both families' rulesets as LabHost.ruleset gives them (counters zeroed), to compare before and after. */
 export async function rulesets(h: LabHost): Promise<Record<Family, string>> {
   return { 4: await h.ruleset(4), 6: await h.ruleset(6) };

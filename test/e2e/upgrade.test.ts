@@ -4,13 +4,13 @@
 // or up, its outputs read as before, refresh records the new layout, and destroy removes exactly the rules.
 // Run inside the lab, after `npm run build`:
 //   bash test/lab/in-lab.sh npx vitest run test/e2e/upgrade.test.ts
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Lab } from "../lab/lab";
 import { exec, packedPackage, ROOT } from "../pulumi";
-import { all, EMPTY, ok, rulesets, stateOf, useLab } from "./harness";
-import { programProject as project, type ProgramRule as Rule } from "./program";
+import { all, EMPTY, ok, ruleLines, rulesets, stateOf, useLab } from "./harness";
+import { programProject as project, type ProgramRule as Rule, setRules } from "./program";
 
 /** The version before the state layout changed. */
 const PREVIOUS = "88e792d";
@@ -54,7 +54,7 @@ describe(`a stack made by the version before the state layout changed (${PREVIOU
     const p = await project("upgrade", h, rules, previous);
     const start = await rulesets(h);
     await ok(p.up());
-    const made = await rulesets(h);
+    let made = await rulesets(h);
     const [before] = (await p.resources()).filter((r) => String(r.urn).endsWith("::app"));
     for (const k of OUTPUT_KEYS) expect(before.outputs, k).toHaveProperty(k);
     const outputsBefore = (await p.outputs()).rules;
@@ -69,6 +69,21 @@ describe(`a stack made by the version before the state layout changed (${PREVIOU
     expect(await rulesets(h)).toEqual(made);
     // The program reads every output as before (the state still has the previous layout).
     expect((await p.outputs()).rules).toEqual(outputsBefore);
+
+    // A comment-only change of a rule whose state has the previous layout: an update in place.
+    await setRules(p, "upgrade", [rules[0], { ...rules[1], args: { ...rules[1].args, comment: "range" } }]);
+    const update = ruleLines(all(await ok(p.preview())));
+    writeFileSync(process.env.UPGRADE_OUT ?? "/dev/null", update.join("\n"));
+    expect(update[0]).toBe("    ~ pulumi-nodejs:dynamic/pulumi-iptables:PortRule: (update)");
+    expect(update).toContain('      + comment      : "range"');
+    // Only what changed is listed as changed: no key of the previous layout as removed, none of this one added.
+    expect(update.flatMap((l) => /^ {6}[-+~] (\w+)/.exec(l)?.[1] ?? [])).toEqual(["comment", "rules"]);
+    await ok(p.up());
+    const block = await stateOf(p, "block");
+    expect(block.rules.ipv4).toContain('--comment "range pulumi-iptables:');
+    expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(block.rules.ipv4);
+    outputsBefore.block = (await p.outputs()).rules.block;
+    made = await rulesets(h);
 
     // Refresh records the new layout: the outputs under `__`, read under their names.
     await ok(p.refresh());
