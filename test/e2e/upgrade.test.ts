@@ -1,7 +1,8 @@
 // Issue 24, item 6, for stacks made by the version before it (main at 88e792d), whose state records every
 // output and internal input under its own name: after the upgrade to this package (which records them under
 // `__`, hidden from the engine's diffs), the same program with the same inputs changes nothing in preview
-// or up, its outputs read as before, refresh records the new layout, and destroy removes exactly the rules.
+// or up, its outputs read as before, a comment-only change is an update listing only what changed, refresh
+// records the new layout (after it, a replace lists only what changed too), and destroy removes exactly the rules.
 // Run inside the lab, after `npm run build`:
 //   bash test/lab/in-lab.sh npx vitest run test/e2e/upgrade.test.ts
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -71,7 +72,8 @@ describe(`a stack made by the version before the state layout changed (${PREVIOU
     expect((await p.outputs()).rules).toEqual(outputsBefore);
 
     // A comment-only change of a rule whose state has the previous layout: an update in place.
-    await setRules(p, "upgrade", [rules[0], { ...rules[1], args: { ...rules[1].args, comment: "range" } }]);
+    const ranged: Rule = { ...rules[1], args: { ...rules[1].args, comment: "range" } };
+    await setRules(p, "upgrade", [rules[0], ranged]);
     const update = ruleLines(all(await ok(p.preview())));
     writeFileSync(process.env.UPGRADE_OUT ?? "/dev/null", update.join("\n"));
     expect(update[0]).toBe("    ~ pulumi-nodejs:dynamic/pulumi-iptables:PortRule: (update)");
@@ -98,6 +100,14 @@ describe(`a stack made by the version before the state layout changed (${PREVIOU
     await ok(p.up(["--expect-no-changes"]));
     expect((await p.outputs()).rules).toEqual(outputsBefore);
     expect(await rulesets(h)).toEqual(made);
+
+    // Once refreshed, a replace lists only what changed (before the refresh it lists the outputs the previous
+    // version recorded as removed: the engine shows the old state's keys, which no provider call rewrites).
+    await setRules(p, "upgrade", [{ ...rules[0], args: { ...rules[0].args, port: 8081 } }, ranged]);
+    const replace = ruleLines(all(await ok(p.preview())));
+    expect(replace[0]).toBe("    +-pulumi-nodejs:dynamic/pulumi-iptables:PortRule: (replace)");
+    expect(replace.flatMap((l) => /^ {6}[-+~] (\w+)/.exec(l)?.[1] ?? [])).toEqual(["port", "rules"]);
+    await setRules(p, "upgrade", [rules[0], ranged]);
 
     // destroy removes exactly the two rules.
     await ok(p.destroy());
