@@ -81,10 +81,6 @@ const NORMALIZED: Record<keyof Normalized, undefined> = {
   rollbackAfter: undefined,
 };
 
-/** Inputs as the engine records them: what the user did not write under `__`, hidden from its diffs. */
-const stored = (props: Record<string, unknown>) =>
-  Object.fromEntries(Object.entries(props).map(([k, v]) => [lifecycle.storedKey(k), v]));
-
 /** The URN of the PortRule `name` (pulumi.dynamic.Resource's type, as super is given it below). */
 const urnOf = (name: string, opts?: pulumi.CustomResourceOptions) =>
   pulumi.createUrn(name, "pulumi-nodejs:dynamic/pulumi-iptables:PortRule", opts?.parent);
@@ -98,7 +94,8 @@ export class PortRule extends pulumi.dynamic.Resource {
   constructor(name: string, args: PortRuleArgs, opts?: pulumi.CustomResourceOptions) {
     const inputs: Record<string, unknown> = {
       ...OUTPUTS, // as state written before the outputs were hidden records them (read below)
-      ...stored({
+      // As the engine records them: what the user did not write under `__`, hidden from its diffs.
+      ...lifecycle.toStored({
         ...NORMALIZED,
         ...args,
         ...OUTPUTS,
