@@ -26,7 +26,7 @@ import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { hostAgent } from "../dist/host/agent.js";
 import type { PortRuleState } from "../dist/provider.js";
-import { check, create, read, remove } from "../dist/provider.js";
+import { check, create, fromStored, read, remove } from "../dist/provider.js";
 import type { CheckedConnection } from "../dist/rules/index.js";
 import { closeAll } from "../dist/ssh/index.js";
 import { PROGRAM } from "../test/e2e/program";
@@ -333,7 +333,7 @@ async function lifecycle(
 
   const outs: PortRuleState[] = new Array(inputs.length);
   const up = await phase(async function create_(i) {
-    outs[i] = (await create(inputs[i])).outs as PortRuleState;
+    outs[i] = fromStored<PortRuleState>((await create(inputs[i])).outs); // hidden keys recorded under __
   });
   let present_ = 0;
   let misplaced = 0;

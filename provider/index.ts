@@ -59,24 +59,51 @@ const OUTPUTS: Record<keyof PortRuleOutputs | "ports", undefined> = {
   ports: undefined,
 };
 
+/** The normalized inputs, outputs too (check fills what the user left out with its default), for the
+ * engine to fill; the connection (secret) is an output as the user passed it. */
+type Normalized = Omit<RuleInputs, "connection" | "identity" | "defaults" | "ports">;
+const NORMALIZED: Record<keyof Normalized, undefined> = {
+  port: undefined,
+  protocol: undefined,
+  action: undefined,
+  rejectWith: undefined,
+  chain: undefined,
+  table: undefined,
+  source: undefined,
+  inInterface: undefined,
+  comment: undefined,
+  ipVersion: undefined,
+  position: undefined,
+  persist: undefined,
+  allowLockout: undefined,
+  adopt: undefined,
+  heal: undefined,
+  rollbackAfter: undefined,
+};
+
 /** The URN of the PortRule `name` (pulumi.dynamic.Resource's type, as super is given it below). */
 const urnOf = (name: string, opts?: pulumi.CustomResourceOptions) =>
   pulumi.createUrn(name, "pulumi-nodejs:dynamic/pulumi-iptables:PortRule", opts?.parent);
 
-/** The outputs of a PortRule, typed by PortRuleOutputs (declaration merging with the class below). */
-export interface PortRule extends Readonly<OutputsOf<PortRuleOutputs & Pick<RuleInputs, "ports">>> {}
+/** The outputs of a PortRule: the normalized inputs and PortRuleOutputs (declaration merging with the class below). */
+export interface PortRule extends Readonly<OutputsOf<PortRuleOutputs & Normalized & Pick<RuleInputs, "ports">>> {}
 type OutputsOf<T> = { [K in keyof T]-?: pulumi.Output<T[K]> };
 
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the engine sets every output property, as `declare readonly` would say field by field
 export class PortRule extends pulumi.dynamic.Resource {
   constructor(name: string, args: PortRuleArgs, opts?: pulumi.CustomResourceOptions) {
     const inputs: Record<string, unknown> = {
-      ...args,
-      ...OUTPUTS,
-      // Credentials stay secret in state; the host is shown separately as `host`.
-      connection: pulumi.secret(args.connection),
-      // The URN the engine gives this resource, for the provider's messages to appear on it.
-      identity: { project: pulumi.getProject(), stack: pulumi.getStack(), name, urn: urnOf(name, opts) },
+      ...OUTPUTS, // as state written before the outputs were hidden records them (read below)
+      // As the engine records them: what the user did not write under `__`, hidden from its diffs.
+      ...lifecycle.toStored({
+        ...NORMALIZED,
+        ...args,
+        ...OUTPUTS,
+        // Credentials stay secret in state; the host is shown separately as `host`.
+        connection: pulumi.secret(args.connection),
+        // The URN the engine gives this resource, for the provider's messages to appear on it.
+        identity: { project: pulumi.getProject(), stack: pulumi.getStack(), name, urn: urnOf(name, opts) },
+      }),
     };
     super(
       provider,
@@ -86,5 +113,13 @@ export class PortRule extends pulumi.dynamic.Resource {
       "pulumi-iptables",
       "PortRule",
     );
+    // The SDK gives the resource a property per state key: an output recorded as `__name` (provider/state.ts,
+    // HIDDEN) is read under its documented name, or as `name` in state written before (until an update or a
+    // refresh records it again).
+    const self = this as unknown as Record<string, pulumi.Output<unknown>>;
+    for (const name of Object.keys(OUTPUTS)) {
+      const key = lifecycle.storedKey(name);
+      if (key !== name) self[name] = pulumi.all([self[key], self[name]]).apply(([now, before]) => now ?? before);
+    }
   }
 }

@@ -20,13 +20,13 @@ import { createRule, readRule, removeRule, updateRule } from "./lifecycle";
 import type { Env } from "./lifecycle";
 import { RULE_DEFINING, hostOf, sameRule, uniqueOf } from "./lineage";
 import type { Props } from "./lineage";
-import { families, perFamily, twinOf } from "./state";
+import { families, fromStored, perFamily, toStored, twinOf } from "./state";
 import type { PerFamily, PortRuleState } from "./state";
 
 // Everything this module exported before its jobs moved out, exported still (see above).
 export { RULE_DEFINING, lineage, successorOf } from "./lineage";
 export { mayLockOut } from "./guards";
-export { isGone, mustVerify, putBackState, withLive } from "./state";
+export { fromStored, isGone, mustVerify, putBackState, storedKey, toStored, withLive } from "./state";
 export type { PortRuleOutputs, PortRuleState } from "./state";
 
 logToEngine();
@@ -66,9 +66,12 @@ function forEngine(f: CheckFailure): CheckFailure {
 }
 
 /** Validates and normalizes; adds the identity tag and the exact rule text for `pulumi preview`. Not pure:
- * a new rule's connection is remembered (ssh/early.ts) to be dialled early in an up. */
-export async function check(olds: Record<string, unknown>, news: Record<string, unknown>) {
-  const { inputs, failures } = checkInputs(olds, news);
+ * a new rule's connection is remembered (ssh/early.ts) to be dialled early in an up. Every verb below
+ * takes inputs and state as the engine records them (hidden keys under `__`, or state written before
+ * that) and returns them so (state.ts, toStored). */
+export async function check(storedOlds: Record<string, unknown>, news: Record<string, unknown>) {
+  const olds = fromStored(storedOlds);
+  const { inputs, failures } = checkInputs(olds, fromStored(news));
   if (!failures.length) failures.push(...unusableKeys(inputs.connection));
   if (failures.length) return { inputs: news, failures: failures.map(forEngine) };
   const conflict = conflictOf(inputs);
@@ -98,7 +101,7 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
           `preview cannot reach the host to tell which`,
       );
   }
-  return { inputs: out, failures: [] };
+  return { inputs: toStored(out), failures: [] };
 }
 
 /**
@@ -109,7 +112,9 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
  * pins), whether the new inputs opt in to a lockout (guards.ts), and the hosts a change will dial
  * (ssh/early.ts).
  */
-export async function diff(_id: string, olds: Props, news: Props) {
+export async function diff(_id: string, storedOlds: Props, storedNews: Props) {
+  const olds = fromStored<Props>(storedOlds);
+  const news = fromStored<Props>(storedNews);
   rememberPins(olds as unknown as PortRuleState);
   const replaces: string[] = RULE_DEFINING.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
   if (hostOf(olds) !== hostOf(news)) replaces.push("connection.host");
@@ -144,8 +149,9 @@ function sayHeal(olds: Props, news: Props): boolean {
 // Create, update and delete each start dialling the hosts this run foresaw (ssh/early.ts); every verb's
 // error reaches the engine with the connection's secrets redacted (guards.ts, guarded).
 
-export async function create(inputs: RuleInputs & { unique: string }) {
+export async function create(stored: object) {
   dialForeseen();
+  const inputs = fromStored<RuleInputs & { unique: string }>(stored);
   // Checked again once connected, before any change: a conflicting rule checked after this one (an up
   // without preview) stops this create too.
   const env = engineFor(inputs);
@@ -166,24 +172,30 @@ export async function create(inputs: RuleInputs & { unique: string }) {
     const placement = made.outs.placement;
     for (const note of [waited, moved].filter((n) => n !== undefined))
       for (const n of Object.keys(placement) as (keyof typeof placement)[]) placement[n] += `; ${note}`;
-    return made;
+    return { id: made.id, outs: toStored(made.outs) };
   } finally {
     createSettled(inputs, made !== undefined);
   }
 }
 
-export async function read(id: string, props: PortRuleState) {
-  return unechoed(() => guarded(props.connection, () => readRule(id, props, engineFor(props))));
+export async function read(id: string, stored: object) {
+  const props = fromStored<PortRuleState>(stored);
+  const r = await unechoed(() => guarded(props.connection, () => readRule(id, props, engineFor(props))));
+  return { id: r.id, props: toStored(r.props) };
 }
 
-export async function update(_id: string, olds: PortRuleState, news: RuleInputs & { unique: string }) {
+export async function update(_id: string, storedOlds: object, storedNews: object) {
   dialForeseen();
-  return unechoed(() =>
+  const olds = fromStored<PortRuleState>(storedOlds);
+  const news = fromStored<RuleInputs & { unique: string }>(storedNews);
+  const r = await unechoed(() =>
     guarded(news.connection, () => guarded(olds.connection, () => updateRule(olds, news, engineFor(news)))),
   );
+  return { outs: toStored(r.outs) };
 }
 
-export async function remove(_id: string, props: PortRuleState) {
+export async function remove(_id: string, stored: object) {
   dialForeseen();
+  const props = fromStored<PortRuleState>(stored);
   return unechoed(() => guarded(props.connection, () => removeRule(props, engineFor(props))));
 }

@@ -290,3 +290,64 @@ export function putBackState(live: PortRuleState, made: PortRuleState): PortRule
     missing: [],
   };
 }
+
+/**
+ * The state keys a user did not write: the resource's internal inputs (`identity`, `defaults`, the
+ * derived `ports`) and its output-only fields, all but `rules` (the exact rule per family, the inputs as
+ * iptables prints them). The engine records them under `__` (`__tag`, `__effective`, ...): its display
+ * hides keys that begin with `__` (pulumi's resource.IsInternalPropertyKey, honoured by every diff and
+ * object it prints), and the dynamic provider of @pulumi/pulumi 3.248 takes no detailed diff, so this is
+ * how `pulumi preview --diff` lists only what the user wrote (and check normalized). The PortRule class
+ * exposes each under its own name (index.ts).
+ */
+export const HIDDEN: Record<Exclude<keyof PortRuleOutputs, "rules"> | "identity" | "defaults" | "ports", true> = {
+  identity: true,
+  defaults: true,
+  ports: true,
+  unique: true,
+  tag: true,
+  host: true,
+  insertedAt: true,
+  placement: true,
+  line: true,
+  counters: true,
+  packets: true,
+  bytes: true,
+  effective: true,
+  shadowedBy: true,
+  placeable: true,
+  shadowTag: true,
+  missing: true,
+  backend: true,
+  iptablesVersion: true,
+  hostKeyFingerprint: true,
+  proxyHostKeyFingerprint: true,
+  listening: true,
+  persisted: true,
+  adopts: true,
+  adopted: true,
+};
+
+const isHidden = (key: string) => Object.hasOwn(HIDDEN, key);
+
+/** The key under which the engine records `key`: `__key` for a hidden one, else `key`. */
+export const storedKey = (key: string) => (isHidden(key) ? `__${key}` : key);
+
+/** Inputs or state as the engine records them: hidden keys under `__` (the engine's own `__provider`,
+ * not hidden here, is left as it is). */
+export const toStored = (props: object): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(props).map(([k, v]) => [storedKey(k), v]));
+
+/** Inputs or state as the engine hands them over, each hidden key under its own name again. State
+ * written before the keys were hidden (no `__` on them) reads as it is; where both forms are present,
+ * the `__` one is the newer. */
+export function fromStored<T = Record<string, unknown>>(stored: object): T {
+  const out: Record<string, unknown> = {};
+  const has = (k: string) => Object.hasOwn(stored, k);
+  for (const [k, v] of Object.entries(stored)) {
+    const bare = k.startsWith("__") ? k.slice(2) : undefined;
+    if (bare !== undefined && isHidden(bare)) out[bare] = v;
+    else if (!(isHidden(k) && has(`__${k}`))) out[k] = v;
+  }
+  return out as T;
+}

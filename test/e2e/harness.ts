@@ -5,6 +5,7 @@ import { Lab } from "../lab/lab";
 import type { Family, LabHost } from "../lab/lab";
 import type { CliResult, PulumiProject } from "../pulumi";
 import { removeProjects } from "./program";
+import { fromStored } from "../../provider/state";
 
 /** An empty filter table (the block guide's start; on nf_tables the table exists once something makes it). */
 export const EMPTY = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
@@ -57,9 +58,27 @@ export async function ok(run: Promise<CliResult>): Promise<CliResult> {
   return r;
 }
 
-/** A resource's outputs in state (refresh updates state, not the stack outputs). */
+/** A resource's outputs in state (refresh updates state, not the stack outputs), each hidden key under its
+ * own name (state records them under `__`: provider/state.ts). */
 export async function stateOf(p: PulumiProject, name: string): Promise<any> {
-  return (await p.resources()).find((x) => String(x.urn).endsWith(`::${name}`))?.outputs;
+  const outputs = (await p.resources()).find((x) => String(x.urn).endsWith(`::${name}`))?.outputs;
+  return outputs && fromStored(outputs);
+}
+
+/** The PortRule's lines of a `preview --diff` (from the first PortRule step's header to the stack's
+ * outputs or the summary), each tag written T1, T2, ... in the order they first appear (a tag's unique
+ * part hashes the lab host's address). */
+export function ruleLines(out: string): string[] {
+  const lines = out.split("\n");
+  const start = lines.findIndex((l) => l.includes("pulumi-iptables:PortRule: ("));
+  const end = lines.findIndex((l, i) => i > start && /^\s*--outputs:--|^Resources:/.test(l));
+  const tags: string[] = [];
+  return lines.slice(start, end).map((l) =>
+    l.trimEnd().replace(/pulumi-iptables:[\w.-]+\/[\w.-]+\/[\w.-]+\/[0-9a-f]{12}/g, (t) => {
+      if (!tags.includes(t)) tags.push(t);
+      return `T${tags.indexOf(t) + 1}`;
+    }),
+  );
 }
 
 /** Both families' rulesets as LabHost.ruleset gives them (counters zeroed), to compare before and after. */

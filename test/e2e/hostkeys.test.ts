@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { AUTH_ATTEMPT, LAB_PASSWORD } from "../lab/lab";
 import type { Impostor, Lab, LabHost } from "../lab/lab";
 import type { PulumiProject } from "../pulumi";
-import { all, ok, useLab } from "./harness";
+import { all, ok, stateOf, useLab } from "./harness";
 import { programProject, setRules } from "./program";
 
 let lab: Lab;
@@ -85,7 +85,7 @@ describe("an impostor takes the address after pulumi up", () => {
     const via = { ...target.connection(), proxy: { ...jump.connection("sudo"), password: LAB_PASSWORD } };
     await p.must(["config", "set", "--secret", `${name}:connection`, "--", JSON.stringify(via)]);
     await ok(p.up());
-    const [res] = await p.resources();
+    const res = { outputs: await stateOf(p, "app") };
     expect(res.outputs.hostKeyFingerprint).toBe(target.hostKeyFingerprint);
     expect(res.outputs.proxyHostKeyFingerprint).toBe(jump.hostKeyFingerprint);
     const impostor = await jump.impersonate();

@@ -22,7 +22,11 @@ const cfg = new pulumi.Config();
 const connection = { host: "203.0.113.10", user: "deploy", sudo: true, privateKey: cfg.requireSecret("sshKey") };
 
 new PortRule("allow-app", { connection, port: 2222, action: "ACCEPT", ipVersion: "both" });
-new PortRule("block-admin", { connection, port: 8080, action: "DROP", comment: "old admin UI" });
+const block = new PortRule("block-admin", { connection, port: 8080, action: "DROP", comment: "old admin UI" });
+// Outputs under their documented names: the normalized inputs and what the provider records.
+const action: pulumi.Output<"ACCEPT" | "DROP" | "REJECT"> = block.action;
+const effective: pulumi.Output<boolean> = block.effective;
+export const outputs = [action, effective, block.port, block.protocol, block.tag, block.counters, block.rules];
 new PortRule("dns", { connection, port: 53, protocol: "udp", action: "ACCEPT", source: "10.0.0.0/8" });
 new PortRule("reject-range", { connection, port: "9000-9100", action: "REJECT", rejectWith: "tcp-reset" });
 

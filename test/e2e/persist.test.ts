@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../lab/lab";
-import { ok, useLab } from "./harness";
+import { ok, stateOf, useLab } from "./harness";
 import { programProject as project, setRules } from "./program";
 
 const CHAIN = (extra = "") => `*filter
@@ -53,7 +53,7 @@ describe.each([
     expect(await lab.probe(h, 8080)).toBe("open");
     expect(await lab.probe(h, 8080, { family: 6 })).toBe("open");
     await ok(p.refresh());
-    const [res] = await p.resources();
+    const res = { outputs: await stateOf(p, "app") };
     expect(res.outputs.line).toEqual({ ipv4: 3, ipv6: 3 });
     expect(res.outputs.effective).toBe(true);
 

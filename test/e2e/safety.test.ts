@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../lab/lab";
 import { ROOT, packedPackage } from "../pulumi";
-import { EMPTY, useLab } from "./harness";
+import { EMPTY, stateOf, useLab } from "./harness";
 import { programProject, type ProgramRule } from "./program";
 import * as lifecycle from "../../provider/provider";
 import { HostKeyError, closeAll, forgetPins } from "../../provider/ssh";
@@ -104,10 +104,11 @@ describe("safety", () => {
   it("replacing a rule by an identical one (up --replace) keeps the new rule: the tags differ", async () => {
     const p = await project("replace", [{ name: "app", args: { port: 2222, action: "ACCEPT", ipVersion: "ipv4" } }]);
     expect((await p.up()).code).toBe(0);
-    const [before] = await p.resources();
-    const replaced = await p.up(["--replace", before.urn]);
+    const [recorded] = await p.resources();
+    const before = { outputs: await stateOf(p, "app") };
+    const replaced = await p.up(["--replace", recorded.urn]);
     expect(replaced.code, replaced.stdout + replaced.stderr).toBe(0);
-    const [after] = await p.resources();
+    const after = { outputs: await stateOf(p, "app") };
     expect(after.outputs.tag).not.toBe(before.outputs.tag);
     const chain = (await host.iptables(4, ["-S", "INPUT"])).stdout;
     expect(chain).toContain(after.outputs.tag);
@@ -152,16 +153,17 @@ describe("safety", () => {
     );
     expect(failures).toEqual([]);
     const created = await lifecycle.create(inputs as never);
-    expect(created.outs.hostKeyFingerprint).toBe(host.hostKeyFingerprint);
-    const forged = { ...created.outs, hostKeyFingerprint: `SHA256:${"A".repeat(43)}` };
+    const outs = lifecycle.fromStored<lifecycle.PortRuleState>(created.outs); // recorded with hidden keys under __
+    expect(outs.hostKeyFingerprint).toBe(host.hostKeyFingerprint);
+    const forged = { ...outs, hostKeyFingerprint: `SHA256:${"A".repeat(43)}` };
     await expect(lifecycle.read(created.id, forged)).rejects.toThrow(/host key/i);
     await expect(lifecycle.remove(created.id, forged)).rejects.toThrow(/host key/i);
-    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toContain(created.outs.tag);
+    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).toContain(outs.tag);
     // The forged state pinned a second key to the host's address for the rest of this process: no key
     // meets both, so every connection there fails until the process ends (a new pulumi run).
     await expect(lifecycle.read(created.id, created.outs)).rejects.toThrow(HostKeyError);
     forgetPins();
     await lifecycle.remove(created.id, created.outs);
-    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).not.toContain(created.outs.tag);
+    expect((await host.iptables(4, ["-S", "INPUT"])).stdout).not.toContain(outs.tag);
   });
 });

@@ -5,7 +5,7 @@ import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { framed, LOCK_UNAVAILABLE, limitsFor, lock, preamble } from "../../provider/host/protocol";
-import { check, create, remove } from "../../provider/provider";
+import { check, create, fromStored, remove } from "../../provider/provider";
 import { closeAll } from "../../provider/ssh";
 import { Lab } from "./lab";
 import type { LabHost } from "./lab";
@@ -48,7 +48,7 @@ describe("the lock on a host without flock", () => {
     const dead = (await h.sh("sh -c 'echo $$'")).trim();
     await h.sh(`ln -s ${dead} ${LINK}`);
     const out = await create(await inputs("stale", 8101));
-    expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(out.outs.tag);
+    expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(fromStored<{ tag: string }>(out.outs).tag);
     // Released when the conversation ends (it is kept a moment for a next batch).
     await h.waitFor(async () => (await link()) === "", "the lock link to be released", 10_000);
     await remove(out.id, out.outs as any);
@@ -77,7 +77,7 @@ describe("the lock on a host without flock", () => {
     });
     const [out] = await Promise.all([made, exited]);
     expect(events).toEqual(["released", "created"]);
-    expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(out.outs.tag);
+    expect((await h.iptables(4, ["-S", "INPUT"])).stdout).toContain(fromStored<{ tag: string }>(out.outs).tag);
     // Released when the conversation ends (it is kept a moment for a next batch).
     await h.waitFor(async () => (await link()) === "", "the lock link to be released", 10_000);
     await remove(out.id, out.outs as any);

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { check, create, remove } from "../../provider/provider";
+import { check, create, fromStored, remove } from "../../provider/provider";
 import type { PortRuleState } from "../../provider/provider";
 import { closeAll, getSession } from "../../provider/ssh";
 import type { CheckedConnection } from "../../provider/rules";
@@ -95,7 +95,7 @@ async function checked(h: LabHost, stack: string, s: Spec) {
     { connection: h.connection(), ...s.args, identity: { project: "parallel", stack, name: s.name } },
   );
   expect(failures).toEqual([]);
-  return inputs as any;
+  return fromStored<any>(inputs); // the engine records hidden keys under __
 }
 
 const reasons = (rs: PromiseSettledResult<unknown>[]) =>
@@ -116,7 +116,9 @@ describe.each(["nf_tables", "legacy"] as Backend[])("one host, many rules at onc
 
     const created = await pool(rules.length, PARALLEL, (i) => create(inputs[i]));
     expect(reasons(created)).toEqual([]);
-    const outs = created.map((r) => (r as PromiseFulfilledResult<{ outs: PortRuleState }>).value.outs);
+    const outs = created.map((r) =>
+      fromStored<PortRuleState>((r as PromiseFulfilledResult<{ outs: object }>).value.outs),
+    );
     const ours: Ours[] = outs.map((o, i) => ({ name: rules[i].name, action: rules[i].args.action, tag: o.tag }));
     const chain = await inputChain(h);
     expect(problems(chain, ours)).toEqual([]);
@@ -190,7 +192,11 @@ describe.each(["nf_tables", "legacy"] as Backend[])("one host, many rules at onc
     const failed: string[] = [];
     created.forEach((r, i) => {
       if (r.status === "fulfilled")
-        ok.push({ name: rules[i].name, action: rules[i].args.action, tag: r.value.outs.tag });
+        ok.push({
+          name: rules[i].name,
+          action: rules[i].args.action,
+          tag: fromStored<PortRuleState>(r.value.outs).tag,
+        });
       else {
         failed.push(`${rules[i].name}: ${(r.reason as Error).message}`);
         // A failed create leaves nothing of its rule on the host.

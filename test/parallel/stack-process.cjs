@@ -2,7 +2,7 @@
 // on one host through the built provider (dist/provider.js) with at most PARALLEL creates in flight,
 // and prints one line "RESULT <json>" with what each create gave. Used by parallel.test.ts.
 // Input (env PIT_JOB, JSON): { connection, stack, rules: [{ name, args }], parallel, startAt }.
-const { check, create } = require("../../dist/provider.js");
+const { check, create, fromStored } = require("../../dist/provider.js");
 const { closeAll, getSession } = require("../../dist/ssh/index.js");
 
 async function main() {
@@ -32,10 +32,10 @@ async function main() {
       }
       conn = inputs.connection;
       try {
-        const { outs } = await create(inputs);
+        const outs = fromStored((await create(inputs)).outs); // recorded with hidden keys under __
         results[i] = { name: r.name, action: r.args.action, tag: outs.tag, line: outs.insertedAt.ipv4 };
       } catch (e) {
-        results[i] = { name: r.name, action: r.args.action, tag: inputs.tag, error: String(e?.message) };
+        results[i] = { name: r.name, action: r.args.action, tag: fromStored(inputs).tag, error: String(e?.message) };
       }
     }
   }

@@ -15,7 +15,7 @@ vi.mock("node:net", async (importOriginal) => {
   };
   return { ...net, default: { ...net, connect, createConnection: connect }, connect, createConnection: connect };
 });
-import { check, create, diff, remove, update } from "../../../provider/provider";
+import { check, create, diff, fromStored, remove, update } from "../../../provider/provider";
 import type { PortRuleState } from "../../../provider/provider";
 import { UNKNOWN } from "../../../provider/rules";
 import { closeAll, dialForeseen, dials, foreseenCount, pinHostKey } from "../../../provider/ssh";
@@ -32,7 +32,7 @@ const rule = (host: string, port = 2222, key: { hostKey?: string } = {}) => ({
 async function checked(news: Record<string, unknown>, olds: Record<string, unknown> = {}) {
   const r = await check(olds, news);
   expect(r.failures).toEqual([]);
-  return r.inputs as Record<string, any>;
+  return fromStored<Record<string, any>>(r.inputs);
 }
 const settle = async () => {
   for (let i = 0; i < 200 && (dials.active() > 0 || dials.waiting > 0); i++) await new Promise((r) => setTimeout(r, 5));

@@ -1,6 +1,6 @@
 // What the provider's unit tests give check: one rule's inputs, and check's answer for them.
 import { expect } from "vitest";
-import { check } from "../../../provider/provider";
+import { check, fromStored } from "../../../provider/provider";
 
 export const identity = { project: "web", stack: "prod", name: "allow-app" };
 /** A private key's text (the provider reads no key before it dials). */
@@ -12,9 +12,9 @@ export const base = {
   identity,
 };
 
-/** check's inputs for `news` (given `olds`), which must pass. */
+/** check's inputs for `news` (given `olds`), which must pass, each hidden key under its own name again. */
 export async function checked(news: Record<string, unknown>, olds: Record<string, unknown> = {}) {
   const r = await check(olds, news);
   expect(r.failures).toEqual([]);
-  return r.inputs as Record<string, any>;
+  return fromStored<Record<string, any>>(r.inputs);
 }

@@ -5,7 +5,7 @@ import { HostAgent } from "../../../provider/host/agent";
 import { createRule, readRule, removeRule, updateRule } from "../../../provider/lifecycle";
 import type { Env } from "../../../provider/lifecycle";
 import { successorOf } from "../../../provider/lineage";
-import { check } from "../../../provider/provider";
+import { check, fromStored } from "../../../provider/provider";
 import type { PortRuleState } from "../../../provider/state";
 import type { RuleInputs } from "../../../provider/rules";
 import { forgetPins } from "../../../provider/ssh";
@@ -27,7 +27,7 @@ async function inputs(args: Record<string, unknown> = {}): Promise<Inputs> {
     { connection: { host: "198.18.0.10" }, port: 2222, action: "ACCEPT", ipVersion: "ipv4", identity, ...args },
   );
   expect(r.failures).toEqual([]);
-  return r.inputs as unknown as Inputs;
+  return fromStored<Inputs>(r.inputs);
 }
 /** The guide's listing with the rule at `line` of INPUT. */
 const withRule = (rule: string, line = 3, f: 4 | 6 = 4) => insertRuleText(guide(f), "filter", "INPUT", line, rule);

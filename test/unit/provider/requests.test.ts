@@ -1,7 +1,7 @@
 // What a comment-only change asks of the host (rewriteRequest): the recorded rule per family swapped for
 // the new text under the same tag; nothing when no family differs; the boot files' hand-made rule kept.
 import { describe, expect, it } from "vitest";
-import { check } from "../../../provider/provider";
+import { check, fromStored } from "../../../provider/provider";
 import { rewriteRequest } from "../../../provider/requests";
 import type { PortRuleState } from "../../../provider/state";
 
@@ -9,7 +9,7 @@ const identity = { project: "web", stack: "prod", name: "app" };
 async function state(args: Record<string, unknown>): Promise<PortRuleState> {
   const r = await check({}, { connection: { host: "198.18.0.10" }, port: 8080, action: "DROP", identity, ...args });
   expect(r.failures).toEqual([]);
-  return r.inputs as unknown as PortRuleState;
+  return fromStored<PortRuleState>(r.inputs);
 }
 
 describe("rewriteRequest", () => {

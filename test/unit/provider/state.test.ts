@@ -1,13 +1,16 @@
 // The state mapping (pure): what a listing makes of a rule's state, whether an update verifies, what a
-// put-back merges, and what a create records.
+// put-back merges, what a create records, and how the engine records it (hidden keys under `__`).
 import { describe, expect, it } from "vitest";
 import type { ChangeResult, ReadResult, RuleState } from "../../../provider/host";
 import {
   createdState,
+  fromStored,
+  HIDDEN,
   isGone,
   mustVerify,
   putBackState,
   readState,
+  toStored,
   updatedState,
   withLive,
 } from "../../../provider/state";
@@ -204,5 +207,68 @@ describe("what refresh and update record", () => {
     expect(s.hostKeyFingerprint).toBe(NEW_KEY);
     expect(s).not.toHaveProperty("proxyHostKeyFingerprint");
     expect(updatedState(olds, news, NEW_KEY, OLD_KEY).proxyHostKeyFingerprint).toBe(OLD_KEY);
+  });
+});
+
+describe("the state as the engine records it: what the user did not write under __ (issue 24.6)", () => {
+  const user = { connection: { host: "198.18.1.2" }, port: 8080, action: "ACCEPT", comment: "web", heal: true };
+  const state = {
+    ...user,
+    rules: { ipv4: "-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT" },
+    identity: { project: "p", stack: "s", name: "web" },
+    defaults: {},
+    ports: "8080",
+    tag: "pulumi-iptables:p/s/web/0123456789ab",
+    unique: "0123456789ab",
+    effective: true,
+    counters: { ipv4: { packets: 3, bytes: 180 } },
+    missing: [],
+    __provider: "exports.handler = ...",
+  };
+
+  it("records the user's inputs, rules and the engine's __provider as they are, every other key under __", () => {
+    const stored = toStored(state);
+    expect(Object.keys(stored).sort()).toEqual(
+      [
+        ...Object.keys(user),
+        "rules",
+        "__provider",
+        ...["identity", "defaults", "ports", "tag", "unique", "effective", "counters", "missing"].map((k) => `__${k}`),
+      ].sort(),
+    );
+    expect(stored.__counters).toBe(state.counters);
+    expect(stored.connection).toBe(state.connection);
+  });
+
+  it("reads back what it recorded", () => {
+    expect(fromStored(toStored(state))).toEqual(state);
+  });
+
+  it("reads state written before the keys were hidden as it is", () => {
+    expect(fromStored(state)).toEqual(state);
+  });
+
+  it("prefers the __ form where both are present (the newer), whichever comes first", () => {
+    const tag = "pulumi-iptables:p/s/web/ba9876543210";
+    expect(fromStored({ ...state, __tag: tag }).tag).toBe(tag);
+    expect(fromStored({ __tag: tag, ...state }).tag).toBe(tag);
+    expect(fromStored({ __tag: tag, ...state })).not.toHaveProperty("__tag");
+  });
+
+  it("hides every output but rules, and no input a user writes", () => {
+    const outputs: (keyof PortRuleState)[] = ["host", "line", "placement", "insertedAt", "shadowedBy", "adopts"];
+    for (const k of outputs) expect(HIDDEN, k).toHaveProperty(k);
+    for (const k of [
+      "rules",
+      "connection",
+      "port",
+      "action",
+      "protocol",
+      "comment",
+      "ipVersion",
+      "position",
+      "persist",
+    ])
+      expect(HIDDEN, k).not.toHaveProperty(k);
   });
 });
