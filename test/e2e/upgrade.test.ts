@@ -32,6 +32,11 @@ async function packageAt(commit: string): Promise<string> {
   const dir = mkdtempSync(join(process.env.PIT_LAB_DIR ?? join(ROOT, ".lab"), `v-${commit}-`));
   const src = join(dir, "src");
   mkdirSync(src);
+  const known = await exec("git", ["-C", ROOT, "cat-file", "-e", `${commit}^{commit}`], { cwd: dir });
+  if (known.code !== 0)
+    throw new Error(
+      `this test builds the package at ${commit}, which this clone's history lacks: clone main in full (not --depth)`,
+    );
   await must("sh", ["-c", `git -C "$0" archive ${commit} | tar -x -C "$1"`, ROOT, src], dir);
   symlinkSync(join(ROOT, "node_modules"), join(src, "node_modules"));
   await must("npx", ["tsc", "-p", "tsconfig.json"], src);
