@@ -3,7 +3,7 @@
 // connection, the host keys recorded in state, and the secrets kept out of every error.
 import { DOCKER_USER, findRule, matchesPacket, parseSpec, renderRule } from "./rules";
 import type { RuleInputs } from "./rules";
-import type { DeleteRequest, InsertRequest } from "./host";
+import type { DeleteRequest, GuardOrigin, InsertRequest } from "./host";
 import { familyName } from "./host";
 import { addressOf, pinHostKey, redactError } from "./ssh";
 import type { Logger } from "./ssh";
@@ -33,6 +33,15 @@ function allowed(message: string, log: Logger): undefined {
   return undefined;
 }
 
+/** The provider's own SSH packet as the host sees it arrive. */
+const sshPacket = (origin: GuardOrigin) => ({
+  protocol: "tcp",
+  source: origin.clientAddress,
+  destination: origin.serverAddress,
+  dport: origin.serverPort,
+  inInterface: origin.inInterface,
+});
+
 /**
  * The insert guard: would this DROP/REJECT rule match the provider's own SSH session (its packets: from
  * its address to the address and port it reached, arriving on the interface the host routes it through),
@@ -45,14 +54,7 @@ export function insertGuard(inputs: RuleInputs, log: Logger): InsertRequest["gua
   return (origin, family, before, after, host) => {
     if (origin.clientAddress.includes(":") !== (family === 6)) return undefined;
     const spec = parseSpec(renderRule(inputs, family, "pulumi-iptables:guard/x/x/guard"));
-    const ssh = {
-      protocol: "tcp",
-      source: origin.clientAddress,
-      destination: origin.serverAddress,
-      dport: origin.serverPort,
-      inInterface: origin.inInterface,
-    };
-    if (!matchesPacket(spec, ssh)) return undefined;
+    if (!matchesPacket(spec, sshPacket(origin))) return undefined;
     if (inputs.table === "filter" && !mayCutSsh(before, after, origin, host)) return undefined;
     const message =
       `this ${inputs.action} rule on ${inputs.chain} would match the provider's own SSH connection ` +
@@ -76,14 +78,7 @@ export function deleteGuard(props: PortRuleState, log: Logger): DeleteRequest["g
     // nothing for them (the judgement of the whole chain is skipped).
     const text = props.rules[familyName(family)];
     const rule = text === undefined ? undefined : findRule(before, props.table, props.chain, text);
-    const ssh = {
-      protocol: "tcp",
-      source: origin.clientAddress,
-      destination: origin.serverAddress,
-      dport: origin.serverPort,
-      inInterface: origin.inInterface,
-    };
-    if (rule && !matchesPacket(rule, ssh)) return undefined;
+    if (rule && !matchesPacket(rule, sshPacket(origin))) return undefined;
     const message = lockoutOf(
       before,
       after,
