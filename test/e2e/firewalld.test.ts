@@ -10,11 +10,11 @@
 //   npm run build && bash test/lab/in-lab.sh npx vitest run test/e2e/firewalld.test.ts
 import { afterAll, describe, expect, it } from "vitest";
 import { firewalldStart, zoneCommands } from "../lab/firewalld";
-import type { Family, Lab, LabHost, ProbeResult } from "../lab/lab";
+import type { Lab, LabHost } from "../lab/lab";
 import { managerArgv, managersRoot } from "../lab/managers";
 import { addSecondLink, type SecondLink } from "../lab/second-link";
 import type { PulumiProject } from "../pulumi";
-import { all, FAMILIES, ok, rulesets, stateOf, useLab } from "./harness";
+import { all, FAMILIES, ok, onBoth, rulesets, seenOnBoth, stateOf, useLab } from "./harness";
 import { programProject, type ProgramRule } from "./program";
 
 let lab: Lab;
@@ -62,21 +62,8 @@ afterAll(async () => {
 });
 
 /** What a client on each interface sees of `port`, v4 and v6. */
-async function seen(port: number): Promise<Record<string, ProbeResult>> {
-  const out: Record<string, ProbeResult> = {};
-  for (const f of FAMILIES) {
-    out[`eth0 v${f}`] = await lab.probe(h, port, { family: f as Family, timeoutSec: 2 });
-    out[`eth1 v${f}`] = await eth1.probe(port, { family: f as Family, timeoutSec: 2 });
-  }
-  return out;
-}
-
-const each = (eth0: ProbeResult, eth1: ProbeResult) => ({
-  "eth0 v4": eth0,
-  "eth1 v4": eth1,
-  "eth0 v6": eth0,
-  "eth1 v6": eth1,
-});
+const seen = (port: number) => seenOnBoth(lab, h, eth1, port);
+const each = onBoth;
 
 describe("PortRule on a firewalld host (firewalld 1.3.3, iptables backend, zones on eth0 and eth1)", () => {
   it("opens the port the eth0 zone rejects and closes one it allows, on both interfaces, v4 and v6; refresh; destroy exact", async () => {

@@ -2,7 +2,8 @@
 // start from, and small helpers for CLI runs and state.
 import { afterAll, beforeAll, expect } from "vitest";
 import { Lab } from "../lab/lab";
-import type { Family, LabHost } from "../lab/lab";
+import type { Family, LabHost, ProbeResult } from "../lab/lab";
+import type { SecondLink } from "../lab/second-link";
 import type { CliResult, PulumiProject } from "../pulumi";
 import { removeProjects } from "./program";
 import { fromStored } from "../../provider/state";
@@ -14,6 +15,30 @@ export const ALLOW_GUIDE =
   "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" +
   "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
 export const FAMILIES: Family[] = [4, 6];
+
+/** What a client on each interface of a two-interface host sees of `port` (eth0 through the lab, eth1
+ * through its second link), in both families. */
+export async function seenOnBoth(
+  lab: Lab,
+  h: LabHost,
+  eth1: SecondLink,
+  port: number,
+): Promise<Record<string, ProbeResult>> {
+  const out: Record<string, ProbeResult> = {};
+  for (const f of FAMILIES) {
+    out[`eth0 v${f}`] = await lab.probe(h, port, { family: f, timeoutSec: 2 });
+    out[`eth1 v${f}`] = await eth1.probe(port, { family: f, timeoutSec: 2 });
+  }
+  return out;
+}
+
+/** What seenOnBoth should see where clients on eth0 see `eth0` and those on eth1 see `eth1`, in both families. */
+export const onBoth = (eth0: ProbeResult, eth1: ProbeResult) => ({
+  "eth0 v4": eth0,
+  "eth1 v4": eth1,
+  "eth0 v6": eth0,
+  "eth1 v6": eth1,
+});
 
 /**
  * The test file's lab: made before its tests, then handed to `setup` (which keeps it, and may add the

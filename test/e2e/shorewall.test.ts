@@ -12,11 +12,11 @@
 //   npm run build && bash test/lab/in-lab.sh npx vitest run test/e2e/shorewall.test.ts
 import { afterAll, describe, expect, it } from "vitest";
 import { shorewall } from "../fixtures/manager-samples";
-import type { Family, Lab, LabHost, ProbeResult } from "../lab/lab";
+import type { Lab, LabHost } from "../lab/lab";
 import { managerArgv, managersRoot } from "../lab/managers";
 import { addSecondLink, type SecondLink } from "../lab/second-link";
 import type { PulumiProject } from "../pulumi";
-import { all, FAMILIES, ok, rulesets, stateOf, useLab } from "./harness";
+import { all, FAMILIES, ok, onBoth, rulesets, seenOnBoth, stateOf, useLab } from "./harness";
 import { programProject, type ProgramRule } from "./program";
 
 let lab: Lab;
@@ -61,21 +61,8 @@ afterAll(async () => {
 });
 
 /** What a client on each interface sees of `port`, v4 and v6. */
-async function seen(port: number): Promise<Record<string, ProbeResult>> {
-  const out: Record<string, ProbeResult> = {};
-  for (const f of FAMILIES) {
-    out[`eth0 v${f}`] = await lab.probe(h, port, { family: f as Family, timeoutSec: 2 });
-    out[`eth1 v${f}`] = await eth1.probe(port, { family: f as Family, timeoutSec: 2 });
-  }
-  return out;
-}
-
-const each = (eth0: ProbeResult, eth1: ProbeResult) => ({
-  "eth0 v4": eth0,
-  "eth1 v4": eth1,
-  "eth0 v6": eth0,
-  "eth1 v6": eth1,
-});
+const seen = (port: number) => seenOnBoth(lab, h, eth1, port);
+const each = onBoth;
 
 /** What the clients see of the three ports the effective rules are about. */
 const ports = async () => ({ 8080: await seen(8080), 8081: await seen(8081), 8082: await seen(8082) });
