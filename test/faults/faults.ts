@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Family, LabHost } from "../lab/lab";
 import type { PulumiProject } from "../pulumi";
+import { fromStored } from "../../provider/state";
 
 /** A file the wrappers create (in the host's lab directory, seen from the workstation too). */
 export const firedFile = (h: LabHost) => join(h.dir, "fault.fired");
@@ -148,7 +149,8 @@ export async function differences(
   project: string,
   files: [string, string],
 ): Promise<string[]> {
-  const state = await p.resources();
+  // State records what the user did not write under __ keys (provider/state.ts): read it as the provider does.
+  const state = (await p.resources()).map((r) => ({ outputs: fromStored<Record<string, any>>(r.outputs ?? {}) }));
   const want = state.flatMap((r) =>
     Object.entries((r.outputs.rules ?? {}) as Record<string, string>).map(([fam, text]) => `${fam} ${text}`),
   );
