@@ -54,7 +54,7 @@ export async function apply(batch: Batch, host: LockedHost, rulesets: Rulesets):
     for (const f of touched) parts.push(ifOk(batch.restore(f, lines.get(f)!.apply)));
   }
   const chains = batch.chains();
-  parts.push(batch.confirmListing(rulesets, chains));
+  parts.push(batch.confirmListing(rulesets, chains, touched.length));
   batch.phase = "applying";
   const answer = await shell.step("applying the change", parts.join("\n"));
   batch.armed = answer.arm?.code === 0;

@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { Ruleset } from "../rules";
 import { Session } from "../ssh";
-import { confirmListing, digestOf, withListedChains } from "./confirm-listing";
+import { confirmListing, digestOf, generationOf, withListedChains } from "./confirm-listing";
 import { outputOf, rulesetOf, rulesetsOf, rulesetsScript } from "./facts";
 import type { Facts } from "./facts";
 import { familiesOf, linesOf } from "./plan";
@@ -129,11 +129,18 @@ export class Batch {
     return [...new Set(this.reqs().map((r) => r.chain))];
   }
 
-  /** The listing that confirms the batch: `chains` and a digest of the rest of the copies `before`
-   * (the whole table where the rest changed), see confirm-listing.ts. */
-  confirmListing(before: Rulesets, chains: readonly string[]): string {
+  /** The listing that confirms the batch after `restores` restores: `chains`, and the generation (on
+   * nf_tables) or a digest of the rest of the copies `before` (the whole table where the rest changed),
+   * see confirm-listing.ts. */
+  confirmListing(before: Rulesets, chains: readonly string[], restores: number): string {
+    const nft = this.facts.iptables?.backend === "nf_tables";
     return this.families
-      .map((f) => confirmListing(f, this.table, chains, before.has(f) ? digestOf(before.get(f)!, chains) : undefined))
+      .map((f) => {
+        const b = before.get(f);
+        const gen = b && generationOf(b);
+        const expect = gen === undefined ? undefined : gen + restores;
+        return confirmListing(f, this.table, chains, b && digestOf(b, chains), nft ? { expect } : undefined);
+      })
       .join("\n");
   }
 

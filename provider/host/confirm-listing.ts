@@ -5,17 +5,21 @@
 // edited chains changed since the copy was listed, and the copy with the edited chains as listed is
 // the table now. Where they differ (another writer, an unknown digest, no md5sum), the same step
 // prints the whole table as before. On a Kubernetes node the rest is 20,000 rules: this keeps the
-// 3 MB listing (and its parse) to the first step of a conversation.
+// 3 MB listing (and its parse) to the first step of a conversation. On nf_tables the generation
+// (generation.ts) proves the rest unchanged without the digest where nobody else committed anything;
+// the digest is the fallback where somebody did, or where the generation cannot be read.
 import { createHash } from "node:crypto";
 import { parseRuleset } from "../rules";
 import type { Ruleset } from "../rules";
 import { shellQuote } from "../ssh";
+import { generationSection, listedGeneration } from "./generation";
 import { iptables, section } from "./protocol";
 import type { Family, Sections } from "./protocol";
 
-/** What the provider knows of a copy's rest: the full listing's text, or the digest of its rest
- * without `chains` (carried from the copy it was made from). Keyed weakly: a copy never changes. */
-const rests = new WeakMap<Ruleset, { text?: string; chains?: string; digest?: string }>();
+/** What the provider knows of a copy: the full listing's text it was parsed from (and the digest of
+ * its rest without `chains`, once computed), or the copy `from` whose rest without `chains` it shares;
+ * and the nf_tables generation read before it was listed. Keyed weakly: a copy never changes. */
+const rests = new WeakMap<Ruleset, { text?: string; from?: Ruleset; chains?: string; digest?: string; gen?: number }>();
 
 /** Drops comments, counters and the rules of `skip`, as the host's awk does (DIGEST_AWK). */
 function restLines(text: string, skip: ReadonlySet<string>): string[] {
@@ -43,20 +47,26 @@ export function restDigest(text: string, chains: readonly string[]): string {
 
 const key = (chains: readonly string[]) => [...chains].sort().join(" ");
 
-/** Records the full listing text a copy was parsed from (its rest's digest is known for any chains). */
-export function listedFrom(rs: Ruleset, text: string): void {
-  rests.set(rs, { text });
+/** Records the full listing text a copy was parsed from (its rest's digest is known for any chains),
+ * and the generation read before it was listed, where it was. */
+export function listedFrom(rs: Ruleset, text: string, gen?: number): void {
+  rests.set(rs, { text, gen });
 }
+
+/** The nf_tables generation read before the copy was listed, where it was. */
+export const generationOf = (rs: Ruleset): number | undefined => rests.get(rs)?.gen;
 
 /** The digest of the copy's rest without `chains`, where the provider knows it. */
 export function digestOf(rs: Ruleset, chains: readonly string[]): string | undefined {
   const r = rests.get(rs);
+  const k = key(chains);
   if (r?.text !== undefined) {
-    const k = key(chains);
     if (r.chains !== k) Object.assign(r, { chains: k, digest: restDigest(r.text, chains) });
     return r.digest;
   }
-  return r?.chains === key(chains) ? r.digest : undefined;
+  if (r?.chains !== k) return undefined;
+  r.digest ??= r.from && digestOf(r.from, chains);
+  return r.digest;
 }
 
 /** awk that drops comments, counters and the rules of the chains in -v skip (space separated). */
@@ -73,30 +83,46 @@ $1 == "-A" && ($2 in s) { next }
  * whole table (section save<f>) where it differs, or else the edited chains (section chains<f>), and
  * the whole table where they cannot be listed (legacy's `iptables -S` waits for the xtables lock,
  * iptables-save does not). A digest that fails otherwise (killed at its deadline) lists nothing more.
+ * With `gen` (nf_tables), the generation is read first (section gen<f>); where `gen.expect` is given
+ * (the copy's generation plus the batch's restores) and the host is at it (section same<f> exits 0),
+ * the edited chains alone, with no digest.
  */
-export function confirmListing(f: Family, table: string, chains: readonly string[], digest?: string): string {
+export function confirmListing(
+  f: Family,
+  table: string,
+  chains: readonly string[],
+  digest?: string,
+  gen?: { expect?: number },
+): string {
   const save = `${iptables(f)}-save`;
   const d = `d=$(${save} -t ${shellQuote(table)} | awk -v skip=${shellQuote(chains.join(" "))} ${shellQuote(DIGEST_AWK)} | md5sum)`;
   const compare = digest === undefined ? "exit 1" : `[ "$d" = ${shellQuote(digest)} ]`;
   const list = chains.map((c) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S ${shellQuote(c)}`).join(" && ");
   const whole = section(`save${f}`, [save, "-c", "-t", table]);
-  return [
+  const edited = [section(`chains${f}`, { script: list }), `if [ "$c" != 0 ]; then`, whole, "fi"];
+  const byDigest = [
     section(`digest${f}`, { script: `${d}\nd=\${d%% *}; echo "$d"\n${compare}` }),
     `if [ "$c" = 1 ]; then`,
     whole,
     `elif [ "$c" = 0 ]; then`,
-    section(`chains${f}`, { script: list }),
-    `if [ "$c" != 0 ]; then`,
-    whole,
+    ...edited,
     "fi",
+  ];
+  if (gen?.expect === undefined) return [...(gen ? [generationSection(`gen${f}`)] : []), ...byDigest].join("\n");
+  return [
+    generationSection(`same${f}`, gen.expect),
+    `if [ "$c" = 0 ]; then`,
+    ...edited,
+    "else",
+    ...byDigest,
     "fi",
   ].join("\n");
 }
 
 /**
- * The copy `before` with `chains` as the answer lists them, where the digest matched (no section
- * save<f>); undefined where the answer holds the whole table instead. The copy it returns carries
- * the digest of its rest.
+ * The copy `before` with `chains` as the answer lists them, where the generation or the digest showed
+ * the rest unchanged (no section save<f>); undefined where the answer holds the whole table instead.
+ * The copy it returns shares its rest's digest with `before`, and carries the generation this answer read.
  */
 export function withListedChains(
   before: Ruleset,
@@ -106,8 +132,10 @@ export function withListedChains(
   chains: readonly string[],
 ): Ruleset | undefined {
   const s = answer[`chains${f}`];
-  const digest = digestOf(before, chains);
-  if (answer[`save${f}`] || s?.code !== 0 || digest === undefined || answer[`digest${f}`]?.code !== 0) return undefined;
+  if (answer[`save${f}`] || s?.code !== 0) return undefined;
+  // Nobody else committed anything since the copy was listed (the generation), or the rest is as the copy has it.
+  const same = answer[`same${f}`]?.code === 0;
+  if (!same && (digestOf(before, chains) === undefined || answer[`digest${f}`]?.code !== 0)) return undefined;
   const listed = parseRuleset(s.out, { table }).tables.get(table);
   const t = before.tables.get(table);
   if (!listed || !t) return undefined;
@@ -118,6 +146,6 @@ export function withListedChains(
     chainsNow.set(c, l);
   }
   const rs: Ruleset = { tables: new Map(before.tables).set(table, { name: table, chains: chainsNow }) };
-  rests.set(rs, { chains: key(chains), digest });
+  rests.set(rs, { from: before, chains: key(chains), gen: listedGeneration(answer, f) });
   return rs;
 }

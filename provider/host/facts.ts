@@ -8,6 +8,7 @@ import { ADDRESSES, parseAddresses } from "./addresses";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
 import { listedFrom } from "./confirm-listing";
+import { listedGeneration } from "./generation";
 import { secondOf, secondScript } from "./second";
 import type { BesideWant } from "./beside";
 import { DETECT, OWNER, ownerOf, parsePersistence } from "./persist";
@@ -81,7 +82,7 @@ export function rulesetOf(s: Sections, f: Family, target: string): Ruleset {
   if (known) return known;
   const text = savedText(s, f, target);
   const rs = parseRuleset(text, { family: f });
-  listedFrom(rs, text);
+  listedFrom(rs, text, listedGeneration(s, f));
   return m.set(f, rs).get(f)!;
 }
 

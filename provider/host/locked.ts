@@ -8,6 +8,7 @@ import type { Batch, Rulesets } from "./batch";
 import { REAP } from "./commit";
 import { HostError } from "./errors";
 import { listingScript, stepDeadline } from "./facts";
+import { generationSection } from "./generation";
 import { LOCK_FILE, LOCK_UNAVAILABLE, NOT_ROOT, lock, preamble } from "./protocol";
 import type { Family, Sections } from "./protocol";
 import { openShell } from "./shell";
@@ -113,7 +114,7 @@ export async function begin(batch: Batch, shell: Shell): Promise<Taken> {
   // Nothing but taking the lock runs before the lock is held.
   const script = [
     preamble(limits) + lock(limits),
-    ifOk(`${REAP}\n${listingScript(batch.facts.known, families, batch.table, want)}`),
+    ifOk(`${REAP}\n${generationSection("gen")}\n${listingScript(batch.facts.known, families, batch.table, want)}`),
   ];
   const answer = await shell.step("taking the lock and listing the rules", script.join("\n"));
   lockTaken(batch, answer);

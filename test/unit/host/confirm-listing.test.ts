@@ -2,10 +2,12 @@ import { describe, expect, it } from "vitest";
 import {
   confirmListing,
   digestOf,
+  generationOf,
   listedFrom,
   restDigest,
   withListedChains,
 } from "../../../provider/host/confirm-listing";
+import { generationIn, listedGeneration } from "../../../provider/host/generation";
 import { chainOf, parseRuleset } from "../../../provider/rules";
 
 // Transcripts of a lab host (iptables 1.8.9): `iptables-save -c -t filter`, and what the sections of
@@ -110,5 +112,71 @@ describe("the confirming listing's script", () => {
     expect(s).not.toContain("skip=INPUT a'b");
     // No digest known: the whole table, always.
     expect(confirmListing(4, "filter", ["INPUT"])).toMatch(/echo "\$d"\nexit 1/);
+  });
+});
+
+describe("the nf_tables generation (issue 25)", () => {
+  const chains4 = { code: 0, out: NFT_CHAINS, err: "" };
+  const listed = (gen: number) => {
+    const rs = parseRuleset(NFT_SAVE);
+    listedFrom(rs, NFT_SAVE, gen);
+    return rs;
+  };
+
+  it("is read only from a section that printed a number and did not fail to read it", () => {
+    expect(generationIn({ gen: { code: 0, out: "41\n", err: "" } }, "gen")).toBe(41);
+    // same<f> exits 1 where the generation is another: it still says which.
+    expect(generationIn({ same4: { code: 1, out: "44\n", err: "" } }, "same4")).toBe(44);
+    expect(generationIn({ gen: { code: 2, out: "", err: "" } }, "gen")).toBeUndefined();
+    expect(generationIn({ gen: { code: 0, out: "41; reboot", err: "" } }, "gen")).toBeUndefined();
+    expect(generationIn({}, "gen")).toBeUndefined();
+    expect(listedGeneration({ gen: { code: 0, out: "7", err: "" } }, 6)).toBe(7);
+    expect(listedGeneration({ gen4: { code: 0, out: "8", err: "" }, gen: { code: 0, out: "7", err: "" } }, 4)).toBe(8);
+  });
+
+  it("confirms the edited chains with no digest where the host is at the copy's generation plus the restores", () => {
+    const before = listed(41);
+    expect(generationOf(before)).toBe(41);
+    const after = withListedChains(before, { same4: { code: 0, out: "42", err: "" }, chains4 }, 4, "filter", [
+      "INPUT",
+    ])!;
+    expect(chainOf(after, "filter", "KUBE-SVC")).toBe(chainOf(before, "filter", "KUBE-SVC"));
+    expect(generationOf(after)).toBe(42);
+    // The rest's digest is still known (for a next batch that meets another writer), from the listed text.
+    expect(digestOf(after, ["INPUT"])).toBe(HOST_DIGEST);
+    expect(digestOf(after, ["FORWARD"])).toBeUndefined();
+  });
+
+  it("falls back to the digest where the generation is another, and to the whole table where that differs too", () => {
+    const before = listed(41);
+    const moved = { same4: { code: 1, out: "45", err: "" } };
+    const byDigest = withListedChains(
+      before,
+      { ...moved, digest4: { code: 0, out: HOST_DIGEST, err: "" }, chains4 },
+      4,
+      "filter",
+      ["INPUT"],
+    )!;
+    expect(byDigest).toBeDefined();
+    expect(generationOf(byDigest)).toBe(45);
+    const differs = { ...moved, digest4: { code: 1, out: "0123", err: "" }, chains4 };
+    expect(withListedChains(before, differs, 4, "filter", ["INPUT"])).toBeUndefined();
+    const whole = { same4: { code: 0, out: "42", err: "" }, save4: { code: 0, out: NFT_SAVE, err: "" } };
+    expect(withListedChains(before, whole, 4, "filter", ["INPUT"])).toBeUndefined();
+  });
+
+  it("is compared on the host before anything else is listed; without an expected generation it is only read", () => {
+    const s = confirmListing(4, "filter", ["INPUT"], HOST_DIGEST, { expect: 42 });
+    const at = (x: string, from = 0) => s.indexOf(x, from);
+    expect(s).toContain('[ "$g" = 42 ] || exit 1');
+    expect(at("same4")).toBeLessThan(at("chains4"));
+    expect(at("chains4")).toBeLessThan(at("else"));
+    expect(at("else")).toBeLessThan(at("digest4"));
+    expect(at("digest4")).toBeLessThan(at("chains4", at("digest4")));
+    const read = confirmListing(4, "filter", ["INPUT"], HOST_DIGEST, {});
+    expect(read.indexOf("gen4")).toBeLessThan(read.indexOf("digest4"));
+    expect(read).not.toContain("same4");
+    // Legacy: no generation at all.
+    expect(confirmListing(4, "filter", ["INPUT"], HOST_DIGEST)).not.toMatch(/perl|gen4|same4/);
   });
 });

@@ -1,0 +1,122 @@
+// The nf_tables generation as the change detector of a kept conversation (issue 25, host/generation.ts):
+// real iptables, nft and the provider's own Perl line. It rises by exactly one per committed restore of
+// either family and not for listings; legacy restores leave it. A kept conversation's batches are then
+// confirmed from the edited chain alone (no digest, no whole-table listing); where another writer
+// committed something in between, the batch falls back (digest, whole table), and the rule still goes
+// where the kernel lets its packets through (a real connection).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generationIn, generationSection } from "../../provider/host/generation";
+import { framed, limitsFor, preamble } from "../../provider/host/protocol";
+import { check, create } from "../../provider/provider";
+import { closeAll, getSession } from "../../provider/ssh";
+import { Lab } from "./lab";
+import type { LabHost } from "./lab";
+
+let lab: Lab;
+beforeAll(async () => {
+  lab = await Lab.create();
+});
+afterAll(async () => {
+  await closeAll();
+  await lab?.destroy();
+});
+
+/** The generation as the provider reads it on `h`. */
+async function generation(h: LabHost): Promise<number | undefined> {
+  const script = framed(preamble(limitsFor(5, 600)) + generationSection("gen"));
+  return generationIn(script.parse(await h.sh(script.script)), "gen");
+}
+
+const restore = (h: LabHost, f: 4 | 6, port: number) =>
+  h.sh(
+    `printf '*filter\\n-I INPUT 1 -p tcp -m tcp --dport ${port} -j ACCEPT\\nCOMMIT\\n' | ${f === 4 ? "iptables" : "ip6tables"}-restore --noflush`,
+  );
+
+describe("the nf_tables generation", () => {
+  it("rises by one per restore of either family, not for listings; iptables-legacy does not move it", async () => {
+    const h = await lab.addHost();
+    const g0 = await generation(h);
+    expect(g0).toBeTypeOf("number");
+    await h.sh(
+      "iptables-save >/dev/null; ip6tables-save >/dev/null; iptables -S INPUT >/dev/null; nft list chains >/dev/null",
+    );
+    expect(await generation(h)).toBe(g0);
+    await restore(h, 4, 9401);
+    expect(await generation(h)).toBe(g0! + 1);
+    await restore(h, 6, 9402);
+    expect(await generation(h)).toBe(g0! + 2);
+    const legacy = await lab.addHost({ backend: "legacy" });
+    const l0 = await generation(legacy);
+    await restore(legacy, 4, 9403);
+    // Why the provider trusts it on nf_tables only: a legacy change is not a netfilter transaction.
+    expect(await generation(legacy)).toBe(l0);
+  });
+
+  it("confirms a kept conversation from the edited chain, and falls back where another writer committed", async () => {
+    const rules = [
+      "*filter",
+      ":INPUT ACCEPT [0:0]",
+      ":FW - [0:0]",
+      "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-A INPUT -j FW",
+      "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+      "-A INPUT -j DROP",
+      "COMMIT",
+      "",
+    ].join("\n");
+    const h = await lab.addHost({ rules: { v4: rules }, listen: { tcp: [9411, 9412, 9413] } });
+    const checked = async (port: number) => {
+      const { inputs, failures } = await check(
+        {},
+        {
+          connection: h.connection(),
+          port,
+          action: "ACCEPT",
+          ipVersion: "ipv4",
+          identity: { project: "gen", stack: "lab", name: `p${port}` },
+        },
+      );
+      expect(failures).toEqual([]);
+      return inputs as any;
+    };
+    const accept = async (port: number) => create(await checked(port));
+    // What the host answered, step by step: the sections each step printed, with their exit codes.
+    const session = getSession((await checked(9411)).connection);
+    const open = session.openChannel.bind(session);
+    let received = "";
+    session.openChannel = async (...args: Parameters<typeof open>) => {
+      const c = await open(...args);
+      c.channel.on("data", (d: Buffer) => {
+        received += d.toString();
+      });
+      return c;
+    };
+    const ends = () => [...received.matchAll(/^@@pit-end \S+ (\S+) (\d+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    const step = () => {
+      const e = ends();
+      received = "";
+      return e;
+    };
+
+    await accept(9411); // begin (the lock, the listing, the generation), then its apply
+    const first = step();
+    expect(first).toContain("gen 0");
+    expect(first).toContain("same4 0");
+    expect(first.filter((s) => /^(digest4|save4) /.test(s))).toEqual(["save4 0"]); // the begin's listing only
+    await accept(9412); // the kept conversation: the edited chain alone
+    const second = step();
+    expect(second).not.toContain("gen 0"); // no new lock, no new listing
+    expect(second).toContain("same4 0");
+    expect(second.filter((s) => /^(digest4|save4) /.test(s))).toEqual([]);
+    // Another writer (no lock) drops 9413 in FW, which INPUT jumps to above where the copy would put an ACCEPT.
+    // (Within the second the conversation is kept.)
+    await h.sh("iptables -A FW -p tcp -m tcp --dport 9413 -j DROP");
+    await accept(9413);
+    const third = step();
+    expect(third).toContain("same4 1");
+    expect(third).toContain("digest4 1");
+    expect(third.some((s) => s.startsWith("save4 "))).toBe(true);
+    // The kernel lets the three ports through: the third went above the writer's DROP.
+    for (const port of [9411, 9412, 9413]) expect(await lab.probe(h, port)).toBe("open");
+  });
+});
