@@ -138,8 +138,11 @@ export class Batch {
       .map((f) => {
         const b = before.get(f);
         const gen = b && generationOf(b);
-        const expect = gen === undefined ? undefined : gen + restores;
-        return confirmListing(f, this.table, chains, b && digestOf(b, chains), nft ? { expect } : undefined);
+        const expect = nft && gen !== undefined ? gen + restores : undefined;
+        // Where the generation is expected, the digest (an md5 of the rest of the copy's whole listing: 37 ms
+        // of the provider's CPU on a 20,000-rule host) is only for another writer: then the whole table is listed.
+        const digest = b && expect === undefined ? digestOf(b, chains) : undefined;
+        return confirmListing(f, this.table, chains, digest, nft ? { expect } : undefined);
       })
       .join("\n");
   }

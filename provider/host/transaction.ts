@@ -49,10 +49,13 @@ export async function runTransaction(
   const resumed = kept && fits(kept, batch) ? kept : undefined;
   if (kept && !resumed) await kept.shell.close();
   let shell = resumed?.shell;
+  // Where the connection comes from is asked on a channel of its own while the shell takes the lock.
+  const finding = originOf(batch);
+  finding.catch(() => undefined); // (awaited below; a failure before that is the one reported)
   try {
-    const origin = await originOf(batch);
     shell ??= await newShell(batch);
     const { host, rulesets } = resumed ? resume(resumed, batch) : await begin(batch, shell);
+    const origin = await finding;
     plan(batch, host, rulesets, origin);
     let confirmed = rulesets;
     let asLeft = true;
