@@ -11,9 +11,9 @@
 // Then, at 20 ms and 0 ms, 20 hosts x 25 rules against 1 host x 25 rules; at 20 ms, a host with
 // 20,000 foreign kube-proxy rules (test/fixtures/kube.ts): 50 rules against the lower bound there, at 8
 // and at 64 in flight, and refresh (read) of 50 rules (at 8) against one `iptables-save` over one
-// connection; and (b) `pulumi up` of 50
-// PortRules through the real CLI, with the provider's own share measured inside its process
-// (bench/trace.cjs), and the SSH connections of `pulumi preview` and of an `up` with no changes.
+// connection; and (b) `pulumi up` of 50 PortRules through the real CLI, with the provider's own
+// share measured inside its process (bench/trace.cjs), and the SSH connections of `pulumi preview`
+// and of an `up` with no changes.
 // Prints medians, ratios to the lower bound of the same run, SSH connections (TCP SYNs to port 22
 // counted inside the host) and round trips (channels); under each table of lifecycle rows, the
 // provider's round trips (conversation steps and one-off scripts), whole-table listings and bytes per
@@ -297,7 +297,7 @@ const channelsSince = (sessions: { stats: { channels: number } }[], before: numb
  * CLI's: each step of a conversation (host/shell.js) and each one-off script (Session.run), the bytes
  * of its script and of its answer, and its whole-table listings (iptables-save sections).
  */
-const provided = { trips: 0, listings: 0, bytes: 0 };
+const providerTrips = { trips: 0, listings: 0, bytes: 0 };
 const listingsIn = (stdout: string) => (stdout.match(/^@@pit-begin \S+ save[46]$/gm) ?? []).length;
 function countTrips(): void {
   // The provider's CommonJS modules themselves (an import would give a copy of their exports).
@@ -310,9 +310,10 @@ function countTrips(): void {
     shell.step = async (name: string, script: string) => {
       const sections: Record<string, { out: string; err: string }> = await step(name, script);
       const all = Object.entries(sections);
-      provided.trips++;
-      provided.listings += all.filter(([k]) => /^save[46]$/.test(k)).length;
-      provided.bytes += Buffer.byteLength(script) + all.reduce((n, [, v]) => n + Buffer.byteLength(v.out + v.err), 0);
+      providerTrips.trips++;
+      providerTrips.listings += all.filter(([k]) => /^save[46]$/.test(k)).length;
+      providerTrips.bytes +=
+        Buffer.byteLength(script) + all.reduce((n, [, v]) => n + Buffer.byteLength(v.out + v.err), 0);
       return sections;
     };
     return shell;
@@ -321,13 +322,13 @@ function countTrips(): void {
   const run = Session.prototype.run;
   Session.prototype.run = async function (this: unknown, script: string, ...rest: unknown[]) {
     const r = await run.call(this, script, ...rest);
-    provided.trips++;
-    provided.listings += listingsIn(r.stdout);
-    provided.bytes += Buffer.byteLength(script) + Buffer.byteLength(r.stdout + r.stderr);
+    providerTrips.trips++;
+    providerTrips.listings += listingsIn(r.stdout);
+    providerTrips.bytes += Buffer.byteLength(script) + Buffer.byteLength(r.stdout + r.stderr);
     return r;
   };
 }
-const tripMark = () => ({ ...provided, self: process.cpuUsage() });
+const tripMark = () => ({ ...providerTrips, self: process.cpuUsage() });
 /** The round trips, listings, bytes and this process's CPU seconds since `from`. */
 function tripsSince(from: ReturnType<typeof tripMark>): Trips {
   const to = tripMark();
