@@ -38,6 +38,13 @@ export const hangAfterTrigger = (name: string) => `#!/bin/sh
 exec /usr/sbin/${name} "$@"
 `;
 
+/** `name` hangs once the trigger fired when it lists with counters (-v: the chains that confirm a batch);
+ * other uses (an undo's fitting, `iptables -S` without -v) run as they are. */
+export const hangListingAfterTrigger = (name: string) => `#!/bin/sh
+if [ -e /run/pit-fired ]; then for a; do [ "$a" = -v ] && exec sleep 600; done; fi
+exec /usr/sbin/${name} "$@"
+`;
+
 /** Puts wrappers first on root's PATH inside the host (/usr/local/sbin, from a private /run dir). */
 export async function wrap(h: LabHost, scripts: Record<string, string>): Promise<void> {
   await h.sh("mkdir -p /run/pit-wrap && (mountpoint -q /usr/local/sbin || mount --bind /run/pit-wrap /usr/local/sbin)");

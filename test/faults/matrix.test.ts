@@ -16,6 +16,7 @@ import {
   differences,
   fired,
   hangAfterTrigger,
+  hangListingAfterTrigger,
   holdXtablesLock,
   killProvider,
   killSshSessions,
@@ -161,14 +162,18 @@ const FAULTS: Fault[] = [
     says: /refused the change: .*lab fault.*the IPv4 half was undone, and a listing shows none of it/s,
   },
   {
-    name: "iptables-save hanging after the restore",
+    // The listing that would confirm it: the edited chain (iptables -v -S, where the nf_tables generation
+    // shows nothing else changed), else a digest or the whole table (iptables-save).
+    name: "the confirming listing (iptables -v -S, iptables-save) hanging after the restore",
     rules: [rule("app", 8080)],
     arrange: (c) =>
       wrap(c.h, {
         "iptables-restore": triggerRestore(c.h, "iptables-restore", 0),
+        iptables: hangListingAfterTrigger("iptables"),
         "iptables-save": hangAfterTrigger("iptables-save"),
       }),
-    says: /killed at its deadline.*reverts it by itself/s,
+    // Both hang: the chain listing, then the whole table, each killed at its deadline, or the step's deadline first.
+    says: /(killed at its deadline|did not finish within \d+s).*reverts it by itself/s,
     reverts: true,
   },
   {
