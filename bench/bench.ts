@@ -542,6 +542,14 @@ function logWaves(phase: string, lines: ReturnType<typeof traced>, op: string): 
   const start = Math.min(...calls.map((c) => c.t0));
   const at = (xs: typeof lines, k: "t0" | "t1") => xs.map((c) => Math.round(c[k] - start)).join(",");
   log(`  ${phase}: ${op} calls start at ms ${at(calls, "t0")}; end at ${at(calls, "t1")}`);
+  const others = lines.filter((c) => c.op !== op && ["check", "diff", "read"].includes(c.op));
+  for (const o of new Set(others.map((c) => c.op))) {
+    const these = others.filter((c) => c.op === o);
+    const span = (k: "t0" | "t1", f: (...xs: number[]) => number) => Math.round(f(...these.map((c) => c[k])) - start);
+    log(
+      `  ${phase}: ${these.length} ${o} calls from ms ${span("t0", Math.min)} to ${span("t1", Math.max)}, in flight ${Math.round(busy(these))} ms`,
+    );
+  }
   log(
     `  ${phase}: transactions start at ms ${at(
       lines.filter((c) => c.op === "transaction"),
