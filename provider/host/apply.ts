@@ -15,19 +15,20 @@ import { FIXUPS, keptChanging, review } from "./review";
 import type { GuardOrigin } from "./types";
 import { disarm, notUndone, unapplied } from "./undo";
 
-/** Plans the batch against the listing; a request that cannot be planned fails alone. */
+/** Plans the batch against the listing; a request that cannot be planned fails alone. Throws
+ * PartialListingError where a copy listed in part cannot answer (nothing is planned then). */
 export function plan(batch: Batch, host: LockedHost, rulesets: Rulesets, origin?: GuardOrigin): void {
+  const { plans, failed, resolved, expected } = planBatch(batch.reqs(), rulesets, {
+    target: batch.target,
+    facts: host.facts,
+    origin,
+  });
   for (const { req } of batch.live)
     for (const [f, rs] of rulesets) {
       const text = textOf(req, f);
       if (text === undefined) continue;
       for (const w of impostorWarnings(rs, batch.table, req.tag, text, batch.target)) batch.session.log.warn?.(w);
     }
-  const { plans, failed, resolved, expected } = planBatch(batch.reqs(), rulesets, {
-    target: batch.target,
-    facts: host.facts,
-    origin,
-  });
   batch.plan(plans, expected);
   for (const [req, error] of failed) batch.failWhere((r) => r === req, error);
   for (const op of batch.live) op.req = resolved.get(op.req) ?? op.req;

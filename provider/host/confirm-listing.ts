@@ -53,6 +53,11 @@ export function listedFrom(rs: Ruleset, text: string, gen?: number): void {
   rests.set(rs, { text, gen });
 }
 
+/** Records the generation read before a copy listed in part (some chains of its table) was listed. */
+export function listedInPart(rs: Ruleset, gen?: number): void {
+  rests.set(rs, { gen });
+}
+
 /** The nf_tables generation read before the copy was listed, where it was. */
 export const generationOf = (rs: Ruleset): number | undefined => rests.get(rs)?.gen;
 
@@ -145,7 +150,7 @@ export function withListedChains(
     if (!l) return undefined;
     chainsNow.set(c, l);
   }
-  const rs: Ruleset = { tables: new Map(before.tables).set(table, { name: table, chains: chainsNow }) };
+  const rs: Ruleset = { tables: new Map(before.tables).set(table, { ...t, chains: chainsNow }) };
   rests.set(rs, { from: before, chains: key(chains), gen: listedGeneration(answer, f) });
   return rs;
 }

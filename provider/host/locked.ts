@@ -7,10 +7,11 @@ import { besideWant } from "./beside";
 import type { Batch, Rulesets } from "./batch";
 import { REAP } from "./commit";
 import { HostError } from "./errors";
-import { listingScript, stepDeadline } from "./facts";
+import { chainsListed, listingScript, rulesetOf, stepDeadline } from "./facts";
 import { generationSection } from "./generation";
 import { LOCK_FILE, LOCK_UNAVAILABLE, NOT_ROOT, lock, preamble } from "./protocol";
 import type { Family, Sections } from "./protocol";
+import { asksSave } from "./plan";
 import { openShell } from "./shell";
 import type { Shell } from "./shell";
 import type { HostFacts, InsertRequest } from "./types";
@@ -114,7 +115,9 @@ export async function begin(batch: Batch, shell: Shell): Promise<Taken> {
   // Nothing but taking the lock runs before the lock is held.
   const script = [
     preamble(limits) + lock(limits),
-    ifOk(`${REAP}\n${generationSection("gen")}\n${listingScript(batch.facts.known, families, batch.table, want)}`),
+    ifOk(
+      `${REAP}\n${listingScript(batch.facts.known, families, batch.table, { ...want, generation: true, chains: deletesOnly(batch) })}`,
+    ),
   ];
   const answer = await shell.step("taking the lock and listing the rules", script.join("\n"));
   lockTaken(batch, answer);
@@ -126,7 +129,22 @@ export async function begin(batch: Batch, shell: Shell): Promise<Taken> {
   for (const l of reaped.filter((l) => !l.endsWith(" reverted")))
     log.warn?.(`${target}: unconfirmed changes of an earlier run: ${shown(l)}`);
   const host = { shell, facts: batch.facts.of(answer, families), beside: answer, includes: want, lockedAt: Date.now() };
-  return { host, rulesets: batch.rulesetsIn(answer) };
+  const listed = (f: Family) =>
+    answer[`save${f}`] ? rulesetOf(answer, f, target) : chainsListed(answer, f, batch.table, target);
+  return { host, rulesets: new Map(families.map((f) => [f, listed(f)])) };
+}
+
+/** The chains a batch of deletes edits: all its listing needs of the table (see tablesScript); not where
+ * it saves the boot files (a save judges the file it wrote against the whole live table). */
+const deletesOnly = (batch: Batch) =>
+  batch.reqs().every((r) => r.kind === "delete" && !asksSave(r)) ? batch.chains() : undefined;
+
+/** The whole tables, in the shell that holds the lock, where a copy listed in part cannot answer the
+ * plan (PartialListingError: a delete whose rule may decide the provider's SSH packets, which the
+ * removal guard judges through the whole chain; a chain the listing did not include). */
+export async function listedWhole(batch: Batch, host: LockedHost): Promise<Rulesets> {
+  const answer = await host.shell.step("listing the rules", `${generationSection("gen")}\n${batch.listRulesets()}`);
+  return batch.rulesetsIn(answer);
 }
 
 /** The lock step's answer when the shell is not root (connection.sudo not set), said first. */

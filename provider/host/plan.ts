@@ -4,7 +4,7 @@
 // its lineage) on the host takes it over: the same rule under the lineage's next free tag goes in at
 // its line and the found one goes out, in one atomic restore. Never a duplicate.
 import { contextOf } from "./facts";
-import { findRule, impostors, PlacementError, placeRule, ruleText, shown } from "../rules";
+import { findRule, impostors, PartialListingError, PlacementError, placeRule, ruleText, shown } from "../rules";
 import type { HostContext, Rule, Ruleset } from "../rules";
 import { findTwin } from "./adopt";
 import { placeableOf } from "./move";
@@ -295,6 +295,8 @@ export function planBatch(
       plans.set(req, plan);
       resolved.set(original, req);
     } catch (err) {
+      // A copy listed in part cannot answer: the batch is planned again on the whole table.
+      if (err instanceof PartialListingError) throw err;
       failed.set(original, err instanceof Error ? err : new Error(String(err)));
     }
   }

@@ -9,7 +9,7 @@ function withRules(rs: Ruleset, table: string, chain: Chain, rules: Rule[]): Rul
   const t = rs.tables.get(table)!;
   const renumbered = rules.map((r, i) => (r.line === i + 1 ? r : { ...r, line: i + 1 }));
   const chains = new Map(t.chains).set(chain.name, { ...chain, rules: renumbered });
-  return { tables: new Map(rs.tables).set(table, editedFrom({ name: table, chains }, t)) };
+  return { tables: new Map(rs.tables).set(table, editedFrom({ ...t, chains }, t)) };
 }
 
 function chainIn(rs: Ruleset, table: string, chain: string): Chain {

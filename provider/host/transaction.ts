@@ -13,17 +13,18 @@
 // A failure before `commit` leaves the rollback armed: the host undoes the change by itself within
 // rollbackAfter. Undoing (undo.ts) is always checked by a listing before anything is said about it.
 // The batch's state (its operations in flight, plans, how far it got) is one Batch (batch.ts).
-import { parseSpec } from "../rules";
+import { PartialListingError, parseSpec } from "../rules";
 import type { Session } from "../ssh";
 import { apply, fixUp, plan } from "./apply";
 import { Batch, freshSession } from "./batch";
+import type { Rulesets } from "./batch";
 import type { FreshSession, Op, Outcome } from "./batch";
 import { judgeBeside } from "./beside";
 import { commit, saved } from "./confirm-save";
 import { HostError } from "./errors";
 import { stepDeadline } from "./facts";
 import type { Facts } from "./facts";
-import { begin, fits, handOn, newShell, resume } from "./locked";
+import { begin, fits, handOn, listedWhole, newShell, resume } from "./locked";
 import type { Conversation, LockedHost } from "./locked";
 import { asksSave } from "./plan";
 import type { Plan } from "./plan";
@@ -54,9 +55,10 @@ export async function runTransaction(
   finding.catch(() => undefined); // (awaited below; a failure before that is the one reported)
   try {
     shell ??= await newShell(batch);
-    const { host, rulesets } = resumed ? resume(resumed, batch) : await begin(batch, shell);
+    const taken = resumed ? resume(resumed, batch) : await begin(batch, shell);
+    const { host } = taken;
     const origin = await finding;
-    plan(batch, host, rulesets, origin);
+    const rulesets = await planned(batch, host, taken.rulesets, origin);
     let confirmed = rulesets;
     let asLeft = true;
     if (batch.live.length) {
@@ -72,6 +74,20 @@ export async function runTransaction(
   }
   await shell?.close();
   return { outcomes: batch.outcomes };
+}
+
+/** Plans the batch; where a copy listed in part cannot answer, on the whole tables, listed first. Returns
+ * the rulesets it was planned on. */
+async function planned(batch: Batch, host: LockedHost, rulesets: Rulesets, origin?: GuardOrigin): Promise<Rulesets> {
+  try {
+    plan(batch, host, rulesets, origin);
+    return rulesets;
+  } catch (err) {
+    if (!(err instanceof PartialListingError)) throw err;
+    const whole = await listedWhole(batch, host);
+    plan(batch, host, whole, origin);
+    return whole;
+  }
 }
 
 /** Where the provider's connection comes from, where a guard or the boot files' SSH check judges it. */

@@ -2,6 +2,7 @@
 // its text is exactly the text it rendered and recorded (the identity tag included): a rule that
 // merely carries the tag (an operator's copy, a forgery, a rule with control characters in its
 // comment) is never the provider's, and is only named, escaped, in a warning.
+import { PartialListingError } from "./parse";
 import type { Chain, Rule, Ruleset } from "./parse";
 import { TAG_PREFIX, tagOf } from "./tag";
 
@@ -23,7 +24,9 @@ function byText(chain: Chain): Map<string, Rule> {
  * @example findRule(rs, "filter", "INPUT", '-A INPUT -p tcp -m tcp --dport 22 -m comment --comment "pulumi-iptables:web/prod/ssh/0123456789ab" -j ACCEPT')?.line
  */
 export function findRule(ruleset: Ruleset, table: string, chain: string, text: string): Rule | undefined {
-  const c = ruleset.tables.get(table)?.chains.get(chain);
+  const t = ruleset.tables.get(table);
+  const c = t?.chains.get(chain);
+  if (!c && t?.partial) throw new PartialListingError(table);
   return c && byText(c).get(text);
 }
 

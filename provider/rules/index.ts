@@ -29,7 +29,15 @@ export { TABLES } from "./names";
 export { FLAGS, type Flag, type MatchKey, type Neg, type RuleMatch } from "./flags";
 export { renderRule, ruleText, NEUTRAL_REJECT_TYPES, REJECT_TYPES } from "./render";
 export { makeTag, tagOf, MAX_COMMENT_BYTES, MAX_TAG_BYTES, TAG_PREFIX } from "./tag";
-export { chainOf, listingLines, parseRuleset, parseSpec, parseVersion, RulesetParseError } from "./parse";
+export {
+  chainOf,
+  listingLines,
+  parseRuleset,
+  parseSpec,
+  parseVersion,
+  PartialListingError,
+  RulesetParseError,
+} from "./parse";
 export type { Chain, Counters, IptablesVersion, MatchOption, Rule, RuleSpec, Ruleset, Table } from "./parse";
 export { findByTag, findRule, impostors, shown } from "./identity";
 export { placeRule, PlacementError, possibleVerdicts, shadowing } from "./place";

@@ -61,6 +61,9 @@ export interface Table {
   /** The address family, when the caller said which tool listed it (iptables-save or ip6tables-save). */
   readonly family?: Family;
   readonly chains: ReadonlyMap<string, Chain>;
+  /** The listing held only some of the table's chains (`iptables -S CHAIN`): a rule is looked up only in
+   * them, and no packet is judged on the table (both throw PartialListingError otherwise). */
+  readonly partial?: boolean;
 }
 
 export interface Ruleset {
@@ -87,6 +90,14 @@ export class RulesetParseError extends Error {
   ) {
     super(`cannot read line ${lineNumber} of the iptables listing (${why}): ${JSON.stringify(lineText)}`);
     this.name = "RulesetParseError";
+  }
+}
+
+/** A judgement or lookup that a table listed only in part cannot answer: the whole table is needed. */
+export class PartialListingError extends Error {
+  constructor(readonly table: string) {
+    super(`the ${table} table was listed only in part (a bug where it reaches a user: it is listed whole first)`);
+    this.name = "PartialListingError";
   }
 }
 

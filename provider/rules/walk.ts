@@ -7,6 +7,7 @@ import { NON_TERMINATING, VERDICTS } from "./flags";
 import { matchShare, type Ordinary } from "./match";
 import { BUILTIN_CHAINS } from "./names";
 import { ALL, NONE, portRanges } from "./ordinary";
+import { PartialListingError } from "./parse";
 import type { Chain, Rule, Table } from "./parse";
 
 /** One step of a packet's path: a rule (`INPUT:2`), or the end of a chain (`TCP-IN:end`, no rule). */
@@ -237,6 +238,7 @@ function walkChain(w: Walk, name: string): ChainResult {
 
 /** Every way the ordinary packets can go from the top of `start`, with the judged rule in place. */
 export function outcomes(table: Table, start: string, o: Ordinary, at: Judged): Outcome[] {
+  if (table.partial) throw new PartialListingError(table.name);
   const packet = JSON.stringify({ ...o, dport: undefined, origDport: undefined });
   const w: Walk = { table, o, at, memo: new Map(), packet, active: new Set() };
   const r = walkChain(w, start);
@@ -247,6 +249,7 @@ export function outcomes(table: Table, start: string, o: Ordinary, at: Judged): 
 
 /** The built-in chains of the table from which packets can reach `chain` (itself, if it is one). */
 export function entryChains(table: Table, chain: string): string[] {
+  if (table.partial) throw new PartialListingError(table.name);
   const builtins = (BUILTIN_CHAINS[table.name] ?? []).filter((b) => table.chains.has(b));
   if (builtins.includes(chain)) return [chain];
   return builtins.filter((b) => reaches(table, b, chain));

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generationIn, generationSection } from "../../provider/host/generation";
 import { framed, limitsFor, preamble } from "../../provider/host/protocol";
-import { check, create } from "../../provider/provider";
+import { check, create, fromStored, remove } from "../../provider/provider";
+import type { PortRuleState } from "../../provider/provider";
 import { closeAll, getSession } from "../../provider/ssh";
 import { Lab } from "./lab";
 import type { LabHost } from "./lab";
@@ -118,5 +119,68 @@ describe("the nf_tables generation", () => {
     expect(third.some((s) => s.startsWith("save4 "))).toBe(true);
     // The kernel lets the three ports through: the third went above the writer's DROP.
     for (const port of [9411, 9412, 9413]) expect(await lab.probe(h, port)).toBe("open");
+  });
+
+  it("destroys from the chain alone, and lists the whole table where the removal guard judges the SSH port", async () => {
+    const rules = [
+      "*filter",
+      ":INPUT ACCEPT [0:0]",
+      ":FW - [0:0]",
+      "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-A INPUT -j FW",
+      "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+      "-A INPUT -j DROP",
+      ...Array.from({ length: 50 }, (_, i) => `-A FW -p tcp -m tcp --dport ${30000 + i} -j REJECT`),
+      "COMMIT",
+      "",
+    ].join("\n");
+    const h = await lab.addHost({ rules: { v4: rules }, listen: { tcp: [9421, 9422] } });
+    const before = await h.ruleset(4);
+    const made = async (port: number) => {
+      const { inputs, failures } = await check(
+        {},
+        {
+          connection: h.connection(),
+          port,
+          action: "ACCEPT",
+          ipVersion: "ipv4",
+          identity: { project: "gen", stack: "lab", name: `d${port}` },
+        },
+      );
+      expect(failures).toEqual([]);
+      return fromStored<PortRuleState>((await create(inputs as any)).outs);
+    };
+    const rules2 = await Promise.all([made(9421), made(9422)]);
+    const ssh = await made(22); // matches the provider's own SSH packets: its removal is judged
+    for (const port of [9421, 9422]) expect(await lab.probe(h, port)).toBe("open");
+    await closeAll(); // a destroy is a fresh process: a fresh conversation, which takes the lock and lists
+    const session = getSession(rules2[0].connection as any);
+    const open = session.openChannel.bind(session);
+    let received = "";
+    session.openChannel = async (...args: Parameters<typeof open>) => {
+      const c = await open(...args);
+      c.channel.on("data", (d: Buffer) => {
+        received += d.toString();
+      });
+      return c;
+    };
+    const ends = () => [...received.matchAll(/^@@pit-end \S+ (\S+) (\d+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    await Promise.all(rules2.map((r) => remove(r.tag, r)));
+    const first = ends();
+    expect(first).toContain("lock 0");
+    expect(first).toContain("chains4 0");
+    expect(first.filter((e) => e.startsWith("save4 "))).toEqual([]); // not one listing of the whole table
+    for (const port of [9421, 9422]) expect(await lab.probe(h, port)).toBe("timeout");
+    received = "";
+    await remove(ssh.tag, ssh);
+    // The chain alone first; the guard's walk needs the whole table, listed in the same shell (one lock).
+    const third = ends();
+    expect(third.filter((e) => /^(lock|chains4|save4) /.test(e))).toEqual([
+      "lock 0",
+      "chains4 0",
+      "save4 0",
+      "chains4 0",
+    ]);
+    expect(await h.ruleset(4)).toBe(before);
   });
 });
