@@ -102,9 +102,8 @@ export function confirmListing(
   const save = `${iptables(f)}-save`;
   const d = `d=$(${save} -t ${shellQuote(table)} | awk -v skip=${shellQuote(chains.join(" "))} ${shellQuote(DIGEST_AWK)} | md5sum)`;
   const compare = digest === undefined ? "exit 1" : `[ "$d" = ${shellQuote(digest)} ]`;
-  const list = chains.map((c) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S ${shellQuote(c)}`).join(" && ");
   const whole = section(`save${f}`, [save, "-c", "-t", table]);
-  const edited = [section(`chains${f}`, { script: list }), `if [ "$c" != 0 ]; then`, whole, "fi"];
+  const edited = [chainsOrWhole(f, table, chains)];
   const byDigest = [
     section(`digest${f}`, { script: `${d}\nd=\${d%% *}; echo "$d"\n${compare}` }),
     `if [ "$c" = 1 ]; then`,
@@ -122,6 +121,14 @@ export function confirmListing(
     ...byDigest,
     "fi",
   ].join("\n");
+}
+
+/** `chains` of `table` (section chains<f>, `iptables -v -S`), and the whole table (section save<f>)
+ * where they cannot be listed. */
+export function chainsOrWhole(f: Family, table: string, chains: readonly string[]): string {
+  const list = chains.map((c) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S ${shellQuote(c)}`).join(" && ");
+  const whole = section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]);
+  return [section(`chains${f}`, { script: list }), `if [ "$c" != 0 ]; then`, whole, "fi"].join("\n");
 }
 
 /**

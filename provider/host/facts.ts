@@ -7,9 +7,8 @@ import { withDeadline } from "../util";
 import { ADDRESSES, parseAddresses } from "./addresses";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
-import { listedFrom, listedInPart } from "./confirm-listing";
+import { chainsOrWhole, listedFrom, listedInPart } from "./confirm-listing";
 import { generationSection, listedGeneration } from "./generation";
-import { shellQuote } from "../ssh";
 import { secondOf, secondScript } from "./second";
 import type { BesideWant } from "./beside";
 import { DETECT, OWNER, ownerOf, parsePersistence } from "./persist";
@@ -47,21 +46,16 @@ export function parseInterfaces(text: string): string[] | undefined {
 function tablesScript(families: readonly Family[], table: string, chains?: readonly string[]): string {
   if (!chains?.length) return rulesetsScript(families, table);
   return families
-    .map((f) => {
-      const whole = section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]);
-      const list = chains.map((c) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S ${shellQuote(c)}`).join(" && ");
-      return [
+    .map((f) =>
+      [
         `case "$(${iptables(f)} -V 2>/dev/null)" in *nf_tables*) pit_part=$pit_gen ;; *) pit_part=1 ;; esac`,
         `if [ "$pit_part" = 0 ]; then`,
-        section(`chains${f}`, { script: list }),
-        `if [ "$c" != 0 ]; then`,
-        whole,
-        "fi",
+        chainsOrWhole(f, table, chains),
         "else",
-        whole,
+        rulesetsScript([f], table),
         "fi",
-      ].join("\n");
-    })
+      ].join("\n"),
+    )
     .join("\n");
 }
 

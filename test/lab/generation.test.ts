@@ -33,6 +33,59 @@ const restore = (h: LabHost, f: 4 | 6, port: number) =>
     `printf '*filter\\n-I INPUT 1 -p tcp -m tcp --dport ${port} -j ACCEPT\\nCOMMIT\\n' | ${f === 4 ? "iptables" : "ip6tables"}-restore --noflush`,
   );
 
+/** A filter table whose INPUT jumps to FW (holding `fw`) above the SSH accept and a final DROP. */
+const withFw = (fw: string[] = []) =>
+  [
+    "*filter",
+    ":INPUT ACCEPT [0:0]",
+    ":FW - [0:0]",
+    "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    "-A INPUT -j FW",
+    "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+    "-A INPUT -j DROP",
+    ...fw,
+    "COMMIT",
+    "",
+  ].join("\n");
+
+/** The checked inputs of an IPv4 ACCEPT of tcp `port` on `h` (resource `name`). */
+async function acceptInputs(h: LabHost, port: number, name: string) {
+  const { inputs, failures } = await check(
+    {},
+    {
+      connection: h.connection(),
+      port,
+      action: "ACCEPT",
+      ipVersion: "ipv4",
+      identity: { project: "gen", stack: "lab", name },
+    },
+  );
+  expect(failures).toEqual([]);
+  return inputs as any;
+}
+
+/** What the host answers on the pooled session of `connection` from now on: each section's name and exit
+ * code ("save4 0"), in order; `take` returns them and starts afresh. */
+function tap(connection: Parameters<typeof getSession>[0]): { take: () => string[] } {
+  const session = getSession(connection);
+  const open = session.openChannel.bind(session);
+  let received = "";
+  session.openChannel = async (...args: Parameters<typeof open>) => {
+    const c = await open(...args);
+    c.channel.on("data", (d: Buffer) => {
+      received += d.toString();
+    });
+    return c;
+  };
+  return {
+    take: () => {
+      const ends = [...received.matchAll(/^@@pit-end \S+ (\S+) (\d+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+      received = "";
+      return ends;
+    },
+  };
+}
+
 describe("the nf_tables generation", () => {
   it("rises by one per restore of either family, not for listings; iptables-legacy does not move it", async () => {
     const h = await lab.addHost();
@@ -54,50 +107,11 @@ describe("the nf_tables generation", () => {
   });
 
   it("confirms a kept conversation from the edited chain, and falls back where another writer committed", async () => {
-    const rules = [
-      "*filter",
-      ":INPUT ACCEPT [0:0]",
-      ":FW - [0:0]",
-      "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-      "-A INPUT -j FW",
-      "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
-      "-A INPUT -j DROP",
-      "COMMIT",
-      "",
-    ].join("\n");
-    const h = await lab.addHost({ rules: { v4: rules }, listen: { tcp: [9411, 9412, 9413] } });
-    const checked = async (port: number) => {
-      const { inputs, failures } = await check(
-        {},
-        {
-          connection: h.connection(),
-          port,
-          action: "ACCEPT",
-          ipVersion: "ipv4",
-          identity: { project: "gen", stack: "lab", name: `p${port}` },
-        },
-      );
-      expect(failures).toEqual([]);
-      return inputs as any;
-    };
-    const accept = async (port: number) => create(await checked(port));
+    const h = await lab.addHost({ rules: { v4: withFw() }, listen: { tcp: [9411, 9412, 9413] } });
+    const accept = async (port: number) => create(await acceptInputs(h, port, `p${port}`));
     // What the host answered, step by step: the sections each step printed, with their exit codes.
-    const session = getSession((await checked(9411)).connection);
-    const open = session.openChannel.bind(session);
-    let received = "";
-    session.openChannel = async (...args: Parameters<typeof open>) => {
-      const c = await open(...args);
-      c.channel.on("data", (d: Buffer) => {
-        received += d.toString();
-      });
-      return c;
-    };
-    const ends = () => [...received.matchAll(/^@@pit-end \S+ (\S+) (\d+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
-    const step = () => {
-      const e = ends();
-      received = "";
-      return e;
-    };
+    const answers = tap((await acceptInputs(h, 9411, "p9411")).connection);
+    const step = answers.take;
 
     await accept(9411); // begin (the lock, the listing, the generation), then its apply
     const first = step();
@@ -122,59 +136,25 @@ describe("the nf_tables generation", () => {
   });
 
   it("destroys from the chain alone, and lists the whole table where the removal guard judges the SSH port", async () => {
-    const rules = [
-      "*filter",
-      ":INPUT ACCEPT [0:0]",
-      ":FW - [0:0]",
-      "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-      "-A INPUT -j FW",
-      "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
-      "-A INPUT -j DROP",
-      ...Array.from({ length: 50 }, (_, i) => `-A FW -p tcp -m tcp --dport ${30000 + i} -j REJECT`),
-      "COMMIT",
-      "",
-    ].join("\n");
-    const h = await lab.addHost({ rules: { v4: rules }, listen: { tcp: [9421, 9422] } });
+    const fw = Array.from({ length: 50 }, (_, i) => `-A FW -p tcp -m tcp --dport ${30000 + i} -j REJECT`);
+    const h = await lab.addHost({ rules: { v4: withFw(fw) }, listen: { tcp: [9421, 9422] } });
     const before = await h.ruleset(4);
-    const made = async (port: number) => {
-      const { inputs, failures } = await check(
-        {},
-        {
-          connection: h.connection(),
-          port,
-          action: "ACCEPT",
-          ipVersion: "ipv4",
-          identity: { project: "gen", stack: "lab", name: `d${port}` },
-        },
-      );
-      expect(failures).toEqual([]);
-      return fromStored<PortRuleState>((await create(inputs as any)).outs);
-    };
+    const made = async (port: number) =>
+      fromStored<PortRuleState>((await create(await acceptInputs(h, port, `d${port}`))).outs);
     const rules2 = await Promise.all([made(9421), made(9422)]);
     const ssh = await made(22); // matches the provider's own SSH packets: its removal is judged
     for (const port of [9421, 9422]) expect(await lab.probe(h, port)).toBe("open");
     await closeAll(); // a destroy is a fresh process: a fresh conversation, which takes the lock and lists
-    const session = getSession(rules2[0].connection as any);
-    const open = session.openChannel.bind(session);
-    let received = "";
-    session.openChannel = async (...args: Parameters<typeof open>) => {
-      const c = await open(...args);
-      c.channel.on("data", (d: Buffer) => {
-        received += d.toString();
-      });
-      return c;
-    };
-    const ends = () => [...received.matchAll(/^@@pit-end \S+ (\S+) (\d+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    const answers = tap(rules2[0].connection as any);
     await Promise.all(rules2.map((r) => remove(r.tag, r)));
-    const first = ends();
+    const first = answers.take();
     expect(first).toContain("lock 0");
     expect(first).toContain("chains4 0");
     expect(first.filter((e) => e.startsWith("save4 "))).toEqual([]); // not one listing of the whole table
     for (const port of [9421, 9422]) expect(await lab.probe(h, port)).toBe("timeout");
-    received = "";
     await remove(ssh.tag, ssh);
     // The chain alone first; the guard's walk needs the whole table, listed in the same shell (one lock).
-    const third = ends();
+    const third = answers.take();
     expect(third.filter((e) => /^(lock|chains4|save4) /.test(e))).toEqual([
       "lock 0",
       "chains4 0",
