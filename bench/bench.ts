@@ -507,8 +507,10 @@ function tripsOf(lines: Traced[]): Trips {
     cpu: [...cpu.values()].reduce((a, b) => a + b, 0),
   };
 }
+/** `n` and the noun, plural unless n is 1. */
+const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 const tripsText = (t: Trips) =>
-  `${t.trips} round trips, ${t.listings} whole-table listings, ${(t.bytes / 1e3).toFixed(1)} kB, provider process ${fix2(t.cpu)} cpu-s`;
+  `${count(t.trips, "round trip")}, ${count(t.listings, "whole-table listing")}, ${(t.bytes / 1e3).toFixed(1)} kB, provider process ${fix2(t.cpu)} cpu-s`;
 const medianTrips = (xs: Trips[]): Trips => ({
   trips: median(xs.map((x) => x.trips)),
   listings: median(xs.map((x) => x.listings)),
@@ -562,7 +564,7 @@ const transactionsOf = (lines: ReturnType<typeof traced>): Transaction[] =>
 
 /** "14 transactions (8,1,7,...), 3 of them starting a conversation". */
 const transactionsText = (txs: Transaction[]) =>
-  `${txs.length} transactions (changes each: ${txs.map((t) => t.changes).join(",")}), ${txs.filter((t) => !t.kept).length} of them opening a conversation`;
+  `${count(txs.length, "transaction")} (changes each: ${txs.map((t) => t.changes).join(",")}), ${txs.filter((t) => !t.kept).length} of them opening a conversation`;
 
 /** The union of intervals' length (ms): the time at least one call was in flight. */
 function busy(intervals: { t0: number; t1: number }[]): number {
@@ -964,7 +966,7 @@ async function main() {
       const refresh = median(prov.map((p) => p.refresh!));
       const refreshQ = refresh / median(save);
       out.push(
-        `### A host with ${KUBE_RULES} foreign kube-proxy rules, iptables ${backend} (filter listing ${(bytes / 1e6).toFixed(1)} MB) at ${HEADLINE} ms (${RUNS} runs; load ${load()})`,
+        `### A host with ${KUBE_RULES} foreign kube-proxy rules, iptables ${backend} (filter listing ${(bytes / 1e6).toFixed(1)} MB) at ${HEADLINE} ms (${count(RUNS, "run")}; load ${load()})`,
         "",
         HEADER("lower"),
         rowText({ n: "50", approach: "lower bound: 1 ssh, 1 iptables-restore --noflush", samples: lower, lower }),
