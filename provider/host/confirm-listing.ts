@@ -9,7 +9,7 @@
 // (generation.ts) proves the rest unchanged without the digest where nobody else committed anything;
 // the digest is the fallback where somebody did, or where the generation cannot be read.
 import { createHash } from "node:crypto";
-import { parseRuleset } from "../rules";
+import { closedListing, KNOWN_TARGETS, parseRuleset } from "../rules";
 import type { Ruleset } from "../rules";
 import { shellQuote } from "../ssh";
 import { generationSection, listedGeneration } from "./generation";
@@ -131,6 +131,39 @@ export function chainsOrWhole(f: Family, table: string, chains: readonly string[
   return [section(`chains${f}`, { script: list }), `if [ "$c" != 0 ]; then`, whole, "fi"].join("\n");
 }
 
+/** The targets no listing tries as a chain: every one placement knows is not one (KNOWN_TARGETS). */
+const NOT_CHAINS = [...KNOWN_TARGETS].join("|");
+
+/**
+ * `roots` of `table` and every chain their rules jump or go to, however deep (section reach<f>, each
+ * chain's `iptables -v -S`), and the whole table (section save<f>) where a root cannot be listed: what
+ * placement walks from those chains. A name a rule jumps to that cannot be listed is skipped (an
+ * extension target, which iptables versions refuse in different words): the provider takes the listing
+ * as closed only where every name its rules jump to is listed or a known target (closedListing). Chain
+ * names read from the host stay data (shell variables, quoted arguments), never script.
+ */
+export function reachOrWhole(f: Family, table: string, roots: readonly string[]): string {
+  const list = (c: string) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S "${c}" 2>&1`;
+  const script = [
+    `set -f; todo=${shellQuote(roots.join(" "))}; roots=" $todo "; seen=" "`,
+    `while [ -n "$todo" ]; do`,
+    `  set -- $todo; c=$1; shift; todo="$*"`,
+    `  case "$seen" in *" $c "*) continue ;; esac`,
+    `  seen="$seen$c "`,
+    `  if ! o=$(${list("$c")}); then`,
+    `    case "$roots" in *" $c "*) printf '%s\\n' "$o" >&2; exit 1 ;; esac`,
+    "    continue",
+    "  fi",
+    `  printf '%s\\n' "$o"`,
+    `  for t in $(printf '%s\\n' "$o" | awk '{ for (i = 1; i < NF; i++) if ($i == "-j" || $i == "-g") print $(i + 1) }'); do`,
+    `    case "$t" in ${NOT_CHAINS}) ;; *) todo="$todo $t" ;; esac`,
+    "  done",
+    "done",
+  ].join("\n");
+  const whole = section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]);
+  return [section(`reach${f}`, { script }), `if [ "$c" != 0 ]; then`, whole, "fi"].join("\n");
+}
+
 /**
  * The copy `before` with `chains` as the answer lists them, where the generation or the digest showed
  * the rest unchanged (no section save<f>); undefined where the answer holds the whole table instead.
@@ -157,7 +190,11 @@ export function withListedChains(
     if (!l) return undefined;
     chainsNow.set(c, l);
   }
-  const rs: Ruleset = { tables: new Map(before.tables).set(table, { ...t, chains: chainsNow }) };
+  // A copy closed from its built-in chains stays closed only where the chains listed now jump nowhere new.
+  const now = { ...t, chains: chainsNow };
+  const rs: Ruleset = {
+    tables: new Map(before.tables).set(table, t.closed ? { ...now, closed: closedListing(now) } : now),
+  };
   rests.set(rs, { from: before, chains: key(chains), gen: listedGeneration(answer, f) });
   return rs;
 }

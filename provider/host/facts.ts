@@ -1,13 +1,13 @@
 // What a listing tells about a host (the backend, how it saves its ruleset, who owns its policy,
 // listening sockets, the rulesets), the listing commands themselves, and reading a section's answer.
-import { parseRuleset, parseVersion } from "../rules";
+import { closedListing, parseRuleset, parseVersion } from "../rules";
 import type { HostContext, Ruleset } from "../rules";
 import type { Session } from "../ssh";
 import { withDeadline } from "../util";
 import { ADDRESSES, parseAddresses } from "./addresses";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
-import { chainsOrWhole, listedFrom, listedInPart } from "./confirm-listing";
+import { chainsOrWhole, listedFrom, listedInPart, reachOrWhole } from "./confirm-listing";
 import { generationSection, listedGeneration } from "./generation";
 import { secondOf, secondScript } from "./second";
 import type { BesideWant } from "./beside";
@@ -37,20 +37,29 @@ export function parseInterfaces(text: string): string[] | undefined {
   return up.length ? up : undefined;
 }
 
+/** What of the table a listing holds where it can hold less than the whole table: `chains` alone, or
+ * with `reach`, `chains` and every chain they jump to. */
+export interface InPart {
+  chains: readonly string[];
+  reach: boolean;
+}
+
 /**
- * The rulesets of `families`, where `chains` are given and the generation was read ($pit_gen 0) on
- * nf_tables, as those chains alone (sections chains<f>, `iptables -v -S`; the whole table where they
- * cannot be listed): a batch of deletes needs no more (findRule and every judgement refuse a table
- * listed in part, see PartialListingError), and on a Kubernetes node that is 3 MB less to list and parse.
+ * The rulesets of `families`, where `part` is given and the generation was read ($pit_gen 0) on
+ * nf_tables, as that part alone (sections chains<f> or reach<f>, `iptables -v -S`; the whole table where
+ * it cannot be listed): a batch of deletes needs its chains alone, a batch that places rules in built-in
+ * chains what they reach (findRule refuses a chain the listing does not hold, and judgements a listing
+ * that is not closed from the judged chain, see PartialListingError). On a Kubernetes node that is 3 MB
+ * (or half of it) less to list and parse.
  */
-function tablesScript(families: readonly Family[], table: string, chains?: readonly string[]): string {
-  if (!chains?.length) return rulesetsScript(families, table);
+function tablesScript(families: readonly Family[], table: string, part?: InPart): string {
+  if (!part?.chains.length) return rulesetsScript(families, table);
   return families
     .map((f) =>
       [
         `case "$(${iptables(f)} -V 2>/dev/null)" in *nf_tables*) pit_part=$pit_gen ;; *) pit_part=1 ;; esac`,
         `if [ "$pit_part" = 0 ]; then`,
-        chainsOrWhole(f, table, chains),
+        part.reach ? reachOrWhole(f, table, part.chains) : chainsOrWhole(f, table, part.chains),
         "else",
         rulesetsScript([f], table),
         "fi",
@@ -61,12 +70,12 @@ function tablesScript(families: readonly Family[], table: string, chains?: reado
 
 /** The script that lists a host: with `generation`, the nf_tables generation first (section gen); the
  * facts not known yet, listening sockets and the policy owner if asked for, what is beside the chain if
- * asked for, the rulesets (only `chains` of them where tablesScript can). */
+ * asked for, the rulesets (only `part` of them where tablesScript can). */
 export function listingScript(
   known: boolean,
   families: readonly Family[],
   table: string,
-  want: { listening?: boolean; owner?: boolean; generation?: boolean; chains?: readonly string[] } & BesideWant = {},
+  want: { listening?: boolean; owner?: boolean; generation?: boolean; part?: InPart } & BesideWant = {},
 ): string {
   const gen = want.generation ? [generationSection("gen"), "pit_gen=$c"] : [];
   const parts = known ? gen : [...gen, section("version", ["iptables", "--version"]), DETECT];
@@ -74,7 +83,7 @@ export function listingScript(
   if (want.owner) parts.push(OWNER);
   if (want.nat || want.nft) parts.push(besideListing(families, want));
   if (table === "filter") parts.push(secondScript(families));
-  return [...parts, INTERFACES, ADDRESSES, tablesScript(families, table, want.chains)].join("\n");
+  return [...parts, INTERFACES, ADDRESSES, tablesScript(families, table, want.part)].join("\n");
 }
 
 /** A section's output; a missing section or a non-zero exit is a HostError naming the command. */
@@ -110,12 +119,15 @@ export function rulesetOf(s: Sections, f: Family, target: string): Ruleset {
   return m.set(f, rs).get(f)!;
 }
 
-/** The chains a listing printed of a table (section chains<f>, see tablesScript), as a copy of the table
- * listed in part, with the generation read before it. */
+/** The chains a listing printed of a table (section chains<f> or reach<f>, see tablesScript), as a copy
+ * of the table listed in part (closed where it holds every chain its rules jump to), with the generation
+ * read before it. */
 export function chainsListed(s: Sections, f: Family, table: string, target: string): Ruleset {
-  const text = outputOf(s, `chains${f}`, `${iptables(f)} -S`, target);
+  const name = s[`reach${f}`] ? `reach${f}` : `chains${f}`;
+  const text = outputOf(s, name, `${iptables(f)} -S`, target);
   const t = parseRuleset(text, { table, family: f }).tables.get(table) ?? { name: table, family: f, chains: new Map() };
-  const rs: Ruleset = { tables: new Map([[table, { ...t, partial: true }]]) };
+  const closed = name === `reach${f}` && closedListing(t);
+  const rs: Ruleset = { tables: new Map([[table, { ...t, partial: true, ...(closed && { closed }) }]]) };
   listedInPart(rs, listedGeneration(s, f));
   return rs;
 }

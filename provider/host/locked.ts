@@ -2,12 +2,13 @@
 // runs left unconfirmed and lists; `resume` goes on in a conversation a batch before kept (its shell
 // still holds the lock). Either returns the locked host and its rulesets, which every later step of
 // the transaction is given; `handOn` makes the conversation the next batch may resume.
-import { shown } from "../rules";
+import { BUILTIN_CHAINS, shown } from "../rules";
 import { besideWant } from "./beside";
 import type { Batch, Rulesets } from "./batch";
 import { REAP } from "./commit";
 import { HostError } from "./errors";
 import { chainsListed, listingScript, rulesetOf, stepDeadline } from "./facts";
+import type { InPart } from "./facts";
 import { generationSection } from "./generation";
 import { LOCK_FILE, LOCK_UNAVAILABLE, NOT_ROOT, lock, preamble } from "./protocol";
 import type { Family, Sections } from "./protocol";
@@ -116,7 +117,7 @@ export async function begin(batch: Batch, shell: Shell): Promise<Taken> {
   const script = [
     preamble(limits) + lock(limits),
     ifOk(
-      `${REAP}\n${listingScript(batch.facts.known, families, batch.table, { ...want, generation: true, chains: deletesOnly(batch) })}`,
+      `${REAP}\n${listingScript(batch.facts.known, families, batch.table, { ...want, generation: true, part: inPart(batch) })}`,
     ),
   ];
   const answer = await shell.step("taking the lock and listing the rules", script.join("\n"));
@@ -134,10 +135,17 @@ export async function begin(batch: Batch, shell: Shell): Promise<Taken> {
   return { host, rulesets: new Map(families.map((f) => [f, listed(f)])) };
 }
 
-/** The chains a batch of deletes edits: all its listing needs of the table (see tablesScript); not where
- * it saves the boot files (a save judges the file it wrote against the whole live table). */
-const deletesOnly = (batch: Batch) =>
-  batch.reqs().every((r) => r.kind === "delete" && !asksSave(r)) ? batch.chains() : undefined;
+/** All a batch's listing needs of the table (see tablesScript): a batch of deletes, the chains it edits;
+ * one that edits built-in chains of filter alone, what they reach (placement walks no further); neither
+ * where it saves the boot files (a save judges the file it wrote against the whole live table). */
+function inPart(batch: Batch): InPart | undefined {
+  const reqs = batch.reqs();
+  if (reqs.some(asksSave)) return undefined;
+  const chains = batch.chains();
+  if (reqs.every((r) => r.kind === "delete")) return { chains, reach: false };
+  const builtins = BUILTIN_CHAINS.filter;
+  return batch.table === "filter" && chains.every((c) => builtins.includes(c)) ? { chains, reach: true } : undefined;
+}
 
 /** The whole tables, in the shell that holds the lock, where a copy listed in part cannot answer the
  * plan (PartialListingError: a delete whose rule may decide the provider's SSH packets, which the

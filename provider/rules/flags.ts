@@ -125,6 +125,9 @@ export const NON_TERMINATING: ReadonlySet<string> = new Set([
   "TEE",
 ]);
 
+/** Targets that decide the packet's fate otherwise than a verdict (a queue to user space, a tarpit). */
+export const DECIDING: ReadonlySet<string> = new Set(["NFQUEUE", "QUEUE", "TARPIT", "SYNPROXY"]);
+
 /** Finds the table entry for an option token, given the current `-m` module and protocol. */
 export function lookupFlag(token: string, module: string | undefined, protocol: string | undefined): Flag | undefined {
   return FLAGS.find((f) => {

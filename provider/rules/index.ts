@@ -25,7 +25,7 @@ export type {
   RuleInputs,
   TableName,
 } from "./types";
-export { TABLES } from "./names";
+export { BUILTIN_CHAINS, TABLES } from "./names";
 export { FLAGS, type Flag, type MatchKey, type Neg, type RuleMatch } from "./flags";
 export { renderRule, ruleText, NEUTRAL_REJECT_TYPES, REJECT_TYPES } from "./render";
 export { makeTag, tagOf, MAX_COMMENT_BYTES, MAX_TAG_BYTES, TAG_PREFIX } from "./tag";
@@ -43,7 +43,7 @@ export { findByTag, findRule, impostors, shown } from "./identity";
 export { placeRule, PlacementError, possibleVerdicts, shadowing } from "./place";
 export { distinctInterfaces } from "./match";
 export type { HostContext, Scope } from "./place";
-export { editedFrom } from "./walk";
+export { closedListing, editedFrom, KNOWN_TARGETS } from "./walk";
 export type { OtherBackend } from "./backends";
 export { matchesPacket, mayOverlap, strictlyWithin } from "./overlap";
 export type { Packet } from "./overlap";

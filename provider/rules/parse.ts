@@ -62,8 +62,13 @@ export interface Table {
   readonly family?: Family;
   readonly chains: ReadonlyMap<string, Chain>;
   /** The listing held only some of the table's chains (`iptables -S CHAIN`): a rule is looked up only in
-   * them, and no packet is judged on the table (both throw PartialListingError otherwise). */
+   * them, and no packet is judged on the table (both throw PartialListingError otherwise), unless it is
+   * `closed`. */
   readonly partial?: boolean;
+  /** A listing in part that holds every chain its rules jump or go to (closedListing in walk.ts): packets
+   * are judged from a built-in chain it holds (what they meet is all listed), never which built-in chains
+   * reach another chain. */
+  readonly closed?: boolean;
 }
 
 export interface Ruleset {

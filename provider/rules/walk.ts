@@ -3,7 +3,7 @@
  * can go from the top of a built-in chain (both branches of a match that may go either way), with the
  * rule being judged in place. Which rule or policy decides them, along which path.
  */
-import { NON_TERMINATING, VERDICTS } from "./flags";
+import { DECIDING, NON_TERMINATING, VERDICTS } from "./flags";
 import { matchShare, type Ordinary } from "./match";
 import { BUILTIN_CHAINS } from "./names";
 import { ALL, NONE, portRanges } from "./ordinary";
@@ -198,7 +198,7 @@ function target(w: Walk, rule: Rule): { decided: Outcome[]; cont: boolean; leave
     // -j comes back here; -g goes back to the caller's caller (or the policy) when X falls through
     return rule.goto ? { decided: r.decided, cont: false, leave: r.leave } : { decided: r.decided, cont: !!r.leave };
   }
-  return { decided: [{ verdict: t, hops: [] }], cont: false }; // NFQUEUE, TARPIT, SYNPROXY...: decide otherwise
+  return { decided: [{ verdict: t, hops: [] }], cont: false }; // DECIDING, and what no list names: decide otherwise
 }
 
 function walkChain(w: Walk, name: string): ChainResult {
@@ -236,9 +236,24 @@ function walkChain(w: Walk, name: string): ChainResult {
   return result;
 }
 
+/** The targets that are no chain: placement knows what each does (target below). */
+export const KNOWN_TARGETS: ReadonlySet<string> = new Set([...VERDICTS, "RETURN", ...NON_TERMINATING, ...DECIDING]);
+
+/** Does every rule of the listed chains jump or go only to listed chains or known targets? Then a
+ * packet walked from any of them never leaves what was listed (see Table.closed). */
+export function closedListing(table: Table): boolean {
+  for (const chain of table.chains.values())
+    for (const r of chain.rules)
+      if (r.target && !table.chains.has(r.target) && !KNOWN_TARGETS.has(r.target)) return false;
+  return true;
+}
+
+/** Can packets be judged from `start` on this table: a whole listing, or one closed from it. */
+const judgeable = (table: Table, start: string) => !table.partial || (!!table.closed && table.chains.has(start));
+
 /** Every way the ordinary packets can go from the top of `start`, with the judged rule in place. */
 export function outcomes(table: Table, start: string, o: Ordinary, at: Judged): Outcome[] {
-  if (table.partial) throw new PartialListingError(table.name);
+  if (!judgeable(table, start)) throw new PartialListingError(table.name);
   const packet = JSON.stringify({ ...o, dport: undefined, origDport: undefined });
   const w: Walk = { table, o, at, memo: new Map(), packet, active: new Set() };
   const r = walkChain(w, start);
@@ -249,8 +264,9 @@ export function outcomes(table: Table, start: string, o: Ordinary, at: Judged): 
 
 /** The built-in chains of the table from which packets can reach `chain` (itself, if it is one). */
 export function entryChains(table: Table, chain: string): string[] {
-  if (table.partial) throw new PartialListingError(table.name);
   const builtins = (BUILTIN_CHAINS[table.name] ?? []).filter((b) => table.chains.has(b));
-  if (builtins.includes(chain)) return [chain];
+  // A listing in part shows what a built-in chain reaches, not which built-in chains reach another.
+  if (builtins.includes(chain) && judgeable(table, chain)) return [chain];
+  if (table.partial) throw new PartialListingError(table.name);
   return builtins.filter((b) => reaches(table, b, chain));
 }

@@ -65,8 +65,8 @@ async function acceptInputs(h: LabHost, port: number, name: string) {
 }
 
 /** What the host answers on the pooled session of `connection` from now on: each section's name and exit
- * code ("save4 0"), in order; `take` returns them and starts afresh. */
-function tap(connection: Parameters<typeof getSession>[0]): { take: () => string[] } {
+ * code ("save4 0"), in order; `take` returns them and starts afresh (`text` then holds what they said). */
+function tap(connection: Parameters<typeof getSession>[0]): { take: () => string[]; text: string } {
   const session = getSession(connection);
   const open = session.openChannel.bind(session);
   let received = "";
@@ -77,13 +77,16 @@ function tap(connection: Parameters<typeof getSession>[0]): { take: () => string
     });
     return c;
   };
-  return {
+  const tapped = {
+    text: "",
     take: () => {
       const ends = [...received.matchAll(/^@@pit-end \S+ (\S+) (\d+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+      tapped.text = received;
       received = "";
       return ends;
     },
   };
+  return tapped;
 }
 
 describe("the nf_tables generation", () => {
@@ -113,11 +116,12 @@ describe("the nf_tables generation", () => {
     const answers = tap((await acceptInputs(h, 9411, "p9411")).connection);
     const step = answers.take;
 
-    await accept(9411); // begin (the lock, the listing, the generation), then its apply
+    await accept(9411); // begin (the lock, the listing of what INPUT reaches, the generation), then its apply
     const first = step();
     expect(first).toContain("gen 0");
+    expect(first).toContain("reach4 0");
     expect(first).toContain("same4 0");
-    expect(first.filter((s) => /^(digest4|save4) /.test(s))).toEqual(["save4 0"]); // the begin's listing only
+    expect(first.filter((s) => /^(digest4|save4) /.test(s))).toEqual([]);
     await accept(9412); // the kept conversation: the edited chain alone
     const second = step();
     expect(second).not.toContain("gen 0"); // no new lock, no new listing
@@ -133,6 +137,29 @@ describe("the nf_tables generation", () => {
     expect(third.some((s) => s.startsWith("save4 "))).toBe(true);
     // The kernel lets the three ports through: the third went above the writer's DROP.
     for (const port of [9411, 9412, 9413]) expect(await lab.probe(h, port)).toBe("open");
+  });
+
+  it("lists what INPUT reaches for a create, not a chain only FORWARD reaches; a custom chain needs the whole table", async () => {
+    // BIG: what kube-proxy's KUBE-SERVICES is to a node, reached from FORWARD alone.
+    const big = Array.from({ length: 200 }, (_, i) => `-A BIG -d 198.19.0.${i}/32 -p tcp -m tcp --dport 80 -j REJECT`);
+    const fw = ["-A FW -p tcp -m tcp --dport 9433 -j DROP", ":BIG - [0:0]", "-A FORWARD -j BIG", ...big];
+    const h = await lab.addHost({ rules: { v4: withFw(fw) }, listen: { tcp: [9431, 9432, 9433] } });
+    const answers = tap((await acceptInputs(h, 9431, "r9431")).connection);
+    await create(await acceptInputs(h, 9431, "r9431"));
+    const first = answers.take();
+    expect(first).toContain("reach4 0");
+    expect(first.filter((e) => e.startsWith("save4 "))).toEqual([]);
+    expect(answers.text).toContain("-A FW -p tcp -m tcp --dport 9433");
+    expect(answers.text).not.toContain("-A BIG "); // nor FORWARD's jump to it, nor its 200 rules
+    expect(await lab.probe(h, 9431)).toBe("open");
+    // An ACCEPT of 9433 placed by what INPUT reaches: above the jump to FW, whose DROP would refuse it.
+    await create(await acceptInputs(h, 9433, "r9433"));
+    answers.take();
+    expect(await lab.probe(h, 9433)).toBe("open");
+    // In FW (no built-in chain): which built-in chains reach FW is not in the listing; the whole table is.
+    await create({ ...(await acceptInputs(h, 9432, "r9432")), chain: "FW" });
+    expect(answers.take()).toContain("save4 0");
+    expect(await lab.probe(h, 9432)).toBe("open");
   });
 
   it("destroys from the chain alone, and lists the whole table where the removal guard judges the SSH port", async () => {

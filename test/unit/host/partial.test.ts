@@ -3,12 +3,14 @@
 // what a copy listed in part cannot answer (a chain it does not hold, any judgement of packets) throws
 // PartialListingError, and the transaction lists the whole table in the same shell and plans again.
 import { describe, expect, it } from "vitest";
-import { listingScript } from "../../../provider/host/facts";
+import { chainsListed, listingScript } from "../../../provider/host/facts";
 import { lockoutOf } from "../../../provider/host";
 import type { DeleteRequest } from "../../../provider/host";
 import { findRule, PartialListingError, parseRuleset, placeRule, parseSpec } from "../../../provider/rules";
 import type { Ruleset } from "../../../provider/rules";
-import { agentOn, facts, guide, TAG, text, withRule } from "./batches";
+import { kubeProxyFilter } from "../../fixtures/kube";
+import { insertRuleText } from "../../fixtures/listing";
+import { agentOn, facts, first, guide, insert, TAG, text, withRule } from "./batches";
 import { FakeHost } from "./fake";
 
 /** The lines of a save listing that `iptables -v -S INPUT` would print (in save form, which parses alike). */
@@ -36,7 +38,10 @@ const partialOf = (save: string): Ruleset => {
 
 describe("a batch of deletes", () => {
   it("asks the host for its chains alone, where the generation was read on nf_tables; the whole table otherwise", () => {
-    const s = listingScript(true, [4, 6], "filter", { generation: true, chains: ["INPUT", "a'b"] });
+    const s = listingScript(true, [4, 6], "filter", {
+      generation: true,
+      part: { chains: ["INPUT", "a'b"], reach: false },
+    });
     const at = (x: string, from = 0) => s.indexOf(x, from);
     expect(at("gen")).toBeLessThan(at("pit_gen=$c"));
     expect(s).toContain('case "$(iptables -V 2>/dev/null)" in *nf_tables*) pit_part=$pit_gen ;; *) pit_part=1 ;; esac');
@@ -106,5 +111,86 @@ describe("a table listed in part", () => {
     const whole = parseRuleset(withRule(4));
     expect(findRule(whole, "filter", "KUBE-SERVICES", text(4))).toBeUndefined();
     expect(placeRule(whole, { table: "filter", chain: "INPUT", rule, position: "auto" }).line).toBeGreaterThan(0);
+  });
+});
+
+/** The kube-proxy filter table of a small node (test/fixtures/kube.ts) with this host's INPUT. */
+const KUBE_BASE = [
+  "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+  "-A INPUT -i lo -j ACCEPT",
+  "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+  "-A INPUT -j DROP",
+];
+const kube = kubeProxyFilter(40, KUBE_BASE);
+/** What INPUT reaches in it: the chains the host's reach listing prints (in save form, which parses alike). */
+const REACHED = ["INPUT", "KUBE-PROXY-FIREWALL", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL"];
+const only = (save: string, chains: readonly string[]) =>
+  save
+    .split("\n")
+    .filter((l) => chains.some((c) => l.startsWith(`:${c} `) || l.replace(/^\[\d+:\d+\] /, "").startsWith(`-A ${c} `)))
+    .join("\n");
+const reachListed = (save: string, chains = REACHED) =>
+  chainsListed(
+    { gen: { code: 0, out: "41", err: "" }, reach4: { code: 0, out: only(save, chains), err: "" } },
+    4,
+    "filter",
+    "h",
+  );
+
+describe("a batch that places rules in built-in chains", () => {
+  it("asks the host for the chains they reach, where the generation was read on nf_tables; the whole table otherwise", () => {
+    const s = listingScript(true, [4], "filter", { generation: true, part: { chains: ["INPUT"], reach: true } });
+    expect(s).toContain("reach4");
+    expect(s).toContain("todo=INPUT;");
+    expect(s).toContain('iptables -w 5 -t filter -v -S "$c" 2>&1');
+    expect(s).not.toContain("chains4");
+    // The whole table where INPUT cannot be listed, where the generation was not read, or on legacy.
+    expect(s.split("save4").length - 1).toBe(4);
+  });
+
+  it("is placed on what INPUT reaches exactly as on the whole table", () => {
+    const whole = parseRuleset(kube);
+    const part = reachListed(kube);
+    expect(part.tables.get("filter")).toMatchObject({ partial: true, closed: true });
+    expect([...part.tables.get("filter")!.chains.keys()].sort()).toEqual([...REACHED].sort());
+    // 30003: a KUBE-NODEPORTS ACCEPT; 30002: a KUBE-EXTERNAL-SERVICES REJECT; 8080: nothing of kube-proxy's.
+    for (const port of ["30003", "30002", "8080"])
+      for (const target of ["ACCEPT", "DROP"]) {
+        const rule = parseSpec(["-p", "tcp", "-m", "tcp", "--dport", port, "-j", target]);
+        const at = (rs: Ruleset) => placeRule(rs, { table: "filter", chain: "INPUT", rule, position: "auto" });
+        expect(at(part)).toEqual(at(whole));
+      }
+  });
+
+  it("is not judged where the listing lacks a chain its rules jump to, nor in a chain that is not built in", () => {
+    const rule = parseSpec(["-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "ACCEPT"]);
+    const lacking = reachListed(
+      kube,
+      REACHED.filter((c) => c !== "KUBE-NODEPORTS"),
+    );
+    expect(lacking.tables.get("filter")?.closed).toBeFalsy();
+    expect(() => placeRule(lacking, { table: "filter", chain: "INPUT", rule, position: "auto" })).toThrow(
+      PartialListingError,
+    );
+    // Which built-in chains reach KUBE-NODEPORTS is not in a listing of what INPUT reaches.
+    expect(() => placeRule(reachListed(kube), { table: "filter", chain: "KUBE-NODEPORTS", rule })).toThrow(
+      PartialListingError,
+    );
+  });
+
+  it("is planned, applied and confirmed on what INPUT reaches: no listing of the whole table", async () => {
+    // Above the DROP that ends INPUT: its 8th line, under kube-proxy's four jumps and the host's three.
+    const after = insertRuleText(kube, "filter", "INPUT", 8, text(4));
+    const host = new FakeHost([
+      first({}, { gen: { out: "41" }, reach4: { out: only(kube, REACHED) } }),
+      { persist: {}, arm: {}, restore4: {}, same4: { out: "42" }, chains4: { out: only(after, ["INPUT"]) } },
+      { confirm: { out: "confirmed" } },
+    ]);
+    const agent = agentOn(host);
+    const result = await agent.change(insert());
+    await agent.settled();
+    expect(result.families[4]).toMatchObject({ line: 8 });
+    expect(host.scripts).toHaveLength(3);
+    expect(host.scripts[1]).toContain('[ "$g" = 42 ] || exit 1');
   });
 });

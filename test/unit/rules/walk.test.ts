@@ -4,8 +4,18 @@
  * write them. Item 8 (opposite rules in one batch) is the host agent's: test/parallel/opposite.test.ts.
  * Here: Following the ordinary packets through chains (provider/rules/walk.ts): jumps, gotos, RETURNs, policies, user chains.
  */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseRuleset, placeRule } from "../../../provider/rules";
+import {
+  closedListing,
+  KNOWN_TARGETS,
+  PartialListingError,
+  parseRuleset,
+  parseSpec,
+  placeRule,
+} from "../../../provider/rules";
+import type { Ruleset, Table } from "../../../provider/rules";
 import { tcp, save, place, ufwWithDeny } from "./rulesets";
 
 describe("1. partial rules inside a jumped-to chain do not hide what is behind them", () => {
@@ -122,5 +132,67 @@ describe("user chains", () => {
     const p = place(rs, tcp("8080", "ACCEPT"), "auto", "APP");
     expect(p).toMatchObject({ line: 1, effective: false, shadowedBy: { path: "INPUT:1" } });
     expect(p.reason).toMatch(/^no line of APP makes it effective: INPUT:1 \(.*\) drops tcp 8080; placed at/);
+  });
+});
+
+/** The table as a listing of what `roots` reach prints it (reachOrWhole in provider/host/confirm-listing.ts):
+ * the roots and every chain a listed rule jumps or goes to that is not a known target, however deep. */
+function reachedFrom(t: Table, roots: readonly string[]): Table {
+  const seen = new Set<string>();
+  const todo = [...roots];
+  while (todo.length) {
+    const c = todo.shift()!;
+    const chain = t.chains.get(c);
+    if (seen.has(c) || !chain) continue;
+    seen.add(c);
+    for (const r of chain.rules) if (r.target && !KNOWN_TARGETS.has(r.target)) todo.push(r.target);
+  }
+  const chains = new Map([...t.chains].filter(([name]) => seen.has(name)));
+  return { ...t, chains, partial: true, closed: closedListing({ ...t, chains }) };
+}
+
+describe("a listing of what INPUT reaches (issue 25: a batch's first listing on nf_tables)", () => {
+  const MANAGERS = join(__dirname, "../../fixtures/managers");
+  const saves = readdirSync(MANAGERS).flatMap((m) =>
+    readdirSync(join(MANAGERS, m))
+      .filter((f) => f.endsWith(".save"))
+      .map((f) => ({ name: `${m}/${f}`, text: readFileSync(join(MANAGERS, m, f), "utf8") })),
+  );
+
+  it("is judged from INPUT as the whole table is, on every firewall manager's ruleset of test/fixtures/managers", () => {
+    expect(saves.length).toBeGreaterThan(15);
+    let compared = 0;
+    for (const { name, text } of saves) {
+      const whole = parseRuleset(text);
+      const filter = whole.tables.get("filter");
+      if (!filter?.chains.has("INPUT")) continue;
+      const part = reachedFrom(filter, ["INPUT"]);
+      expect(part.closed, name).toBe(true);
+      const partial = { tables: new Map(whole.tables).set("filter", part) };
+      for (const port of ["22", "25", "53", "80", "443", "8080", "30080"])
+        for (const target of ["ACCEPT", "DROP", "REJECT"]) {
+          const rule = parseSpec(["-p", "tcp", "-m", "tcp", "--dport", port, "-j", target]);
+          const at = (rs: Ruleset) => placeRule(rs, { table: "filter", chain: "INPUT", rule, position: "auto" });
+          expect(at(partial), `${name}: ${port} ${target}`).toEqual(at(whole));
+          compared++;
+        }
+    }
+    expect(compared).toBeGreaterThan(300);
+  });
+
+  it("is not closed where a chain a listed rule jumps to is missing, and then is not judged", () => {
+    const t = ufwWithDeny(4).tables.get("filter")!;
+    const part = reachedFrom(t, ["INPUT"]);
+    expect(part.closed).toBe(true);
+    const missing = new Map([...part.chains].filter(([name]) => name !== "ufw-before-input"));
+    const lacking: Table = { ...part, chains: missing, closed: closedListing({ ...part, chains: missing }) };
+    expect(lacking.closed).toBe(false);
+    const rule = parseSpec(["-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "ACCEPT"]);
+    expect(() =>
+      placeRule(
+        { tables: new Map([["filter", lacking]]) },
+        { table: "filter", chain: "INPUT", rule, position: "auto" },
+      ),
+    ).toThrow(PartialListingError);
   });
 });
