@@ -134,22 +134,28 @@ export function chainsOrWhole(f: Family, table: string, chains: readonly string[
 /** The targets no listing tries as a chain: every one placement knows is not one (KNOWN_TARGETS). */
 const NOT_CHAINS = [...KNOWN_TARGETS].join("|");
 
+/** At most this many chains are listed one by one (a few ms each, where the whole table of a host with
+ * many small chains costs as much as one): beyond, the whole table. A Kubernetes node's INPUT reaches 5. */
+export const REACH_CHAINS = 6;
+
 /**
  * `roots` of `table` and every chain their rules jump or go to, however deep (section reach<f>, each
- * chain's `iptables -v -S`), and the whole table (section save<f>) where a root cannot be listed: what
- * placement walks from those chains. A name a rule jumps to that cannot be listed is skipped (an
- * extension target, which iptables versions refuse in different words): the provider takes the listing
- * as closed only where every name its rules jump to is listed or a known target (closedListing). Chain
- * names read from the host stay data (shell variables, quoted arguments), never script.
+ * chain's `iptables -v -S`), and the whole table (section save<f>) where a root cannot be listed or they
+ * reach more than REACH_CHAINS chains: what placement walks from those chains. A name a rule jumps to that
+ * cannot be listed is skipped (an extension target, which iptables versions refuse in different words):
+ * the provider takes the listing as closed only where every name its rules jump to is listed or a known
+ * target (closedListing). Chain names read from the host stay data (shell variables, quoted arguments),
+ * never script.
  */
 export function reachOrWhole(f: Family, table: string, roots: readonly string[]): string {
   const list = (c: string) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S "${c}" 2>&1`;
   const script = [
-    `set -f; todo=${shellQuote(roots.join(" "))}; roots=" $todo "; seen=" "`,
+    `set -f; todo=${shellQuote(roots.join(" "))}; roots=" $todo "; seen=" "; n=0`,
     `while [ -n "$todo" ]; do`,
     `  set -- $todo; c=$1; shift; todo="$*"`,
     `  case "$seen" in *" $c "*) continue ;; esac`,
-    `  seen="$seen$c "`,
+    `  seen="$seen$c "; n=$((n + 1))`,
+    `  [ "$n" -le ${REACH_CHAINS} ] || { echo "more than ${REACH_CHAINS} chains: the whole table instead" >&2; exit 1; }`,
     `  if ! o=$(${list("$c")}); then`,
     `    case "$roots" in *" $c "*) printf '%s\\n' "$o" >&2; exit 1 ;; esac`,
     "    continue",

@@ -5,6 +5,7 @@
 // committed something in between, the batch falls back (digest, whole table), and the rule still goes
 // where the kernel lets its packets through (a real connection).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REACH_CHAINS } from "../../provider/host/confirm-listing";
 import { generationIn, generationSection } from "../../provider/host/generation";
 import { framed, limitsFor, preamble } from "../../provider/host/protocol";
 import { check, create, fromStored, remove } from "../../provider/provider";
@@ -160,6 +161,22 @@ describe("the nf_tables generation", () => {
     await create({ ...(await acceptInputs(h, 9432, "r9432")), chain: "FW" });
     expect(answers.take()).toContain("save4 0");
     expect(await lab.probe(h, 9432)).toBe("open");
+  });
+
+  it("lists the whole table where INPUT reaches more chains than are worth listing one by one", async () => {
+    const many = Array.from({ length: REACH_CHAINS }, (_, i) => `C${i}`);
+    const fw = [
+      ...many.map((c) => `:${c} - [0:0]`),
+      ...many.map((c) => `-A FW -p tcp -m tcp --dport ${9440 + many.indexOf(c)} -j ${c}`),
+      ...many.map((c) => `-A ${c} -j RETURN`),
+    ];
+    const h = await lab.addHost({ rules: { v4: withFw(fw) }, listen: { tcp: [9449] } });
+    const answers = tap((await acceptInputs(h, 9449, "m9449")).connection);
+    await create(await acceptInputs(h, 9449, "m9449"));
+    const first = answers.take();
+    expect(first).toContain("reach4 1");
+    expect(first).toContain("save4 0");
+    expect(await lab.probe(h, 9449)).toBe("open");
   });
 
   it("destroys from the chain alone, and lists the whole table where the removal guard judges the SSH port", async () => {

@@ -3,6 +3,7 @@
 // what a copy listed in part cannot answer (a chain it does not hold, any judgement of packets) throws
 // PartialListingError, and the transaction lists the whole table in the same shell and plans again.
 import { describe, expect, it } from "vitest";
+import { REACH_CHAINS } from "../../../provider/host/confirm-listing";
 import { chainsListed, listingScript } from "../../../provider/host/facts";
 import { lockoutOf } from "../../../provider/host";
 import type { DeleteRequest } from "../../../provider/host";
@@ -143,6 +144,7 @@ describe("a batch that places rules in built-in chains", () => {
     expect(s).toContain("reach4");
     expect(s).toContain("todo=INPUT;");
     expect(s).toContain('iptables -w 5 -t filter -v -S "$c" 2>&1');
+    expect(s).toContain(`[ "$n" -le ${REACH_CHAINS} ] || {`); // beyond, the whole table
     expect(s).not.toContain("chains4");
     // The whole table where INPUT cannot be listed, where the generation was not read, or on legacy.
     expect(s.split("save4").length - 1).toBe(4);
