@@ -465,6 +465,8 @@ interface CliFigures {
   destroyTx: Transaction[];
   upTrips: Trips;
   destroyTrips: Trips;
+  /** How long `up`'s program took to reach the engine (see registration). */
+  upRegistration: string;
   /** `up` and `destroy` at --parallel 64 (rules missing or left in `lost`). */
   wide: Awaited<ReturnType<typeof upDestroy>> & { lost: number };
 }
@@ -532,12 +534,22 @@ function lifecycleTripsLine(rows: { row: string; samples: LifecycleSample[] }[])
 
 /** The lines bench/trace.cjs wrote (and clears the file for the next phase). */
 function traced(file: string): Traced[] {
-  // The engine floor's program loads no pulumi-iptables code: nothing is traced.
   if (!existsSync(file)) return [];
   const lines = readFileSync(file, "utf8").trim().split("\n").filter(Boolean);
   rmSync(file, { force: true });
   return lines.map((l) => JSON.parse(l));
 }
+/** How long the program took to reach the engine (bench/trace.cjs), from its process's start: the SDK's
+ * serialization of the dynamic provider (it awaits while the program registers its resources), and the
+ * start of the provider's process (the engine starts it when the first registration reaches it). */
+function registration(lines: Traced[]): string {
+  const first = (op: string) => lines.find((l) => l.op === op);
+  const [program, serialize, provider] = [first("program"), first("serialize"), first("provider process")];
+  if (!program || !serialize || !provider) return "not traced";
+  const from = (t: number) => sec(t - program.t0);
+  return `the provider serialized from ${from(serialize.t0)} to ${from(serialize.t1)} s, the provider's process started at ${from(provider.t0)} s`;
+}
+
 /** Logs (stderr) when the phase's calls started and ended, and when its transactions started (ms from the first call). */
 function logWaves(phase: string, lines: ReturnType<typeof traced>, op: string): void {
   const calls = lines.filter((c) => c.op === op);
@@ -656,17 +668,18 @@ async function upDestroy(p: PulumiProject, trace: string, extra: string[], after
   must(`up ${extra.join(" ")}`, await p.up(extra));
   const apply = now() - t0;
   const ups = traced(trace);
-  if (ups.length) logWaves(`up ${extra.join(" ")}`, ups, "create");
+  if (ups.some((l) => l.op === "create")) logWaves(`up ${extra.join(" ")}`, ups, "create");
   const missing = (await afterUp?.()) ?? 0;
   t0 = now();
   must(`destroy ${extra.join(" ")}`, await p.destroy(extra));
   const destroy = now() - t0;
   const downs = traced(trace);
-  if (downs.length) logWaves(`destroy ${extra.join(" ")}`, downs, "remove");
+  if (downs.some((l) => l.op === "remove")) logWaves(`destroy ${extra.join(" ")}`, downs, "remove");
   return {
     apply,
     destroy,
     missing,
+    upRegistration: registration(ups),
     upTx: transactionsOf(ups),
     destroyTx: transactionsOf(downs),
     upTrips: tripsOf(ups),
@@ -734,6 +747,7 @@ async function cli(t: Target, ports: number[]): Promise<CliFigures> {
       wide: { ...wide, lost: wide.missing + wideLeft },
       upTrips: tripsOf(upTrace),
       destroyTrips: tripsOf(destroyTrace),
+      upRegistration: registration(upTrace),
       sample: { apply, destroy, conns, channels: Number.NaN, lost: ports.length - after.present + left, refused: 0 },
       providerBusy: busy(calls),
       providerSpan: Math.max(...calls.map((c) => c.t1)) - Math.min(...calls.map((c) => c.t0)),
@@ -1031,6 +1045,7 @@ async function main() {
         ...floorRows,
         "",
         `Inside the provider's process during \`up\`: ${c.calls} create calls, in flight (at least one) ${sec(c.providerBusy)} s of the up's ${sec(c.sample.apply)} s (${((100 * c.providerBusy) / c.sample.apply).toFixed(0)}%); first call to last answer ${sec(c.providerSpan)} s.`,
+        `The program of \`up\`, from its start: PortRule: ${c.upRegistration}${floor ? `; the engine floor's: ${floor.byDefault.upRegistration}` : ""}.`,
         `Host transactions: \`up\` ${transactionsText(c.upTx)}; \`destroy\` ${transactionsText(c.destroyTx)}.`,
         `With \`--parallel 64\`: \`up\` ${transactionsText(c.wide.upTx)}; \`destroy\` ${transactionsText(c.wide.destroyTx)}.`,
         `Round trips (exec channels' steps and one-off scripts), whole-table listings (iptables-save sections), bytes both ways, CPU of the provider's process: \`up\` ${tripsText(c.upTrips)}; \`destroy\` ${tripsText(c.destroyTrips)}; \`--parallel 64\`: \`up\` ${tripsText(c.wide.upTrips)}; \`destroy\` ${tripsText(c.wide.destroyTrips)}.`,

@@ -5,6 +5,10 @@
 // runTransaction: how many changes it carried, whether it continued a kept conversation); and each
 // round trip to a host (a step of a conversation, host/shell.js, or a one-off script, Session.run):
 // bytes sent and received, and how many whole-table listings (iptables-save sections) it carried.
+// And the CLI's node processes themselves: when the program and the dynamic provider's process started,
+// and how long the SDK's closure serializer took over a dynamic provider (it awaits while the program
+// registers its resources; the engine starts the provider's process when the first registration reaches
+// it), for the program of the engine floor too.
 // Writes one JSON line per call to $PIT_BENCH_TRACE. Not part of the package.
 const Module = require("node:module");
 const { appendFileSync } = require("node:fs");
@@ -36,6 +40,14 @@ function wrap(m, name, fields) {
     }
   };
 }
+
+/** The CLI's node process this is, by its entry point. */
+const ROLES = {
+  program: /[\\/]cmd[\\/]run[\\/]index\.js$/,
+  "provider process": /[\\/]cmd[\\/]dynamic-provider[\\/]index\.js$/,
+};
+const role = Object.keys(ROLES).find((r) => ROLES[r].test(process.argv[1] ?? ""));
+if (file && role) record({ op: role, t0: performance.timeOrigin, t1: performance.timeOrigin });
 
 const load = Module._load;
 Module._load = function (request, parent, isMain) {
@@ -72,6 +84,10 @@ Module._load = function (request, parent, isMain) {
       record(trip("run", script, bytes(r.stdout) + bytes(r.stderr), listings));
       return r;
     };
+  }
+  if (/[\\/]@pulumi[\\/]pulumi[\\/]runtime[\\/]closure[\\/]serializeClosure\.js$/.test(path)) {
+    wrapped.add(m);
+    wrap(m, "serializeFunction", () => ({ op: "serialize" }));
   }
   if (/[\\/]pulumi-iptables[\\/]dist[\\/]host[\\/]transaction\.js$/.test(path)) {
     wrapped.add(m);
