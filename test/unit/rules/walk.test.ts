@@ -6,16 +6,20 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  check,
   closedListing,
-  KNOWN_TARGETS,
   PartialListingError,
   parseRuleset,
   parseSpec,
   placeRule,
+  renderRule,
 } from "../../../provider/rules";
 import type { Ruleset, Table } from "../../../provider/rules";
+import { reachedFrom } from "../../fixtures/listing";
+import { cases, rulesetText } from "../../rules-lab/rulesets";
 import { tcp, save, place, ufwWithDeny } from "./rulesets";
 
 describe("1. partial rules inside a jumped-to chain do not hide what is behind them", () => {
@@ -135,22 +139,6 @@ describe("user chains", () => {
   });
 });
 
-/** The table as a listing of what `roots` reach prints it (reachOrWhole in provider/host/confirm-listing.ts):
- * the roots and every chain a listed rule jumps or goes to that is not a known target, however deep. */
-function reachedFrom(t: Table, roots: readonly string[]): Table {
-  const seen = new Set<string>();
-  const todo = [...roots];
-  while (todo.length) {
-    const c = todo.shift()!;
-    const chain = t.chains.get(c);
-    if (seen.has(c) || !chain) continue;
-    seen.add(c);
-    for (const r of chain.rules) if (r.target && !KNOWN_TARGETS.has(r.target)) todo.push(r.target);
-  }
-  const chains = new Map([...t.chains].filter(([name]) => seen.has(name)));
-  return { ...t, chains, partial: true, closed: closedListing({ ...t, chains }) };
-}
-
 describe("a listing of what INPUT reaches (issue 25: a batch's first listing on nf_tables)", () => {
   const MANAGERS = join(__dirname, "../../fixtures/managers");
   const saves = readdirSync(MANAGERS).flatMap((m) =>
@@ -178,6 +166,36 @@ describe("a listing of what INPUT reaches (issue 25: a batch's first listing on 
         }
     }
     expect(compared).toBeGreaterThan(300);
+  });
+
+  it("is judged from INPUT as the whole table is, on the kernel-differential test's generated rulesets", () => {
+    let compared = 0;
+    for (const family of [4, 6] as const)
+      for (const c of fc.sample(cases(family, "nf_tables"), { numRuns: 150, seed: 25 })) {
+        if (c.ours.chain !== "INPUT") continue;
+        const whole = parseRuleset(rulesetText(c));
+        const filter = whole.tables.get("filter")!;
+        const part = reachedFrom(filter, ["INPUT"]);
+        expect(part.closed).toBe(true);
+        const { inputs, failures } = check(
+          {},
+          {
+            connection: { host: "198.18.0.2" },
+            port: c.ours.ports,
+            action: c.ours.action,
+            rejectWith: c.ours.rejectWith,
+            source: c.ours.source,
+            inInterface: c.ours.inInterface,
+            ipVersion: family === 4 ? "ipv4" : "ipv6",
+          },
+        );
+        expect(failures).toEqual([]);
+        const rule = renderRule(inputs as never, family, "pulumi-iptables:walk/test/r/0123456789ab");
+        const at = (rs: Ruleset) => placeRule(rs, { table: "filter", chain: "INPUT", rule, interfaces: ["vlab0"] });
+        expect(at({ tables: new Map(whole.tables).set("filter", part) }), rulesetText(c)).toEqual(at(whole));
+        compared++;
+      }
+    expect(compared).toBeGreaterThan(200);
   });
 
   it("is not closed where a chain a listed rule jumps to is missing, and then is not judged", () => {
