@@ -148,7 +148,7 @@ export const REACH_CHAINS = 6;
  * never script.
  */
 export function reachOrWhole(f: Family, table: string, roots: readonly string[]): string {
-  const list = (c: string) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S "${c}" 2>&1`;
+  const list = (c: string) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S "${c}"`;
   const script = [
     `set -f; todo=${shellQuote(roots.join(" "))}; roots=" $todo "; seen=" "; n=0`,
     `while [ -n "$todo" ]; do`,
@@ -157,7 +157,7 @@ export function reachOrWhole(f: Family, table: string, roots: readonly string[])
     `  seen="$seen$c "; n=$((n + 1))`,
     `  [ "$n" -le ${REACH_CHAINS} ] || { echo "more than ${REACH_CHAINS} chains: the whole table instead" >&2; exit 1; }`,
     `  if ! o=$(${list("$c")}); then`,
-    `    case "$roots" in *" $c "*) printf '%s\\n' "$o" >&2; exit 1 ;; esac`,
+    `    case "$roots" in *" $c "*) exit 1 ;; esac`,
     "    continue",
     "  fi",
     `  printf '%s\\n' "$o"`,
