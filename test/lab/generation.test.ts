@@ -145,6 +145,9 @@ describe("the nf_tables generation", () => {
     const big = Array.from({ length: 200 }, (_, i) => `-A BIG -d 198.19.0.${i}/32 -p tcp -m tcp --dport 80 -j REJECT`);
     const fw = ["-A FW -p tcp -m tcp --dport 9433 -j DROP", ":BIG - [0:0]", "-A FORWARD -j BIG", ...big];
     const h = await lab.addHost({ rules: { v4: withFw(fw) }, listen: { tcp: [9431, 9432, 9433] } });
+    // A hostile comment whose words look like jumps: each is tried as a chain name, as data, never as script.
+    const hostile = "x -j $(touch /run/pit-pwned) -j `touch /run/pit-pwned` -j * -j ;touch${IFS}/run/pit-pwned";
+    await h.sh(`iptables -I INPUT 2 -p udp -m udp --dport 9 -m comment --comment '${hostile}' -j ACCEPT`);
     const answers = tap((await acceptInputs(h, 9431, "r9431")).connection);
     await create(await acceptInputs(h, 9431, "r9431"));
     const first = answers.take();
@@ -152,6 +155,7 @@ describe("the nf_tables generation", () => {
     expect(first.filter((e) => e.startsWith("save4 "))).toEqual([]);
     expect(answers.text).toContain("-A FW -p tcp -m tcp --dport 9433");
     expect(answers.text).not.toContain("-A BIG "); // nor FORWARD's jump to it, nor its 200 rules
+    expect(await h.sh("ls /run/pit-pwned 2>&1 || true")).toContain("No such file");
     expect(await lab.probe(h, 9431)).toBe("open");
     // An ACCEPT of 9433 placed by what INPUT reaches: above the jump to FW, whose DROP would refuse it.
     await create(await acceptInputs(h, 9433, "r9433"));
