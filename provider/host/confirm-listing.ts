@@ -74,6 +74,9 @@ export function digestOf(rs: Ruleset, chains: readonly string[]): string | undef
   return r.digest;
 }
 
+/** The whole table of one family, with counters (section save<f>): what every listing falls back to. */
+export const wholeTable = (f: Family, table: string) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]);
+
 /** awk that drops comments, counters and the rules of the chains in -v skip (space separated). */
 const DIGEST_AWK = String.raw`BEGIN { n = split(skip, a, " "); for (i = 1; i <= n; i++) s[a[i]] = 1 }
 /^#/ { next }
@@ -102,7 +105,7 @@ export function confirmListing(
   const save = `${iptables(f)}-save`;
   const d = `d=$(${save} -t ${shellQuote(table)} | awk -v skip=${shellQuote(chains.join(" "))} ${shellQuote(DIGEST_AWK)} | md5sum)`;
   const compare = digest === undefined ? "exit 1" : `[ "$d" = ${shellQuote(digest)} ]`;
-  const whole = section(`save${f}`, [save, "-c", "-t", table]);
+  const whole = wholeTable(f, table);
   const edited = [chainsOrWhole(f, table, chains)];
   const byDigest = [
     section(`digest${f}`, { script: `${d}\nd=\${d%% *}; echo "$d"\n${compare}` }),
@@ -127,8 +130,7 @@ export function confirmListing(
  * where they cannot be listed. */
 export function chainsOrWhole(f: Family, table: string, chains: readonly string[]): string {
   const list = chains.map((c) => `${iptables(f)} -w 5 -t ${shellQuote(table)} -v -S ${shellQuote(c)}`).join(" && ");
-  const whole = section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]);
-  return [section(`chains${f}`, { script: list }), `if [ "$c" != 0 ]; then`, whole, "fi"].join("\n");
+  return [section(`chains${f}`, { script: list }), `if [ "$c" != 0 ]; then`, wholeTable(f, table), "fi"].join("\n");
 }
 
 /** The targets no listing tries as a chain: every one placement knows is not one (KNOWN_TARGETS). */
@@ -166,8 +168,7 @@ export function reachOrWhole(f: Family, table: string, roots: readonly string[])
     "  done",
     "done",
   ].join("\n");
-  const whole = section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table]);
-  return [section(`reach${f}`, { script }), `if [ "$c" != 0 ]; then`, whole, "fi"].join("\n");
+  return [section(`reach${f}`, { script }), `if [ "$c" != 0 ]; then`, wholeTable(f, table), "fi"].join("\n");
 }
 
 /**
@@ -199,7 +200,7 @@ export function withListedChains(
   // A copy closed from its built-in chains stays closed only where the chains listed now jump nowhere new.
   const now = { ...t, chains: chainsNow };
   const rs: Ruleset = {
-    tables: new Map(before.tables).set(table, t.closed ? { ...now, closed: closedListing(now) } : now),
+    tables: new Map(before.tables).set(table, t.closed ? { ...now, closed: closedListing(now, chains) } : now),
   };
   rests.set(rs, { from: before, chains: key(chains), gen: listedGeneration(answer, f) });
   return rs;

@@ -7,7 +7,7 @@ import { withDeadline } from "../util";
 import { ADDRESSES, parseAddresses } from "./addresses";
 import { HostError } from "./errors";
 import { besideListing } from "./beside";
-import { chainsOrWhole, listedFrom, listedInPart, reachOrWhole } from "./confirm-listing";
+import { chainsOrWhole, listedFrom, listedInPart, reachOrWhole, wholeTable } from "./confirm-listing";
 import { generationSection, listedGeneration } from "./generation";
 import { secondOf, secondScript } from "./second";
 import type { BesideWant } from "./beside";
@@ -20,7 +20,7 @@ type Stable = Pick<HostFacts, "backend" | "version" | "persistence">;
 
 /** The script that lists the rulesets: one iptables-save per family (sections save4, save6). */
 export const rulesetsScript = (families: readonly Family[], table: string) =>
-  families.map((f) => section(`save${f}`, [`${iptables(f)}-save`, "-c", "-t", table])).join("\n");
+  families.map((f) => wholeTable(f, table)).join("\n");
 
 /** The host's network interfaces with their flags (one "name 0x1003" a line), from /sys as busybox has it. */
 const INTERFACES = section("interfaces", {

@@ -239,13 +239,13 @@ function walkChain(w: Walk, name: string): ChainResult {
 /** The targets that are no chain: placement knows what each does (target below). */
 export const KNOWN_TARGETS: ReadonlySet<string> = new Set([...VERDICTS, "RETURN", ...NON_TERMINATING, ...DECIDING]);
 
-/** Does every rule of the listed chains jump or go only to listed chains or known targets? Then a
- * packet walked from any of them never leaves what was listed (see Table.closed). */
-export function closedListing(table: Table): boolean {
-  for (const chain of table.chains.values())
-    for (const r of chain.rules)
-      if (r.target && !table.chains.has(r.target) && !KNOWN_TARGETS.has(r.target)) return false;
-  return true;
+/** Does every rule of the listed chains (or of `only` of them) jump or go only to listed chains or known
+ * targets? Then a packet walked from any of them never leaves what was listed (see Table.closed). */
+export function closedListing(table: Table, only?: readonly string[]): boolean {
+  const chains = only ? only.map((c) => table.chains.get(c)) : [...table.chains.values()];
+  return chains.every((chain) =>
+    (chain?.rules ?? []).every((r) => !r.target || table.chains.has(r.target) || KNOWN_TARGETS.has(r.target)),
+  );
 }
 
 /** Can packets be judged from `start` on this table: a whole listing, or one closed from it. */
