@@ -29,22 +29,12 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { insertRuleText } from "../fixtures/listing";
-import {
-  check,
-  chainOf,
-  findByTag,
-  makeTag,
-  parseRuleset,
-  placeRule,
-  renderRule,
-  ruleText,
-  shadowing,
-} from "../../provider/rules";
+import { chainOf, findByTag, makeTag, parseRuleset, placeRule, ruleText, shadowing } from "../../provider/rules";
 import { placeableOf } from "../../provider/host/move";
 import { possibleVerdicts } from "../../provider/rules/place";
 import { deleteAll, labUnavailable, tools, type Backend } from "./netns";
 import { addressOn, type Outcome, Pair } from "./pair";
-import { cases, type Case, type Family, natText, otherText, POOL, rulesetText } from "./rulesets";
+import { argvOf, cases, type Case, type Family, natText, otherText, POOL, rulesetText } from "./rulesets";
 
 const TOTAL = Number(process.env.PIT_PLACEMENT_CASES ?? 200);
 const ONE = ["vlab0"];
@@ -76,28 +66,10 @@ afterAll(() => {
   console.log(`kernel-differential placement: ${JSON.stringify(stats)}`);
 });
 
-function argvOf(c: Case): string[] {
-  const { inputs, failures } = check(
-    {},
-    {
-      connection: { host: "198.18.0.2" },
-      port: c.ours.ports,
-      action: c.ours.action,
-      rejectWith: c.ours.rejectWith,
-      source: c.ours.source,
-      chain: c.ours.chain,
-      inInterface: c.ours.inInterface,
-      ipVersion: c.family === 4 ? "ipv4" : "ipv6",
-    },
-  );
-  if (failures.length) throw new Error(`bad generated rule: ${JSON.stringify(failures)}`);
-  return renderRule(inputs as never, c.family, TAG);
-}
-
 async function runCase(pair: Pair, backend: Backend, c: Case): Promise<void> {
   const { save, restore } = tools(c.family);
   const text = rulesetText(c);
-  const argv = argvOf(c);
+  const argv = argvOf(c, TAG);
   const chain = c.ours.chain;
   const ours = ruleText(chain, argv);
   const log: string[] = [];

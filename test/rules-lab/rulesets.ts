@@ -8,6 +8,7 @@
  * or the server's interface (vlab0): the client is an ordinary client.
  */
 import fc from "fast-check";
+import { check, renderRule } from "../../provider/rules";
 import type { Backend } from "./netns";
 import { addressOn } from "./pair";
 import { readFamilyFile } from "../fixtures/captures";
@@ -540,4 +541,23 @@ export function cases(f: Family, backend: Backend, interfaces: readonly string[]
         },
       };
     });
+}
+
+/** The case's own rule as the provider renders it (checked inputs, tagged with `tag`). */
+export function argvOf(c: Case, tag: string): string[] {
+  const { inputs, failures } = check(
+    {},
+    {
+      connection: { host: "198.18.0.2" },
+      port: c.ours.ports,
+      action: c.ours.action,
+      rejectWith: c.ours.rejectWith,
+      source: c.ours.source,
+      chain: c.ours.chain,
+      inInterface: c.ours.inInterface,
+      ipVersion: c.family === 4 ? "ipv4" : "ipv6",
+    },
+  );
+  if (failures.length) throw new Error(`bad generated rule: ${JSON.stringify(failures)}`);
+  return renderRule(inputs as never, c.family, tag);
 }
